@@ -7,11 +7,14 @@ Exit codes: 0 clean, 1 a new critical or high alert, 2 usage or configuration er
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from monitor import __version__
+from monitor.config import load_config
 from monitor.errors import ConfigError, MonitorError
 
 EXIT_OK = 0
@@ -26,6 +29,14 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     from monitor.sandbox.server import run_sandbox
 
     run_sandbox(host=args.host, port=args.port, state_dir=args.state)
+    return EXIT_OK
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    config = load_config(Path(args.config))
+    print(json.dumps(config.redacted(), indent=2))
+    for warning in config.warnings:
+        print(f"tlog-monitor: warning: {warning}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -46,6 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--port", type=int, default=8080, help="port to listen on")
     sandbox.add_argument("--state", required=True, help="directory that keeps the log's state")
     sandbox.set_defaults(func=_cmd_sandbox)
+
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = config_sub.add_parser(
+        "check",
+        help="validate the configuration and print it resolved, with secrets redacted",
+        description="Load the configuration, print it as JSON with defaults filled in and "
+        "notify URLs redacted, and exit 0; exit 2 with a message naming the key if it is invalid.",
+    )
+    check.set_defaults(func=_cmd_config_check)
     return parser
 
 

@@ -1,0 +1,547 @@
+"""SQLite state: the only module that speaks SQL.
+
+One `Store` owns one connection and is used from one thread; async code goes through
+`AsyncStore`, which runs every call on a single dedicated writer thread, so SQLite never sees two
+writers from this process and the event loop never blocks on disk.
+
+Units of work are methods that run in one transaction (`BEGIN IMMEDIATE ... COMMIT`): state that
+depends on a verification is written together with the record of that verification, or not at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import sqlite_utils
+
+from monitor.alerts import Alert
+from monitor.errors import MonitorError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_PACKAGE = "monitor.schema"
+BUSY_TIMEOUT_MS = 10_000
+
+
+class StoreError(MonitorError):
+    """The database cannot be opened, migrated or written."""
+
+
+def utc_iso(moment: datetime) -> str:
+    """The canonical text form of a time in the database: UTC, ISO-8601, microseconds."""
+    if moment.tzinfo is None:
+        raise ValueError("store: expected a timezone-aware datetime, got a naive one")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def parse_utc(text: str) -> datetime:
+    """Inverse of `utc_iso`."""
+    return datetime.fromisoformat(text)
+
+
+def _migrations() -> list[tuple[str, str]]:
+    """The schema files shipped with the package, as (name, sql), in order."""
+    files = [
+        f
+        for f in resources.files(SCHEMA_PACKAGE).iterdir()
+        if f.name.endswith(".sql") and f.name[:3].isdigit()
+    ]
+    return [
+        (f.name.removesuffix(".sql"), f.read_text(encoding="utf-8"))
+        for f in sorted(files, key=lambda f: f.name)
+    ]
+
+
+@dataclass(frozen=True)
+class LogState:
+    """Verified state of one tree of one log (a Rekor v1 shard, or a tiled log's tree)."""
+
+    log_id: int
+    tree_id: str
+    origin: str
+    verified_size: int
+    verified_root: bytes
+    verified_note: str
+    high_water: int
+    scan_cursor: int | None
+    compact_range: bytes | None
+    frozen: bool
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    """A distinct checkpoint seen from one view."""
+
+    id: int
+    log_id: int
+    tree_id: str
+    view: str
+    origin: str
+    size: int
+    root: bytes
+    note: str
+    first_seen: str
+    last_seen: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One alert to be delivered to one channel."""
+
+    id: int
+    alert_id: int
+    channel: str
+    attempts: int
+    kind: str
+    severity: str
+    summary: str
+    details: Mapping[str, Any]
+    log_name: str | None
+    rule: str | None
+    created_at: str
+
+
+@dataclass(frozen=True)
+class ViewHealth:
+    """Reachability of one view of one log."""
+
+    log_id: int
+    view: str
+    last_ok_at: str | None
+    last_growth_at: str | None
+    error_since: str | None
+    last_error: str | None
+    errors: int
+
+
+# Column lists are constants of this module, never data: the S608 exemptions below rely on it.
+_STATE_COLUMNS = (
+    "log_id, tree_id, origin, verified_size, verified_root, verified_note, high_water, "
+    "scan_cursor, compact_range, frozen, updated_at"
+)
+_STATE_PLACEHOLDERS = ", ".join("?" * len(_STATE_COLUMNS.split(",")))
+
+
+class Store:
+    """The monitor's database. Open with `Store.open(path)`; close with `close()`."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.db = sqlite_utils.Database(conn)
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        """Open (creating with owner-only permissions if needed) and migrate the database.
+
+        Raises StoreError when the file cannot be opened or was written by a newer version.
+        """
+        try:
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                # Created 0600 before SQLite touches it: the database holds alert details.
+                fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+                os.close(fd)
+            conn = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+            )
+        except (OSError, sqlite3.Error) as e:
+            raise StoreError(f"database {path}: cannot open: {e}") from e
+        store = cls(conn)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            store._migrate()
+        except sqlite3.Error as e:
+            conn.close()
+            raise StoreError(f"database {path}: {e}") from e
+        except StoreError:
+            conn.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def _migrate(self) -> None:
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL) STRICT"
+        )
+        applied = {r[0] for r in self._conn.execute("SELECT name FROM schema_migrations")}
+        known = _migrations()
+        unknown = applied - {name for name, _ in known}
+        if unknown:
+            raise StoreError(
+                f"written by a newer tlog-monitor (unknown migrations {sorted(unknown)}); "
+                "upgrade tlog-monitor or point it at another database"
+            )
+        for name, sql in known:
+            if name in applied:
+                continue
+            log.info("applying database migration %s", name)
+            now = utc_iso(datetime.now(UTC))
+            # One script so the migration and its record commit together or not at all.
+            script = (
+                f"BEGIN IMMEDIATE;\n{sql}\n"
+                f"INSERT INTO schema_migrations (name, applied_at) VALUES ('{name}', '{now}');\n"
+                "COMMIT;"
+            )
+            try:
+                self._conn.executescript(script)
+            except sqlite3.Error:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: committed when the block ends, rolled back if it raises."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    # -- logs ------------------------------------------------------------------------------
+
+    def ensure_log(self, name: str, type_: str, url: str, now: datetime) -> int:
+        """The id of the log named `name`, recording it on first sight (its type and URL kept
+        current)."""
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO logs (name, type, url, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET type = excluded.type, url = excluded.url",
+                (name, type_, url, utc_iso(now)),
+            )
+            row = c.execute("SELECT id FROM logs WHERE name = ?", (name,)).fetchone()
+        return int(row[0])
+
+    def log_names(self) -> dict[int, str]:
+        """Every known log, id to name."""
+        return {int(r[0]): str(r[1]) for r in self._conn.execute("SELECT id, name FROM logs")}
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def record_checkpoint(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        log_id: int,
+        tree_id: str,
+        view: str,
+        origin: str,
+        size: int,
+        root: bytes,
+        note: str,
+        cosigners: Sequence[str],
+        now: datetime,
+    ) -> bool:
+        """Record a checkpoint seen from `view` inside the caller's transaction.
+
+        Returns True when this (view, origin, size, root) is new.
+        """
+        ts = utc_iso(now)
+        cur = conn.execute(
+            "INSERT INTO checkpoints (log_id, tree_id, view, origin, size, root, note, cosigners, "
+            "first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (log_id, view, origin, size, root) DO NOTHING",
+            (
+                log_id,
+                tree_id,
+                view,
+                origin,
+                size,
+                root,
+                note,
+                json.dumps(sorted(cosigners)),
+                ts,
+                ts,
+            ),
+        )
+        if cur.rowcount:
+            return True
+        conn.execute(
+            "UPDATE checkpoints SET last_seen = ? "
+            "WHERE log_id = ? AND view = ? AND origin = ? AND size = ? AND root = ?",
+            (ts, log_id, view, origin, size, root),
+        )
+        return False
+
+    def checkpoints_at(self, log_id: int, tree_id: str, size: int) -> list[StoredCheckpoint]:
+        """Every checkpoint of a tree recorded at `size`, from any view."""
+        rows = self._conn.execute(
+            "SELECT id, log_id, tree_id, view, origin, size, root, note, first_seen, last_seen "
+            "FROM checkpoints WHERE log_id = ? AND tree_id = ? AND size = ? ORDER BY id",
+            (log_id, tree_id, size),
+        ).fetchall()
+        return [StoredCheckpoint(*r) for r in rows]
+
+    # -- verified state --------------------------------------------------------------------
+
+    def _state_from_row(self, r: Sequence[Any]) -> LogState:
+        return LogState(
+            log_id=r[0],
+            tree_id=r[1],
+            origin=r[2],
+            verified_size=r[3],
+            verified_root=r[4],
+            verified_note=r[5],
+            high_water=r[6],
+            scan_cursor=r[7],
+            compact_range=r[8],
+            frozen=bool(r[9]),
+            updated_at=r[10],
+        )
+
+    def log_state(self, log_id: int, tree_id: str) -> LogState | None:
+        """The verified state of one tree, or None before its first verified checkpoint."""
+        row = self._conn.execute(
+            f"SELECT {_STATE_COLUMNS} FROM log_state WHERE log_id = ? AND tree_id = ?",  # noqa: S608
+            (log_id, tree_id),
+        ).fetchone()
+        return None if row is None else self._state_from_row(row)
+
+    def log_states(self, log_id: int | None = None) -> list[LogState]:
+        """Verified state of every tree (of one log, or of all)."""
+        sql = f"SELECT {_STATE_COLUMNS} FROM log_state"  # noqa: S608
+        params: tuple[Any, ...] = ()
+        if log_id is not None:
+            sql += " WHERE log_id = ?"
+            params = (log_id,)
+        rows = self._conn.execute(sql + " ORDER BY log_id, updated_at", params).fetchall()
+        return [self._state_from_row(r) for r in rows]
+
+    def put_state(self, conn: sqlite3.Connection, state: LogState) -> None:
+        """Write one tree's verified state inside the caller's transaction.
+
+        The high-water mark is kept monotonic here as well as by the engine: a bug elsewhere must
+        not be able to lower it.
+        """
+        conn.execute(
+            f"INSERT INTO log_state ({_STATE_COLUMNS}) VALUES ({_STATE_PLACEHOLDERS}) "  # noqa: S608
+            "ON CONFLICT (log_id, tree_id) DO UPDATE SET origin = excluded.origin, "
+            "verified_size = excluded.verified_size, verified_root = excluded.verified_root, "
+            "verified_note = excluded.verified_note, "
+            "high_water = max(log_state.high_water, excluded.high_water), "
+            "scan_cursor = excluded.scan_cursor, compact_range = excluded.compact_range, "
+            "frozen = excluded.frozen, updated_at = excluded.updated_at",
+            (
+                state.log_id,
+                state.tree_id,
+                state.origin,
+                state.verified_size,
+                state.verified_root,
+                state.verified_note,
+                state.high_water,
+                state.scan_cursor,
+                state.compact_range,
+                int(state.frozen),
+                state.updated_at,
+            ),
+        )
+
+    # -- view health -----------------------------------------------------------------------
+
+    def view_health(self, log_id: int, view: str) -> ViewHealth | None:
+        """Reachability of one view, or None before its first poll."""
+        row = self._conn.execute(
+            "SELECT log_id, view, last_ok_at, last_growth_at, error_since, last_error, errors "
+            "FROM view_health WHERE log_id = ? AND view = ?",
+            (log_id, view),
+        ).fetchone()
+        return None if row is None else ViewHealth(*row)
+
+    def all_view_health(self) -> list[ViewHealth]:
+        """Reachability of every view of every log."""
+        rows = self._conn.execute(
+            "SELECT log_id, view, last_ok_at, last_growth_at, error_since, last_error, errors "
+            "FROM view_health ORDER BY log_id, view"
+        ).fetchall()
+        return [ViewHealth(*r) for r in rows]
+
+    def record_view_ok(
+        self, conn: sqlite3.Connection, log_id: int, view: str, *, grew: bool, now: datetime
+    ) -> None:
+        """A poll of `view` succeeded (and the log grew, if `grew`)."""
+        ts = utc_iso(now)
+        conn.execute(
+            "INSERT INTO view_health (log_id, view, last_ok_at, last_growth_at, errors) "
+            "VALUES (?, ?, ?, ?, 0) ON CONFLICT (log_id, view) DO UPDATE SET "
+            "last_ok_at = excluded.last_ok_at, "
+            "last_growth_at = coalesce(excluded.last_growth_at, view_health.last_growth_at), "
+            "error_since = NULL, last_error = NULL, errors = 0",
+            (log_id, view, ts, ts if grew else None),
+        )
+
+    def record_view_error(self, log_id: int, view: str, error: str, now: datetime) -> ViewHealth:
+        """A poll of `view` failed; returns the updated health (error_since is the first failure
+        of the current run of failures)."""
+        ts = utc_iso(now)
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO view_health (log_id, view, error_since, last_error, errors) "
+                "VALUES (?, ?, ?, ?, 1) ON CONFLICT (log_id, view) DO UPDATE SET "
+                "error_since = coalesce(view_health.error_since, excluded.error_since), "
+                "last_error = excluded.last_error, errors = view_health.errors + 1",
+                (log_id, view, ts, error[:2000]),
+            )
+        health = self.view_health(log_id, view)
+        if health is None:  # pragma: no cover - the row was just written
+            raise StoreError("view_health row vanished")
+        return health
+
+    # -- alerts and the outbox ---------------------------------------------------------------
+
+    def add_alert(
+        self,
+        conn: sqlite3.Connection,
+        alert: Alert,
+        log_id: int | None,
+        channels: Sequence[str],
+        now: datetime,
+    ) -> int | None:
+        """Record an alert and its pending deliveries inside the caller's transaction.
+
+        Returns the new alert's id, or None when an alert with the same dedup key exists (the
+        same fact is alerted once, across restarts).
+        """
+        ts = utc_iso(now)
+        cur = conn.execute(
+            "INSERT INTO alerts (kind, severity, log_id, rule, dedup_key, summary, details, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedup_key) DO NOTHING",
+            (
+                alert.kind.value,
+                alert.severity.value,
+                log_id,
+                alert.rule,
+                alert.dedup_key,
+                alert.summary,
+                json.dumps(alert.details, sort_keys=True),
+                ts,
+            ),
+        )
+        if not cur.rowcount:
+            return None
+        alert_id = int(cur.lastrowid or 0)
+        conn.executemany(
+            "INSERT INTO deliveries (alert_id, channel, status, attempts, next_try) "
+            "VALUES (?, ?, 'pending', 0, ?)",
+            [(alert_id, ch, ts) for ch in channels],
+        )
+        return alert_id
+
+    def due_deliveries(self, now: datetime, limit: int = 100) -> list[Delivery]:
+        """Pending deliveries whose next try is due, oldest first."""
+        rows = self._conn.execute(
+            "SELECT d.id, d.alert_id, d.channel, d.attempts, a.kind, a.severity, a.summary, "
+            "a.details, l.name, a.rule, a.created_at FROM deliveries d "
+            "JOIN alerts a ON a.id = d.alert_id LEFT JOIN logs l ON l.id = a.log_id "
+            "WHERE d.status = 'pending' AND d.next_try <= ? ORDER BY d.id LIMIT ?",
+            (utc_iso(now), limit),
+        ).fetchall()
+        return [
+            Delivery(
+                id=r[0],
+                alert_id=r[1],
+                channel=r[2],
+                attempts=r[3],
+                kind=r[4],
+                severity=r[5],
+                summary=r[6],
+                details=json.loads(r[7]),
+                log_name=r[8],
+                rule=r[9],
+                created_at=r[10],
+            )
+            for r in rows
+        ]
+
+    def mark_delivered(self, delivery_id: int, now: datetime) -> None:
+        """A delivery succeeded: it is never attempted again."""
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, "
+                "delivered_at = ?, last_error = NULL WHERE id = ? AND status = 'pending'",
+                (utc_iso(now), delivery_id),
+            )
+
+    def mark_failed(self, delivery_id: int, error: str, next_try: datetime) -> None:
+        """A delivery failed: record why (already redacted by the caller) and when to retry."""
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_try = ? "
+                "WHERE id = ? AND status = 'pending'",
+                (error[:2000], utc_iso(next_try), delivery_id),
+            )
+
+    def pending_count(self) -> int:
+        """How many deliveries are still pending."""
+        return int(
+            self._conn.execute(
+                "SELECT count(*) FROM deliveries WHERE status = 'pending'"
+            ).fetchone()[0]
+        )
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def start_run(self, command: str, now: datetime) -> int:
+        """Record the start of a `run` or `check`."""
+        with self.transaction() as c:
+            cur = c.execute(
+                "INSERT INTO runs (command, started_at) VALUES (?, ?)", (command, utc_iso(now))
+            )
+        return int(cur.lastrowid or 0)
+
+    def finish_run(
+        self, run_id: int, outcome: str, details: Mapping[str, Any], now: datetime
+    ) -> None:
+        """Record how a run ended."""
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE runs SET finished_at = ?, outcome = ?, details = ? WHERE id = ?",
+                (utc_iso(now), outcome, json.dumps(details, sort_keys=True), run_id),
+            )
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        """Rows of a read-only query as dicts (for reports)."""
+        return list(self.db.query(sql, params))
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class AsyncStore:
+    """Runs `Store` calls on one dedicated thread: the single writer for async code."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+
+    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `fn(*args, **kwargs)` on the writer thread and await its result."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    def close(self) -> None:
+        """Finish queued calls, then close the database."""
+        self._executor.shutdown(wait=True)
+        self.store.close()

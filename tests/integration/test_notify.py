@@ -1,0 +1,471 @@
+"""The notifier against real receivers: an HTTP server (apprise json://) and an SMTP server
+(apprise mailto://), a real SQLite outbox, a controllable clock for the retry schedule."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.alerts import Alert, AlertKind, fact_key
+from monitor.config import NotifyChannel
+from monitor.notify import (
+    REDACTED,
+    Backoff,
+    DeliveryRound,
+    Notifier,
+    NotifyError,
+    delivery_targets,
+    install_log_redaction,
+    parse_target,
+    render_message,
+    send_test,
+    url_secrets,
+)
+from monitor.severity import Severity
+from monitor.store import AsyncStore, Store
+from tests.integration.receivers import HttpReceiver, SmtpReceiver, free_port
+
+START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+FAST = Backoff(initial=timedelta(seconds=10), cap=timedelta(minutes=5), jitter=0.2)
+TOKEN = "hk7Q2xTokenZ9pW"  # a path token, as in webhook URLs
+PASSWORD = "pw-V3ry-s3cret"
+
+
+class Clock:
+    """The notifier's clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
+def channel(
+    name: str, urls: Sequence[str], min_severity: Severity = Severity.INFO
+) -> NotifyChannel:
+    return NotifyChannel(
+        name=name, urls=tuple(urls), min_severity=min_severity, urls_env=(), urls_file=None
+    )
+
+
+def split_view(n: int = 1, **details: Any) -> Alert:
+    return Alert(
+        kind=AlertKind.SPLIT_VIEW,
+        dedup_key=fact_key(AlertKind.SPLIT_VIEW, "rekor", n),
+        summary=f"rekor: two checkpoints of size {1000 + n} with different roots",
+        log="rekor",
+        details={"size": 1000 + n, "old_root": "ab" * 32, "new_root": "cd" * 32, **details},
+    )
+
+
+class Outbox:
+    """A real database file, the store behind its writer thread, and the test's clock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.clock = Clock()
+        self.store = Store.open(path)
+        self.astore = AsyncStore(self.store)
+        self.log_id = self.store.ensure_log("rekor", "rekor-v1", "https://rekor.example", START)
+
+    def reopen(self) -> None:
+        """A restart: close everything and open the same file again."""
+        self.astore.close()
+        self.store = Store.open(self.path)
+        self.astore = AsyncStore(self.store)
+
+    def raise_alert(
+        self, alert: Alert, channels: Sequence[NotifyChannel], only: Sequence[str] | None = None
+    ) -> int:
+        targets = delivery_targets(channels, alert.severity, only)
+        with self.store.transaction() as conn:
+            alert_id = self.store.add_alert(
+                conn, alert, None if alert.log is None else self.log_id, targets, self.clock()
+            )
+        assert alert_id is not None
+        return alert_id
+
+    def notifier(self, channels: Sequence[NotifyChannel], **kwargs: Any) -> Notifier:
+        kwargs.setdefault("backoff", FAST)
+        kwargs.setdefault("send_timeout", 10.0)
+        return Notifier(channels, self.astore, clock=self.clock, **kwargs)
+
+    async def rows(self) -> list[dict[str, Any]]:
+        return await self.astore.call(
+            self.store.query,
+            "SELECT id, alert_id, channel, status, attempts, last_error, next_try, delivered_at "
+            "FROM deliveries ORDER BY id",
+        )
+
+    async def pending(self) -> int:
+        return await self.astore.call(self.store.pending_count)
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Iterator[Outbox]:
+    box = Outbox(tmp_path / "monitor.db")
+    yield box
+    box.astore.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[HttpReceiver]:
+    receiver = HttpReceiver()
+    await receiver.start()
+    yield receiver
+    await receiver.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpReceiver]:
+    receiver = SmtpReceiver("monitor", PASSWORD)
+    receiver.start()
+    yield receiver
+    receiver.stop()
+
+
+def assert_no_secret(text: str | None, urls: Sequence[str]) -> None:
+    assert text is not None
+    for url in urls:
+        for secret in url_secrets(url):
+            assert secret not in text, f"{secret!r} leaked into {text!r}"
+
+
+async def test_alert_delivered_to_http_and_smtp_once(
+    outbox: Outbox, http: HttpReceiver, smtp: SmtpReceiver
+) -> None:
+    security = channel("security", [http.url(), smtp.url()], Severity.WARNING)
+    alert_id = outbox.raise_alert(split_view(note="rekor.sigstore.dev\n1001\nq83=\n"), [security])
+    notifier = outbox.notifier([security])
+
+    assert await notifier.deliver_due() == DeliveryRound(delivered=2, failed=0)
+    outbox.clock.advance(timedelta(hours=2))
+    assert await notifier.deliver_due() == DeliveryRound(delivered=0, failed=0)
+
+    title = "[CRITICAL] split_view: rekor"
+    assert len(http.posts) == 1
+    post = http.posts[0].body
+    assert post["title"] == title
+    assert post["type"] == "failure"
+    lines = post["message"].splitlines()
+    assert lines[0] == "rekor: two checkpoints of size 1001 with different roots"
+    assert "log: rekor" in lines
+    assert "size: 1001" in lines
+    assert f"old_root: {'ab' * 32}" in lines
+    assert any(line.startswith(f"alert #{alert_id}, critical, raised ") for line in lines)
+    assert "full record: tlog-monitor report alerts --format json" in lines
+    assert "(1 more detail field in the full record)" in lines  # the multi-line note stays out
+
+    assert len(smtp.messages) == 1
+    mail = smtp.messages[0]
+    assert mail["Subject"] == title
+    assert mail["To"] == "ops@example.com"
+    text = SmtpReceiver.text(mail)
+    assert "size: 1001" in text.splitlines()
+    assert f"alert #{alert_id}" in text
+    assert smtp.failed_logins == 0
+
+    rows = await outbox.rows()
+    assert [(r["channel"], r["status"], r["attempts"]) for r in rows] == [
+        ("security#0", "delivered", 1),
+        ("security#1", "delivered", 1),
+    ]
+    assert await outbox.pending() == 0
+
+
+async def test_min_severity_and_rule_routing(outbox: Outbox, http: HttpReceiver) -> None:
+    chatty = channel("chatty", [http.url("chatty")], Severity.INFO)
+    security = channel(
+        "security", [http.url("security-a"), http.url("security-b")], Severity.WARNING
+    )
+    channels = [chatty, security]
+
+    assert delivery_targets(channels, Severity.INFO) == ["chatty#0"]
+    assert delivery_targets(channels, Severity.WARNING) == ["chatty#0", "security#0", "security#1"]
+    assert delivery_targets(channels, Severity.HIGH, only=["security"]) == [
+        "security#0",
+        "security#1",
+    ]
+    assert delivery_targets(channels, Severity.INFO, only=["security"]) == []
+    assert delivery_targets(channels, Severity.HIGH, only=[]) == delivery_targets(
+        channels, Severity.HIGH
+    )
+    assert parse_target("team#ops#2") == ("team#ops", 2)
+
+    seen = Alert(
+        kind=AlertKind.IDENTITY_SEEN,
+        dedup_key="identity_seen:rekor:1:release",
+        summary="release: entry 1 signed by a watched identity",
+        log="rekor",
+        rule="release",
+        details={"log_index": 1, "san": "https://github.com/example/project/.github/x.yml"},
+    )
+    outbox.raise_alert(seen, channels)
+    unexpected = Alert(
+        kind=AlertKind.UNEXPECTED_SIGNER,
+        dedup_key="unexpected_signer:rekor:2:release",
+        summary="release: entry 2 signed by an identity not in allowed_signers",
+        log="rekor",
+        rule="release",
+        details={"log_index": 2},
+    )
+    outbox.raise_alert(unexpected, channels, only=["security"])
+
+    notifier = outbox.notifier(channels)
+    assert await notifier.deliver_due() == DeliveryRound(delivered=3, failed=0)
+    by_path = sorted((p.path, p.body["title"], p.body["type"]) for p in http.posts)
+    assert by_path == [
+        ("/chatty", "[INFO] identity_seen: rekor, rule release", "info"),
+        ("/security-a", "[HIGH] unexpected_signer: rekor, rule release", "failure"),
+        ("/security-b", "[HIGH] unexpected_signer: rekor, rule release", "failure"),
+    ]
+
+
+async def test_receiver_down_backs_off_redacts_and_delivers_once(
+    outbox: Outbox, http: HttpReceiver
+) -> None:
+    url = http.url(f"hooks/{TOKEN}", user="monitor", password=PASSWORD)
+    security = channel("security", [url])
+    outbox.raise_alert(split_view(), [security])
+    notifier = outbox.notifier([security])
+    await http.stop()
+
+    gaps: list[timedelta] = []
+    for attempt in (1, 2, 3):
+        assert await notifier.deliver_due() == DeliveryRound(delivered=0, failed=1)
+        [row] = await outbox.rows()
+        assert row["status"] == "pending"
+        assert row["attempts"] == attempt
+        assert row["last_error"] == "channel security#0: delivery failed (apprise reported failure)"
+        assert_no_secret(row["last_error"], [url])
+        gap = datetime.fromisoformat(row["next_try"]) - outbox.clock.now
+        gaps.append(gap)
+        # Not due again before its next try.
+        assert await notifier.deliver_due() == DeliveryRound(delivered=0, failed=0)
+        outbox.clock.advance(gap)
+    assert FAST.initial * 0.8 <= gaps[0] <= FAST.initial
+    assert gaps[0] < gaps[1] < gaps[2] <= FAST.initial * 4
+
+    # Listening again, but answering 500: still a failure, still retried.
+    await http.start()
+    http.failing = True
+    assert await notifier.deliver_due() == DeliveryRound(delivered=0, failed=1)
+    assert http.refused_posts == 1
+    [row] = await outbox.rows()
+    assert row["attempts"] == 4
+
+    http.failing = False
+    outbox.clock.advance(FAST.cap)
+    assert await notifier.deliver_due() == DeliveryRound(delivered=1, failed=0)
+    outbox.clock.advance(FAST.cap)
+    assert await notifier.deliver_due() == DeliveryRound(delivered=0, failed=0)
+    assert len(http.posts) == 1
+    assert http.posts[0].path == f"/hooks/{TOKEN}"
+    [row] = await outbox.rows()
+    assert (row["status"], row["attempts"], row["last_error"]) == ("delivered", 5, None)
+
+
+async def test_restart_while_receiver_down_delivers_once(
+    outbox: Outbox, http: HttpReceiver
+) -> None:
+    security = channel("security", [http.url()])
+    outbox.raise_alert(split_view(), [security])
+    await http.stop()
+    assert await outbox.notifier([security]).deliver_due() == DeliveryRound(0, 1)
+
+    outbox.reopen()
+    await http.start()
+    notifier = outbox.notifier([security])
+    # Before the next try: nothing, even in a fresh process.
+    assert await notifier.deliver_due() == DeliveryRound(0, 0)
+    outbox.clock.advance(FAST.cap)
+    assert await notifier.deliver_due() == DeliveryRound(1, 0)
+    outbox.clock.advance(FAST.cap)
+    assert await notifier.deliver_due() == DeliveryRound(0, 0)
+    assert len(http.posts) == 1
+    assert await outbox.pending() == 0
+
+
+async def test_partial_failure_does_not_resend_to_the_healthy_url(
+    outbox: Outbox, http: HttpReceiver
+) -> None:
+    broken = HttpReceiver()  # configured, not listening yet
+    security = channel("security", [http.url("healthy"), broken.url("broken")])
+    outbox.raise_alert(split_view(), [security])
+    notifier = outbox.notifier([security])
+
+    assert await notifier.deliver_due() == DeliveryRound(delivered=1, failed=1)
+    await broken.start()
+    try:
+        outbox.clock.advance(FAST.cap)
+        assert await notifier.deliver_due() == DeliveryRound(delivered=1, failed=0)
+        outbox.clock.advance(FAST.cap)
+        assert await notifier.deliver_due() == DeliveryRound(delivered=0, failed=0)
+    finally:
+        await broken.stop()
+    assert len(http.posts) == 1
+    assert len(broken.posts) == 1
+    rows = await outbox.rows()
+    assert [(r["channel"], r["attempts"]) for r in rows] == [("security#0", 1), ("security#1", 2)]
+
+
+async def test_many_alerts_each_delivered_once_in_order(
+    outbox: Outbox, http: HttpReceiver, smtp: SmtpReceiver
+) -> None:
+    count = 200
+    webhook = channel("webhook", [http.url()])
+    mail = channel("mail", [smtp.url()], Severity.CRITICAL)
+    ids = [outbox.raise_alert(split_view(n), [webhook, mail]) for n in range(count)]
+    notifier = outbox.notifier([webhook, mail])
+
+    total = 0
+    for _ in range(10):
+        done = await notifier.deliver_due(limit=100)
+        assert done.failed == 0
+        total += done.delivered
+        if done.delivered == 0:
+            break
+    assert total == 2 * count
+    assert await outbox.pending() == 0
+
+    seen = [int(p.body["message"].split("alert #")[1].split(",")[0]) for p in http.posts]
+    assert seen == ids  # once each, in the order raised
+    mailed = sorted(
+        int(SmtpReceiver.text(m).split("alert #")[1].split(",")[0]) for m in smtp.messages
+    )
+    assert mailed == ids
+
+
+async def test_concurrent_rounds_do_not_duplicate(outbox: Outbox, http: HttpReceiver) -> None:
+    security = channel("security", [http.url("a"), http.url("b")])
+    for n in range(10):
+        outbox.raise_alert(split_view(n), [security])
+    notifier = outbox.notifier([security])
+
+    rounds = await asyncio.gather(*(notifier.deliver_due() for _ in range(4)))
+    assert sum(r.delivered for r in rounds) == 20
+    assert sum(r.failed for r in rounds) == 0
+    assert len(http.posts) == 20
+    assert len({(p.path, p.body["message"]) for p in http.posts}) == 20
+
+
+async def test_target_missing_from_config_stays_pending(outbox: Outbox, http: HttpReceiver) -> None:
+    old = channel("old-team", [http.url("old")])
+    outbox.raise_alert(split_view(), [old])
+    notifier = outbox.notifier([channel("security", [http.url()])])
+
+    assert await notifier.deliver_due() == DeliveryRound(delivered=0, failed=1)
+    [row] = await outbox.rows()
+    assert row["status"] == "pending"
+    assert row["last_error"].startswith("channel old-team#0: not in the configuration")
+    assert http.posts == []
+
+    notifier.set_channels([old])  # a reload brings the channel back
+    outbox.clock.advance(FAST.cap)
+    assert await notifier.deliver_due() == DeliveryRound(delivered=1, failed=0)
+    assert [p.path for p in http.posts] == ["/old"]
+
+
+async def test_timeout_defers_the_rest_of_the_target(outbox: Outbox, http: HttpReceiver) -> None:
+    security = channel("security", [http.url()])
+    for n in range(3):
+        outbox.raise_alert(split_view(n), [security])
+    notifier = outbox.notifier([security], send_timeout=0.3)
+    http.delay = 1.0
+
+    assert await notifier.deliver_due() == DeliveryRound(delivered=0, failed=3)
+    rows = await outbox.rows()
+    assert rows[0]["last_error"] == "channel security#0: no answer within 0.3 s"
+    for row in rows[1:]:
+        assert "not attempted" in row["last_error"]
+    assert {r["attempts"] for r in rows} == {1}
+
+    await asyncio.sleep(1.2)  # the abandoned send still lands: at-least-once at the transport
+    http.delay = 0.0
+    outbox.clock.advance(FAST.cap)
+    assert await notifier.deliver_due() == DeliveryRound(delivered=3, failed=0)
+    assert len(http.posts) == 4
+
+
+async def test_apprise_log_filter_redacts_tokens(
+    outbox: Outbox, http: HttpReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = http.url(f"hooks/{TOKEN}", user="monitor", password=PASSWORD)
+    security = channel("security", [url])
+    outbox.raise_alert(split_view(), [security])
+    notifier = outbox.notifier([security])
+    caplog.set_level(logging.DEBUG, logger="apprise")
+    caplog.set_level(logging.DEBUG, logger="urllib3")
+
+    # apprise's own debug lines name the request URL, path token included.
+    assert await notifier.deliver_due() == DeliveryRound(1, 0)
+    apprise_lines = [r.getMessage() for r in caplog.records if r.name == "apprise"]
+    assert any("JSON POST URL" in line and REDACTED in line for line in apprise_lines)
+    assert TOKEN not in caplog.text
+
+    # A record carrying the token in its arguments and in an exception.
+    apprise_log = logging.getLogger("apprise")
+    caplog.clear()
+    try:
+        raise ConnectionError(f"cannot reach {url}")
+    except ConnectionError:
+        apprise_log.debug("Socket Exception: %s (token %s)", url, TOKEN, exc_info=True)
+    [record] = caplog.records
+    assert record.getMessage() == f"Socket Exception: {REDACTED} (token {REDACTED})"
+    assert_no_secret(caplog.text, [url])
+    assert "ConnectionError" in caplog.text
+
+    # Registering is idempotent: one filter per logger however many notifiers are built.
+    install_log_redaction([url])
+    outbox.notifier([security])
+    assert len(apprise_log.filters) == 1
+
+
+async def test_send_test_names_the_failing_target_not_its_url(http: HttpReceiver) -> None:
+    down = f"json://monitor:{PASSWORD}@127.0.0.1:{free_port()}/hooks/{TOKEN}"
+    security = channel("security", [http.url(), down])
+
+    with pytest.raises(NotifyError) as failure:
+        await send_test(security, timeout=5.0)
+    assert failure.value.failed == ("security#1",)
+    assert str(failure.value).startswith("channel security: security#1: delivery failed")
+    assert_no_secret(str(failure.value), [down])
+    [post] = http.posts
+    assert post.body["title"] == "[TEST] tlog-monitor: channel security"
+
+    await send_test(channel("security", [http.url()]), timeout=5.0)
+    assert len(http.posts) == 2
+
+
+async def test_message_is_bounded_and_single_line_fields(
+    outbox: Outbox, http: HttpReceiver
+) -> None:
+    security = channel("security", [http.url()])
+    noisy = {f"field_{i:03}": "x" * 150 for i in range(100)}
+    alert = Alert(
+        kind=AlertKind.BAD_ENTRY,
+        dedup_key="bad_entry:rekor:7",
+        summary="rekor: entry 7 does not hash into the tree\nFAKE: injected line\x1b[31m",
+        log="rekor",
+        details=noisy,
+    )
+    alert_id = outbox.raise_alert(alert, [security])
+    [delivery] = await outbox.astore.call(outbox.store.due_deliveries, outbox.clock(), 10)
+    message = render_message(delivery)
+    assert len(message.body) <= 4000
+    first, *rest = message.body.splitlines()
+    assert first == "rekor: entry 7 does not hash into the tree FAKE: injected line [31m"
+    assert "\x1b" not in message.body
+    assert f"alert #{alert_id}, critical, raised {delivery.created_at}" in rest
+    assert any(line.endswith("more detail fields in the full record)") for line in rest)
+    assert len(render_message(delivery, max_body=200).body) <= 200
