@@ -7,15 +7,19 @@ Exit codes: 0 clean, 1 a new critical or high alert, 2 usage or configuration er
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from monitor import __version__
 from monitor.config import load_config
+from monitor.durations import parse_duration
 from monitor.errors import ConfigError, MonitorError
+from monitor.reports import ReportFormat
 
 EXIT_OK = 0
 EXIT_ALERT = 1
@@ -40,6 +44,92 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from monitor.daemon import run_daemon
+
+    path = Path(args.config)
+    run_daemon(path, load_config(path))
+    return EXIT_OK
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from monitor.daemon import check_once
+
+    outcome = asyncio.run(check_once(load_config(Path(args.config))))
+    for alert_id, alert in outcome.alerts:
+        print(f"alert {alert_id} [{alert.severity.value}] {alert.kind.value}: {alert.summary}")
+    for error in outcome.errors:
+        print(f"error: {error}", file=sys.stderr)
+    if outcome.undelivered:
+        print(f"{outcome.undelivered} notification(s) not yet delivered", file=sys.stderr)
+    if outcome.urgent:
+        return EXIT_ALERT
+    return EXIT_OPERATIONAL if outcome.errors else EXIT_OK
+
+
+def _since(text: str | None) -> datetime | None:
+    """`--since`: an ISO-8601 time, or a duration back from now ("2h", "7d")."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            return datetime.now(UTC) - parse_duration(text)
+        except ConfigError as e:
+            raise ConfigError(
+                f"--since: expected an ISO-8601 time or a duration like '2h', got {text!r}"
+            ) from e
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from monitor import reports
+    from monitor.store import Store
+
+    config = load_config(Path(args.config))
+    since = _since(args.since)
+    fmt = ReportFormat(args.format)
+    if not config.monitor.database.exists():
+        raise ConfigError(
+            f"database {config.monitor.database} does not exist yet: run 'tlog-monitor check' "
+            "or 'tlog-monitor run' first"
+        )
+    store = Store.open(config.monitor.database)
+    try:
+        if args.what == "alerts":
+            report = reports.alerts_report(
+                store, log=args.log, since=since, details=fmt is ReportFormat.JSON
+            )
+        elif args.what == "checkpoints":
+            report = reports.checkpoints_report(store, log=args.log, since=since)
+        else:
+            report = reports.status_report(store, log=args.log)
+    finally:
+        store.close()
+    sys.stdout.write(reports.render(report, fmt))
+    return EXIT_OK
+
+
+def _cmd_notify_test(args: argparse.Namespace) -> int:
+    from monitor.notify import send_test
+
+    config = load_config(Path(args.config))
+    channels = [config.channel(args.channel)] if args.channel else list(config.channels)
+    if not channels:
+        raise ConfigError("no [[notify]] channels are configured")
+    for channel in channels:
+        asyncio.run(send_test(channel))
+        print(f"channel {channel.name}: test notification sent to {len(channel.urls)} URL(s)")
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from monitor.demo import run_demo
+
+    return run_demo(Path(args.state))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(
@@ -57,6 +147,42 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--port", type=int, default=8080, help="port to listen on")
     sandbox.add_argument("--state", required=True, help="directory that keeps the log's state")
     sandbox.set_defaults(func=_cmd_sandbox)
+
+    run = sub.add_parser(
+        "run",
+        help="run the monitor until stopped (systemd Type=notify; SIGHUP reloads the config)",
+    )
+    run.set_defaults(func=_cmd_run)
+
+    check_all = sub.add_parser(
+        "check",
+        help="poll every log once, deliver notifications, exit "
+        "(0 clean, 1 new critical/high alert, 2 config error, 3 operational failure)",
+    )
+    check_all.set_defaults(func=_cmd_check)
+
+    report = sub.add_parser("report", help="query the database: alerts, checkpoints, status")
+    report.add_argument("what", choices=["alerts", "checkpoints", "status"])
+    report.add_argument(
+        "--format", choices=[f.value for f in ReportFormat], default=ReportFormat.TABLE.value
+    )
+    report.add_argument("--log", help="only this log (its configured name)")
+    report.add_argument("--since", help="only since this time (ISO-8601) or duration ago ('2h')")
+    report.set_defaults(func=_cmd_report)
+
+    notify = sub.add_parser("notify", help="notification tools")
+    notify_sub = notify.add_subparsers(dest="notify_command", required=True, metavar="ACTION")
+    notify_test = notify_sub.add_parser(
+        "test", help="send a test notification to every URL of the configured channels"
+    )
+    notify_test.add_argument("--channel", help="only this channel (its configured name)")
+    notify_test.set_defaults(func=_cmd_notify_test)
+
+    demo = sub.add_parser(
+        "demo", help="run a local sandbox log, make it misbehave, and watch the monitor catch it"
+    )
+    demo.add_argument("--state", default="demo-state", help="working directory for the demo")
+    demo.set_defaults(func=_cmd_demo)
 
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")

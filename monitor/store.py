@@ -314,14 +314,14 @@ class Store:
     def log_state(self, log_id: int, tree_id: str) -> LogState | None:
         """The verified state of one tree, or None before its first verified checkpoint."""
         row = self._conn.execute(
-            f"SELECT {_STATE_COLUMNS} FROM log_state WHERE log_id = ? AND tree_id = ?",  # noqa: S608
+            f"SELECT {_STATE_COLUMNS} FROM log_state WHERE log_id = ? AND tree_id = ?",
             (log_id, tree_id),
         ).fetchone()
         return None if row is None else self._state_from_row(row)
 
     def log_states(self, log_id: int | None = None) -> list[LogState]:
         """Verified state of every tree (of one log, or of all)."""
-        sql = f"SELECT {_STATE_COLUMNS} FROM log_state"  # noqa: S608
+        sql = f"SELECT {_STATE_COLUMNS} FROM log_state"
         params: tuple[Any, ...] = ()
         if log_id is not None:
             sql += " WHERE log_id = ?"
@@ -336,7 +336,7 @@ class Store:
         not be able to lower it.
         """
         conn.execute(
-            f"INSERT INTO log_state ({_STATE_COLUMNS}) VALUES ({_STATE_PLACEHOLDERS}) "  # noqa: S608
+            f"INSERT INTO log_state ({_STATE_COLUMNS}) VALUES ({_STATE_PLACEHOLDERS}) "
             "ON CONFLICT (log_id, tree_id) DO UPDATE SET origin = excluded.origin, "
             "verified_size = excluded.verified_size, verified_root = excluded.verified_root, "
             "verified_note = excluded.verified_note, "

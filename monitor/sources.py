@@ -1,0 +1,122 @@
+"""Wiring between the configuration, the log clients and the consistency engine.
+
+`log_spec` resolves a `[[log]]` table into what the engine verifies with (keys, expected
+origins); `checkpoint_source` adapts a view's URL to the engine's `CheckpointSource`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import aiohttp
+
+from monitor.config import Config, LogConfig, LogType
+from monitor.engine import Head, LogSpec
+from monitor.keys import (
+    find_trusted_log,
+    rekor_v1_key_name,
+    tiles_origin,
+    verifier_from_der,
+)
+from monitor.logs.http import HttpPolicy, RequestBudget
+from monitor.logs.rekor_v1 import RekorV1Client
+from monitor.logs.tiles import TilesClient
+from monitor.note import NoteVerifier
+
+TILES_TREE = "tiles"
+"""The tree id under which a tiled log's single tree is kept (it has no shards)."""
+
+
+def log_spec(config: Config, log: LogConfig) -> LogSpec:
+    """Resolve the keys and expected origins of one log.
+
+    Rekor v1 checkpoints are signed under the key name "<host>" and carry the origin
+    "<host> - <treeID>"; `origin` in the config replaces "<host>" (for private deployments whose
+    key name differs from their URL). A tiled log has one fixed origin: the configured one, or
+    the trusted root's, or the URL without its scheme.
+    """
+    expected: Callable[[str], str | None]
+    verifier: NoteVerifier
+    if log.trust_root is not None:
+        trusted = find_trusted_log(log.trust_root.value, log.url)
+        verifier = trusted.verifier
+        if log.type is LogType.REKOR_V1:
+            prefix = log.origin or trusted.key_name
+            expected = lambda tree_id: f"{prefix} - {tree_id}"  # noqa: E731
+        else:
+            fixed = log.origin or trusted.expected_origin()
+            expected = lambda _tree_id: fixed  # noqa: E731
+    else:
+        der = log.public_key_der
+        if der is None:  # config guarantees one of the two; keep mypy and readers honest
+            raise ValueError(f"log {log.name}: neither trust_root nor public_key is set")
+        if log.type is LogType.REKOR_V1:
+            name = log.origin or rekor_v1_key_name(log.url)
+            verifier = verifier_from_der(name, der)
+            expected = lambda tree_id: f"{name} - {tree_id}"  # noqa: E731
+        else:
+            origin = log.origin or tiles_origin(log.url)
+            verifier = verifier_from_der(origin, der)
+            expected = lambda _tree_id: origin  # noqa: E731
+    return LogSpec(
+        name=log.name,
+        verifiers=(verifier,),
+        expected_origin=expected,
+        max_stale=log.max_stale,
+        error_grace=config.monitor.error_grace,
+    )
+
+
+class RekorV1Source:
+    """A Rekor v1 REST endpoint as the engine sees it: the active tree and every frozen shard."""
+
+    def __init__(self, client: RekorV1Client) -> None:
+        self.client = client
+
+    async def heads(self) -> Sequence[Head]:
+        """The active tree's checkpoint, then each inactive shard's final one."""
+        info = await self.client.log_info()
+        heads = [Head(tree_id=info.active.tree_id, note=info.active.note)]
+        heads.extend(Head(tree_id=t.tree_id, note=t.note, frozen=True) for t in info.inactive)
+        return heads
+
+    async def consistency_proof(self, tree_id: str, size1: int, size2: int) -> list[bytes]:
+        """From the proof endpoint (its rootHash is ignored: roots come from signed notes)."""
+        return await self.client.consistency_proof(size1, size2, tree_id)
+
+
+class TilesSource:
+    """A tlog-tiles endpoint: one tree; proofs are computed from its hash tiles."""
+
+    def __init__(self, client: TilesClient) -> None:
+        self.client = client
+
+    async def heads(self) -> Sequence[Head]:
+        """The log's one checkpoint."""
+        return [Head(tree_id=TILES_TREE, note=await self.client.checkpoint())]
+
+    async def consistency_proof(self, tree_id: str, size1: int, size2: int) -> list[bytes]:
+        """Computed from the tiles of the tree at `size2`."""
+        return await self.client.consistency_proof(size1, size2)
+
+
+def http_policy(config: Config) -> HttpPolicy:
+    """The HTTP limits every log client uses."""
+    return HttpPolicy(
+        timeout=config.monitor.request_timeout.total_seconds(),
+        max_body_bytes=config.monitor.max_response_bytes,
+        user_agent=config.monitor.user_agent,
+    )
+
+
+def checkpoint_source(
+    log: LogConfig,
+    url: str,
+    session: aiohttp.ClientSession,
+    policy: HttpPolicy,
+    budget: RequestBudget | None,
+) -> RekorV1Source | TilesSource:
+    """The engine's view of the endpoint at `url` (the log's own URL or one of its views)."""
+    if log.type is LogType.REKOR_V1:
+        return RekorV1Source(RekorV1Client(session, url, policy, budget))
+    return TilesSource(TilesClient(session, url, policy, budget))
