@@ -113,6 +113,12 @@ class Monitor:
         """One poll of one log; operational failures are recorded, never raised."""
         return await self.logs[name].poll()
 
+    async def poll_and_alert(self, name: str) -> None:
+        """The scheduled job: one poll, and at once a delivery round if it raised alerts (the
+        periodic delivery job only retries)."""
+        if (await self.poll(name)).alerts:
+            await self.deliver()
+
     async def deliver(self) -> DeliveryRound:
         """One round of the outbox."""
         return await self.notifier.deliver_due()
@@ -210,7 +216,7 @@ class Daemon:
             for cfg in config.logs:
                 interval = cfg.interval.total_seconds()
                 scheduler.add_job(
-                    monitor.poll,
+                    monitor.poll_and_alert,
                     "interval",
                     args=[cfg.name],
                     id=f"poll:{cfg.name}",
