@@ -1,0 +1,67 @@
+"""`tlog-monitor demo`, end to end: the real console script, sandbox, monitor and receiver."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from monitor.demo import MARKER, run_demo
+
+KINDS = ("split_view", "rollback", "bad_signature")
+
+
+def _cli() -> list[str]:
+    """The installed console script next to this interpreter, else the module."""
+    script = Path(sys.executable).with_name("tlog-monitor")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "monitor.cli"]
+
+
+def _run_demo(state: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    return subprocess.run(
+        [*_cli(), "demo", "--state", str(state)],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=60,
+        env=env,
+        check=False,
+    )
+
+
+def _check_output(out: str) -> None:
+    assert "no alerts: the log only grew" in out
+    for kind in KINDS:
+        assert f"critical {kind}: " in out, f"no {kind} alert line"
+        assert f"✉ delivered to ops: [CRITICAL] {kind}: " in out, f"no {kind} delivery line"
+    raised = [line for line in out.splitlines() if line.startswith("  ⚠ alert #")]
+    delivered = [line for line in out.splitlines() if line.startswith("  ✉ delivered to ops")]
+    assert len(raised) == len(delivered) == 4
+    assert "report alerts" in out
+    assert "DELIVERED  PENDING" in out
+    assert "every misbehaviour was caught" in out
+    assert "What to try next" in out
+
+
+def test_demo_runs_and_can_run_again(tmp_path: Path) -> None:
+    state = tmp_path / "demo"
+    first = _run_demo(state)
+    assert first.returncode == 0, first.stdout + first.stderr
+    _check_output(first.stdout)
+    assert (state / "config.toml").is_file()
+    assert (state / MARKER).is_file()
+
+    second = _run_demo(state)  # wipes and recreates the same directory
+    assert second.returncode == 0, second.stdout + second.stderr
+    _check_output(second.stdout)
+    # A fresh database each time: alert ids start again at 1.
+    assert "⚠ alert #1 critical split_view" in second.stdout
+
+
+def test_demo_refuses_to_wipe_a_directory_it_did_not_create(tmp_path: Path) -> None:
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    assert run_demo(tmp_path) == 2
+    assert precious.read_text() == "keep me"
