@@ -13,9 +13,29 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-TILE_HEIGHT: Final = 8
-TILE_WIDTH: Final = 1 << TILE_HEIGHT
-MAX_LEVEL: Final = 63
+# One encoding of tile paths in the project: the client's. The sandbox adds only what a server
+# needs on top of it (parsing request paths and deciding what is available).
+from monitor.logs.tiles import (
+    MAX_TILE_LEVEL,
+    TILE_HEIGHT,
+    TILE_WIDTH,
+    encode_index,
+    entries_path,
+)
+from monitor.logs.tiles import tile_path as tiles_tile_path
+
+__all__ = [
+    "TILE_HEIGHT",
+    "TILE_WIDTH",
+    "TilePathError",
+    "TileRef",
+    "encode_index",
+    "parse_tile_path",
+    "tile_available",
+    "tile_path",
+]
+
+MAX_LEVEL: Final = MAX_TILE_LEVEL
 
 _ELEMENT = re.compile(r"^x\d{3}$")
 _LAST = re.compile(r"^\d{3}$")
@@ -41,23 +61,11 @@ class TileRef:
         return self.width < TILE_WIDTH
 
 
-def encode_index(n: int) -> str:
-    """The ``x001/x234/067`` encoding of a tile index."""
-    if n < 0:
-        raise ValueError(f"tile index: expected a non-negative integer, got {n}")
-    groups = [f"{n % 1000:03d}"]
-    n //= 1000
-    while n > 0:
-        groups.append(f"x{n % 1000:03d}")
-        n //= 1000
-    return "/".join(reversed(groups))
-
-
 def tile_path(level: int | None, index: int, width: int = TILE_WIDTH) -> str:
     """The path (no leading slash) of a hash tile, or of an entry bundle if level is None."""
-    head = "tile/entries" if level is None else f"tile/{level}"
-    tail = "" if width == TILE_WIDTH else f".p/{width}"
-    return f"{head}/{encode_index(index)}{tail}"
+    if level is None:
+        return entries_path(index, width)
+    return tiles_tile_path(level, index, width)
 
 
 def parse_tile_path(path: str) -> TileRef:

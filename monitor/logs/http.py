@@ -1,0 +1,548 @@
+"""One careful HTTP layer for every log client: bounded bodies, retries, typed errors.
+
+Every request made to a log goes through ``get_bytes`` / ``get_json`` / ``post_json``:
+
+    budget.acquire()          (optional per-log rate limit, shared by all of the log's requests)
+      -> request, bounded by policy.timeout (the whole attempt, body included)
+      -> 2xx: read the body in chunks, abort past max_body_bytes -> bytes / parsed JSON
+         408, 429, 5xx, connection failures, timeouts, truncated bodies: retry
+             (full-jitter exponential backoff, or Retry-After on 429/503)
+         other 4xx: raise at once (404 -> LogNotFound, others -> LogStatusError)
+
+Errors, in the project's families (``monitor.errors``):
+
+- ``LogUnavailable`` (NetworkError): the log could not be reached or kept failing; retry later.
+- ``LogNotReady`` (NetworkError): the log does not know what was asked *yet* (a lagging
+  replica); raised by clients that know which answers mean that; retry later.
+- ``LogResponseError`` (ParseError): the log answered garbage (not JSON, too big, wrong shape);
+  ``LogStatusError`` and ``LogNotFound`` are its status-carrying subclasses.
+
+Messages name the method, the URL (credentials in the URL's userinfo are never shown), what was
+expected and what came, with body excerpts capped at ``EXCERPT_CHARS`` characters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import accumulate
+from typing import Final, TypeVar
+
+import aiohttp
+from yarl import URL
+
+from monitor import __version__
+from monitor.errors import NetworkError, ParseError
+
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "HttpPolicy",
+    "LogNotFound",
+    "LogNotReady",
+    "LogResponseError",
+    "LogStatusError",
+    "LogUnavailable",
+    "RequestBudget",
+    "gather_bounded",
+    "get_bytes",
+    "get_json",
+    "parse_json",
+    "post_json",
+    "safe_url",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_JSON_DEPTH: Final = 64
+"""Deepest JSON nesting accepted; log responses we read are less than 10 levels deep."""
+
+EXCERPT_CHARS: Final = 200
+"""Longest body excerpt quoted in an error message."""
+
+_CHUNK = 64 * 1024
+_ERROR_BODY_BYTES = 1024
+_RETRYABLE_4XX: Final = frozenset({408, 429})
+_RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
+
+
+@dataclass(frozen=True)
+class HttpPolicy:
+    """Limits and retry behaviour of every request to one log.
+
+    ``timeout`` bounds one attempt end to end (connect, headers and the whole body, so a body
+    that never ends is cut off); ``retries`` is the number of attempts after the first.
+    A Retry-After longer than ``max_retry_after`` is not waited for inline: the request fails
+    at once with ``LogUnavailable.retry_after`` set, for the scheduler to honour.
+    """
+
+    timeout: float = 30.0
+    connect_timeout: float = 10.0
+    max_body_bytes: int = 16 * 1024 * 1024
+    retries: int = 4
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    max_retry_after: float = 300.0
+    user_agent: str = f"tlog-monitor/{__version__}"
+
+    def __post_init__(self) -> None:
+        """Reject limits that would make every request fail or never end (a caller's bug)."""
+        if not (self.timeout > 0 and self.connect_timeout > 0):
+            raise ValueError("HttpPolicy: timeouts must be positive")
+        if self.max_body_bytes < 1:
+            raise ValueError("HttpPolicy: max_body_bytes must be positive")
+        if self.retries < 0 or self.backoff_base < 0 or self.backoff_max < 0:
+            raise ValueError("HttpPolicy: retries and backoff must not be negative")
+        if self.max_retry_after < 0:
+            raise ValueError("HttpPolicy: max_retry_after must not be negative")
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+class LogUnavailable(NetworkError):
+    """The log could not be reached, timed out, or kept answering 5xx/429: retry later.
+
+    ``status`` is the last HTTP status (None for transport failures); ``retry_after`` the
+    delay in seconds the log asked for, if it did.
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class LogNotReady(NetworkError):
+    """The log does not know yet what was asked (e.g. a proof to a size a lagging replica has
+    not reached): not tampering; retry later."""
+
+
+class LogResponseError(ParseError):
+    """The log answered, but with garbage: not JSON, too large, or the wrong shape."""
+
+
+class LogStatusError(LogResponseError):
+    """The log answered a non-retryable HTTP error status (4xx other than 408/429)."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class LogNotFound(LogStatusError):
+    """The log answered 404: it does not have the resource."""
+
+
+# --- message helpers ----------------------------------------------------------------------------
+
+
+def safe_url(url: str | URL) -> str:
+    """``url`` for messages and logs: without the userinfo (``user:password@``) part."""
+    try:
+        u = URL(url) if isinstance(url, str) else url
+        return str(u.with_user(None)) if u.user is not None or u.password is not None else str(u)
+    except (ValueError, TypeError):
+        return "<unparseable URL>"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def excerpt(data: bytes | str, limit: int = EXCERPT_CHARS) -> str:
+    """A short, printable, quoted excerpt of a body for an error message."""
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    clipped = len(text) > limit
+    text = _CONTROL.sub(" ", text[:limit])
+    return json.dumps(text, ensure_ascii=False) + ("..." if clipped else "")
+
+
+def _describe(e: BaseException) -> str:
+    """An exception's class and message, for an error message."""
+    text = str(e)
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+# --- rate limiting ------------------------------------------------------------------------------
+
+
+class RequestBudget:
+    """A per-log token bucket: at most ``requests_per_minute`` on average, ``burst`` at once.
+
+    Share one budget between every client of a log (polling, proofs, search, fetches); each
+    HTTP attempt (retries included) takes one token. ``used`` counts the tokens taken.
+    Waiters are served in order (a lock is held while waiting for the next token).
+    """
+
+    def __init__(
+        self,
+        requests_per_minute: float,
+        *,
+        burst: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        """``burst`` defaults to ten seconds' worth of requests (at least 1)."""
+        if not requests_per_minute > 0:
+            raise ValueError(
+                f"RequestBudget: requests_per_minute must be positive, got {requests_per_minute}"
+            )
+        self._rate = requests_per_minute / 60.0
+        capacity = burst if burst is not None else max(1, int(self._rate * 10))
+        if capacity < 1:
+            raise ValueError(f"RequestBudget: burst must be at least 1, got {burst}")
+        self._capacity = float(capacity)
+        self._tokens = self._capacity
+        self._clock = clock
+        self._sleep = sleep
+        self._last = clock()
+        self._lock = asyncio.Lock()
+        self.used = 0
+
+    @property
+    def requests_per_minute(self) -> float:
+        """The configured average rate."""
+        return self._rate * 60.0
+
+    def _refill(self) -> None:
+        now = self._clock()
+        elapsed = max(0.0, now - self._last)
+        self._last = now
+        self._tokens = min(self._capacity, self._tokens + elapsed * self._rate)
+
+    async def acquire(self) -> None:
+        """Wait until a request may be made, and count it."""
+        async with self._lock:
+            self._refill()
+            while self._tokens < 1.0:
+                await self._sleep((1.0 - self._tokens) / self._rate)
+                self._refill()
+            self._tokens -= 1.0
+            self.used += 1
+
+
+# --- JSON ---------------------------------------------------------------------------------------
+
+# A JSON string (escapes included), removed before counting brackets, which may appear in text.
+# Possessive quantifiers and "or the end of the text" make every match attempt succeed without
+# backtracking, so the scan stays linear even on unterminated strings full of escaped quotes.
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)', re.DOTALL)
+_BRACKETS = b"[]{}"
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in _BRACKETS)
+_DEPTH_DELTA = [0] * 256
+_DEPTH_DELTA[ord("[")] = _DEPTH_DELTA[ord("{")] = 1
+_DEPTH_DELTA[ord("]")] = _DEPTH_DELTA[ord("}")] = -1
+
+
+def json_depth(text: str) -> int:
+    """The deepest bracket nesting of a JSON text (strings ignored); cheap, no recursion."""
+    stripped = _JSON_STRING.sub("", text).encode("utf-8", "surrogatepass")
+    brackets = stripped.translate(None, _NOT_BRACKETS)
+    return max(accumulate(map(_DEPTH_DELTA.__getitem__, brackets)), default=0)
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def parse_json(data: bytes, where: str, *, max_depth: int = MAX_JSON_DEPTH) -> object:
+    """Parse a JSON body strictly: UTF-8, no NaN/Infinity, at most ``max_depth`` deep.
+
+    ``where`` names the request in messages ("GET https://log/api/v1/log"). Raises
+    LogResponseError.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise LogResponseError(
+            f"{where}: expected a UTF-8 JSON body, got invalid UTF-8 at byte {e.start}: "
+            f"{excerpt(data)}"
+        ) from e
+    depth = json_depth(text)
+    if depth > max_depth:
+        raise LogResponseError(
+            f"{where}: expected JSON nested at most {max_depth} deep, got {depth} levels"
+        )
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError as e:  # belt and braces: the depth check should prevent this
+        raise LogResponseError(f"{where}: expected JSON, got a too deeply nested body") from e
+    except ValueError as e:  # JSONDecodeError, huge integers, NaN/Infinity
+        raise LogResponseError(f"{where}: expected JSON, got {e}: {excerpt(text)}") from e
+
+
+# --- requests -----------------------------------------------------------------------------------
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delay-seconds or an HTTP date); None if
+    absent or unparseable. A date in the past means 0."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(int(value))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def _backoff(policy: HttpPolicy, attempt: int) -> float:
+    """Full jitter: uniform in [0, min(backoff_max, backoff_base * 2**attempt)]."""
+    ceiling = min(policy.backoff_max, policy.backoff_base * (2.0**attempt))
+    return random.uniform(0.0, ceiling)  # noqa: S311 (jitter, not cryptography)
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int, where: str) -> bytes:
+    """Read the whole body in chunks, failing as soon as it is larger than ``limit`` bytes."""
+    declared = resp.content_length
+    if declared is not None and declared > limit:
+        raise LogResponseError(
+            f"{where}: expected a body of at most {limit} bytes, got Content-Length {declared}"
+        )
+    buf = bytearray()
+    async for chunk in resp.content.iter_chunked(_CHUNK):
+        buf += chunk
+        if len(buf) > limit:
+            raise LogResponseError(
+                f"{where}: expected a body of at most {limit} bytes, got more (stopped reading)"
+            )
+    return bytes(buf)
+
+
+@dataclass(frozen=True)
+class _Response:
+    status: int
+    content_type: str
+    body: bytes
+
+
+async def _attempt(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    policy: HttpPolicy,
+    *,
+    where: str,
+    data: bytes | None,
+    headers: dict[str, str],
+    max_bytes: int,
+) -> _Response | LogUnavailable:
+    """One attempt: a 2xx response, or a retryable failure (returned), or a raised error."""
+    timeout = aiohttp.ClientTimeout(total=policy.timeout, connect=policy.connect_timeout)
+    try:
+        # asyncio.timeout bounds the body too, whatever aiohttp does with its own timeout.
+        async with (
+            asyncio.timeout(policy.timeout),
+            session.request(method, url, data=data, headers=headers, timeout=timeout) as resp,
+        ):
+            status = resp.status
+            if 200 <= status < 300:
+                body = await _read_capped(resp, max_bytes, where)
+                return _Response(status, resp.content_type, body)
+            text = await resp.content.read(_ERROR_BODY_BYTES)
+            reason = _CONTROL.sub(" ", resp.reason or "")[:80]
+            detail = f"{where}: HTTP {status} {reason}".rstrip()
+            if text:
+                detail += f": {excerpt(text)}"
+            if status in _RETRYABLE_4XX or status >= 500:
+                retry_after = None
+                if status in _RETRY_AFTER_STATUSES:
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                return LogUnavailable(detail, status=status, retry_after=retry_after)
+            if status == 404:
+                raise LogNotFound(detail, status=status)
+            raise LogStatusError(detail, status=status)
+    except aiohttp.TooManyRedirects as e:
+        raise LogResponseError(f"{where}: too many redirects") from e
+    except (
+        aiohttp.ClientConnectionError,  # refused, reset, DNS, socket/connect timeouts
+        aiohttp.ClientPayloadError,  # truncated or undecodable body
+        aiohttp.ClientResponseError,  # malformed HTTP
+        TimeoutError,
+    ) as e:
+        if isinstance(e, aiohttp.ConnectionTimeoutError):
+            reason = f"could not connect within {policy.connect_timeout:g}s"
+        elif isinstance(e, TimeoutError):
+            reason = f"timed out after {policy.timeout:g}s"
+        else:
+            reason = _describe(e)
+        failure = LogUnavailable(f"{where}: {reason}")
+        failure.__cause__ = e
+        return failure
+    except aiohttp.ClientError as e:  # invalid URL and the like: retrying cannot help
+        raise LogUnavailable(f"{where}: {_describe(e)}") from e
+
+
+async def _request(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    policy: HttpPolicy,
+    *,
+    data: bytes | None = None,
+    content_type: str | None = None,
+    accept: str | None = None,
+    max_bytes: int | None = None,
+    budget: RequestBudget | None = None,
+) -> _Response:
+    """Make a request with retries; returns a 2xx response or raises one of our errors."""
+    where = f"{method} {safe_url(url)}"
+    headers = {"User-Agent": policy.user_agent}
+    if accept:
+        headers["Accept"] = accept
+    if content_type:
+        headers["Content-Type"] = content_type
+    limit = policy.max_body_bytes if max_bytes is None else max_bytes
+    attempt = 0
+    while True:
+        if budget is not None:
+            await budget.acquire()
+        outcome = await _attempt(
+            session,
+            method,
+            url,
+            policy,
+            where=where,
+            data=data,
+            headers=headers,
+            max_bytes=limit,
+        )
+        if isinstance(outcome, _Response):
+            return outcome
+        if outcome.retry_after is not None and outcome.retry_after > policy.max_retry_after:
+            # Never come back sooner than asked; let the scheduler wait that long instead.
+            raise outcome
+        if attempt >= policy.retries:
+            if not attempt:
+                raise outcome
+            raise LogUnavailable(
+                f"{outcome} (after {attempt + 1} attempts)",
+                status=outcome.status,
+                retry_after=outcome.retry_after,
+            ) from outcome.__cause__
+        delay = outcome.retry_after
+        if delay is None:
+            delay = _backoff(policy, attempt)
+        log.debug("%s; retrying in %.2fs", outcome, delay)
+        await asyncio.sleep(delay)
+        attempt += 1
+
+
+async def get_bytes(
+    session: aiohttp.ClientSession,
+    url: str,
+    policy: HttpPolicy,
+    *,
+    expect_json: bool = False,
+    max_bytes: int | None = None,
+    budget: RequestBudget | None = None,
+) -> bytes:
+    """GET ``url`` and return the body (at most ``max_bytes``, default policy.max_body_bytes).
+
+    With ``expect_json``, asks for JSON and rejects an HTML answer (rate limiters and proxies
+    answer with HTML pages). Raises LogUnavailable, LogResponseError (and subclasses).
+    """
+    resp = await _request(
+        session,
+        "GET",
+        url,
+        policy,
+        accept="application/json" if expect_json else None,
+        max_bytes=max_bytes,
+        budget=budget,
+    )
+    if expect_json:
+        _check_not_html(resp, f"GET {safe_url(url)}")
+    return resp.body
+
+
+def _check_not_html(resp: _Response, where: str) -> None:
+    if resp.content_type in ("text/html", "application/xhtml+xml"):
+        raise LogResponseError(
+            f"{where}: expected JSON, got {resp.content_type}: {excerpt(resp.body)}"
+        )
+
+
+async def get_json(
+    session: aiohttp.ClientSession,
+    url: str,
+    policy: HttpPolicy,
+    *,
+    max_bytes: int | None = None,
+    budget: RequestBudget | None = None,
+) -> object:
+    """GET ``url`` and parse the body with ``parse_json``; the caller checks the shape."""
+    body = await get_bytes(
+        session, url, policy, expect_json=True, max_bytes=max_bytes, budget=budget
+    )
+    return parse_json(body, f"GET {safe_url(url)}")
+
+
+async def post_json(
+    session: aiohttp.ClientSession,
+    url: str,
+    payload: object,
+    policy: HttpPolicy,
+    *,
+    max_bytes: int | None = None,
+    budget: RequestBudget | None = None,
+) -> object:
+    """POST ``payload`` as JSON and parse the JSON answer.
+
+    Retried like a GET: use it only for requests that are safe to repeat (Rekor's retrieve
+    and search endpoints are reads).
+    """
+    where = f"POST {safe_url(url)}"
+    resp = await _request(
+        session,
+        "POST",
+        url,
+        policy,
+        data=json.dumps(payload, separators=(",", ":")).encode(),
+        content_type="application/json",
+        accept="application/json",
+        max_bytes=max_bytes,
+        budget=budget,
+    )
+    _check_not_html(resp, where)
+    return parse_json(resp.body, where)
+
+
+async def gather_bounded(jobs: Sequence[Callable[[], Awaitable[T]]], limit: int) -> list[T]:
+    """Run ``jobs`` with at most ``limit`` in flight; results in order.
+
+    On the first failure the other jobs are cancelled (and awaited) and that error is raised
+    as itself, not wrapped in an ExceptionGroup.
+    """
+    if limit < 1:
+        raise ValueError(f"gather_bounded: limit must be at least 1, got {limit}")
+    sem = asyncio.Semaphore(limit)
+
+    async def run(job: Callable[[], Awaitable[T]]) -> T:
+        async with sem:
+            return await job()
+
+    tasks = [asyncio.ensure_future(run(job)) for job in jobs]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
