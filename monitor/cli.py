@@ -37,7 +37,10 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
+    from monitor.sources import resolve_logs
+
     config = load_config(Path(args.config))
+    resolve_logs(config)
     print(json.dumps(config.redacted(), indent=2))
     for warning in config.warnings:
         print(f"tlog-monitor: warning: {warning}", file=sys.stderr)
@@ -76,7 +79,7 @@ def _since(text: str | None) -> datetime | None:
     except ValueError:
         try:
             return datetime.now(UTC) - parse_duration(text)
-        except ConfigError as e:
+        except ValueError as e:
             raise ConfigError(
                 f"--since: expected an ISO-8601 time or a duration like '2h', got {text!r}"
             ) from e
@@ -95,7 +98,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
             f"database {config.monitor.database} does not exist yet: run 'tlog-monitor check' "
             "or 'tlog-monitor run' first"
         )
-    store = Store.open(config.monitor.database)
+    store = Store.open_readonly(config.monitor.database)
     try:
         if args.what == "alerts":
             report = reports.alerts_report(
@@ -115,7 +118,12 @@ def _cmd_notify_test(args: argparse.Namespace) -> int:
     from monitor.notify import send_test
 
     config = load_config(Path(args.config))
-    channels = [config.channel(args.channel)] if args.channel else list(config.channels)
+    channels = list(config.channels)
+    if args.channel:
+        channels = [c for c in channels if c.name == args.channel]
+        if not channels:
+            known = ", ".join(c.name for c in config.channels) or "none"
+            raise ConfigError(f"--channel: no [[notify]] channel named {args.channel!r} ({known})")
     if not channels:
         raise ConfigError("no [[notify]] channels are configured")
     for channel in channels:

@@ -429,7 +429,10 @@ def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = N
 
     monitor_where = f"{file}: monitor"
     monitor_raw = f.as_table(raw["monitor"], monitor_where) if "monitor" in raw else {}
-    monitor = _monitor(monitor_raw, monitor_where, base)
+    # Under systemd (StateDirectory=) a relative database lives in the state directory: the
+    # config directory is read-only there (ProtectSystem=strict).
+    state_dir = env.get("STATE_DIRECTORY", "").split(":")[0]
+    monitor = _monitor(monitor_raw, monitor_where, Path(state_dir) if state_dir else base)
 
     log_tables = _array_of_tables(raw, "log", file, required=True, limit=MAX_LOGS)
     logs = [_log(t, f"{file}: log[{i}]", monitor, base) for i, t in enumerate(log_tables)]
@@ -554,7 +557,7 @@ def _warnings(
 # --- [monitor] -----------------------------------------------------------------------------
 
 
-def _monitor(raw: Mapping[str, object], where: str, base: Path) -> MonitorConfig:
+def _monitor(raw: Mapping[str, object], where: str, data_dir: Path) -> MonitorConfig:
     f.check_keys(raw, where, _MONITOR_KEYS)
     database = f.opt_str(raw, "database", where, what="a file path") or DEFAULT_DATABASE
     interval = _duration(raw, "interval", where, DEFAULT_INTERVAL, INTERVAL_RANGE)
@@ -573,7 +576,7 @@ def _monitor(raw: Mapping[str, object], where: str, base: Path) -> MonitorConfig
         if not ua.isascii():
             raise f.error(f"{where}.user_agent", "only ASCII characters are allowed")
     return MonitorConfig(
-        database=_absolute(Path(database), base),
+        database=_absolute(Path(database), data_dir),
         interval=interval,
         max_stale=max_stale,
         error_grace=_duration(raw, "error_grace", where, DEFAULT_ERROR_GRACE, ERROR_GRACE_RANGE),

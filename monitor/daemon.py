@@ -29,7 +29,7 @@ from monitor.errors import ConfigError, MonitorError
 from monitor.logs.http import RequestBudget
 from monitor.notify import DeliveryRound, Notifier, delivery_targets
 from monitor.severity import Severity
-from monitor.sources import checkpoint_source, http_policy, log_spec
+from monitor.sources import checkpoint_source, http_policy, log_spec, resolve_logs
 from monitor.store import AsyncStore, Store, utc_iso
 from monitor.systemd import sd_notify, watchdog_interval
 
@@ -203,10 +203,12 @@ class Daemon:
     def _try_reload(self) -> None:
         sd_notify("RELOADING=1")
         try:
-            self.config = load_config(self.config_path)
+            config = load_config(self.config_path)
+            resolve_logs(config)
         except ConfigError as e:
             log.error("reload refused, keeping the running configuration: %s", e)
         else:
+            self.config = config
             log.info("configuration reloaded from %s", self.config_path)
 
     async def _serve(self, config: Config) -> None:

@@ -39,6 +39,8 @@ from monitor.store import AsyncStore, LogState, Store, parse_utc, utc_iso
 log = logging.getLogger(__name__)
 
 PRIMARY_VIEW = "primary"
+VERIFIED_STATE = "verified state"
+"""Stands for our own verified checkpoint on the first side of a split view."""
 
 
 @dataclass(frozen=True)
@@ -105,16 +107,22 @@ def split_view_alert(
     roots: tuple[bytes, bytes],
     proof: Sequence[bytes] | None,
     reason: str,
+    day: str,
 ) -> Alert:
     """Two validly signed checkpoints of one tree that cannot both be true.
 
-    `a` and `b` are (view, signed note). The dedup key is the unordered pair of (size, root),
-    so the same split is alerted once whichever view shows which side.
+    `a` and `b` are (view, signed note); `b` is the checkpoint just observed. A forked view goes
+    on serving a growing tree that conflicts at every size, so the fact alerted is "these views
+    disagree about this tree", once per tree, disagreeing views and UTC day (`day`): one alert,
+    and a daily reminder while it lasts, rather than one per poll. The disagreeing views are the
+    non-primary ones involved (the primary only when it contradicts our own verified state), so
+    the same fork is one fact whichever side is observed first. Every conflicting checkpoint
+    stays recorded as evidence.
     """
-    sides = sorted([(sizes[0], roots[0].hex()), (sizes[1], roots[1].hex())])
+    odd = sorted({v for v, _ in (a, b) if v not in (PRIMARY_VIEW, VERIFIED_STATE)})
     return Alert(
         kind=AlertKind.SPLIT_VIEW,
-        dedup_key=fact_key(AlertKind.SPLIT_VIEW, log_name, tree_id, *sides),
+        dedup_key=fact_key(AlertKind.SPLIT_VIEW, log_name, tree_id, *(odd or [PRIMARY_VIEW]), day),
         summary=(
             f"{log_name}: two validly signed checkpoints cannot both be true "
             f"(size {sizes[0]} from {a[0]} vs size {sizes[1]} from {b[0]}): {reason}"
@@ -294,6 +302,7 @@ class LogMonitor:
                         roots=(other.root, cp.root),
                         proof=None,
                         reason="same size, different roots",
+                        day=self.clock().date().isoformat(),
                     )
                 ]
         return []
@@ -313,12 +322,13 @@ class LogMonitor:
         return split_view_alert(
             self.spec.name,
             tree_id,
-            ("verified state", state.verified_note),
+            (VERIFIED_STATE, state.verified_note),
             (view, vc.note.to_text()),
             sizes=(state.verified_size, cp.size),
             roots=(state.verified_root, cp.root),
             proof=proof,
             reason=reason,
+            day=self.clock().date().isoformat(),
         )
 
     def _rollback(

@@ -12,6 +12,7 @@ import aiohttp
 
 from monitor.config import Config, LogConfig, LogType
 from monitor.engine import Head, LogSpec
+from monitor.errors import ConfigError
 from monitor.keys import (
     find_trusted_log,
     rekor_v1_key_name,
@@ -65,6 +66,17 @@ def log_spec(config: Config, log: LogConfig) -> LogSpec:
         max_stale=log.max_stale,
         error_grace=config.monitor.error_grace,
     )
+
+
+def resolve_logs(config: Config) -> dict[str, LogSpec]:
+    """Every log's keys and origins resolved; raises ConfigError naming the log that fails."""
+    specs: dict[str, LogSpec] = {}
+    for log in config.logs:
+        try:
+            specs[log.name] = log_spec(config, log)
+        except ConfigError as e:
+            raise ConfigError(f"{config.path.name}: log {log.name!r}: {e}") from e
+    return specs
 
 
 class RekorV1Source:

@@ -143,6 +143,31 @@ class Store:
         self.db = sqlite_utils.Database(conn)
 
     @classmethod
+    def open_readonly(cls, path: Path) -> Store:
+        """Open an existing database for reading only (reports): no file is created or written,
+        so running a report as another user never leaves files the daemon cannot write."""
+        try:
+            conn = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+            )
+            store = cls(conn)
+            applied = {r[0] for r in conn.execute("SELECT name FROM schema_migrations")}
+        except sqlite3.Error as e:
+            raise StoreError(f"database {path}: cannot open for reading: {e}") from e
+        known = {name for name, _ in _migrations()}
+        if applied != known:
+            conn.close()
+            raise StoreError(
+                f"database {path}: schema {sorted(applied)} differs from this tlog-monitor's "
+                f"{sorted(known)}; run the daemon (or 'check') once to migrate, or upgrade"
+            )
+        return store
+
+    @classmethod
     def open(cls, path: Path) -> Store:
         """Open (creating with owner-only permissions if needed) and migrate the database.
 

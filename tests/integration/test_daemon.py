@@ -91,7 +91,12 @@ async def test_run_under_systemd_notify_delivers_reloads_and_stops_cleanly(
         stderr=asyncio.subprocess.STDOUT,
     )
     try:
-        await notify.wait_for("READY=1")
+        try:
+            await notify.wait_for("READY=1")
+        except AssertionError:
+            proc.kill()
+            output = (await proc.communicate())[0].decode(errors="replace")
+            raise AssertionError(f"the daemon did not start:\n{output[-3000:]}") from None
         await wait_until((tmp_path / "monitor.db").exists)
         env.sandbox.misbehave("v1", "fork", view="mirror")
         await env.sandbox.append("v1", 2)
@@ -100,6 +105,18 @@ async def test_run_under_systemd_notify_delivers_reloads_and_stops_cleanly(
         proc.send_signal(signal.SIGHUP)
         await notify.wait_for("RELOADING=1")
         await notify.wait_for("READY=1", count=2)
+
+        # A broken configuration on reload is refused; the running one goes on monitoring.
+        good = env.config_path.read_text()
+        env.config_path.write_text(
+            good.replace('public_key = "tiles.pem"', 'trust_root = "staging"')
+        )
+        proc.send_signal(signal.SIGHUP)
+        await notify.wait_for("READY=1", count=3)
+        env.sandbox.reset()
+        env.sandbox.misbehave("tiles", "bad_signature")
+        await wait_until(lambda: len(env.receiver.titles()) == 2)
+        assert env.receiver.titles()[1] == "[CRITICAL] bad_signature: tiles-sandbox"
 
         proc.send_signal(signal.SIGTERM)
         await notify.wait_for("STOPPING=1")
@@ -110,12 +127,15 @@ async def test_run_under_systemd_notify_delivers_reloads_and_stops_cleanly(
             proc.kill()
             await proc.wait()
         notify.close()
-    # The fork stayed one alert across the reload, and it was delivered once.
-    assert env.receiver.titles() == ["[CRITICAL] split_view: rekor-sandbox"]
+    # The fork stayed one alert across the reloads, and each alert was delivered once.
+    assert env.receiver.titles() == [
+        "[CRITICAL] split_view: rekor-sandbox",
+        "[CRITICAL] bad_signature: tiles-sandbox",
+    ]
     store = Store.open(tmp_path / "monitor.db")
     try:
         runs = store.query("SELECT command, outcome FROM runs ORDER BY id")
-        assert [r["outcome"] for r in runs] == ["reload", "stopped"]
+        assert [r["outcome"] for r in runs] == ["reload", "reload", "stopped"]
     finally:
         store.close()
 

@@ -147,11 +147,18 @@ async def test_fork_between_two_views_is_one_split_view_with_both_notes(env: Env
         assert details["note_a"] != details["note_b"]
         assert "/view/mirror" in details["view_b"]
         assert len(set(details["roots"])) == 2
-        before = states(m)
-        # The same fork seen again, poll after poll: one alert, state unmoved by the fork.
+        # The fork goes on growing with the log, conflicting at every new size: still the one
+        # alert (the view serves an inconsistent tree), while honest growth is still verified.
         for _ in range(3):
+            await env.sandbox.append("v1", 2)
             assert (await m.check()).alerts == []
-        assert states(m) == before
+        assert states(m)[(1, env.sandbox.state()["v1"]["treeID"])][0] == 30
+        assert (
+            m.store.store.query("SELECT count(*) AS n FROM checkpoints WHERE view != 'primary'")[0][
+                "n"
+            ]
+            >= 4
+        ), "every conflicting checkpoint is kept as evidence"
     assert [t for t in env.receiver.titles() if "split_view" in t] == [
         "[CRITICAL] split_view: rekor-sandbox"
     ]
@@ -345,6 +352,28 @@ async def test_malformed_config_is_exit_2_naming_the_key(env: Env) -> None:
     code, _, err = await run_cli("--config", str(env.config_path), "check", cwd=env.dir)
     assert code == 2
     assert "interval" in err and "soon" in err
+
+
+async def test_cli_usage_errors_are_exit_2_with_a_message(env: Env) -> None:
+    cfg = str(env.config_path)
+    code, _, err = await run_cli("--config", cfg, "check", cwd=env.dir)
+    assert code == 0, err
+    code, _, err = await run_cli(
+        "--config", cfg, "report", "alerts", "--since", "soon", cwd=env.dir
+    )
+    assert code == 2 and "--since" in err and "Traceback" not in err
+    code, _, err = await run_cli(
+        "--config", cfg, "notify", "test", "--channel", "nope", cwd=env.dir
+    )
+    assert code == 2 and "nope" in err and "Traceback" not in err
+    code, out, err = await run_cli("--config", cfg, "config", "check", cwd=env.dir)
+    assert code == 0 and "rekor-sandbox" in out, err
+    # A log the trusted root does not list is caught by `config check`, not at the first poll.
+    env.config_path.write_text(
+        env.config_path.read_text().replace('public_key = "tiles.pem"', 'trust_root = "production"')
+    )
+    code, _, err = await run_cli("--config", cfg, "config", "check", cwd=env.dir)
+    assert code == 2 and "tiles-sandbox" in err, err
 
 
 async def test_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
