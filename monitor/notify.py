@@ -12,9 +12,12 @@
                                  -> mark_failed(id, error, now + backoff(attempts))
 
 Delivery targets. A `[[notify]]` channel may list several apprise URLs; each URL is its own
-delivery target, named "<channel>#<index>" (index from 0, in the channel's `urls` order). The name
-is what the database stores: never the URL, which carries secrets. One row per URL means a channel
-whose e-mail works and whose Slack webhook fails re-sends only to Slack.
+delivery target, named "<channel>#<id>" where id is the first 8 hex digits of the URL's SHA-256
+("security#3fa2c1d0"; see `url_id`). The name is what the database stores: never the URL, which
+carries secrets. One row per URL means a channel whose e-mail works and whose Slack webhook fails
+re-sends only to Slack. The name follows the URL, not its position: removing, adding or
+reordering a channel's URLs never re-points a pending delivery to another recipient. Messages
+add the position for people: "security#3fa2c1d0 (URL 2 of 3)".
 
 Guarantees.
 - Never lost: the pending row is written in the alert's own transaction, and only
@@ -30,9 +33,9 @@ Guarantees.
   alert id ("alert #42") so a person can tell a repeat from a new alert. One process per database
   (the daemon; its delivery job runs with max_instances=1).
 
-A target whose channel or URL index is no longer configured (the channel was renamed, removed, or
-lost a URL) is marked failed with an explanation and stays pending: a corrected configuration
-delivers it, and `pending_count` keeps it visible to health checks.
+A target whose channel or URL is no longer configured (the channel was renamed or removed, or the
+URL was removed or edited) is marked failed with an explanation and stays pending: a configuration
+that has the URL again delivers it, and `pending_count` keeps it visible to health checks.
 
 A send that times out defers the rest of that target's rows in the round (marked failed, "not
 attempted"), so a hanging receiver costs one timeout per round, not one per alert.
@@ -47,13 +50,14 @@ value of one, with "***". It is installed when a `Notifier` is built or `send_te
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 import re
 import threading
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -67,6 +71,7 @@ from monitor.store import AsyncStore, Delivery
 log = logging.getLogger(__name__)
 
 TARGET_SEPARATOR = "#"
+URL_ID_HEX = 8
 MAX_BODY = 4000
 MAX_TITLE = 200
 DEFAULT_SEND_TIMEOUT = 60.0
@@ -85,7 +90,8 @@ _PLAIN_OPTIONS = frozenset({"mode", "format", "overflow", "method", "verify", "r
 
 
 class NotifyError(MonitorError):
-    """A channel could not be reached; the message names the target ("security#1"), not its URL."""
+    """A channel could not be reached; the message names the target ("security#3fa2c1d0"), not
+    its URL."""
 
     def __init__(self, message: str, failed: Sequence[str] = ()) -> None:
         super().__init__(message)
@@ -109,17 +115,69 @@ class ChannelConfig(Protocol):
 # --- routing (pure) ----------------------------------------------------------------------
 
 
-def target_name(channel: str, index: int) -> str:
-    """The delivery target of URL `index` of `channel`: "security#0"."""
-    return f"{channel}{TARGET_SEPARATOR}{index}"
+_URL_ID_RE = re.compile(rf"[0-9a-f]{{{URL_ID_HEX}}}")
 
 
-def parse_target(target: str) -> tuple[str, int]:
-    """Inverse of `target_name`; ValueError when `target` is not "<channel>#<index>"."""
-    channel, sep, index = target.rpartition(TARGET_SEPARATOR)
-    if not sep or not channel or not index.isdecimal():
-        raise ValueError(f"notify: expected a delivery target like 'security#0', got {target!r}")
-    return channel, int(index)
+def url_id(url: str) -> str:
+    """A stable, non-secret identifier of an apprise URL: the first 8 hex digits of its SHA-256.
+
+    Stable: the same URL gets the same id in every process and configuration, wherever it sits
+    in the channel's list, so a pending delivery always goes to the URL it was written for.
+    Non-secret: the id is stored in the database, logged and shown in reports, where the URL
+    must never be. SHA-256 is one-way and 32 bits of it cannot be turned back into a URL (every
+    id is shared by countless URLs), so it reveals nothing usable about the tokens, keys and
+    passwords in the URL, which are far longer than 32 bits. The one thing any hash of a secret
+    allows is checking a guess of the whole URL offline: a URL whose only secret is a weak,
+    guessable password (the rest being known) could be confirmed from its id. Such a URL is
+    weak with or without the id; keep URL secrets unguessable.
+    Uniqueness is needed only among the URLs of one channel (at most 50, deduplicated by the
+    configuration); a collision there is refused (`channel_targets`), never resolved by guessing.
+    """
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()[:URL_ID_HEX]
+
+
+def target_name(channel: str, url: str) -> str:
+    """The delivery target of `url` in `channel`: "security#3fa2c1d0" (see `url_id`)."""
+    return f"{channel}{TARGET_SEPARATOR}{url_id(url)}"
+
+
+def parse_target(target: str) -> tuple[str, str]:
+    """Inverse of `target_name`: (channel, URL id); ValueError when `target` is not
+    "<channel>#<8 hex digits>" (for example an old positional name, "security#0")."""
+    channel, sep, ident = target.rpartition(TARGET_SEPARATOR)
+    if not sep or not channel or not _URL_ID_RE.fullmatch(ident):
+        raise ValueError(
+            f"notify: expected a delivery target like 'security#3fa2c1d0', got {target!r}"
+        )
+    return channel, ident
+
+
+def channel_targets(channel: ChannelConfig) -> list[tuple[str, str]]:
+    """(target name, URL) for every URL of `channel`, in configuration order.
+
+    Raises NotifyError when two different URLs of the channel have the same id (a SHA-256
+    prefix collision: under one chance in a million even for a channel of 50 URLs). The
+    configuration must then change (for example an extra query option on one URL); delivering
+    anyway could send one URL's alerts to the other.
+    """
+    targets: dict[str, str] = {}
+    for position, url in enumerate(channel.urls, 1):
+        target = target_name(channel.name, url)
+        other = targets.setdefault(target, url)
+        if other != url:
+            first = list(targets).index(target) + 1
+            raise NotifyError(
+                f"channel {channel.name}: URL {first} and URL {position} of "
+                f"{len(channel.urls)} have the same id ({target}); change one of them (for "
+                "example add or reorder a query option) so alerts cannot go to the wrong one",
+                (target,),
+            )
+    return list(targets.items())
+
+
+def describe_target(target: str, position: int, count: int) -> str:
+    """A target for people: "security#3fa2c1d0 (URL 2 of 3)"."""
+    return f"{target} (URL {position} of {count})"
 
 
 def delivery_targets(
@@ -131,14 +189,15 @@ def delivery_targets(
     `only` is the `notify` list of the watch rule that raised the alert: when it names channels,
     only those are candidates; None or empty means every channel (log-level alerts, and rules
     that name none). Names in `only` that match no channel are ignored here (configuration
-    validation rejects them). Each admitted channel contributes one target per URL.
+    validation rejects them). Each admitted channel contributes one target per URL; NotifyError
+    if two URLs of a channel share an id (`channel_targets`).
     """
     names = set(only) if only else None
     return [
-        target_name(channel.name, index)
+        target
         for channel in channels
         if (names is None or channel.name in names) and severity >= channel.min_severity
-        for index in range(len(channel.urls))
+        for target, _ in channel_targets(channel)
     ]
 
 
@@ -449,6 +508,14 @@ async def _send(url: str, message: Message, kind: apprise.NotifyType, timeout: f
 
 
 @dataclass(frozen=True)
+class _Target:
+    """A configured delivery target: its URL (secret) and how messages name it (not secret)."""
+
+    url: str = field(repr=False)
+    label: str
+
+
+@dataclass(frozen=True)
 class DeliveryRound:
     """What one `deliver_due` round did."""
 
@@ -491,22 +558,48 @@ class Notifier:
         self._max_body = max_body
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._lock = asyncio.Lock()
-        self._urls: dict[str, str] = {}
+        self._targets: dict[str, _Target] = {}
+        self._channel_sizes: dict[str, int] = {}
         self.set_channels(channels)
 
     def set_channels(self, channels: Sequence[ChannelConfig]) -> None:
-        """Use a new channel configuration (a reload) from the next round on."""
+        """Use a new channel configuration (a reload) from the next round on.
+
+        Pending deliveries follow their URL (targets are named by URL id, not position), so
+        removing or reordering URLs never sends one to a different recipient. NotifyError (and
+        the previous configuration kept) when two URLs of a channel share an id.
+        """
+        targets: dict[str, _Target] = {}
+        sizes: dict[str, int] = {}
+        for channel in channels:
+            named = channel_targets(channel)
+            sizes[channel.name] = len(named)
+            for position, (target, url) in enumerate(named, 1):
+                targets[target] = _Target(url, describe_target(target, position, len(named)))
         install_log_redaction(url for channel in channels for url in channel.urls)
-        self._urls = {
-            target_name(channel.name, index): url
-            for channel in channels
-            for index, url in enumerate(channel.urls)
-        }
+        self._targets = targets
+        self._channel_sizes = sizes
 
     @property
     def targets(self) -> tuple[str, ...]:
         """Every configured delivery target."""
-        return tuple(self._urls)
+        return tuple(self._targets)
+
+    def _unrouted(self, target: str) -> str:
+        """Why `target` cannot be delivered now: no such channel, or no URL with its id."""
+        channel, _, ident = target.rpartition(TARGET_SEPARATOR)
+        size = self._channel_sizes.get(channel)
+        if size is None:
+            why = f"no channel {channel!r}"
+        else:
+            noun = "URL" if size == 1 else "URLs"
+            why = f"channel {channel} has {size} {noun}, none with this id"
+            if not _URL_ID_RE.fullmatch(ident):
+                why += " (a positional name from an older tlog-monitor)"
+        return (
+            f"channel {target}: not in the configuration ({why}); kept pending until the "
+            "channel and URL are configured again"
+        )
 
     async def deliver_due(self, limit: int = 100) -> DeliveryRound:
         """Send up to `limit` due deliveries once each and record every outcome.
@@ -522,11 +615,11 @@ class Notifier:
             by_target: dict[str, list[Delivery]] = {}
             for delivery in due:
                 by_target.setdefault(delivery.channel, []).append(delivery)
-            urls = self._urls
+            targets = self._targets
             gate = asyncio.Semaphore(self._concurrency)
             outcomes = await asyncio.gather(
                 *(
-                    self._deliver_target(target, rows, urls.get(target), gate)
+                    self._deliver_target(target, rows, targets.get(target), gate)
                     for target, rows in by_target.items()
                 ),
                 return_exceptions=True,
@@ -544,34 +637,30 @@ class Notifier:
             return DeliveryRound(delivered, failed)
 
     async def _deliver_target(
-        self, target: str, rows: list[Delivery], url: str | None, gate: asyncio.Semaphore
+        self, target: str, rows: list[Delivery], route: _Target | None, gate: asyncio.Semaphore
     ) -> DeliveryRound:
         delivered = failed = 0
         async with gate:
             for position, delivery in enumerate(rows):
-                if url is None:
-                    await self._failed(
-                        delivery,
-                        f"channel {target}: not in the configuration (no such channel or URL "
-                        "index); kept pending until the channel is configured again",
-                    )
+                if route is None:
+                    await self._failed(delivery, self._unrouted(target))
                     failed += 1
                     continue
                 message = render_message(delivery, self._max_body)
                 outcome = await _send(
-                    url, message, notify_type(delivery.severity), self._send_timeout
+                    route.url, message, notify_type(delivery.severity), self._send_timeout
                 )
                 if outcome.ok:
                     await self._delivered(delivery)
                     delivered += 1
                     continue
-                await self._failed(delivery, f"channel {target}: {outcome.reason}")
+                await self._failed(delivery, f"channel {route.label}: {outcome.reason}")
                 failed += 1
                 if outcome.timed_out:
                     for later in rows[position + 1 :]:
                         await self._failed(
                             later,
-                            f"channel {target}: not attempted: an earlier delivery to this "
+                            f"channel {route.label}: not attempted: an earlier delivery to this "
                             "target timed out in the same round",
                         )
                         failed += 1
@@ -604,28 +693,29 @@ class Notifier:
 async def send_test(channel: ChannelConfig, *, timeout: float = DEFAULT_SEND_TIMEOUT) -> None:
     """Send a test message to every URL of `channel` (for `tlog-monitor notify test`).
 
-    Every URL is tried; raises NotifyError naming each target that failed ("security#1: ...").
+    Every URL is tried; raises NotifyError naming each target that failed
+    ("security#3fa2c1d0 (URL 2 of 3): ..."), or before sending when two URLs share an id.
     """
     install_log_redaction(channel.urls)
     if not channel.urls:
         raise NotifyError(f"channel {channel.name}: no URLs configured")
+    targets = channel_targets(channel)
     failures: list[str] = []
     failed: list[str] = []
-    count = len(channel.urls)
-    for index, url in enumerate(channel.urls):
-        target = target_name(channel.name, index)
+    for position, (target, url) in enumerate(targets, 1):
+        label = describe_target(target, position, len(targets))
         message = Message(
             title=f"[TEST] tlog-monitor: channel {_clean(channel.name, 100)}",
             body=(
-                f"A test message from tlog-monitor to {target} (URL {index + 1} of {count}).\n"
+                f"A test message from tlog-monitor to {_clean(label, 200)}.\n"
                 "Alerts for this channel will arrive like this. No action is needed."
             ),
         )
         outcome = await _send(url, message, apprise.NotifyType.INFO, timeout)
         if outcome.ok:
-            log.info("test message delivered to %s", target)
+            log.info("test message delivered to %s", label)
         else:
             failed.append(target)
-            failures.append(f"{target}: {outcome.reason}")
+            failures.append(f"{label}: {outcome.reason}")
     if failures:
         raise NotifyError(f"channel {channel.name}: " + "; ".join(failures), failed)

@@ -25,6 +25,8 @@ from monitor.notify import (
     parse_target,
     render_message,
     send_test,
+    target_name,
+    url_id,
     url_secrets,
 )
 from monitor.severity import Severity
@@ -177,8 +179,8 @@ async def test_alert_delivered_to_http_and_smtp_once(
 
     rows = await outbox.rows()
     assert [(r["channel"], r["status"], r["attempts"]) for r in rows] == [
-        ("security#0", "delivered", 1),
-        ("security#1", "delivered", 1),
+        (target_name("security", http.url()), "delivered", 1),
+        (target_name("security", smtp.url()), "delivered", 1),
     ]
     assert await outbox.pending() == 0
 
@@ -189,18 +191,24 @@ async def test_min_severity_and_rule_routing(outbox: Outbox, http: HttpReceiver)
         "security", [http.url("security-a"), http.url("security-b")], Severity.WARNING
     )
     channels = [chatty, security]
+    chatty_0 = target_name("chatty", http.url("chatty"))
+    security_a = target_name("security", http.url("security-a"))
+    security_b = target_name("security", http.url("security-b"))
 
-    assert delivery_targets(channels, Severity.INFO) == ["chatty#0"]
-    assert delivery_targets(channels, Severity.WARNING) == ["chatty#0", "security#0", "security#1"]
+    assert delivery_targets(channels, Severity.INFO) == [chatty_0]
+    assert delivery_targets(channels, Severity.WARNING) == [chatty_0, security_a, security_b]
     assert delivery_targets(channels, Severity.HIGH, only=["security"]) == [
-        "security#0",
-        "security#1",
+        security_a,
+        security_b,
     ]
     assert delivery_targets(channels, Severity.INFO, only=["security"]) == []
     assert delivery_targets(channels, Severity.HIGH, only=[]) == delivery_targets(
         channels, Severity.HIGH
     )
-    assert parse_target("team#ops#2") == ("team#ops", 2)
+    ident = url_id(http.url("ops"))
+    assert parse_target(target_name("team#ops", http.url("ops"))) == ("team#ops", ident)
+    with pytest.raises(ValueError, match="security#3fa2c1d0"):
+        parse_target("security#0")  # the old positional form
 
     seen = Alert(
         kind=AlertKind.IDENTITY_SEEN,
@@ -246,7 +254,10 @@ async def test_receiver_down_backs_off_redacts_and_delivers_once(
         [row] = await outbox.rows()
         assert row["status"] == "pending"
         assert row["attempts"] == attempt
-        assert row["last_error"] == "channel security#0: delivery failed (apprise reported failure)"
+        assert row["last_error"] == (
+            f"channel {target_name('security', url)} (URL 1 of 1): "
+            "delivery failed (apprise reported failure)"
+        )
         assert_no_secret(row["last_error"], [url])
         gap = datetime.fromisoformat(row["next_try"]) - outbox.clock.now
         gaps.append(gap)
@@ -316,7 +327,10 @@ async def test_partial_failure_does_not_resend_to_the_healthy_url(
     assert len(http.posts) == 1
     assert len(broken.posts) == 1
     rows = await outbox.rows()
-    assert [(r["channel"], r["attempts"]) for r in rows] == [("security#0", 1), ("security#1", 2)]
+    assert [(r["channel"], r["attempts"]) for r in rows] == [
+        (target_name("security", http.url("healthy")), 1),
+        (target_name("security", broken.url("broken")), 2),
+    ]
 
 
 async def test_many_alerts_each_delivered_once_in_order(
@@ -367,13 +381,118 @@ async def test_target_missing_from_config_stays_pending(outbox: Outbox, http: Ht
     assert await notifier.deliver_due() == DeliveryRound(delivered=0, failed=1)
     [row] = await outbox.rows()
     assert row["status"] == "pending"
-    assert row["last_error"].startswith("channel old-team#0: not in the configuration")
+    assert row["last_error"].startswith(
+        f"channel {target_name('old-team', http.url('old'))}: not in the configuration "
+        "(no channel 'old-team')"
+    )
     assert http.posts == []
 
     notifier.set_channels([old])  # a reload brings the channel back
     outbox.clock.advance(FAST.cap)
     assert await notifier.deliver_due() == DeliveryRound(delivered=1, failed=0)
     assert [p.path for p in http.posts] == ["/old"]
+
+
+def alert_ids(receiver: HttpReceiver) -> list[int]:
+    return [int(p.body["message"].split("alert #")[1].split(",")[0]) for p in receiver.posts]
+
+
+async def test_pending_delivery_follows_its_url_across_reloads(
+    outbox: Outbox, http: HttpReceiver
+) -> None:
+    # Three recipients; a pending delivery for B must reach B whatever position B has after a
+    # reload, and never A or C (positional names sent it to whatever URL took B's index).
+    rb, rc = HttpReceiver(), HttpReceiver()
+    await rb.start()
+    await rc.start()
+    try:
+        a, b, c = http.url("a"), rb.url("b"), rc.url("c")
+        original = channel("security", [a, b])
+        rb.failing = True
+        first = outbox.raise_alert(split_view(1), [original])
+        notifier = outbox.notifier([original])
+        assert await notifier.deliver_due() == DeliveryRound(delivered=1, failed=1)
+        [row_a, row_b] = await outbox.rows()
+        assert (row_a["channel"], row_a["status"]) == (target_name("security", a), "delivered")
+        assert (row_b["channel"], row_b["status"]) == (target_name("security", b), "pending")
+        assert row_b["last_error"].startswith(
+            f"channel {target_name('security', b)} (URL 2 of 2): delivery failed"
+        )
+
+        # A removed: B is now URL 1 of 1, at the index A had.
+        notifier.set_channels([channel("security", [b])])
+        rb.failing = False
+        outbox.clock.advance(FAST.cap)
+        assert await notifier.deliver_due() == DeliveryRound(delivered=1, failed=0)
+        assert alert_ids(http) == [first]  # A: only its own delivery
+        assert alert_ids(rb) == [first]
+        assert rc.posts == []
+
+        # Another alert pending for A and B; then C takes A's place in front of B.
+        notifier.set_channels([original])
+        http.failing = rb.failing = True
+        second = outbox.raise_alert(split_view(2), [original])
+        assert await notifier.deliver_due() == DeliveryRound(delivered=0, failed=2)
+        notifier.set_channels([channel("security", [c, b])])
+        http.failing = rb.failing = False
+        outbox.clock.advance(FAST.cap)
+        # B's row reaches B; A's row (A no longer configured) goes nowhere, C above all.
+        assert await notifier.deliver_due() == DeliveryRound(delivered=1, failed=1)
+        assert alert_ids(rb) == [first, second]
+        assert rc.posts == []
+        assert alert_ids(http) == [first]
+        rows = await outbox.rows()
+        [row_a2] = [r for r in rows if r["alert_id"] == second and r["status"] == "pending"]
+        assert row_a2["channel"] == target_name("security", a)
+        assert row_a2["last_error"].startswith(
+            f"channel {target_name('security', a)}: not in the configuration "
+            "(channel security has 2 URLs, none with this id)"
+        )
+
+        # A reload that brings A back delivers its row, to A.
+        notifier.set_channels([channel("security", [b, a])])
+        outbox.clock.advance(FAST.cap)
+        assert await notifier.deliver_due() == DeliveryRound(delivered=1, failed=0)
+        assert alert_ids(http) == [first, second]
+        assert alert_ids(rb) == [first, second]
+        assert rc.posts == []
+        assert await outbox.pending() == 0
+    finally:
+        await rb.stop()
+        await rc.stop()
+
+
+def test_target_names_are_stable_and_collisions_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "json://127.0.0.1:8080/hook"
+    assert target_name("security", url) == f"security#{url_id(url)}"
+    assert url_id(url) == url_id(str(url))
+    assert len(url_id(url)) == 8
+    assert url_id(url) != url_id(url + "x")
+    assert target_name("security", url) != target_name("ops", url)
+
+    monkeypatch.setattr("monitor.notify.url_id", lambda _url: "3fa2c1d0")
+    clash = channel("security", [f"json://{TOKEN}.example/a", "json://other.example/b"])
+    with pytest.raises(NotifyError) as refused:
+        delivery_targets([clash], Severity.CRITICAL)
+    message = str(refused.value)
+    assert message.startswith("channel security: URL 1 and URL 2 of 2 have the same id")
+    assert "security#3fa2c1d0" in message
+    assert_no_secret(message, clash.urls)
+
+
+async def test_colliding_ids_refused_at_set_channels(
+    outbox: Outbox, http: HttpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = channel("security", [http.url("a"), http.url("b")])
+    notifier = outbox.notifier([good])
+    before = notifier.targets
+    monkeypatch.setattr("monitor.notify.url_id", lambda _url: "3fa2c1d0")
+    with pytest.raises(NotifyError, match="have the same id"):
+        notifier.set_channels([good])
+    assert notifier.targets == before  # the previous configuration stays in force
+    with pytest.raises(NotifyError, match="have the same id"):
+        await send_test(good, timeout=5.0)
+    assert http.posts == []
 
 
 async def test_timeout_defers_the_rest_of_the_target(outbox: Outbox, http: HttpReceiver) -> None:
@@ -385,7 +504,9 @@ async def test_timeout_defers_the_rest_of_the_target(outbox: Outbox, http: HttpR
 
     assert await notifier.deliver_due() == DeliveryRound(delivered=0, failed=3)
     rows = await outbox.rows()
-    assert rows[0]["last_error"] == "channel security#0: no answer within 0.3 s"
+    assert rows[0]["last_error"] == (
+        f"channel {target_name('security', http.url())} (URL 1 of 1): no answer within 0.3 s"
+    )
     for row in rows[1:]:
         assert "not attempted" in row["last_error"]
     assert {r["attempts"] for r in rows} == {1}
@@ -437,8 +558,10 @@ async def test_send_test_names_the_failing_target_not_its_url(http: HttpReceiver
 
     with pytest.raises(NotifyError) as failure:
         await send_test(security, timeout=5.0)
-    assert failure.value.failed == ("security#1",)
-    assert str(failure.value).startswith("channel security: security#1: delivery failed")
+    assert failure.value.failed == (target_name("security", down),)
+    assert str(failure.value).startswith(
+        f"channel security: {target_name('security', down)} (URL 2 of 2): delivery failed"
+    )
     assert_no_secret(str(failure.value), [down])
     [post] = http.posts
     assert post.body["title"] == "[TEST] tlog-monitor: channel security"
