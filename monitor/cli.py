@@ -104,6 +104,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
             report = reports.alerts_report(
                 store, log=args.log, since=since, details=fmt is ReportFormat.JSON
             )
+        elif args.what == "matches":
+            report = reports.matches_report(
+                store, log=args.log, since=since, rule=args.rule, details=fmt is ReportFormat.JSON
+            )
         elif args.what == "checkpoints":
             report = reports.checkpoints_report(store, log=args.log, since=since)
         else:
@@ -129,6 +133,46 @@ def _cmd_notify_test(args: argparse.Namespace) -> int:
     for channel in channels:
         asyncio.run(send_test(channel))
         print(f"channel {channel.name}: test notification sent to {len(channel.urls)} URL(s)")
+    return EXIT_OK
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from monitor.inspect import InputError, inspect_entry
+
+    try:
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+        extra = Path(args.checkpoint).read_text("utf-8") if args.checkpoint else None
+    except (OSError, UnicodeDecodeError) as e:
+        print(f"tlog-monitor: inspect: cannot read input: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    config_path = Path(args.config)
+    config = None
+    note = ""
+    if config_path.exists():
+        config = load_config(config_path)
+    else:
+        note = f"no rules evaluated: {config_path} does not exist (give one with --config)"
+    if extra is not None and extra.lstrip().startswith("{"):
+        # A Rekor /api/v1/log response: its signedTreeHead is the checkpoint.
+        try:
+            extra = str(json.loads(extra)["signedTreeHead"])
+        except (ValueError, KeyError, TypeError) as e:
+            print(f"tlog-monitor: inspect: --checkpoint: no signedTreeHead ({e})", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        report = inspect_entry(
+            data, config=config, config_note=note, log_name=args.log, checkpoint=extra
+        )
+    except InputError as e:
+        print(f"tlog-monitor: inspect: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.format == "json":
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        sys.stdout.write(report.to_text())
+    if not report.verified:
+        print(f"tlog-monitor: inspect: verification failed: {report.failure}", file=sys.stderr)
+        return EXIT_ALERT
     return EXIT_OK
 
 
@@ -169,12 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check_all.set_defaults(func=_cmd_check)
 
-    report = sub.add_parser("report", help="query the database: alerts, checkpoints, status")
-    report.add_argument("what", choices=["alerts", "checkpoints", "status"])
+    report = sub.add_parser(
+        "report", help="query the database: alerts, matches, checkpoints, status"
+    )
+    report.add_argument("what", choices=["alerts", "matches", "checkpoints", "status"])
     report.add_argument(
         "--format", choices=[f.value for f in ReportFormat], default=ReportFormat.TABLE.value
     )
     report.add_argument("--log", help="only this log (its configured name)")
+    report.add_argument("--rule", help="matches: only this watch rule")
     report.add_argument("--since", help="only since this time (ISO-8601) or duration ago ('2h')")
     report.set_defaults(func=_cmd_report)
 
@@ -185,6 +232,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     notify_test.add_argument("--channel", help="only this channel (its configured name)")
     notify_test.set_defaults(func=_cmd_notify_test)
+
+    inspect = sub.add_parser(
+        "inspect",
+        help="verify one log entry or Sigstore bundle offline and show which watch rules match it",
+        description="Verify a Rekor v1 LogEntry response or a Sigstore bundle (inclusion proof, "
+        "checkpoint, inclusion promise) against the production and staging trust roots and the "
+        "configured logs, print the signer's identity and whether its certificate chains to the "
+        "log's Fulcio CAs, and evaluate every watch rule of --config: matches with their "
+        "reasons, non-matches with the first matcher that failed. No network. Exit 0 verified, "
+        "1 verification failed, 2 unreadable input.",
+    )
+    inspect.add_argument("file", help="the LogEntry or bundle JSON file ('-' for stdin)")
+    inspect.add_argument("--log", help="use this configured log's key, Fulcio CAs and rules")
+    inspect.add_argument(
+        "--checkpoint",
+        help="a signed checkpoint (or a /api/v1/log response) for the proof's tree size, when "
+        "the input carries none",
+    )
+    inspect.add_argument("--format", choices=["text", "json"], default="text")
+    inspect.set_defaults(func=_cmd_inspect)
 
     demo = sub.add_parser(
         "demo", help="run a local sandbox log, make it misbehave, and watch the monitor catch it"

@@ -83,6 +83,7 @@ MAX_VIEWS = 20
 MAX_RULES = 1000
 MAX_CHANNELS = 100
 MAX_URLS_PER_CHANNEL = 50
+MAX_FULCIO_ROOTS_BYTES = 1024 * 1024
 
 _TOP_KEYS = ("monitor", "log", "watch", "notify")
 _MONITOR_KEYS = (
@@ -109,6 +110,7 @@ _LOG_KEYS = (
     "max_stale",
     "requests_per_minute",
     "allow_insecure_http",
+    "fulcio_roots",
 )
 _NOTIFY_KEYS = ("name", "urls", "urls_env", "urls_file", "min_severity")
 
@@ -194,6 +196,12 @@ class LogConfig:
     max_stale: timedelta
     requests_per_minute: int
     allow_insecure_http: bool
+    fulcio_roots_pem: bytes | None = field(default=None, repr=False)
+    """CA certificates (PEM) that issue this log's signing certificates, from `fulcio_roots`;
+    None: the trust root's Fulcio CAs, or none for a pinned `public_key` (see
+    `monitor.chain.trust_for_log`)."""
+    fulcio_roots_file: Path | None = None
+    """The file `fulcio_roots_pem` was read from."""
 
     @property
     def public_key_der(self) -> bytes | None:
@@ -318,6 +326,13 @@ def _redacted_log(log: LogConfig) -> dict[str, object]:
         "max_stale": format_duration(log.max_stale),
         "requests_per_minute": log.requests_per_minute,
         "allow_insecure_http": log.allow_insecure_http,
+        "fulcio_roots": (
+            str(log.fulcio_roots_file)
+            if log.fulcio_roots_file
+            else f"trust_root:{log.trust_root.value}"
+            if log.trust_root
+            else None
+        ),
     }
 
 
@@ -551,7 +566,32 @@ def _warnings(
                 f"{file}: watch[{i}]: rule {f.echo(rule.name)} can see no entries: none of its "
                 "logs has scan = true (and it has no search terms for a rekor-v1 log)"
             )
+    for i, log in enumerate(logs):
+        if log.trust_root is not None or log.fulcio_roots_pem is not None:
+            continue
+        blind = [
+            rule.name
+            for rule in rules
+            if rule.applies_to(log.name)
+            and not rule.any_issuer
+            and _matches_certificates(rule)
+            and (log.scan or (log.type is LogType.REKOR_V1 and rule.search))
+        ]
+        if blind:
+            out.append(
+                f"{file}: log[{i}]: log {f.echo(log.name)} pins public_key and sets no "
+                "fulcio_roots, so no certificate on it is trusted: rule(s) "
+                f"{', '.join(f.echo(n) for n in blind)} can only record untrusted matches, never "
+                'alert; set fulcio_roots = "<CA bundle.pem>" (or any_issuer = true on the rule)'
+            )
     return out
+
+
+def _matches_certificates(rule: WatchRule) -> bool:
+    """Whether a rule can only match signers with a certificate."""
+    return bool(
+        rule.issuer or rule.san_pattern or rule.email or rule.extensions or rule.cert_fingerprint
+    )
 
 
 # --- [monitor] -----------------------------------------------------------------------------
@@ -743,6 +783,9 @@ def _log(raw: Mapping[str, object], where: str, monitor: MonitorConfig, base: Pa
     if "requests_per_minute" in raw:
         lo, hi = REQUESTS_PER_MINUTE_RANGE
         rpm = f.as_int(raw["requests_per_minute"], f"{where}.requests_per_minute", lo=lo, hi=hi)
+    roots_pem = roots_file = None
+    if "fulcio_roots" in raw:
+        roots_pem, roots_file = _fulcio_roots(raw["fulcio_roots"], f"{where}.fulcio_roots", base)
     return LogConfig(
         name=name,
         type=log_type,
@@ -758,7 +801,34 @@ def _log(raw: Mapping[str, object], where: str, monitor: MonitorConfig, base: Pa
         max_stale=max_stale,
         requests_per_minute=rpm,
         allow_insecure_http=insecure,
+        fulcio_roots_pem=roots_pem,
+        fulcio_roots_file=roots_file,
     )
+
+
+def _fulcio_roots(value: object, where: str, base: Path) -> tuple[bytes, Path]:
+    """Read and check a `fulcio_roots` CA bundle; return its bytes and absolute path."""
+    text = f.as_str(value, where, what="the path of a PEM file of CA certificates", max_len=4096)
+    path = _absolute(Path(text.strip()), base)
+    try:
+        with path.open("rb") as fh:
+            pem = fh.read(MAX_FULCIO_ROOTS_BYTES + 1)
+    except OSError as e:
+        raise f.error(where, f"cannot read CA bundle {f.echo(str(path))}: {e.strerror or e}") from e
+    if len(pem) > MAX_FULCIO_ROOTS_BYTES:
+        raise f.error(
+            where,
+            f"{f.echo(str(path))} is larger than {MAX_FULCIO_ROOTS_BYTES // 1024} KiB; "
+            "expected a few PEM CA certificates",
+        )
+    # cryptography loads slowly: only configurations that use the key pay for it.
+    from monitor.chain import CertificateTrust, TrustError  # noqa: PLC0415
+
+    try:
+        CertificateTrust.from_pem_bundle(pem, source=f.echo(str(path)))
+    except TrustError as e:
+        raise f.error(where, str(e)) from e
+    return pem, path
 
 
 _E = TypeVar("_E", bound=StrEnum)

@@ -23,15 +23,18 @@ import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor.alerts import Alert
+from monitor.chain import trust_for_log
 from monitor.config import Config, load_config
-from monitor.engine import PRIMARY_VIEW, LogMonitor, PollResult
+from monitor.engine import PRIMARY_VIEW, CheckpointSource, LogMonitor, PollResult
 from monitor.errors import ConfigError, MonitorError
 from monitor.logs.http import RequestBudget
 from monitor.notify import DeliveryRound, Notifier, delivery_targets
+from monitor.scanner import Scanner
 from monitor.severity import Severity
 from monitor.sources import checkpoint_source, http_policy, log_spec, resolve_logs
 from monitor.store import AsyncStore, Store, utc_iso
 from monitor.systemd import sd_notify, watchdog_interval
+from monitor.watch import Matcher
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +83,20 @@ class Monitor:
         self.clock = clock
         self.notifier = Notifier(config.channels, store, clock=clock)
         self.logs: dict[str, LogMonitor] = {}
+        self.scanners: dict[str, Scanner] = {}
 
     async def prepare(self) -> None:
         """Resolve every log's keys and endpoints (raises ConfigError) and record the logs."""
         policy = http_policy(self.config)
         logs: dict[str, LogMonitor] = {}
+        scanners: dict[str, Scanner] = {}
         for cfg in self.config.logs:
             spec = log_spec(self.config, cfg)
-            budget = RequestBudget(cfg.requests_per_minute)
-            sources = {PRIMARY_VIEW: checkpoint_source(cfg, cfg.url, self.session, policy, budget)}
+            # One request budget per log, shared by its polls, proofs and scans.
+            primary = checkpoint_source(
+                cfg, cfg.url, self.session, policy, RequestBudget(cfg.requests_per_minute)
+            )
+            sources: dict[str, CheckpointSource] = {PRIMARY_VIEW: primary}
             for i, url in enumerate(cfg.views, start=1):
                 sources[view_name(i, url)] = checkpoint_source(
                     cfg, url, self.session, policy, RequestBudget(cfg.requests_per_minute)
@@ -99,7 +107,20 @@ class Monitor:
             logs[cfg.name] = LogMonitor(
                 spec, log_id, sources, self.store, self._targets, self.clock
             )
+            if cfg.scan:
+                matcher = Matcher(self.config.rules_for_log(cfg.name), trust_for_log(cfg))
+                scanners[cfg.name] = Scanner(
+                    cfg.name,
+                    log_id,
+                    primary,
+                    matcher,
+                    self.store,
+                    self._targets,
+                    self.clock,
+                    start=cfg.start,
+                )
         self.logs = logs
+        self.scanners = scanners
         self.notifier.set_channels(self.config.channels)
 
     def _targets(self, alert: Alert) -> list[str]:
@@ -110,8 +131,15 @@ class Monitor:
         return delivery_targets(self.config.channels, alert.severity, only)
 
     async def poll(self, name: str) -> PollResult:
-        """One poll of one log; operational failures are recorded, never raised."""
-        return await self.logs[name].poll()
+        """One poll of one log, then a scan of its new entries when it scans; operational
+        failures are recorded, never raised."""
+        result = await self.logs[name].poll()
+        scanner = self.scanners.get(name)
+        if scanner is not None:
+            scanned = await scanner.scan()
+            result.alerts.extend(scanned.alerts)
+            result.errors.extend(scanned.errors)
+        return result
 
     async def poll_and_alert(self, name: str) -> None:
         """The scheduled job: one poll, and at once a delivery round if it raised alerts (the

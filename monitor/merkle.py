@@ -211,6 +211,28 @@ def root_from_inclusion_proof(
     return _chain_border(h, proof[inner:])
 
 
+def frontier_from_inclusion_proof(index: int, size: int, proof: Sequence[bytes]) -> list[bytes]:
+    """The compact range of the tree of leaves [0, index) (largest subtree first), read off an
+    inclusion proof of leaf `index` in a tree of `size` leaves.
+
+    The left siblings on a leaf's audit path are exactly the perfect subtrees covering every leaf
+    before it: one for each set bit of `index`, whatever the tree size. In the inner part of the
+    path, bit i of `index` set means the hash at position i is a left sibling; every border hash
+    is one. Nothing is verified here: the caller proves the result (e.g. by extending it and
+    checking a root or a consistency proof). Raises ProofError for a proof of the wrong length.
+    """
+    context = "frontier from inclusion proof"
+    _check_count(context, "size", size)
+    _check_count(context, "index", index)
+    if index >= size:
+        raise ProofError(f"{context}: index {index} is not below size {size}")
+    inner, border = _decompose(index, size)
+    _check_proof(context, proof, inner + border, f"index {index} in size {size}")
+    left = [proof[i] for i in range(inner) if index >> i & 1]
+    left.extend(proof[inner:])
+    return left[::-1]
+
+
 def verify_inclusion(
     leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
 ) -> None:

@@ -52,6 +52,19 @@ CHECKPOINT_COLUMNS = (
     "first_seen",
     "last_seen",
 )
+MATCH_COLUMNS = (
+    "id",
+    "created_at",
+    "log",
+    "tree_id",
+    "log_index",
+    "rule",
+    "outcome",
+    "source",
+    "signer",
+    "issuer",
+    "alert_id",
+)
 STATUS_COLUMNS = (
     "log",
     "tree_id",
@@ -114,6 +127,37 @@ def checkpoints_report(
     for row in rows:
         row["root"] = row["root"].hex()
     return Report(CHECKPOINT_COLUMNS, rows)
+
+
+def matches_report(
+    store: Store,
+    *,
+    log: str | None = None,
+    since: datetime | None = None,
+    rule: str | None = None,
+    details: bool = False,
+) -> Report:
+    """Every entry that matched a watch rule, newest first (with the identity, for JSON)."""
+    where, params = _filters(log, since, "m.created_at")
+    if rule is not None:
+        where += (" AND " if where else " WHERE ") + "m.rule = ?"
+        params.append(rule)
+    rows = store.query(
+        "SELECT m.id, m.created_at, l.name AS log, m.tree_id, m.log_index, m.rule, m.outcome, "
+        "m.source, m.identity, m.alert_id "
+        f"FROM matches m JOIN logs l ON l.id = m.log_id{where} ORDER BY m.id DESC",
+        params,
+    )
+    columns = MATCH_COLUMNS + (("identity",) if details else ())
+    for row in rows:
+        identity = json.loads(row["identity"])
+        row["identity"] = identity
+        sans = identity.get("sans") or []
+        row["signer"] = identity.get("build_signer_uri") or (
+            ", ".join(str(s) for s in sans) if sans else identity.get("key_fingerprint")
+        )
+        row["issuer"] = identity.get("issuer")
+    return Report(columns, [{c: r.get(c) for c in columns} for r in rows])
 
 
 def status_report(store: Store, *, log: str | None = None) -> Report:

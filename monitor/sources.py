@@ -6,6 +6,7 @@ origins); `checkpoint_source` adapts a view's URL to the engine's `CheckpointSou
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import aiohttp
@@ -19,10 +20,12 @@ from monitor.keys import (
     tiles_origin,
     verifier_from_der,
 )
-from monitor.logs.http import HttpPolicy, RequestBudget
+from monitor.logs.http import HttpPolicy, LogResponseError, RequestBudget, gather_bounded
 from monitor.logs.rekor_v1 import RekorV1Client
-from monitor.logs.tiles import TilesClient
+from monitor.logs.tiles import TILE_WIDTH, TilesClient, tile_width
+from monitor.merkle import CompactRange, frontier_from_inclusion_proof
 from monitor.note import NoteVerifier
+from monitor.scanner import frontier_nodes
 
 TILES_TREE = "tiles"
 """The tree id under which a tiled log's single tree is kept (it has no shards)."""
@@ -80,14 +83,23 @@ def resolve_logs(config: Config) -> dict[str, LogSpec]:
 
 
 class RekorV1Source:
-    """A Rekor v1 REST endpoint as the engine sees it: the active tree and every frozen shard."""
+    """A Rekor v1 REST endpoint as the engine and scanner see it: the active tree and every
+    frozen shard, entries addressed by tree and index within it."""
 
     def __init__(self, client: RekorV1Client) -> None:
         self.client = client
+        self._offsets: dict[str, int] = {}
 
     async def heads(self) -> Sequence[Head]:
         """The active tree's checkpoint, then each inactive shard's final one."""
         info = await self.client.log_info()
+        # Rekor numbers entries globally: each shard starts where the ones before it ended
+        # (inactiveShards lists them oldest first).
+        offset = 0
+        for shard in info.inactive:
+            self._offsets[shard.tree_id] = offset
+            offset += shard.size
+        self._offsets[info.active.tree_id] = offset
         heads = [Head(tree_id=info.active.tree_id, note=info.active.note)]
         heads.extend(Head(tree_id=t.tree_id, note=t.note, frozen=True) for t in info.inactive)
         return heads
@@ -96,9 +108,44 @@ class RekorV1Source:
         """From the proof endpoint (its rootHash is ignored: roots come from signed notes)."""
         return await self.client.consistency_proof(size1, size2, tree_id)
 
+    def _offset(self, tree_id: str) -> int:
+        try:
+            return self._offsets[tree_id]
+        except KeyError:
+            raise LogResponseError(
+                f"tree {tree_id}: not listed by the log (active or inactive), so its entries' "
+                "global indexes are unknown"
+            ) from None
+
+    async def entries(self, tree_id: str, start: int, end: int, tree_size: int) -> list[bytes]:
+        """Entries [start, end) of a shard, fetched by global index (10 per request)."""
+        offset = self._offset(tree_id)
+        got = await self.client.entries(range(offset + start, offset + end))
+        missing = [i - offset for i in range(offset + start, offset + end) if i not in got]
+        if missing:
+            raise LogResponseError(
+                f"tree {tree_id}: the log did not return entries {missing[:5]}"
+                f"{' ...' if len(missing) > 5 else ''} of {start}-{end - 1}"
+            )
+        return [got[offset + i].body for i in range(start, end)]
+
+    async def frontier(self, tree_id: str, size: int, tree_size: int) -> list[bytes]:
+        """The compact range at `size`, from the inclusion proof of entry `size - 1`."""
+        offset = self._offset(tree_id)
+        entry = await self.client.entry(offset + size - 1)
+        if entry is None or entry.proof_tree_size is None or entry.tree_index != size - 1:
+            raise LogResponseError(
+                f"tree {tree_id}: entry {size - 1} came without an inclusion proof at its index"
+            )
+        left = frontier_from_inclusion_proof(size - 1, entry.proof_tree_size, entry.proof_hashes)
+        cr = CompactRange.from_hashes(size - 1, left)
+        cr.append(entry.leaf_hash)
+        return list(cr.hashes)
+
 
 class TilesSource:
-    """A tlog-tiles endpoint: one tree; proofs are computed from its hash tiles."""
+    """A tlog-tiles endpoint: one tree; proofs are computed from its hash tiles and entries read
+    from its entry bundles."""
 
     def __init__(self, client: TilesClient) -> None:
         self.client = client
@@ -110,6 +157,25 @@ class TilesSource:
     async def consistency_proof(self, tree_id: str, size1: int, size2: int) -> list[bytes]:
         """Computed from the tiles of the tree at `size2`."""
         return await self.client.consistency_proof(size1, size2)
+
+    async def entries(self, tree_id: str, start: int, end: int, tree_size: int) -> list[bytes]:
+        """Entries [start, end) from the bundles of a tree of `tree_size` entries (full bundles,
+        and the partial one at the tree's right edge), fetched concurrently."""
+        first, last = start // TILE_WIDTH, (end - 1) // TILE_WIDTH
+        jobs = [
+            functools.partial(self.client.entry_bundle, n, tile_width(0, n, tree_size))
+            for n in range(first, last + 1)
+        ]
+        bundles = await gather_bounded(jobs, self.client.concurrency)
+        bodies = [body for bundle in bundles for body in bundle]
+        skip = start - first * TILE_WIDTH
+        return bodies[skip : skip + end - start]
+
+    async def frontier(self, tree_id: str, size: int, tree_size: int) -> list[bytes]:
+        """The compact range at `size`, read from the hash tiles of the tree of `tree_size`."""
+        nodes = frontier_nodes(size)
+        node = await self.client.node_fn(nodes, tree_size)
+        return [node(level, index) for level, index in nodes]
 
 
 def http_policy(config: Config) -> HttpPolicy:

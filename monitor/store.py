@@ -358,7 +358,8 @@ class Store:
         """Write one tree's verified state inside the caller's transaction.
 
         The high-water mark is kept monotonic here as well as by the engine: a bug elsewhere must
-        not be able to lower it.
+        not be able to lower it. The scan position is set only when the row is created; after
+        that only `advance_scan` moves it, so the checkpoint and scan paths cannot undo each other.
         """
         conn.execute(
             f"INSERT INTO log_state ({_STATE_COLUMNS}) VALUES ({_STATE_PLACEHOLDERS}) "
@@ -366,7 +367,6 @@ class Store:
             "verified_size = excluded.verified_size, verified_root = excluded.verified_root, "
             "verified_note = excluded.verified_note, "
             "high_water = max(log_state.high_water, excluded.high_water), "
-            "scan_cursor = excluded.scan_cursor, compact_range = excluded.compact_range, "
             "frozen = excluded.frozen, updated_at = excluded.updated_at",
             (
                 state.log_id,
@@ -381,6 +381,83 @@ class Store:
                 int(state.frozen),
                 state.updated_at,
             ),
+        )
+
+    def advance_scan(
+        self,
+        conn: sqlite3.Connection,
+        log_id: int,
+        tree_id: str,
+        cursor: int,
+        compact_range: bytes,
+        now: datetime,
+    ) -> None:
+        """Move a tree's scan position, inside the transaction that stores what the scan of the
+        entries before it found. The cursor never passes the verified size."""
+        cur = conn.execute(
+            "UPDATE log_state SET scan_cursor = ?, compact_range = ?, updated_at = ? "
+            "WHERE log_id = ? AND tree_id = ? AND verified_size >= ? "
+            "AND (scan_cursor IS NULL OR scan_cursor <= ?)",
+            (cursor, compact_range, utc_iso(now), log_id, tree_id, cursor, cursor),
+        )
+        if cur.rowcount != 1:
+            raise StoreError(
+                f"scan of log {log_id} tree {tree_id}: cannot move the cursor to {cursor} "
+                "(beyond the verified size, or backwards)"
+            )
+
+    def add_match(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        log_id: int,
+        tree_id: str,
+        log_index: int,
+        rule: str,
+        signer_index: int,
+        outcome: str,
+        source: str,
+        identity: Mapping[str, Any],
+        certificate: bytes | None,
+        alert_id: int | None,
+        now: datetime,
+    ) -> bool:
+        """Record a watch-rule match; False when this entry, rule and signer were recorded
+        already (a search can find what a scan found)."""
+        cur = conn.execute(
+            "INSERT INTO matches (log_id, tree_id, log_index, rule, signer_index, outcome, source, "
+            "identity, certificate, alert_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (log_id, tree_id, log_index, rule, signer_index) DO NOTHING",
+            (
+                log_id,
+                tree_id,
+                log_index,
+                rule,
+                signer_index,
+                outcome,
+                source,
+                json.dumps(identity, sort_keys=True, default=str),
+                certificate,
+                alert_id,
+                utc_iso(now),
+            ),
+        )
+        return bool(cur.rowcount)
+
+    def add_scan_error(
+        self,
+        conn: sqlite3.Connection,
+        log_id: int,
+        tree_id: str,
+        log_index: int,
+        error: str,
+        now: datetime,
+    ) -> None:
+        """Record an entry the scan could not parse."""
+        conn.execute(
+            "INSERT INTO scan_errors (log_id, tree_id, log_index, error, created_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (log_id, tree_id, log_index) DO NOTHING",
+            (log_id, tree_id, log_index, error[:1000], utc_iso(now)),
         )
 
     # -- view health -----------------------------------------------------------------------
@@ -472,6 +549,22 @@ class Store:
             [(alert_id, ch, ts) for ch in channels],
         )
         return alert_id
+
+    def raise_alerts(
+        self,
+        log_id: int | None,
+        alerts: Sequence[tuple[Alert, Sequence[str]]],
+        now: datetime,
+    ) -> list[tuple[int, Alert]]:
+        """Record alerts (each with its delivery targets) in one transaction of their own;
+        returns the new ones with their ids (known facts are skipped)."""
+        created: list[tuple[int, Alert]] = []
+        with self.transaction() as conn:
+            for alert, channels in alerts:
+                alert_id = self.add_alert(conn, alert, log_id, channels, now)
+                if alert_id is not None:
+                    created.append((alert_id, alert))
+        return created
 
     def due_deliveries(self, now: datetime, limit: int = 100) -> list[Delivery]:
         """Pending deliveries whose next try is due, oldest first."""

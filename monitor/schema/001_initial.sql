@@ -58,18 +58,35 @@ CREATE TABLE view_health (
     PRIMARY KEY (log_id, view)
 ) STRICT;
 
+-- Entries that matched a watch rule: one row per entry, rule and signer. `outcome` is
+-- unexpected_signer, identity_seen, or untrusted (the certificate does not chain to the log's
+-- Fulcio roots: recorded, never alerted). `source` is how the entry was found: scan or search.
 CREATE TABLE matches (
+    id           INTEGER PRIMARY KEY,
+    log_id       INTEGER NOT NULL REFERENCES logs(id),
+    tree_id      TEXT NOT NULL,
+    log_index    INTEGER NOT NULL,
+    rule         TEXT NOT NULL,
+    signer_index INTEGER NOT NULL DEFAULT 0,
+    outcome      TEXT NOT NULL,
+    source       TEXT NOT NULL,
+    identity     TEXT NOT NULL,
+    certificate  BLOB,
+    alert_id     INTEGER REFERENCES alerts(id),
+    created_at   TEXT NOT NULL,
+    UNIQUE (log_id, tree_id, log_index, rule, signer_index)
+) STRICT;
+CREATE INDEX matches_by_time ON matches (created_at);
+
+-- Entries a scan could not parse: reported, never silently dropped.
+CREATE TABLE scan_errors (
     id          INTEGER PRIMARY KEY,
     log_id      INTEGER NOT NULL REFERENCES logs(id),
     tree_id     TEXT NOT NULL,
     log_index   INTEGER NOT NULL,
-    rule        TEXT NOT NULL,
-    outcome     TEXT NOT NULL,
-    source      TEXT NOT NULL,
-    identity    TEXT NOT NULL,
-    certificate BLOB,
+    error       TEXT NOT NULL,
     created_at  TEXT NOT NULL,
-    UNIQUE (log_id, tree_id, log_index, rule)
+    UNIQUE (log_id, tree_id, log_index)
 ) STRICT;
 
 CREATE TABLE alerts (

@@ -99,6 +99,7 @@ def test_every_alert_kind_has_a_section(kind: AlertKind) -> None:
     ("report", "columns"),
     [
         ("alerts", reports.ALERT_COLUMNS),
+        ("matches", reports.MATCH_COLUMNS),
         ("checkpoints", reports.CHECKPOINT_COLUMNS),
         ("status", reports.STATUS_COLUMNS),
     ],

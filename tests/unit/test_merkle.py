@@ -29,6 +29,7 @@ from monitor.merkle import (
     ProofError,
     TreeRangeError,
     consistency_proof,
+    frontier_from_inclusion_proof,
     inclusion_proof,
     leaf_hash,
     node_hash,
@@ -762,3 +763,20 @@ def test_tree_proofs_for_every_pair_up_to_33() -> None:
             proof = tree.consistency_proof(m, n)
             assert proof == ref.proof(m, n)
             verify_consistency(m, n, tree.root(m), root, proof)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(min_value=1, max_value=300), st.data())
+def test_frontier_from_inclusion_proof_is_the_compact_range_before_the_leaf(
+    size: int, data: st.DataObject
+) -> None:
+    index = data.draw(st.integers(min_value=0, max_value=size - 1))
+    tree = MerkleTree()
+    leaves = [leaf_hash(i.to_bytes(4, "big")) for i in range(size)]
+    tree.extend(leaves)
+    expected = CompactRange()
+    expected.extend(leaves[:index])
+    got = frontier_from_inclusion_proof(index, size, tree.inclusion_proof(index, size))
+    assert got == list(expected.hashes)
+    with pytest.raises(ProofError):
+        frontier_from_inclusion_proof(index, size, [*tree.inclusion_proof(index, size), b"\0" * 32])
