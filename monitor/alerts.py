@@ -28,6 +28,7 @@ class AlertKind(StrEnum):
     IDENTITY_SEEN = "identity_seen"
     LOG_STALE = "log_stale"
     LOG_ERROR = "log_error"
+    WITNESS_QUORUM = "witness_quorum"
 
     @property
     def severity(self) -> Severity:
@@ -44,6 +45,7 @@ _SEVERITY = {
     AlertKind.IDENTITY_SEEN: Severity.INFO,
     AlertKind.LOG_STALE: Severity.WARNING,
     AlertKind.LOG_ERROR: Severity.WARNING,
+    AlertKind.WITNESS_QUORUM: Severity.HIGH,
 }
 
 

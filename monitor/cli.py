@@ -19,6 +19,7 @@ from monitor import __version__
 from monitor.config import load_config
 from monitor.durations import parse_duration
 from monitor.errors import ConfigError, MonitorError
+from monitor.logsetup import LogFormat, configure_logging
 from monitor.reports import ReportFormat
 
 EXIT_OK = 0
@@ -51,7 +52,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from monitor.daemon import run_daemon
 
     path = Path(args.config)
-    run_daemon(path, load_config(path))
+    config = load_config(path)
+    for warning in config.warnings:
+        log.warning("configuration: %s", warning)
+    run_daemon(path, config)
     return EXIT_OK
 
 
@@ -136,14 +140,41 @@ def _cmd_notify_test(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_inspect(args: argparse.Namespace) -> int:
-    from monitor.inspect import InputError, inspect_entry
+_MAX_CHECKPOINT_BYTES = 64 * 1024
+"""`inspect --checkpoint`: a signed note is a few hundred bytes, with cosignatures a few KiB."""
 
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from monitor.inspect import MAX_INPUT_BYTES, InputError, inspect_entry
+
+    # Read one byte past the limit, never the whole of an arbitrary file: load_input refuses
+    # anything longer, and a checkpoint (or a /api/v1/log answer) is far smaller still.
     try:
-        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
-        extra = Path(args.checkpoint).read_text("utf-8") if args.checkpoint else None
+        if args.file == "-":
+            data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+        else:
+            with Path(args.file).open("rb") as fh:
+                data = fh.read(MAX_INPUT_BYTES + 1)
+        extra = None
+        if args.checkpoint:
+            with Path(args.checkpoint).open("rb") as fh:
+                extra = fh.read(_MAX_CHECKPOINT_BYTES + 1).decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         print(f"tlog-monitor: inspect: cannot read input: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    if len(data) > MAX_INPUT_BYTES:
+        print(
+            f"tlog-monitor: inspect: input: expected at most {MAX_INPUT_BYTES} bytes "
+            "(a LogEntry or a bundle is a few KiB), got more",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if extra is not None and len(extra) > _MAX_CHECKPOINT_BYTES:
+        print(
+            f"tlog-monitor: inspect: --checkpoint: expected at most {_MAX_CHECKPOINT_BYTES} "
+            "bytes (a signed checkpoint or a /api/v1/log response), got more",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     config_path = Path(args.config)
     config = None
@@ -176,6 +207,38 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_evidence_export(args: argparse.Namespace) -> int:
+    from monitor.evidence_export import export_alert
+    from monitor.store import Store
+
+    config = load_config(Path(args.config))
+    if not config.monitor.database.exists():
+        raise ConfigError(f"database {config.monitor.database} does not exist yet")
+    store = Store.open_readonly(config.monitor.database)
+    try:
+        data = export_alert(store, config, args.alert_id)
+    finally:
+        store.close()
+    sys.stdout.buffer.write(data)
+    return EXIT_OK
+
+
+def _cmd_evidence_verify(args: argparse.Namespace) -> int:
+    from monitor.evidence import EvidenceInvalid, EvidenceUnreadable, verify
+
+    try:
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+        verdict = verify(data)
+    except (OSError, EvidenceUnreadable) as e:
+        print(f"tlog-monitor: evidence verify: cannot read evidence: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except EvidenceInvalid as e:
+        print(f"tlog-monitor: evidence verify: does not verify: {e}", file=sys.stderr)
+        return EXIT_ALERT
+    print("\n".join(verdict.lines))
+    return EXIT_OK if verdict.proven else EXIT_ALERT
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from monitor.demo import run_demo
 
@@ -192,6 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tlog-monitor {__version__}")
     parser.add_argument("--config", default="config.toml", help="path to config.toml")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument(
+        "--log-format",
+        choices=[f.value for f in LogFormat],
+        default=LogFormat.AUTO.value,
+        help="log lines as text or JSON; auto: JSON when stderr is the systemd journal",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sandbox = sub.add_parser("sandbox", help="serve a local transparency log for tests and drills")
@@ -244,6 +313,13 @@ def build_parser() -> argparse.ArgumentParser:
         "1 verification failed, 2 unreadable input.",
     )
     inspect.add_argument("file", help="the LogEntry or bundle JSON file ('-' for stdin)")
+    # Also accepted after the subcommand: people type "inspect FILE --config C" when debugging
+    # rules. SUPPRESS keeps the global --config (or its default) when this one is not given.
+    inspect.add_argument(
+        "--config",
+        default=argparse.SUPPRESS,
+        help="path to config.toml (same as the global --config)",
+    )
     inspect.add_argument("--log", help="use this configured log's key, Fulcio CAs and rules")
     inspect.add_argument(
         "--checkpoint",
@@ -252,6 +328,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("--format", choices=["text", "json"], default="text")
     inspect.set_defaults(func=_cmd_inspect)
+
+    evidence = sub.add_parser(
+        "evidence", help="export or verify portable, offline-checkable evidence of a split view"
+    )
+    evidence_sub = evidence.add_subparsers(dest="evidence_command", required=True, metavar="ACTION")
+    export = evidence_sub.add_parser(
+        "export",
+        help="write the evidence of a split_view alert as self-contained JSON to stdout",
+        description="Write the evidence document of one split_view alert (its id as in 'report "
+        "alerts'): the log's public key, both signed notes and the proof, as canonical JSON. "
+        "Exit 0; 2 when the alert does not exist or is not a split_view.",
+    )
+    export.add_argument("alert_id", type=int, help="the alert's id")
+    export.set_defaults(func=_cmd_evidence_export)
+    verify = evidence_sub.add_parser(
+        "verify",
+        help="check an evidence file offline (no database, no network, no configuration)",
+        description="Verify an evidence document: intact, both notes signed by the key it names, "
+        "and whether they prove misbehaviour by themselves. Exit 0 misbehaviour proven; 1 the "
+        "document does not verify or proves nothing; 2 unreadable.",
+    )
+    verify.add_argument("file", help="the evidence JSON file ('-' for stdin)")
+    verify.set_defaults(func=_cmd_evidence_verify)
 
     demo = sub.add_parser(
         "demo", help="run a local sandbox log, make it misbehave, and watch the monitor catch it"
@@ -275,10 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `tlog-monitor` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(verbose=args.verbose, fmt=LogFormat(args.log_format))
     try:
         code: int = args.func(args)
     except ConfigError as e:

@@ -32,7 +32,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -43,6 +43,7 @@ from monitor import __version__
 from monitor import _fields as f
 from monitor.durations import format_duration, parse_duration
 from monitor.errors import ConfigError
+from monitor.search_terms import rule_search_terms
 from monitor.severity import Severity
 from monitor.watch import WatchRule, compile_rule
 
@@ -55,6 +56,9 @@ __all__ = [
     "NotifyChannel",
     "Severity",
     "TrustRoot",
+    "ViewConfig",
+    "ViewKind",
+    "WitnessConfig",
     "load_config",
     "parse_config",
     "redact_url",
@@ -80,10 +84,14 @@ MAX_RESPONSE_BYTES_RANGE = (64 * 1024, 1024 * 1024 * 1024)
 REQUESTS_PER_MINUTE_RANGE = (1, 60_000)
 MAX_LOGS = 100
 MAX_VIEWS = 20
+MAX_WITNESSES = 50
 MAX_RULES = 1000
 MAX_CHANNELS = 100
 MAX_URLS_PER_CHANNEL = 50
 MAX_FULCIO_ROOTS_BYTES = 1024 * 1024
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+MAX_URLS_FILE_BYTES = 1024 * 1024
+MAX_KEY_FILE_BYTES = 64 * 1024
 
 _TOP_KEYS = ("monitor", "log", "watch", "notify")
 _MONITOR_KEYS = (
@@ -104,6 +112,9 @@ _LOG_KEYS = (
     "public_key",
     "origin",
     "views",
+    "view",
+    "witness",
+    "witness_quorum",
     "scan",
     "start",
     "interval",
@@ -113,6 +124,8 @@ _LOG_KEYS = (
     "fulcio_roots",
 )
 _NOTIFY_KEYS = ("name", "urls", "urls_env", "urls_file", "min_severity")
+_VIEW_KEYS = ("url", "kind")
+_WITNESS_KEYS = ("name", "vkey", "public_key")
 
 
 class LogType(StrEnum):
@@ -129,6 +142,39 @@ class TrustRoot(StrEnum):
 
     PRODUCTION = "production"
     STAGING = "staging"
+
+
+class ViewKind(StrEnum):
+    """What a view URL serves."""
+
+    MIRROR = "mirror"
+    """The log's own API (Rekor v1 REST or tlog-tiles) at another URL: a mirror or replica."""
+    WITNESS = "witness"
+    """A signed checkpoint as text, cosigned by witnesses (a witness or distributor read path)."""
+    PEER = "peer"
+    """Another tlog-monitor's ``/checkpoints/<log>``: its latest verified checkpoint as text."""
+
+    @property
+    def serves_note(self) -> bool:
+        """The URL answers GET with one signed checkpoint note (no log API behind it)."""
+        return self is not ViewKind.MIRROR
+
+
+@dataclass(frozen=True)
+class ViewConfig:
+    """One extra endpoint serving a log's checkpoint."""
+
+    url: str
+    kind: ViewKind
+
+
+@dataclass(frozen=True)
+class WitnessConfig:
+    """One `[[log.witness]]`: a witness whose signatures on the log's checkpoints count."""
+
+    name: str
+    vkey: str
+    """C2SP vkey (type 0x04 cosignature/v1, or 0x01 plain Ed25519); public, not a secret."""
 
 
 DEFAULT_REQUESTS_PER_MINUTE = {LogType.REKOR_V1: 300, LogType.TILES: 600}
@@ -187,7 +233,7 @@ class LogConfig:
     origin: str | None
     """Expected checkpoint origin line; None: derived from the log's key and URL."""
     views: tuple[str, ...]
-    """Extra URLs serving this log's checkpoint (mirrors, peers, witnesses)."""
+    """Extra URLs serving this log's checkpoint: `views`, then the `[[log.view]]` tables."""
     scan: bool
     """Fetch and check every new entry against the watch rules."""
     start: int | None
@@ -202,6 +248,17 @@ class LogConfig:
     `monitor.chain.trust_for_log`)."""
     fulcio_roots_file: Path | None = None
     """The file `fulcio_roots_pem` was read from."""
+    view_kinds: tuple[ViewKind, ...] = ()
+    """The kind of each of `views`, in order; missing ones (older callers) are mirrors."""
+    witnesses: tuple[WitnessConfig, ...] = ()
+    witness_quorum: int = 0
+    """Valid witness signatures each cosigned checkpoint must carry (0: no policy)."""
+
+    @property
+    def view_configs(self) -> tuple[ViewConfig, ...]:
+        """`views` with their kinds."""
+        kinds = self.view_kinds + (ViewKind.MIRROR,) * (len(self.views) - len(self.view_kinds))
+        return tuple(ViewConfig(u, k) for u, k in zip(self.views, kinds, strict=True))
 
     @property
     def public_key_der(self) -> bytes | None:
@@ -319,7 +376,9 @@ def _redacted_log(log: LogConfig) -> dict[str, object]:
         "trust_root": log.trust_root.value if log.trust_root else None,
         "public_key": key,
         "origin": log.origin,
-        "views": list(log.views),
+        "views": [{"url": v.url, "kind": v.kind.value} for v in log.view_configs],
+        "witnesses": [{"name": w.name, "vkey": w.vkey} for w in log.witnesses],
+        "witness_quorum": log.witness_quorum,
         "scan": log.scan,
         "start": "latest" if log.start is None else log.start,
         "interval": format_duration(log.interval),
@@ -411,14 +470,64 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Conf
     Raises ConfigError.
     """
     try:
-        data = path.read_bytes()
+        data = _read_bounded(path, MAX_CONFIG_BYTES)
     except OSError as e:
         raise ConfigError(f"{path}: cannot read the configuration file: {e.strerror or e}") from e
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: expected at most {MAX_CONFIG_BYTES} bytes, got more")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (invalid byte at offset {e.start})") from e
-    return parse_config(text, path=path, environ=environ)
+    config = parse_config(text, path=path, environ=environ)
+    exposed = _exposed_secret_files(config, tomllib.loads(text))
+    return replace(config, warnings=config.warnings + exposed) if exposed else config
+
+
+def _read_bounded(path: Path, limit: int) -> bytes:
+    """At most `limit` + 1 bytes of `path` (one byte more than allowed means: too big)."""
+    with path.open("rb") as file:
+        return file.read(limit + 1)
+
+
+def _exposed_secret_files(config: Config, raw: Mapping[str, object]) -> tuple[str, ...]:
+    """Warnings for files holding notify URLs that other users may read (or anyone may change).
+
+    The config file may be group-readable (the unit's documented 0640 root:tlog-monitor), but not
+    world-readable while it lists notify `urls`; a `urls_file` holds nothing but secrets, so
+    group or world read access is flagged. A world-writable config file is flagged always: whoever
+    can write it decides what is monitored and where alerts go. Warnings, not errors: the
+    operator may have reasons (a single-user machine) and the monitor must keep running.
+    """
+    found: list[str] = []
+    tables = raw.get("notify")
+    inline = isinstance(tables, list) and any(isinstance(t, dict) and t.get("urls") for t in tables)
+    mode = _mode(config.path)
+    if mode is not None and mode & 0o002:
+        found.append(
+            f"{config.path} is writable by every user (mode {mode:04o}): anyone can change what "
+            "is monitored and where alerts go; chmod o-w it"
+        )
+    if mode is not None and mode & 0o004 and inline:
+        found.append(
+            f"{config.path} is readable by every user (mode {mode:04o}) and lists notify URLs, "
+            "which carry secrets: chmod o-r it, or move the URLs to urls_env or urls_file"
+        )
+    for channel in config.channels:
+        file_mode = _mode(channel.urls_file) if channel.urls_file else None
+        if file_mode is not None and file_mode & 0o044:
+            found.append(
+                f"notify {channel.name}: urls_file {channel.urls_file} is readable by other users "
+                f"(mode {file_mode:04o}); it holds secrets: chmod 0600 it"
+            )
+    return tuple(found)
+
+
+def _mode(path: Path) -> int | None:
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:  # gone since it was read: nothing to warn about
+        return None
 
 
 def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = None) -> Config:
@@ -561,7 +670,8 @@ def _warnings(
         )
     for i, rule in enumerate(rules):
         applies = [log for log in logs if rule.applies_to(log.name)]
-        if not any(log.scan or (log.type is LogType.REKOR_V1 and rule.search) for log in applies):
+        searched = bool(rule_search_terms(rule))
+        if not any(log.scan or (log.type is LogType.REKOR_V1 and searched) for log in applies):
             out.append(
                 f"{file}: watch[{i}]: rule {f.echo(rule.name)} can see no entries: none of its "
                 "logs has scan = true (and it has no search terms for a rekor-v1 log)"
@@ -575,7 +685,7 @@ def _warnings(
             if rule.applies_to(log.name)
             and not rule.any_issuer
             and _matches_certificates(rule)
-            and (log.scan or (log.type is LogType.REKOR_V1 and rule.search))
+            and (log.scan or (log.type is LogType.REKOR_V1 and bool(rule_search_terms(rule))))
         ]
         if blind:
             out.append(
@@ -754,15 +864,28 @@ def _log(raw: Mapping[str, object], where: str, monitor: MonitorConfig, base: Pa
         pem, key_file = _public_key(raw["public_key"], f"{where}.public_key", base)
 
     views = f.opt_str_list(raw, "views", where, what="a URL", max_items=MAX_VIEWS)
+    listed: list[tuple[object, str, ViewKind]] = [
+        (v, f"{where}.views[{i}]", ViewKind.MIRROR) for i, v in enumerate(views)
+    ]
+    listed.extend(_view_tables(raw, where))
+    if len(listed) > MAX_VIEWS:
+        total = f"{len(listed)} (views and [[log.view]])"
+        raise f.error(where, f"too many views: {total}, at most {MAX_VIEWS}")
     normalised_views: list[str] = []
-    for i, view in enumerate(views):
-        at = f"{where}.views[{i}]"
+    paths: list[str] = []
+    for view, at, _kind in listed:
         normal = _log_url(view, at, insecure)
         if normal == url:
             raise f.error(at, "same as the log's own url; list only other URLs")
         if normal in normalised_views:
-            raise f.error(at, f"duplicate of views[{normalised_views.index(normal)}]")
+            other = paths[normalised_views.index(normal)].split(": ", 1)[-1].split(".", 1)[-1]
+            raise f.error(at, f"duplicate of {other}")
         normalised_views.append(normal)
+        paths.append(at)
+    witnesses = _witnesses(raw, where, base)
+    quorum = 0
+    if "witness_quorum" in raw:
+        quorum = f.as_int(raw["witness_quorum"], f"{where}.witness_quorum", lo=0, hi=len(witnesses))
 
     scan = f.opt_bool(raw, "scan", where, default=DEFAULT_SCAN[log_type])
     start = _start(raw, where)
@@ -803,7 +926,94 @@ def _log(raw: Mapping[str, object], where: str, monitor: MonitorConfig, base: Pa
         allow_insecure_http=insecure,
         fulcio_roots_pem=roots_pem,
         fulcio_roots_file=roots_file,
+        view_kinds=tuple(kind for _, _, kind in listed),
+        witnesses=witnesses,
+        witness_quorum=quorum,
     )
+
+
+def _view_tables(raw: Mapping[str, object], where: str) -> list[tuple[object, str, ViewKind]]:
+    """The `[[log.view]]` tables as (url, key path, kind)."""
+    if "view" not in raw:
+        return []
+    value = raw["view"]
+    if not isinstance(value, list):
+        raise f.error(f"{where}.view", f"expected [[log.view]] tables, got {f.toml_type(value)}")
+    out: list[tuple[object, str, ViewKind]] = []
+    for i, item in enumerate(value):
+        at = f"{where}.view[{i}]"
+        table = f.as_table(item, at)
+        f.check_keys(table, at, _VIEW_KEYS)
+        kind = ViewKind.MIRROR
+        if "kind" in table:
+            text = f.as_str(table["kind"], f"{at}.kind", what="a view kind")
+            kind = _enum(ViewKind, text, f"{at}.kind")
+        out.append((f.require(table, "url", at), f"{at}.url", kind))
+    return out
+
+
+def _witnesses(raw: Mapping[str, object], where: str, base: Path) -> tuple[WitnessConfig, ...]:
+    """The `[[log.witness]]` tables, each key resolved to a vkey."""
+    if "witness" not in raw:
+        return ()
+    value = raw["witness"]
+    at = f"{where}.witness"
+    if not isinstance(value, list):
+        raise f.error(at, f"expected [[log.witness]] tables, got {f.toml_type(value)}")
+    if len(value) > MAX_WITNESSES:
+        raise f.error(at, f"too many witnesses: {len(value)}, at most {MAX_WITNESSES}")
+    # cryptography loads slowly: only configurations with witnesses pay for it.
+    from monitor.witness import parse_witness_vkey  # noqa: PLC0415
+
+    out: list[WitnessConfig] = []
+    for i, item in enumerate(value):
+        w = f"{at}[{i}]"
+        table = f.as_table(item, w)
+        f.check_keys(table, w, _WITNESS_KEYS)
+        name = f.as_str(f.require(table, "name", w), f"{w}.name", what="a key name", max_len=256)
+        if ("vkey" in table) == ("public_key" in table):
+            raise f.error(
+                w, "set exactly one of vkey (a C2SP vkey) and public_key (an Ed25519 PEM key)"
+            )
+        if "vkey" in table:
+            text = f.as_str(table["vkey"], f"{w}.vkey", what="a C2SP vkey", max_len=512)
+            where_key = f"{w}.vkey"
+        else:
+            text = _cosignature_vkey(name, table["public_key"], f"{w}.public_key", base)
+            where_key = f"{w}.public_key"
+        try:
+            key = parse_witness_vkey(text)
+        except ConfigError as e:
+            raise f.error(where_key, str(e)) from e
+        if key.name != name:
+            raise f.error(
+                where_key, f"the key is named {f.echo(key.name)}, not {f.echo(name)} (name)"
+            )
+        if any(o.vkey == key.vkey for o in out):
+            raise f.error(w, f"duplicate witness {f.echo(name)}")
+        out.append(WitnessConfig(name=name, vkey=key.vkey))
+    return tuple(out)
+
+
+def _cosignature_vkey(name: str, value: object, where: str, base: Path) -> str:
+    """The cosignature/v1 vkey of an Ed25519 PEM public key (inline or a file)."""
+    pem, _file = _public_key(value, where, base)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
+        Ed25519PublicKey,
+    )
+    from cryptography.hazmat.primitives.serialization import (  # noqa: PLC0415
+        load_der_public_key,
+    )
+
+    from monitor.note import CosignatureVerifier, NoteKeyError  # noqa: PLC0415
+
+    key = load_der_public_key(_pem_to_der(pem))
+    if not isinstance(key, Ed25519PublicKey):
+        raise f.error(where, f"expected an Ed25519 public key, got {type(key).__name__}")
+    try:
+        return CosignatureVerifier(name, key).vkey
+    except NoteKeyError as e:
+        raise f.error(where, str(e)) from e
 
 
 def _fulcio_roots(value: object, where: str, base: Path) -> tuple[bytes, Path]:
@@ -934,12 +1144,19 @@ def _public_key(value: object, where: str, base: Path) -> tuple[str, Path | None
             raise f.error(where, "expected a PEM block (-----BEGIN PUBLIC KEY-----) or a file path")
         key_file = _absolute(Path(text.strip()), base)
         try:
-            text = key_file.read_text(encoding="utf-8")
+            key_bytes = _read_bounded(key_file, MAX_KEY_FILE_BYTES)
+            text = key_bytes.decode("utf-8")
         except (OSError, UnicodeDecodeError) as e:
             reason = e.strerror if isinstance(e, OSError) and e.strerror else "not UTF-8 text"
             raise f.error(
                 where, f"cannot read public key file {f.echo(str(key_file))}: {reason}"
             ) from e
+        if len(key_bytes) > MAX_KEY_FILE_BYTES:
+            raise f.error(
+                where,
+                f"public key file {f.echo(str(key_file))} is larger than {MAX_KEY_FILE_BYTES} "
+                "bytes; a PEM public key is under 1 KiB",
+            )
     source = f"the file {f.echo(str(key_file))}" if key_file else "the inline value"
     if "PRIVATE KEY" in text:
         raise f.error(
@@ -1018,10 +1235,15 @@ def _channel(
         urls_file = _absolute(Path(file_text), base)
         at = f"{where}.urls_file"
         try:
-            content = urls_file.read_text(encoding="utf-8")
+            content_bytes = _read_bounded(urls_file, MAX_URLS_FILE_BYTES)
+            content = content_bytes.decode("utf-8")
         except (OSError, UnicodeDecodeError) as e:
             reason = e.strerror if isinstance(e, OSError) and e.strerror else "not UTF-8 text"
             raise f.error(at, f"cannot read {f.echo(str(urls_file))}: {reason}") from e
+        if len(content_bytes) > MAX_URLS_FILE_BYTES:
+            raise f.error(
+                at, f"{f.echo(str(urls_file))} is larger than {MAX_URLS_FILE_BYTES} bytes"
+            )
         found = 0
         for n, line in enumerate(content.splitlines(), 1):
             item = line.strip()

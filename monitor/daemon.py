@@ -15,7 +15,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,21 +24,32 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor.alerts import Alert
 from monitor.chain import trust_for_log
-from monitor.config import Config, load_config
-from monitor.engine import PRIMARY_VIEW, CheckpointSource, LogMonitor, PollResult
+from monitor.config import Config, LogConfig, ViewKind, load_config
+from monitor.engine import PRIMARY_VIEW, CheckpointSource, LogMonitor, LogSpec, PollResult
 from monitor.errors import ConfigError, MonitorError
+from monitor.httpd import HttpServer
 from monitor.logs.http import RequestBudget
+from monitor.metrics import PollStats, classify_poll
 from monitor.notify import DeliveryRound, Notifier, delivery_targets
 from monitor.scanner import Scanner
+from monitor.search import Searcher, searcher_for
 from monitor.severity import Severity
 from monitor.sources import checkpoint_source, http_policy, log_spec, resolve_logs
 from monitor.store import AsyncStore, Store, utc_iso
 from monitor.systemd import sd_notify, watchdog_interval
+from monitor.views import NoteSource
 from monitor.watch import Matcher
+from monitor.witness import parse_witness_vkey
 
 log = logging.getLogger(__name__)
 
 DELIVERY_INTERVAL_S = 10.0
+DRAIN_TIMEOUT_S = 15.0
+"""On stop or reload: how long running polls and deliveries may take to finish."""
+LAST_ROUND_TIMEOUT_S = 8.0
+LAST_ROUND_SEND_TIMEOUT_S = 5.0
+"""On stop: the bound of the last delivery round, and of each send in it. With the drain that
+stays under the unit's TimeoutStopSec=30s."""
 
 
 def utcnow() -> datetime:
@@ -67,6 +78,14 @@ def view_name(index: int, url: str) -> str:
     return f"view{index}:{url}"
 
 
+def with_witnesses(spec: LogSpec, cfg: LogConfig) -> LogSpec:
+    """`spec` with the log's `[[log.witness]]` keys and `witness_quorum`."""
+    if not cfg.witnesses:
+        return spec
+    keys = tuple(parse_witness_vkey(w.vkey) for w in cfg.witnesses)
+    return replace(spec, witnesses=keys, witness_quorum=cfg.witness_quorum)
+
+
 class Monitor:
     """Every job of one configuration, sharing one HTTP session and one store."""
 
@@ -76,36 +95,57 @@ class Monitor:
         store: AsyncStore,
         session: aiohttp.ClientSession,
         clock: Callable[[], datetime] = utcnow,
+        stats: PollStats | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.session = session
         self.clock = clock
+        self.stats = PollStats() if stats is None else stats
+        """Polls by outcome, for /metrics and /readyz."""
         self.notifier = Notifier(config.channels, store, clock=clock)
         self.logs: dict[str, LogMonitor] = {}
         self.scanners: dict[str, Scanner] = {}
+        self.searchers: dict[str, Searcher] = {}
 
     async def prepare(self) -> None:
         """Resolve every log's keys and endpoints (raises ConfigError) and record the logs."""
         policy = http_policy(self.config)
         logs: dict[str, LogMonitor] = {}
         scanners: dict[str, Scanner] = {}
+        searchers: dict[str, Searcher] = {}
         for cfg in self.config.logs:
-            spec = log_spec(self.config, cfg)
-            # One request budget per log, shared by its polls, proofs and scans.
+            spec = with_witnesses(log_spec(self.config, cfg), cfg)
+            # One request budget per log, shared by its polls, proofs, scans and searches.
             primary = checkpoint_source(
                 cfg, cfg.url, self.session, policy, RequestBudget(cfg.requests_per_minute)
             )
             sources: dict[str, CheckpointSource] = {PRIMARY_VIEW: primary}
-            for i, url in enumerate(cfg.views, start=1):
-                sources[view_name(i, url)] = checkpoint_source(
-                    cfg, url, self.session, policy, RequestBudget(cfg.requests_per_minute)
-                )
+            lagging: list[str] = []
+            cosigned: list[str] = []
+            for i, view in enumerate(cfg.view_configs, start=1):
+                name = view_name(i, view.url)
+                budget = RequestBudget(cfg.requests_per_minute)
+                if view.kind.serves_note:
+                    # Witnesses and peers trail the log: behind is normal, forked is not.
+                    sources[name] = NoteSource(cfg, view.url, self.session, policy, budget)
+                    lagging.append(name)
+                else:
+                    sources[name] = checkpoint_source(cfg, view.url, self.session, policy, budget)
+                if view.kind is ViewKind.WITNESS:
+                    cosigned.append(name)
             log_id = await self.store.call(
                 self.store.store.ensure_log, cfg.name, cfg.type.value, cfg.url, self.clock()
             )
             logs[cfg.name] = LogMonitor(
-                spec, log_id, sources, self.store, self._targets, self.clock
+                spec,
+                log_id,
+                sources,
+                self.store,
+                self._targets,
+                self.clock,
+                lagging=lagging,
+                cosigned=cosigned,
             )
             if cfg.scan:
                 matcher = Matcher(self.config.rules_for_log(cfg.name), trust_for_log(cfg))
@@ -119,8 +159,14 @@ class Monitor:
                     self.clock,
                     start=cfg.start,
                 )
+            searcher = searcher_for(
+                self.config, cfg, spec, log_id, primary, self.store, self._targets, self.clock
+            )
+            if searcher is not None:
+                searchers[cfg.name] = searcher
         self.logs = logs
         self.scanners = scanners
+        self.searchers = searchers
         self.notifier.set_channels(self.config.channels)
 
     def _targets(self, alert: Alert) -> list[str]:
@@ -131,14 +177,21 @@ class Monitor:
         return delivery_targets(self.config.channels, alert.severity, only)
 
     async def poll(self, name: str) -> PollResult:
-        """One poll of one log, then a scan of its new entries when it scans; operational
-        failures are recorded, never raised."""
+        """One poll of one log, then a scan of its new entries when it scans and a search of
+        its index for the watched identities (rekor-v1); operational failures are recorded,
+        never raised."""
         result = await self.logs[name].poll()
         scanner = self.scanners.get(name)
         if scanner is not None:
             scanned = await scanner.scan()
             result.alerts.extend(scanned.alerts)
             result.errors.extend(scanned.errors)
+        searcher = self.searchers.get(name)
+        if searcher is not None:
+            found = await searcher.search()
+            result.alerts.extend(found.alerts)
+            result.errors.extend(found.errors)
+        self.stats.record(name, classify_poll(len(result.alerts), len(result.errors)))
         return result
 
     async def poll_and_alert(self, name: str) -> None:
@@ -166,16 +219,17 @@ class Monitor:
 
 @asynccontextmanager
 async def open_monitor(
-    config: Config, clock: Callable[[], datetime] = utcnow
+    config: Config, clock: Callable[[], datetime] = utcnow, stats: PollStats | None = None
 ) -> AsyncIterator[Monitor]:
-    """A prepared Monitor with its store and HTTP session, closed on exit."""
+    """A prepared Monitor with its store and HTTP session, closed on exit; `stats` carries
+    poll counters over from an earlier Monitor (a reload)."""
     store = AsyncStore(await asyncio.to_thread(Store.open, config.monitor.database))
     try:
         timeout = aiohttp.ClientTimeout(total=config.monitor.request_timeout.total_seconds())
         async with aiohttp.ClientSession(
             timeout=timeout, headers={"User-Agent": config.monitor.user_agent}
         ) as session:
-            monitor = Monitor(config, store, session, clock)
+            monitor = Monitor(config, store, session, clock, stats)
             await monitor.prepare()
             yield monitor
     finally:
@@ -207,6 +261,7 @@ class Daemon:
         self.config = config
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
+        self.stats = PollStats()
 
     def stop(self) -> None:
         """Ask the daemon to finish its running jobs and exit."""
@@ -240,7 +295,7 @@ class Daemon:
             log.info("configuration reloaded from %s", self.config_path)
 
     async def _serve(self, config: Config) -> None:
-        async with open_monitor(config) as monitor:
+        async with open_monitor(config, stats=self.stats) as monitor:
             run_id = await monitor.store.call(monitor.store.store.start_run, "run", utcnow())
             scheduler = AsyncIOScheduler(timezone=UTC)
             for cfg in config.logs:
@@ -272,6 +327,15 @@ class Daemon:
                 scheduler.add_job(
                     sd_notify, "interval", args=["WATCHDOG=1"], id="watchdog", seconds=watchdog
                 )
+            httpd = None
+            if config.monitor.http_listen is not None:
+                httpd = HttpServer(
+                    config.monitor.http_listen,
+                    monitor.store,
+                    [c.name for c in config.logs],
+                    monitor.stats,
+                )
+                await httpd.start()
             scheduler.start()
             sd_notify("READY=1")
             sd_notify(f"STATUS=monitoring {len(config.logs)} log(s)")
@@ -285,11 +349,15 @@ class Daemon:
             finally:
                 if self._stop.is_set():
                     sd_notify("STOPPING=1")
-                # Let running polls and deliveries finish before APScheduler's shutdown, which
-                # cancels them; each commits or rolls back as a whole either way.
+                # No new jobs; running polls and deliveries finish (or are abandoned, each
+                # committing or rolling back as a whole) before the store and session close.
                 scheduler.pause()
                 await _drain(scheduler)
                 scheduler.shutdown(wait=False)
+                if httpd is not None:
+                    await httpd.stop()
+                if self._stop.is_set():
+                    await _last_delivery_round(monitor)
                 await monitor.store.call(
                     monitor.store.store.finish_run,
                     run_id,
@@ -299,12 +367,46 @@ class Daemon:
                 )
 
 
-async def _drain(scheduler: AsyncIOScheduler, timeout: float = 20.0) -> None:
-    """Wait for the jobs APScheduler started (its asyncio executor keeps them as futures)."""
+async def _drain(scheduler: AsyncIOScheduler, timeout: float = DRAIN_TIMEOUT_S) -> None:
+    """Wait up to `timeout` for the jobs APScheduler started (its asyncio executor keeps them
+    as futures), then cancel the rest and wait until they have unwound, so none of them runs
+    on after the store and HTTP session close. A cancelled poll loses only its own unfinished
+    transaction: the store's writer thread commits or rolls back each one whole."""
     executor = scheduler._executors.get("default")
     pending = set(getattr(executor, "_pending_futures", ()))
-    if pending:
-        await asyncio.wait(pending, timeout=timeout)
+    if not pending:
+        return
+    _, late = await asyncio.wait(pending, timeout=timeout)
+    if late:
+        log.warning("stopping: abandoning %d job(s) still running after %gs", len(late), timeout)
+        for future in late:
+            future.cancel()
+        await asyncio.wait(late)
+
+
+async def _last_delivery_round(monitor: Monitor) -> None:
+    """Before exiting: one delivery round for alerts raised since the last one, bounded in time
+    (systemd's TimeoutStopSec= covers the drain, this round and closing). Whatever is not
+    delivered stays in the outbox for the next start."""
+    try:
+        done = await asyncio.wait_for(
+            monitor.notifier.deliver_due(send_timeout=LAST_ROUND_SEND_TIMEOUT_S),
+            LAST_ROUND_TIMEOUT_S,
+        )
+    except TimeoutError:
+        log.warning(
+            "stopping: last delivery round cut off after %gs; undelivered alerts stay pending",
+            LAST_ROUND_TIMEOUT_S,
+        )
+    except MonitorError as e:
+        log.warning("stopping: last delivery round failed: %s", e)
+    else:
+        if done.delivered or done.failed:
+            log.info(
+                "stopping: last delivery round: %d delivered, %d failed",
+                done.delivered,
+                done.failed,
+            )
 
 
 def run_daemon(config_path: Path, config: Config) -> None:

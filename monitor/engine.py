@@ -7,13 +7,13 @@ For each view of a log (its own URL, mirrors, peers), every checkpoint served go
         |
         v
     record (view, origin, size, root) --same size, other root anywhere--> split_view
-        |
+        |     + witness signatures (recorded) --cosigned, below witness_quorum--> witness_quorum
         v
     compare with the tree's verified state:
         larger  -> consistency proof old -> new  --fails--> split_view, state kept
                                              --holds--> state advances (same transaction)
         smaller -> consistency proof new -> old  --fails--> split_view
-                   below the high-water mark    ---------> rollback
+                   below the high-water mark    ---------> rollback (not for witnesses, peers)
         equal   -> roots must match             --differ-> split_view
 
 Network failures never move state; they are recorded per view and become `log_error` only once
@@ -25,16 +25,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from monitor.alerts import Alert, AlertKind, fact_key
 from monitor.errors import NetworkError, ParseError, VerificationError
+from monitor.evidence import build_split_view
 from monitor.merkle import ProofError, verify_consistency
 from monitor.note import NoteVerifier, VerifiedCheckpoint, verify_checkpoint
 from monitor.store import AsyncStore, LogState, Store, parse_utc, utc_iso
+from monitor.witness import WitnessKey, WitnessReport, check_witnesses, quorum_shortfall
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,10 @@ class LogSpec:
     """Maps a tree id to the origin its checkpoints must carry (None: accept any)."""
     max_stale: timedelta
     error_grace: timedelta
+    witnesses: tuple[WitnessKey, ...] = ()
+    """Witnesses whose signatures on this log's checkpoints are verified and recorded."""
+    witness_quorum: int = 0
+    """Valid witness signatures a cosigned checkpoint must carry (0: no policy)."""
 
 
 @dataclass
@@ -108,6 +114,7 @@ def split_view_alert(
     proof: Sequence[bytes] | None,
     reason: str,
     day: str,
+    verifier: NoteVerifier | None = None,
 ) -> Alert:
     """Two validly signed checkpoints of one tree that cannot both be true.
 
@@ -117,9 +124,31 @@ def split_view_alert(
     and a daily reminder while it lasts, rather than one per poll. The disagreeing views are the
     non-primary ones involved (the primary only when it contradicts our own verified state), so
     the same fork is one fact whichever side is observed first. Every conflicting checkpoint
-    stays recorded as evidence.
+    stays recorded as evidence. With the log's key (`verifier`), the details carry a portable
+    evidence document (`monitor.evidence`) under "evidence".
     """
     odd = sorted({v for v, _ in (a, b) if v not in (PRIMARY_VIEW, VERIFIED_STATE)})
+    details: dict[str, object] = {
+        "tree_id": tree_id,
+        "reason": reason,
+        "view_a": a[0],
+        "note_a": a[1],
+        "view_b": b[0],
+        "note_b": b[1],
+        "sizes": list(sizes),
+        "roots": [r.hex() for r in roots],
+        "proof": None if proof is None else [h.hex() for h in proof],
+    }
+    if verifier is not None:
+        details["evidence"] = build_split_view(
+            log_name=log_name,
+            tree_id=tree_id,
+            verifier=verifier,
+            a=a,
+            b=b,
+            proof=proof,
+            reason=reason,
+        )
     return Alert(
         kind=AlertKind.SPLIT_VIEW,
         dedup_key=fact_key(AlertKind.SPLIT_VIEW, log_name, tree_id, *(odd or [PRIMARY_VIEW]), day),
@@ -128,16 +157,35 @@ def split_view_alert(
             f"(size {sizes[0]} from {a[0]} vs size {sizes[1]} from {b[0]}): {reason}"
         ),
         log=log_name,
+        details=details,
+    )
+
+
+def witness_quorum_alert(
+    log_name: str, view: str, vc: VerifiedCheckpoint, report: WitnessReport, quorum: int, day: str
+) -> Alert:
+    """A cosigned checkpoint that carries fewer valid witness signatures than the quorum.
+
+    One fact per log, view and UTC day: a witness endpoint that stays below quorum serves a new
+    checkpoint every poll, and each is the same news.
+    """
+    cp = vc.checkpoint
+    return Alert(
+        kind=AlertKind.WITNESS_QUORUM,
+        dedup_key=fact_key(AlertKind.WITNESS_QUORUM, log_name, view, day),
+        summary=(
+            f"{log_name}: checkpoint of size {cp.size} from {view} carries {len(report.valid)} "
+            f"valid witness signature(s), below the quorum of {quorum}"
+        ),
+        log=log_name,
         details={
-            "tree_id": tree_id,
-            "reason": reason,
-            "view_a": a[0],
-            "note_a": a[1],
-            "view_b": b[0],
-            "note_b": b[1],
-            "sizes": list(sizes),
-            "roots": [r.hex() for r in roots],
-            "proof": None if proof is None else [h.hex() for h in proof],
+            "view": view,
+            "size": cp.size,
+            "root": cp.root.hex(),
+            "note": vc.note.to_text(),
+            "quorum": quorum,
+            "cosigners": list(report.cosigners),
+            "invalid": list(report.invalid),
         },
     )
 
@@ -153,7 +201,13 @@ class LogMonitor:
         store: AsyncStore,
         targets: TargetFn,
         clock: Clock,
+        *,
+        lagging: Collection[str] = (),
+        cosigned: Collection[str] = (),
     ) -> None:
+        """`lagging` views (witnesses, peers) may serve older checkpoints than the verified
+        state without a rollback alert (inconsistency is still a split view); `cosigned` views
+        serve witnessed checkpoints, so the witness quorum applies to everything they serve."""
         if PRIMARY_VIEW not in sources:
             raise ValueError("engine: the log's own endpoint must be the 'primary' view")
         self.spec = spec
@@ -162,6 +216,8 @@ class LogMonitor:
         self.store = store
         self.targets = targets
         self.clock = clock
+        self.lagging = frozenset(lagging)
+        self.cosigned = frozenset(cosigned)
 
     async def poll(self) -> PollResult:
         """Fetch, verify and record every view's checkpoints once."""
@@ -212,6 +268,7 @@ class LogMonitor:
             self.store.store.log_state, self.log_id, head.tree_id
         )
         alerts = await self.store.call(self._same_size_conflicts, view, head.tree_id, vc)
+        witnessed = self._witnesses(view, vc, alerts)
         new_state: LogState | None = None
         now = self.clock()
         if state is None:
@@ -274,7 +331,7 @@ class LogMonitor:
             except ProofError as e:
                 consistent = False
                 alerts.append(self._split(head.tree_id, state, view, vc, proof, str(e)))
-            if cp.size < state.high_water:
+            if cp.size < state.high_water and view not in self.lagging:
                 alerts.append(self._rollback(head.tree_id, state, view, vc, consistent))
         grew = (
             new_state is not None
@@ -282,9 +339,51 @@ class LogMonitor:
             and new_state.verified_size > state.verified_size
         )
         await self._commit(
-            result, alerts, view=view, tree_id=head.tree_id, vc=vc, head=head, state=new_state
+            result,
+            alerts,
+            view=view,
+            tree_id=head.tree_id,
+            vc=vc,
+            head=head,
+            state=new_state,
+            witnessed=witnessed,
         )
         return grew
+
+    def _witnesses(
+        self, view: str, vc: VerifiedCheckpoint, alerts: list[Alert]
+    ) -> WitnessReport | None:
+        """Verify the configured witnesses' signatures on `vc`; append a `witness_quorum` alert
+        when the note is cosigned (it comes from a witness view, or carries any signature line
+        besides the log's) and falls short of the quorum."""
+        spec = self.spec
+        if not spec.witnesses:
+            return None
+        report = check_witnesses(vc.note, spec.witnesses)
+        for problem in report.invalid:
+            log.warning("%s: %s: %s", spec.name, view, problem)
+        log_keys = {(v.name, bytes(v.key_hint)) for v in spec.verifiers}
+        foreign = any((s.name, s.key_hint) not in log_keys for s in vc.note.signatures)
+        if (
+            spec.witness_quorum
+            and (view in self.cosigned or foreign)
+            and quorum_shortfall(report, spec.witness_quorum)
+        ):
+            day = self.clock().date().isoformat()
+            alerts.append(
+                witness_quorum_alert(spec.name, view, vc, report, spec.witness_quorum, day)
+            )
+        return report
+
+    def _signer_of(self, vc: VerifiedCheckpoint) -> NoteVerifier:
+        """The log key that signed `vc` (a log may have several, e.g. across a rotation): the
+        evidence must name the key that actually verifies the note."""
+        lines = {(sig.name, sig.key_hint) for sig in vc.note.signatures}
+        return next(
+            v
+            for v in self.spec.verifiers
+            if v.name in vc.signers and (v.name, bytes(v.key_hint)) in lines
+        )
 
     def _same_size_conflicts(self, view: str, tree_id: str, vc: VerifiedCheckpoint) -> list[Alert]:
         """Split views at one size: a recorded checkpoint of this tree, from any view, with the
@@ -303,6 +402,7 @@ class LogMonitor:
                         proof=None,
                         reason="same size, different roots",
                         day=self.clock().date().isoformat(),
+                        verifier=self._signer_of(vc),
                     )
                 ]
         return []
@@ -329,6 +429,7 @@ class LogMonitor:
             proof=proof,
             reason=reason,
             day=self.clock().date().isoformat(),
+            verifier=self._signer_of(vc),
         )
 
     def _rollback(
@@ -424,6 +525,7 @@ class LogMonitor:
         vc: VerifiedCheckpoint | None = None,
         head: Head | None = None,
         state: LogState | None = None,
+        witnessed: WitnessReport | None = None,
     ) -> None:
         targets = [self.targets(a) for a in alerts]
         now = self.clock()
@@ -442,9 +544,21 @@ class LogMonitor:
                         size=cp.size,
                         root=cp.root,
                         note=vc.note.to_text(),
-                        cosigners=(),
+                        cosigners=witnessed.cosigners if witnessed else (),
                         now=now,
                     )
+                    if witnessed is not None and witnessed.valid:
+                        store.record_cosignatures(
+                            conn,
+                            log_id=self.log_id,
+                            tree_id=tree_id,
+                            origin=cp.origin,
+                            size=cp.size,
+                            root=cp.root,
+                            view=view,
+                            signatures=[(w.key_id, w.timestamp, w.line) for w in witnessed.valid],
+                            now=now,
+                        )
                 if state is not None:
                     store.put_state(conn, state)
                 for alert, channels in zip(alerts, targets, strict=True):

@@ -32,6 +32,7 @@ __all__ = [
     "ProofError",
     "TreeRangeError",
     "consistency_proof",
+    "consistency_proof_size",
     "inclusion_proof",
     "leaf_hash",
     "node_hash",
@@ -152,6 +153,20 @@ def _consistency_shape(size1: int, size2: int) -> tuple[int, int, int, bool]:
     inner -= shift
     seeded = size1 != 1 << shift
     return shift, inner, border, seeded
+
+
+def consistency_proof_size(size1: int, size2: int) -> int:
+    """The number of hashes in a consistency proof ``size1 -> size2`` (``0 <= size1 <= size2``).
+
+    Lets a client refuse a malformed proof as garbage before verification, where a proof of the
+    wrong length would read as evidence against the log.
+    """
+    if not 0 <= size1 <= size2:
+        raise ValueError(f"consistency proof: expected 0 <= size1 <= size2, got {size1}, {size2}")
+    if size1 in (0, size2):
+        return 0
+    _, inner, border, seeded = _consistency_shape(size1, size2)
+    return int(seeded) + inner + border
 
 
 def _chain_inner(seed: bytes, hashes: Sequence[bytes], index: int) -> bytes:

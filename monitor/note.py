@@ -73,6 +73,7 @@ __all__ = [
     "cosignature_message",
     "encode_vkey",
     "format_checkpoint",
+    "index_keys",
     "is_valid_key_name",
     "parse_checkpoint",
     "parse_signed_note",
@@ -667,7 +668,7 @@ def verify_cosignatures(
     `NoteVerificationError`. No cosignature at all is not an error here: how many witnesses
     must sign is the caller's policy.
     """
-    index = _index_keys(witnesses)
+    index = index_keys(witnesses)
     found: dict[tuple[str, bytes], Cosignature] = {}
     for sig in note.signatures:
         witness = index.get((sig.name, sig.key_hint))
@@ -684,7 +685,7 @@ def verify_cosignatures(
 _K = TypeVar("_K", bound=NoteVerifier)
 
 
-def _index_keys(keys: Sequence[_K]) -> dict[tuple[str, bytes], _K]:
+def index_keys(keys: Sequence[_K]) -> dict[tuple[str, bytes], _K]:
     """Map (name, hint) to key; two different keys under one (name, hint) are a config error."""
     index: dict[tuple[str, bytes], _K] = {}
     for key in keys:
@@ -705,7 +706,7 @@ def verify_note(note: SignedNote, verifiers: Sequence[NoteVerifier]) -> tuple[No
     a signature whose (name, hint) matches one must verify, or the whole note is rejected
     with `NoteVerificationError`; and if no known key signed, the note is rejected too.
     """
-    index = _index_keys(verifiers)
+    index = index_keys(verifiers)
     if not index:
         raise NoteKeyError("note keys: expected at least one verifier, got none")
     message = note.text.encode("utf-8")

@@ -601,15 +601,22 @@ class Notifier:
             "channel and URL are configured again"
         )
 
-    async def deliver_due(self, limit: int = 100) -> DeliveryRound:
+    async def deliver_due(
+        self, limit: int = 100, *, send_timeout: float | None = None
+    ) -> DeliveryRound:
         """Send up to `limit` due deliveries once each and record every outcome.
 
         Rounds never overlap: a second caller waits for the first round to finish. A store error
-        is raised after every started send has been recorded.
+        is raised after every started send has been recorded. `send_timeout` (seconds) replaces
+        the notifier's own for this round (the daemon's last round before exiting is short).
         """
+        timeout = self._send_timeout if send_timeout is None else send_timeout
         async with self._lock:
             store = self._store.store
-            due = await self._store.call(store.due_deliveries, self._clock(), limit)
+            now = self._clock()
+            due = await self._store.call(
+                store.due_deliveries, now, limit, latest=now + self._backoff.cap
+            )
             if not due:
                 return DeliveryRound(0, 0)
             by_target: dict[str, list[Delivery]] = {}
@@ -619,7 +626,7 @@ class Notifier:
             gate = asyncio.Semaphore(self._concurrency)
             outcomes = await asyncio.gather(
                 *(
-                    self._deliver_target(target, rows, targets.get(target), gate)
+                    self._deliver_target(target, rows, targets.get(target), gate, timeout)
                     for target, rows in by_target.items()
                 ),
                 return_exceptions=True,
@@ -637,7 +644,12 @@ class Notifier:
             return DeliveryRound(delivered, failed)
 
     async def _deliver_target(
-        self, target: str, rows: list[Delivery], route: _Target | None, gate: asyncio.Semaphore
+        self,
+        target: str,
+        rows: list[Delivery],
+        route: _Target | None,
+        gate: asyncio.Semaphore,
+        timeout: float,
     ) -> DeliveryRound:
         delivered = failed = 0
         async with gate:
@@ -647,9 +659,7 @@ class Notifier:
                     failed += 1
                     continue
                 message = render_message(delivery, self._max_body)
-                outcome = await _send(
-                    route.url, message, notify_type(delivery.severity), self._send_timeout
-                )
+                outcome = await _send(route.url, message, notify_type(delivery.severity), timeout)
                 if outcome.ok:
                     await self._delivered(delivery)
                     delivered += 1

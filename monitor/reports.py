@@ -51,6 +51,7 @@ CHECKPOINT_COLUMNS = (
     "root",
     "first_seen",
     "last_seen",
+    "cosigners",
 )
 MATCH_COLUMNS = (
     "id",
@@ -77,6 +78,10 @@ STATUS_COLUMNS = (
     "last_ok_at",
     "error_since",
     "last_error",
+    "search_terms",
+    "search_fetched",
+    "requests_last_min",
+    "requests_per_minute",
 )
 
 
@@ -120,12 +125,13 @@ def checkpoints_report(
     where, params = _filters(log, since, "c.last_seen")
     rows = store.query(
         "SELECT l.name AS log, c.tree_id, c.view, c.origin, c.size, c.root, c.first_seen, "
-        f"c.last_seen FROM checkpoints c JOIN logs l ON l.id = c.log_id{where} "
+        f"c.last_seen, c.cosigners FROM checkpoints c JOIN logs l ON l.id = c.log_id{where} "
         "ORDER BY c.id DESC",
         params,
     )
     for row in rows:
         row["root"] = row["root"].hex()
+        row["cosigners"] = ", ".join(json.loads(row["cosigners"])) or None
     return Report(CHECKPOINT_COLUMNS, rows)
 
 
@@ -163,11 +169,22 @@ def matches_report(
 def status_report(store: Store, *, log: str | None = None) -> Report:
     """Per log and tree: verified state and the health of the log's own endpoint."""
     where, params = _filters(log, None, "")
+    # A database the daemon has not migrated yet (reports open it read-only) has no
+    # search_progress table: its search columns are empty.
+    progress = (
+        "search_progress"
+        if store.query("SELECT 1 FROM sqlite_master WHERE name = 'search_progress'")
+        else "(SELECT NULL AS log_id, NULL AS terms, NULL AS fetched, "
+        "NULL AS requests_last_min, NULL AS requests_per_minute)"
+    )
     rows = store.query(
         "SELECT l.name AS log, s.tree_id, s.origin, s.verified_size, s.verified_root, "
-        "s.high_water, s.frozen, s.updated_at, h.last_ok_at, h.error_since, h.last_error "
+        "s.high_water, s.frozen, s.updated_at, h.last_ok_at, h.error_since, h.last_error, "
+        "p.terms AS search_terms, p.fetched AS search_fetched, p.requests_last_min, "
+        "p.requests_per_minute "
         "FROM logs l LEFT JOIN log_state s ON s.log_id = l.id "
-        "LEFT JOIN view_health h ON h.log_id = l.id AND h.view = 'primary'"
+        "LEFT JOIN view_health h ON h.log_id = l.id AND h.view = 'primary' "
+        f"LEFT JOIN {progress} p ON p.log_id = l.id"
         f"{where} ORDER BY l.name, s.frozen, s.updated_at DESC",
         params,
     )

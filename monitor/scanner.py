@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -113,6 +114,53 @@ def match_alert(log_name: str, tree_id: str, index: int, match: Match) -> Alert 
             "reasons": list(match.reasons),
         },
     )
+
+
+@dataclass(frozen=True)
+class FoundMatch:
+    """A match to record: the entry's index in its tree, the match, the alert it raises (None:
+    recorded only), that alert's delivery targets, and how the entry was found."""
+
+    index: int
+    match: Match
+    alert: Alert | None
+    channels: list[str]
+    source: str
+
+
+def store_matches(
+    store: Store,
+    conn: sqlite3.Connection,
+    log_id: int,
+    tree_id: str,
+    found: Sequence[FoundMatch],
+    now: datetime,
+) -> list[tuple[int, Alert]]:
+    """Write matches and their alerts inside the caller's transaction (shared by the scanner
+    and the search); returns the alerts that are new (an alert's dedup key makes the same
+    fact one alert, whichever way the entry was found)."""
+    created: list[tuple[int, Alert]] = []
+    for f in found:
+        alert_id = None
+        if f.alert is not None:
+            alert_id = store.add_alert(conn, f.alert, log_id, f.channels, now)
+            if alert_id is not None:
+                created.append((alert_id, f.alert))
+        store.add_match(
+            conn,
+            log_id=log_id,
+            tree_id=tree_id,
+            log_index=f.index,
+            rule=f.match.rule,
+            signer_index=f.match.signer_index,
+            outcome=f.match.outcome.value,
+            source=f.source,
+            identity=f.match.identity,
+            certificate=f.match.certificate,
+            alert_id=alert_id,
+            now=now,
+        )
+    return created
 
 
 def _signer_text(match: Match) -> str:
@@ -310,28 +358,18 @@ class Scanner:
         packed = b"".join(cr.hashes)
 
         def write(store: Store) -> list[tuple[int, Alert]]:
-            created: list[tuple[int, Alert]] = []
             with store.transaction() as conn:
-                for f, alert, channels in zip(found, alerts, targets, strict=True):
-                    alert_id = None
-                    if alert is not None:
-                        alert_id = store.add_alert(conn, alert, self.log_id, channels, now)
-                        if alert_id is not None:
-                            created.append((alert_id, alert))
-                    store.add_match(
-                        conn,
-                        log_id=self.log_id,
-                        tree_id=tree,
-                        log_index=f.index,
-                        rule=f.match.rule,
-                        signer_index=f.match.signer_index,
-                        outcome=f.match.outcome.value,
-                        source=self.source_name,
-                        identity=f.match.identity,
-                        certificate=f.match.certificate,
-                        alert_id=alert_id,
-                        now=now,
-                    )
+                created = store_matches(
+                    store,
+                    conn,
+                    self.log_id,
+                    tree,
+                    [
+                        FoundMatch(f.index, f.match, alert, channels, self.source_name)
+                        for f, alert, channels in zip(found, alerts, targets, strict=True)
+                    ],
+                    now,
+                )
                 for index, error in unparseable:
                     store.add_scan_error(conn, self.log_id, tree, index, error, now)
                 store.advance_scan(conn, self.log_id, tree, cursor, packed, now)

@@ -117,6 +117,12 @@ class RekorV1Source:
                 "global indexes are unknown"
             ) from None
 
+    def tree_for(self, log_index: int, tree_index: int) -> str | None:
+        """The tree whose entry `tree_index` has the global index `log_index`, among those the
+        last `heads()` listed; None when no tree starts at `log_index - tree_index`."""
+        offset = log_index - tree_index
+        return next((t for t, o in self._offsets.items() if o == offset), None)
+
     async def entries(self, tree_id: str, start: int, end: int, tree_size: int) -> list[bytes]:
         """Entries [start, end) of a shard, fetched by global index (10 per request)."""
         offset = self._offset(tree_id)

@@ -17,7 +17,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -62,6 +62,26 @@ def _migrations() -> list[tuple[str, str]]:
         (f.name.removesuffix(".sql"), f.read_text(encoding="utf-8"))
         for f in sorted(files, key=lambda f: f.name)
     ]
+
+
+def _make_private(path: Path) -> None:
+    """Take group and other permissions away from an existing database (and its -wal/-shm)
+    that has them, saying so: a copied or restored file may arrive world-readable."""
+    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            st = file.stat()
+            mode = st.st_mode & 0o777
+            if mode & 0o077 and st.st_uid == os.geteuid():
+                file.chmod(mode & 0o700)
+                log.warning(
+                    "database file %s was readable or writable by others (mode %04o); "
+                    "made it owner-only (%04o)",
+                    file,
+                    mode,
+                    mode & 0o700,
+                )
+        except FileNotFoundError:
+            continue
 
 
 @dataclass(frozen=True)
@@ -175,10 +195,14 @@ class Store:
         """
         try:
             if not path.exists():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                # Created 0600 before SQLite touches it: the database holds alert details.
+                # A directory we create is private (0700) and the file 0600 before SQLite
+                # touches it: the database holds alert details and evidence. SQLite gives the
+                # -wal and -shm files the database's permissions.
+                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
                 os.close(fd)
+            else:
+                _make_private(path)
             conn = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
             )
@@ -193,7 +217,7 @@ class Store:
             store._migrate()
         except sqlite3.Error as e:
             conn.close()
-            raise StoreError(f"database {path}: {e}") from e
+            raise StoreError(f"database {path}: {_with_hint(e)}") from e
         except StoreError:
             conn.close()
             raise
@@ -236,14 +260,27 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: committed when the block ends, rolled back if it raises."""
-        self._conn.execute("BEGIN IMMEDIATE")
+        """A write transaction: committed when the block ends, rolled back if it raises.
+
+        SQLite's own failures (locked past the busy timeout, disk full, read-only file) raise
+        StoreError: an operational failure the daemon survives and `check` exits 3 on, never a
+        library exception (found by the fault suite, tests/faults/test_storage_faults.py).
+        """
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise _write_failed(self._conn, e) from e
         try:
             yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
+            self._conn.execute("COMMIT")
+        except BaseException as e:
+            if self._conn.in_transaction:
+                # A failed COMMIT may already have rolled back; nothing of the unit stays.
+                with suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+            if isinstance(e, sqlite3.Error):
+                raise _write_failed(self._conn, e) from e
             raise
-        self._conn.execute("COMMIT")
 
     # -- logs ------------------------------------------------------------------------------
 
@@ -308,7 +345,67 @@ class Store:
             "WHERE log_id = ? AND view = ? AND origin = ? AND size = ? AND root = ?",
             (ts, log_id, view, origin, size, root),
         )
+        if cosigners:
+            # A witness view gathers cosignatures over time: keep everyone who cosigned.
+            row = conn.execute(
+                "SELECT cosigners FROM checkpoints "
+                "WHERE log_id = ? AND view = ? AND origin = ? AND size = ? AND root = ?",
+                (log_id, view, origin, size, root),
+            ).fetchone()
+            merged = sorted(set(json.loads(row[0])) | set(cosigners))
+            conn.execute(
+                "UPDATE checkpoints SET cosigners = ? "
+                "WHERE log_id = ? AND view = ? AND origin = ? AND size = ? AND root = ?",
+                (json.dumps(merged), log_id, view, origin, size, root),
+            )
         return False
+
+    def record_cosignatures(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        log_id: int,
+        tree_id: str,
+        origin: str,
+        size: int,
+        root: bytes,
+        view: str,
+        signatures: Sequence[tuple[str, int | None, str]],
+        now: datetime,
+    ) -> None:
+        """Record verified witness signatures, (witness key id, timestamp, signature line), on
+        one checkpoint body inside the caller's transaction; the first line per witness stays."""
+        conn.executemany(
+            "INSERT INTO cosignatures (log_id, tree_id, origin, size, root, witness, timestamp, "
+            "line, view, first_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (log_id, origin, size, root, witness) DO NOTHING",
+            [
+                (log_id, tree_id, origin, size, root, w, t, line, view, utc_iso(now))
+                for w, t, line in signatures
+            ],
+        )
+
+    def latest_checkpoint(self, log_name: str) -> tuple[str, list[str]] | None:
+        """The latest verified checkpoint of a log's active tree (the most recently advanced
+        one), as (signed note, witness signature lines recorded for its body); None before the
+        first verified checkpoint or for an unknown log."""
+        row = self._conn.execute(
+            "SELECT s.log_id, s.origin, s.verified_size, s.verified_root, s.verified_note "
+            "FROM log_state s JOIN logs l ON l.id = s.log_id WHERE l.name = ? "
+            "ORDER BY s.frozen, s.updated_at DESC LIMIT 1",
+            (log_name,),
+        ).fetchone()
+        if row is None:
+            return None
+        lines = [
+            str(r[0])
+            for r in self._conn.execute(
+                "SELECT line FROM cosignatures WHERE log_id = ? AND origin = ? AND size = ? "
+                "AND root = ? ORDER BY id",
+                (row[0], row[1], row[2], row[3]),
+            )
+        ]
+        return str(row[4]), lines
 
     def checkpoints_at(self, log_id: int, tree_id: str, size: int) -> list[StoredCheckpoint]:
         """Every checkpoint of a tree recorded at `size`, from any view."""
@@ -460,6 +557,92 @@ class Store:
             (log_id, tree_id, log_index, error[:1000], utc_iso(now)),
         )
 
+    # -- search index (monitor/search.py) ---------------------------------------------------
+
+    def search_baselines(self, log_id: int, terms: Sequence[str], now: datetime) -> dict[str, str]:
+        """Each term's `first_searched_at`, recording `now` for terms never searched before."""
+        ts = utc_iso(now)
+        with self.transaction() as c:
+            c.executemany(
+                "INSERT INTO search_terms (log_id, term, first_searched_at, last_searched_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (log_id, term) DO NOTHING",
+                [(log_id, t, ts, ts) for t in terms],
+            )
+            rows = c.execute(
+                "SELECT term, first_searched_at FROM search_terms WHERE log_id = ?", (log_id,)
+            ).fetchall()
+        wanted = set(terms)
+        return {r[0]: r[1] for r in rows if r[0] in wanted}
+
+    def record_search(
+        self, log_id: int, term: str, results: int, error: str | None, now: datetime
+    ) -> None:
+        """A term's latest lookup: how many UUIDs the index listed, or why it failed."""
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE search_terms SET last_searched_at = ?, "
+                "results = CASE WHEN ? IS NULL THEN ? ELSE results END, last_error = ? "
+                "WHERE log_id = ? AND term = ?",
+                (utc_iso(now), error, results, None if error is None else error[:1000],
+                 log_id, term),
+            )  # fmt: skip
+
+    def search_seen(self, log_id: int, leaf_hashes: Sequence[bytes]) -> set[bytes]:
+        """Which of `leaf_hashes` a search has dealt with already."""
+        seen: set[bytes] = set()
+        for i in range(0, len(leaf_hashes), 500):
+            batch = list(leaf_hashes[i : i + 500])
+            marks = ", ".join("?" * len(batch))
+            seen.update(
+                r[0]
+                for r in self._conn.execute(
+                    "SELECT leaf_hash FROM search_seen WHERE log_id = ? "
+                    f"AND leaf_hash IN ({marks})",
+                    (log_id, *batch),
+                )
+            )
+        return seen
+
+    def mark_seen(
+        self,
+        conn: sqlite3.Connection,
+        log_id: int,
+        leaf: bytes,
+        tree_id: str,
+        log_index: int,
+        outcome: str,
+        now: datetime,
+    ) -> None:
+        """Record, in the caller's transaction, that a search dealt with this entry."""
+        conn.execute(
+            "INSERT INTO search_seen (log_id, leaf_hash, tree_id, log_index, outcome, first_seen) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (log_id, leaf_hash) DO NOTHING",
+            (log_id, leaf, tree_id, log_index, outcome, utc_iso(now)),
+        )
+
+    def record_search_progress(
+        self,
+        log_id: int,
+        *,
+        terms: int,
+        fetched: int,
+        requests_last_min: int,
+        requests_per_minute: int,
+        now: datetime,
+    ) -> None:
+        """One search round's figures for `report status` (`fetched` adds up)."""
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO search_progress (log_id, terms, fetched, requests_last_min, "
+                "requests_per_minute, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (log_id) DO UPDATE SET terms = excluded.terms, "
+                "fetched = search_progress.fetched + excluded.fetched, "
+                "requests_last_min = excluded.requests_last_min, "
+                "requests_per_minute = excluded.requests_per_minute, "
+                "updated_at = excluded.updated_at",
+                (log_id, terms, fetched, requests_last_min, requests_per_minute, utc_iso(now)),
+            )
+
     # -- view health -----------------------------------------------------------------------
 
     def view_health(self, log_id: int, view: str) -> ViewHealth | None:
@@ -566,14 +749,23 @@ class Store:
                     created.append((alert_id, alert))
         return created
 
-    def due_deliveries(self, now: datetime, limit: int = 100) -> list[Delivery]:
-        """Pending deliveries whose next try is due, oldest first."""
+    def due_deliveries(
+        self, now: datetime, limit: int = 100, *, latest: datetime | None = None
+    ) -> list[Delivery]:
+        """Pending deliveries whose next try is due, oldest first.
+
+        `latest` is the furthest a retry can be scheduled from `now`; a next try beyond it was
+        scheduled before the clock went back, and is due now rather than once the clock has
+        caught up again (found by the fault suite, tests/faults/test_time_faults.py).
+        """
         rows = self._conn.execute(
             "SELECT d.id, d.alert_id, d.channel, d.attempts, a.kind, a.severity, a.summary, "
             "a.details, l.name, a.rule, a.created_at FROM deliveries d "
             "JOIN alerts a ON a.id = d.alert_id LEFT JOIN logs l ON l.id = a.log_id "
-            "WHERE d.status = 'pending' AND d.next_try <= ? ORDER BY d.id LIMIT ?",
-            (utc_iso(now), limit),
+            "WHERE d.status = 'pending' AND (d.next_try <= ? OR d.next_try > ?) "
+            "ORDER BY d.id LIMIT ?",
+            # Without `latest`, "9999" sorts after every ISO time: no row counts as too far.
+            (utc_iso(now), utc_iso(latest) if latest else "9999", limit),
         ).fetchall()
         return [
             Delivery(
@@ -641,6 +833,30 @@ class Store:
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         """Rows of a read-only query as dicts (for reports)."""
         return list(self.db.query(sql, params))
+
+
+def _write_failed(conn: sqlite3.Connection, e: sqlite3.Error) -> StoreError:
+    """A StoreError naming the database file and what the operator can do about `e`."""
+    try:
+        path = next((str(r[2]) for r in conn.execute("PRAGMA database_list") if r[1] == "main"), "")
+    except sqlite3.Error:
+        path = ""
+    return StoreError(f"database {path or '(unknown)'}: cannot write: {_with_hint(e)}")
+
+
+def _with_hint(e: sqlite3.Error) -> str:
+    """SQLite's message and what the operator can do about it."""
+    text = str(e)
+    if "locked" in text or "busy" in text:
+        hint = (
+            f"another process held it locked for more than {BUSY_TIMEOUT_MS // 1000} s; "
+            "run one tlog-monitor per database"
+        )
+    elif "full" in text or "readonly" in text or "read-only" in text or "I/O" in text:
+        hint = "check free space, file size limits and write permission on the file and directory"
+    else:
+        hint = "nothing of the failed write was kept"
+    return f"{text} ({hint})"
 
 
 P = ParamSpec("P")

@@ -231,10 +231,13 @@ def regex_to_pattern(regex: str) -> re.Pattern[str]:
 
     Raises `re.error` (positions refer to `regex` as written).
     """
-    re.compile(regex)  # errors with positions in the user's own text
+    plain = re.compile(regex)  # errors with positions in the user's own text
     flags = _GLOBAL_FLAGS.match(regex)
     prefix = flags.group(0) if flags else ""
-    return re.compile(rf"{prefix}\A(?:{regex[len(prefix) :]})\Z")
+    # In verbose mode a trailing "# comment" would swallow the closing group: end it with a
+    # newline, which verbose mode ignores (and which only verbose mode may see, as a literal).
+    end = "\n" if plain.flags & re.VERBOSE else ""
+    return re.compile(rf"{prefix}\A(?:{regex[len(prefix) :]}{end})\Z")
 
 
 def _glob(value: object, where: str) -> str:

@@ -30,6 +30,7 @@ import logging
 import random
 import re
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -181,8 +182,10 @@ class RequestBudget:
     """A per-log token bucket: at most ``requests_per_minute`` on average, ``burst`` at once.
 
     Share one budget between every client of a log (polling, proofs, search, fetches); each
-    HTTP attempt (retries included) takes one token. ``used`` counts the tokens taken.
-    Waiters are served in order (a lock is held while waiting for the next token).
+    HTTP attempt (retries included) takes one token. ``used`` counts the tokens taken and
+    ``recent()`` those of the last minute. Waiters are served in order (a lock is held while
+    waiting for the next token). ``hold(seconds)`` stops every request of the log for that long
+    (a 429 or 503 with Retry-After speaks for the whole log, not for one request).
     """
 
     def __init__(
@@ -208,6 +211,9 @@ class RequestBudget:
         self._sleep = sleep
         self._last = clock()
         self._lock = asyncio.Lock()
+        self._hold_until = 0.0
+        # Times of the last minute's worth of requests, for recent(); bounded by the rate.
+        self._times: deque[float] = deque(maxlen=int(requests_per_minute) + capacity + 1)
         self.used = 0
 
     @property
@@ -221,15 +227,27 @@ class RequestBudget:
         self._last = now
         self._tokens = min(self._capacity, self._tokens + elapsed * self._rate)
 
+    def hold(self, seconds: float) -> None:
+        """Make no request for ``seconds`` from now (never shortens an earlier hold)."""
+        self._hold_until = max(self._hold_until, self._clock() + max(0.0, seconds))
+
+    def recent(self, window: float = 60.0) -> int:
+        """How many requests were made in the last ``window`` seconds (at most a minute's)."""
+        since = self._clock() - window
+        return sum(1 for t in self._times if t > since)
+
     async def acquire(self) -> None:
         """Wait until a request may be made, and count it."""
         async with self._lock:
+            while (wait := self._hold_until - self._clock()) > 0:
+                await self._sleep(wait)
             self._refill()
             while self._tokens < 1.0:
                 await self._sleep((1.0 - self._tokens) / self._rate)
                 self._refill()
             self._tokens -= 1.0
             self.used += 1
+            self._times.append(self._clock())
 
 
 # --- JSON ---------------------------------------------------------------------------------------
@@ -371,6 +389,15 @@ async def _attempt(
             raise LogStatusError(detail, status=status)
     except aiohttp.TooManyRedirects as e:
         raise LogResponseError(f"{where}: too many redirects") from e
+    except aiohttp.ClientConnectorCertificateError as e:
+        # Not retried: a certificate that does not verify will not verify in a second either,
+        # and an interception attempt must not be given more tries.
+        why = getattr(e.certificate_error, "verify_message", None) or str(e.certificate_error)
+        raise LogUnavailable(
+            f"{where}: TLS certificate verification failed ({why}); the server's certificate "
+            "must be valid for the host and chain to a CA the system trusts (SSL_CERT_FILE "
+            "names another CA bundle)"
+        ) from e
     except (
         aiohttp.ClientConnectionError,  # refused, reset, DNS, socket/connect timeouts
         aiohttp.ClientPayloadError,  # truncated or undecodable body
@@ -440,6 +467,8 @@ async def _request(
         delay = outcome.retry_after
         if delay is None:
             delay = _backoff(policy, attempt)
+        elif budget is not None:
+            budget.hold(delay)
         log.debug("%s; retrying in %.2fs", outcome, delay)
         await asyncio.sleep(delay)
         attempt += 1

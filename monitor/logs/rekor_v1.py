@@ -47,7 +47,7 @@ from monitor.logs.http import (
     post_json,
     safe_url,
 )
-from monitor.merkle import HASH_SIZE, leaf_hash
+from monitor.merkle import HASH_SIZE, consistency_proof_size, leaf_hash
 
 __all__ = [
     "RETRIEVE_BATCH",
@@ -60,6 +60,7 @@ __all__ = [
     "parse_entries",
     "parse_entry_map",
     "parse_log_info",
+    "parse_uuid_list",
 ]
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,9 @@ RETRIEVE_BATCH: Final = 10
 """Most log indexes Rekor accepts in one ``entries/retrieve`` request."""
 
 _RETRIEVE_CONCURRENCY: Final = 4
+MAX_SEARCH_RESULTS: Final = 100_000
+"""Most UUIDs accepted from one index search (the index has no pagination; public identities
+with more entries than this should be searched by a narrower term)."""
 _PUBLIC_KEY_MAX_BYTES: Final = 64 * 1024
 _HEX_HASH = re.compile(r"[0-9a-fA-F]{64}")
 _UUID = re.compile(r"(?:[0-9a-fA-F]{16})?[0-9a-fA-F]{64}")
@@ -362,6 +366,30 @@ def parse_entries(obj: object, where: str = "entries") -> list[V1Entry]:
     return out
 
 
+def parse_uuid_list(
+    obj: object, where: str = "index search", limit: int = MAX_SEARCH_RESULTS
+) -> list[str]:
+    """Parse a ``POST /api/v1/index/retrieve`` answer: an array of entry UUIDs, each 64 hex
+    digits (the leaf hash) or 80 (a 16-hex-digit tree ID, then the leaf hash).
+
+    Returns them lowercased, without duplicates (by leaf hash), in the log's order; more than
+    ``limit`` raise LogResponseError, as does any malformed item.
+    """
+    where = f"{where}: $"
+    if obj is None:  # Rekor answers null, not [], when nothing matches
+        return []
+    if not isinstance(obj, list):
+        raise _fail(where, "an array of entry UUIDs", obj)
+    if len(obj) > limit:
+        raise LogResponseError(f"{where}: expected at most {limit} entry UUIDs, got {len(obj)}")
+    out: dict[str, str] = {}
+    for i, item in enumerate(obj):
+        if not isinstance(item, str) or not _UUID.fullmatch(item):
+            raise _fail(f"{where}[{i}]", "an entry UUID of 64 or 80 hex digits", item)
+        out.setdefault(item[-64:].lower(), item.lower())
+    return list(out.values())
+
+
 # --- client -------------------------------------------------------------------------------------
 
 
@@ -424,7 +452,17 @@ class RekorV1Client:
                     f"{e} (the log does not serve this proof yet; retry later)"
                 ) from e
             raise
-        return parse_consistency_proof(obj, f"GET {safe_url(url)}")
+        where = f"GET {safe_url(url)}"
+        proof = parse_consistency_proof(obj, where)
+        # A proof of the wrong length is garbage, not evidence: verified, it would fail and
+        # read as a split view (found by the fault suite, tests/faults).
+        expected = consistency_proof_size(first_size, last_size)
+        if len(proof) != expected:
+            raise LogResponseError(
+                f"{where}: expected {expected} hashes for sizes {first_size} -> {last_size}, "
+                f"got {len(proof)}"
+            )
+        return proof
 
     async def entries(self, log_indexes: Sequence[int]) -> dict[int, V1Entry]:
         """``POST /api/v1/log/entries/retrieve`` for global ``log_indexes``, 10 per request.
@@ -464,6 +502,47 @@ class RekorV1Client:
                         f"got two different ones ({seen.uuid}, {entry.uuid})"
                     )
                 found[entry.log_index] = entry
+        return found
+
+    async def search_index(self, query: Mapping[str, object]) -> list[str]:
+        """``POST /api/v1/index/retrieve`` with ``query`` (e.g. ``{"email": ...}``): the UUIDs
+        of the entries the index lists for it (see ``parse_uuid_list``)."""
+        url = self._url("/api/v1/index/retrieve")
+        obj = await post_json(self.session, url, dict(query), self.policy, budget=self.budget)
+        return parse_uuid_list(obj, f"POST {safe_url(url)}")
+
+    async def entries_by_uuid(self, uuids: Sequence[str]) -> dict[str, V1Entry]:
+        """``POST /api/v1/log/entries/retrieve`` by ``entryUUIDs``, 10 per request.
+
+        Returns the entries found keyed by leaf hash (the UUID's last 64 hex digits, lowercase);
+        missing ones are absent. An entry that was not asked for raises LogResponseError; one
+        whose body does not hash to its UUID raises EntryMismatch.
+        """
+        wanted = list(dict.fromkeys(u.lower() for u in uuids))
+        for u in wanted:
+            if not _UUID.fullmatch(u):
+                raise ValueError(f"entries_by_uuid: expected 64 or 80 hex digits, got {u!r}")
+        batches = [wanted[i : i + RETRIEVE_BATCH] for i in range(0, len(wanted), RETRIEVE_BATCH)]
+        url = self._url("/api/v1/log/entries/retrieve")
+        where = f"POST {safe_url(url)}"
+
+        async def fetch(batch: list[str]) -> list[V1Entry]:
+            obj = await post_json(
+                self.session, url, {"entryUUIDs": batch}, self.policy, budget=self.budget
+            )
+            return parse_entries(obj, where)
+
+        results = await gather_bounded([partial(fetch, b) for b in batches], _RETRIEVE_CONCURRENCY)
+        found: dict[str, V1Entry] = {}
+        for batch, got in zip(batches, results, strict=True):
+            asked = {u[-64:] for u in batch}
+            for entry in got:
+                leaf = entry.uuid[-64:].lower()
+                if leaf not in asked:
+                    raise LogResponseError(
+                        f"{where}: expected entries {sorted(asked)[:3]}..., got entry {entry.uuid}"
+                    )
+                found[leaf] = entry
         return found
 
     async def entry(self, log_index: int) -> V1Entry | None:

@@ -29,7 +29,7 @@ import logging
 import secrets
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -42,6 +42,7 @@ from monitor.merkle import TreeRangeError, leaf_hash
 from monitor.sandbox import notes
 from monitor.sandbox.bodies import BodyFactory, BodyKind
 from monitor.sandbox.ca import Identity, IdentityError, LocalCA
+from monitor.sandbox.index import IndexQueryError, SearchIndex
 from monitor.sandbox.storage import write_json_atomic, write_private
 from monitor.sandbox.tilepath import (
     TILE_HEIGHT,
@@ -227,7 +228,7 @@ class SandboxCore:
         self._append_lock = threading.Lock()
         self._load_names(v1_name, tiles_origin)
         self.v1_key = self._load_ec_key(self.state_dir / "rekor.key")
-        self.tiles_key = self._load_ed25519_key(self.state_dir / "tiles.key")
+        self.tiles_key = self.load_ed25519_key(self.state_dir / "tiles.key")
         self.v1_note_key = notes.NoteKey.ecdsa(self.v1_name, self.v1_key)
         self.tiles_note_key = notes.NoteKey.ed25519(self.tiles_origin, self.tiles_key)
         spki = self.v1_key.public_key().public_bytes(
@@ -250,6 +251,9 @@ class SandboxCore:
             lambda: defaultdict(int)
         )
         self._tiles_cp_cache: tuple[int, bytes, str] | None = None
+        self.search_index = SearchIndex()
+        # (monotonic time, view or "main", endpoint) of recent requests, for rate checks.
+        self.request_log: deque[tuple[float, str, str]] = deque(maxlen=100_000)
 
     # --- persistence ---------------------------------------------------------------------------
 
@@ -286,7 +290,8 @@ class SandboxCore:
         return key
 
     @staticmethod
-    def _load_ed25519_key(path: Path) -> ed25519.Ed25519PrivateKey:
+    def load_ed25519_key(path: Path) -> ed25519.Ed25519PrivateKey:
+        """The Ed25519 private key stored at `path`, created (owner-only) on first use."""
         if path.exists():
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
             if not isinstance(key, ed25519.Ed25519PrivateKey):
@@ -469,6 +474,7 @@ class SandboxCore:
         """Count a request; return (delay seconds, an injected error reply or None)."""
         with self.lock:
             self.requests[view or "main"][endpoint] += 1
+            self.request_log.append((time.monotonic(), view or "main", endpoint))
             modes = self._modes(name, view)
             slow = modes.get(Mode.SLOW)
             delay = float(slow.params["delay"]) if slow is not None else 0.0
@@ -667,11 +673,63 @@ class SandboxCore:
             return Reply.rekor_error(404, f"no entry at logIndex {index}")
         return Reply.json(entry)
 
+    def _v1_entry_at(self, global_index: int) -> tuple[str, bytes]:
+        """The UUID and body of a global index of the real log (callers hold the lock)."""
+        offset = 0
+        for shard in self.shards:
+            if global_index < offset + shard.log.size:
+                body = shard.log.body(global_index - offset)
+                return f"{shard.tree_id:016x}{leaf_hash(body).hex()}", body
+            offset += shard.log.size
+        raise IndexError(f"no v1 entry {global_index}")
+
+    def v1_index_retrieve(self, query: object) -> Reply:
+        """POST /api/v1/index/retrieve: UUIDs of the indexed entries matching the query."""
+        with self.lock:
+            try:
+                found = self.search_index.search(query, self.v1_global_size(), self._v1_entry_at)
+            except IndexQueryError as e:
+                return Reply.rekor_error(400, f"index search: {e}")
+        return Reply.json(found)
+
+    def set_index(self, lag: int | None = None, paused: bool | None = None) -> dict[str, object]:
+        """Make the search index lag ``lag`` entries behind the log, or pause it."""
+        if lag is not None and (not isinstance(lag, int) or isinstance(lag, bool) or lag < 0):
+            raise SandboxError(f"index: 'lag' must be an integer >= 0, got {lag!r}")
+        if paused is not None and not isinstance(paused, bool):
+            raise SandboxError(f"index: 'paused' must be true or false, got {paused!r}")
+        with self.lock:
+            if lag is not None:
+                self.search_index.lag = lag
+            if paused is not None:
+                self.search_index.paused = paused
+            return self.search_index.state()
+
+    def _retrieve_by_uuid(self, view: str | None, uuids: list[object]) -> Reply:
+        if len(uuids) > MAX_RETRIEVE:
+            return Reply.rekor_error(
+                422, f"entryUUIDs in body should have at most {MAX_RETRIEVE} items"
+            )
+        if not all(
+            isinstance(u, str) and len(u) in (64, 80) and set(u.lower()) <= set("0123456789abcdef")
+            for u in uuids
+        ):
+            return Reply.rekor_error(422, "entryUUIDs must be 64 or 80 hex digits")
+        with self.lock:
+            size = self.v1_global_size()
+            found = [self.search_index.locate(str(u), size, self._v1_entry_at) for u in uuids]
+        out = [e for e in (self.v1_entry(view, i) for i in found if i is not None) if e]
+        return Reply.json(out)
+
     def v1_retrieve(self, view: str | None, query: object) -> Reply:
-        """POST /api/v1/log/entries/retrieve {"logIndexes": [...]}; absent ones are dropped."""
+        """POST /api/v1/log/entries/retrieve {"logIndexes": [...]} or {"entryUUIDs": [...]};
+        absent ones are dropped."""
+        if isinstance(query, dict) and isinstance(query.get("entryUUIDs"), list):
+            return self._retrieve_by_uuid(view, query["entryUUIDs"])
         if not isinstance(query, dict) or not isinstance(query.get("logIndexes"), list):
             return Reply.rekor_error(
-                400, 'the sandbox supports retrieval by logIndexes only: {"logIndexes": [...]}'
+                400,
+                'the sandbox supports retrieval by {"logIndexes": [...]} or {"entryUUIDs": [...]}',
             )
         indexes = query["logIndexes"]
         if len(indexes) > MAX_RETRIEVE:
@@ -834,5 +892,6 @@ class SandboxCore:
                     "vkey": self.tiles_vkey,
                 },
                 "misbehaviours": [m.to_json() for m in self.misbehaviours],
+                "index": self.search_index.state(),
                 "requests": {v: dict(c) for v, c in self.requests.items()},
             }

@@ -6,13 +6,15 @@ serves the same logs and is honest unless a misbehaviour targets it)::
     GET  <p>/api/v1/log                      Rekor v1 log info (+ inactiveShards)
     GET  <p>/api/v1/log/proof                ?firstSize&lastSize[&treeID]
     GET  <p>/api/v1/log/entries              ?logIndex=N (global index)
-    POST <p>/api/v1/log/entries/retrieve     {"logIndexes": [...]} (at most 10)
+    POST <p>/api/v1/log/entries/retrieve     {"logIndexes"|"entryUUIDs": [...]} (at most 10)
+    POST <p>/api/v1/index/retrieve           search index: email, subject, hash, publicKey
     GET  <p>/api/v1/log/publicKey            PEM
     GET  <p>/tiles/checkpoint                C2SP tlog-tiles
     GET  <p>/tiles/tile/<L>/<N>[.p/<W>]
     GET  <p>/tiles/tile/entries/<N>[.p/<W>]
-    POST /admin/append | /admin/rotate | /admin/misbehave | /admin/reset
+    POST /admin/append | /admin/rotate | /admin/misbehave | /admin/reset | /admin/index
     GET  /admin/state | /admin/ca.pem
+    GET  /witness/<log>/checkpoint | POST /admin/witness   (witness.py: a cosigning witness)
 
 See README.md in this package for the admin API.
 """
@@ -34,6 +36,7 @@ from aiohttp import web
 
 from monitor.errors import MonitorError
 from monitor.note import EcdsaNoteVerifier, Ed25519NoteVerifier
+from monitor.sandbox import witness as sandbox_witness
 from monitor.sandbox.ca import Identity
 from monitor.sandbox.core import AppendResult, LogName, Reply, SandboxCore, SandboxError
 
@@ -92,6 +95,14 @@ async def _v1_retrieve(core: SandboxCore, req: web.Request, view: str | None) ->
     except ValueError:
         return Reply.rekor_error(400, "request body is not valid JSON")
     return core.v1_retrieve(view, query)
+
+
+async def _v1_index(core: SandboxCore, req: web.Request, _view: str | None) -> Reply:
+    try:
+        query = json.loads(await req.read() or b"null")
+    except ValueError:
+        return Reply.rekor_error(400, "request body is not valid JSON")
+    return core.v1_index_retrieve(query)
 
 
 async def _v1_public_key(core: SandboxCore, _req: web.Request, _view: str | None) -> Reply:
@@ -180,6 +191,10 @@ async def _admin_reset(core: SandboxCore, body: dict[str, Any]) -> object:
     return {"removed": removed}
 
 
+async def _admin_index(core: SandboxCore, body: dict[str, Any]) -> object:
+    return core.set_index(body.get("lag"), body.get("paused"))
+
+
 async def _admin_state(request: web.Request) -> web.StreamResponse:
     return web.json_response(request.app[_SANDBOX_KEY].state())
 
@@ -203,6 +218,7 @@ def make_app(core: SandboxCore) -> web.Application:
             f"{p}/api/v1/log/entries/retrieve", _api(LogName.V1, "v1.retrieve", _v1_retrieve)
         )
         r.add_get(f"{p}/api/v1/log/publicKey", _api(LogName.V1, "v1.publicKey", _v1_public_key))
+        r.add_post(f"{p}/api/v1/index/retrieve", _api(LogName.V1, "v1.index", _v1_index))
         r.add_get(
             f"{p}/tiles/checkpoint", _api(LogName.TILES, "tiles.checkpoint", _tiles_checkpoint)
         )
@@ -211,8 +227,10 @@ def make_app(core: SandboxCore) -> web.Application:
     r.add_post("/admin/rotate", _admin(_admin_rotate))
     r.add_post("/admin/misbehave", _admin(_admin_misbehave))
     r.add_post("/admin/reset", _admin(_admin_reset))
+    r.add_post("/admin/index", _admin(_admin_index))
     r.add_get("/admin/state", _admin_state)
     r.add_get("/admin/ca.pem", _admin_ca)
+    sandbox_witness.register(app, core)
     return app
 
 
@@ -365,6 +383,15 @@ class Sandbox:
     ) -> int:
         """Be honest again (everywhere, or only the matching misbehaviours)."""
         return self.core.reset(log, view, mode)
+
+    def set_index(self, lag: int | None = None, paused: bool | None = None) -> dict[str, object]:
+        """Make the v1 search index lag or pause; see POST /admin/index."""
+        return self.core.set_index(lag, paused)
+
+    def request_times(self, view: str | None = None) -> list[float]:
+        """Monotonic times of the recent requests to ``view`` (every endpoint)."""
+        with self.core.lock:
+            return [t for t, v, _ in self.core.request_log if v == (view or "main")]
 
     def state(self) -> dict[str, object]:
         """Sizes, modes, tree IDs and request counters; see GET /admin/state."""

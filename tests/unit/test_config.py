@@ -53,6 +53,7 @@ def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
     path = tmp_path / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)  # as an operator keeps a file with notify URLs (else: a warning)
     return path
 
 

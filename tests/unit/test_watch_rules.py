@@ -369,3 +369,11 @@ def test_lists_are_kept() -> None:
     assert r.search == ("a@example.com",)
     assert r.applies_to("rekor") and not r.applies_to("other")
     assert r.notify == ()
+
+
+def test_verbose_regex_comment_does_not_swallow_the_anchor() -> None:
+    pattern = regex_to_pattern(r"(?x) https://github\.com/org/repo/  .*  # any workflow")
+    assert pattern.match("https://github.com/org/repo/.github/workflows/a.yml")
+    assert not pattern.match("xhttps://github.com/org/repo/")
+    # Outside verbose mode a newline is never added: it would be a literal.
+    assert regex_to_pattern("a").pattern == r"\A(?:a)\Z"

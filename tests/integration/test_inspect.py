@@ -1,0 +1,353 @@
+"""`tlog-monitor inspect`, the real CLI in a subprocess: real bundles against sigstore's trusted
+roots, a LogEntry fetched from the running sandbox log and verified with its pinned key (then
+tampered with: body, proof, checkpoint signature), and input it must refuse cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from monitor.inspect import MAX_INPUT_BYTES
+from monitor.sandbox import Sandbox
+
+ROOT = Path(__file__).resolve().parents[2]
+GITHUB = "https://token.actions.githubusercontent.com"
+REPO = "https://github.com/example/project"
+RELEASE = f"{REPO}/.github/workflows/release.yml@refs/tags/v1.0.0"
+
+
+def _cli() -> list[str]:
+    """The installed console script next to this interpreter, else the module."""
+    script = Path(sys.executable).with_name("tlog-monitor")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "monitor.cli"]
+
+
+@dataclass(frozen=True)
+class Run:
+    code: int
+    out: str
+    err: str
+
+    def __str__(self) -> str:
+        return f"exit {self.code}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
+
+
+async def inspect(*args: str, stdin: bytes | None = None) -> Run:
+    """`tlog-monitor <args>` in a subprocess (asynchronous: the sandbox shares the loop)."""
+    proc = await asyncio.create_subprocess_exec(
+        *_cli(),
+        *args,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8"},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(stdin), timeout=60)
+    assert proc.returncode is not None
+    return Run(proc.returncode, out.decode(), err.decode())
+
+
+# --- real bundles ---------------------------------------------------------------------------
+
+REAL_CONFIG = f"""
+[[log]]
+name = "rekor"
+type = "rekor-v1"
+url = "https://rekor.sigstore.dev"
+trust_root = "production"
+
+[[watch]]
+name = "cpython-release-manager"
+issuer = "https://accounts.google.com"
+email = "Thomas@Python.org"
+
+[[watch]]
+name = "rfc8785-releases"
+issuer = "{GITHUB}"
+san = "https://github.com/trailofbits/rfc8785.py/.github/workflows/*"
+allowed_signers = [
+  "https://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml@refs/tags/*",
+]
+
+[[watch]]
+name = "jku"
+issuer = "https://github.com/login/oauth"
+email = "jku@goto.fi"
+
+[[watch]]
+name = "conformance-beacon"
+issuer = "{GITHUB}"
+extensions = {{ source_repository_uri = "https://github.com/sigstore-conformance/*" }}
+"""
+
+REAL_BUNDLES = [
+    ("Python-3.12.5.tgz.sigstore", "cpython-release-manager", "email = thomas@python.org"),
+    (
+        "bundle_v3_github.whl.sigstore",
+        "rfc8785-releases",
+        "signer https://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml"
+        "@refs/tags/v0.1.2 matches allowed_signers",
+    ),
+    ("staging-rekor-v2.txt.sigstore.json", "jku", "email = jku@goto.fi"),
+    (
+        "a.dsse.staging-rekor-v2.txt.sigstore.json",
+        "conformance-beacon",
+        "source_repository_uri https://github.com/sigstore-conformance/"
+        "extremely-dangerous-public-oidc-beacon matches https://github.com/sigstore-conformance/*",
+    ),
+]
+
+
+@pytest.mark.parametrize(("bundle", "rule", "reason"), REAL_BUNDLES)
+async def test_real_bundle_is_verified_and_its_rule_matches(
+    shared_fixtures: Path, tmp_path: Path, bundle: str, rule: str, reason: str
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(REAL_CONFIG)
+    path = str(shared_fixtures / "sigstore-bundles" / bundle)
+
+    # --config before the subcommand, text; and after it, JSON.
+    text, doc = await asyncio.gather(
+        inspect("--config", str(config), "inspect", path),
+        inspect("inspect", path, "--config", str(config), "--format", "json"),
+    )
+    assert text.code == 0, text
+    assert "  result: verified\n" in text.out
+    assert f"  MATCH {rule}: identity_seen\n" in text.out
+    assert f"        - {reason}" in text.out
+    assert text.out.count("MATCH ") == 1, "only the rule written for this identity matches"
+    assert "chains to Fulcio:  yes: issued by CN=sigstore-intermediate,O=sigstore.dev" in text.out
+
+    assert doc.code == 0, doc
+    report = json.loads(doc.out)
+    assert report["verified"] is True and report["failure"] is None
+    matched = [r for r in report["rules"] if r["matched"]]
+    assert [(r["rule"], r["outcome"]) for r in matched] == [(rule, "identity_seen")]
+    assert any(reason in line for line in matched[0]["reasons"])
+    assert all(r["first_failure"] is not None for r in report["rules"] if not r["matched"])
+    assert report["signers"][0]["trusted"] is True
+
+
+async def test_without_a_config_it_still_verifies_and_says_no_rules(
+    shared_fixtures: Path, tmp_path: Path
+) -> None:
+    path = shared_fixtures / "sigstore-bundles" / "bundle_v3_github.whl.sigstore"
+    run = await inspect(
+        "--config", str(tmp_path / "absent.toml"), "inspect", "-", stdin=path.read_bytes()
+    )
+    assert run.code == 0, run
+    assert "rules: no rules evaluated: " in run.out and "absent.toml does not exist" in run.out
+
+
+# --- a LogEntry from the sandbox, with its pinned key -------------------------------------
+
+
+@dataclass(frozen=True)
+class SandboxEntry:
+    dir: Path
+    config: Path
+    entry: dict[str, dict[str, object]]
+    log_info: dict[str, object]
+
+    def write(self, name: str, entry: dict[str, dict[str, object]] | None = None) -> str:
+        path = self.dir / name
+        path.write_text(json.dumps(entry if entry is not None else self.entry))
+        return str(path)
+
+    def copy(self) -> dict[str, dict[str, object]]:
+        copied: dict[str, dict[str, object]] = json.loads(json.dumps(self.entry))
+        return copied
+
+    @property
+    def value(self) -> dict[str, object]:
+        return next(iter(self.entry.values()))
+
+
+@pytest.fixture
+async def fetched(
+    sandbox: Sandbox, http: aiohttp.ClientSession, tmp_path: Path
+) -> AsyncIterator[SandboxEntry]:
+    """One watched entry among others on the sandbox's v1 log, fetched over HTTP with the log's
+    signed checkpoint at the same size; a config pinning the log's key and CA."""
+    await sandbox.append("v1", 5)
+    index = (await sandbox.append("v1", 1, {"uri": RELEASE, "issuer": GITHUB})).first
+    await sandbox.append("v1", 4)
+    async with http.get(f"{sandbox.url}/api/v1/log/entries", params={"logIndex": index}) as r:
+        assert r.status == 200
+        entry = await r.json()
+    async with http.get(f"{sandbox.url}/api/v1/log") as r:
+        log_info = await r.json()
+    (tmp_path / "v1.pem").write_bytes(sandbox.v1_public_key_pem)
+    (tmp_path / "ca.pem").write_bytes(sandbox.ca_pem)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f"""
+[[log]]
+name = "sandbox"
+type = "rekor-v1"
+url = "{sandbox.url}"
+public_key = "v1.pem"
+origin = "{sandbox.v1_key_name}"
+fulcio_roots = "ca.pem"
+
+[[watch]]
+name = "release"
+issuer = "{GITHUB}"
+san = "{REPO}/.github/workflows/*"
+allowed_signers = ["{REPO}/.github/workflows/ci.yml@*"]
+"""
+    )
+    yield SandboxEntry(tmp_path, config, entry, log_info)
+
+
+def _proof(entry: dict[str, dict[str, object]]) -> dict[str, object]:
+    value = next(iter(entry.values()))
+    verification = value["verification"]
+    assert isinstance(verification, dict)
+    proof = verification["inclusionProof"]
+    assert isinstance(proof, dict)
+    return proof
+
+
+async def test_sandbox_entry_is_verified_with_the_pinned_key(fetched: SandboxEntry) -> None:
+    run = await inspect("--config", str(fetched.config), "inspect", fetched.write("entry.json"))
+    assert run.code == 0, run
+    out = run.out
+    assert "log:       log 'sandbox' of config.toml" in out
+    assert "  ok   uuid: the UUID ends in the body's leaf hash " in out
+    assert "  ok   inclusion proof: " in out
+    assert "  ok   checkpoint: signed by sandbox.rekor.local" in out
+    assert "  ok   inclusion promise: signed entry timestamp verifies" in out
+    assert "  result: verified\n" in out
+    assert f"SAN:               uri:{RELEASE}" in out
+    assert "chains to Fulcio:  yes" in out
+    assert "  MATCH release: unexpected_signer\n" in out
+    assert f"        - signer {RELEASE} (build signer {RELEASE}) not in allowed_signers" in out
+
+
+async def test_sandbox_entry_with_a_separate_checkpoint(fetched: SandboxEntry) -> None:
+    entry = fetched.copy()
+    del _proof(entry)["checkpoint"]
+    bare = fetched.write("bare.json", entry)
+    log_json = fetched.dir / "log.json"
+    log_json.write_text(json.dumps(fetched.log_info))
+    note = fetched.dir / "checkpoint.txt"
+    note.write_text(str(fetched.log_info["signedTreeHead"]))
+    for checkpoint in (log_json, note):
+        run = await inspect(
+            "--config", str(fetched.config), "inspect", bare, "--checkpoint", str(checkpoint)
+        )
+        assert run.code == 0, run
+        assert "  ok   --checkpoint: signed by sandbox.rekor.local" in run.out
+        assert "  result: verified\n" in run.out
+
+
+def _flip_base64_byte(text: str, offset: int) -> str:
+    raw = bytearray(base64.b64decode(text))
+    raw[offset] ^= 0x01
+    return base64.b64encode(bytes(raw)).decode()
+
+
+async def test_tampered_sandbox_entries_fail_with_a_clear_line(fetched: SandboxEntry) -> None:
+    body = fetched.copy()
+    value = next(iter(body.values()))
+    digest_at = base64.b64decode(str(value["body"])).index(b'"value":"') + 10
+    value["body"] = _flip_base64_byte(str(value["body"]), digest_at)
+
+    proof = fetched.copy()
+    hashes = _proof(proof)["hashes"]
+    assert isinstance(hashes, list) and hashes
+    hashes[0] = ("0" if hashes[0][0] != "0" else "1") + hashes[0][1:]
+
+    signature = fetched.copy()
+    note = str(_proof(signature)["checkpoint"])
+    head, _, line = note.rstrip("\n").rpartition("\n")
+    name, _, sig = line.rpartition(" ")
+    _proof(signature)["checkpoint"] = f"{head}\n{name} {_flip_base64_byte(sig, 10)}\n"
+
+    cases = [
+        (body, "FAIL uuid: the UUID ", "uuid"),
+        (proof, "FAIL inclusion proof: ", "inclusion proof"),
+        (signature, "FAIL checkpoint: ", "checkpoint"),
+    ]
+    runs = await asyncio.gather(
+        *(
+            inspect("--config", str(fetched.config), "inspect", fetched.write(f"t{i}.json", entry))
+            for i, (entry, _, _) in enumerate(cases)
+        )
+    )
+    for run, (_, fail_line, step) in zip(runs, cases, strict=True):
+        assert run.code == 1, run
+        assert f"  {fail_line}" in run.out, run
+        assert "  result: NOT VERIFIED: " in run.out
+        assert run.err.startswith(f"tlog-monitor: inspect: verification failed: {step}"), run
+        assert "Traceback" not in run.err
+
+
+# --- input it must refuse -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"hello, world", "tlog-monitor: inspect: input: expected JSON, got "),
+        (b"\xff\xfe\x00garbage", "tlog-monitor: inspect: input: expected JSON, got "),
+        (b"[1, 2]", "tlog-monitor: inspect: input: expected a JSON object"),
+        (
+            b'{"kind": "hashedrekord"}',
+            "tlog-monitor: inspect: input: expected a Rekor v1 LogEntry ({uuid: {body, ...}}) "
+            "or a Sigstore bundle",
+        ),
+        (
+            b'{"abc": {"body": "not base64!"}}',
+            "tlog-monitor: inspect: entry.body: expected base64, got ",
+        ),
+        (
+            b'{"verificationMaterial": {"tlogEntries": []}}',
+            "tlog-monitor: inspect: bundle: verificationMaterial.tlogEntries: expected a "
+            "non-empty array",
+        ),
+        (
+            b" " * (MAX_INPUT_BYTES + 1),
+            f"tlog-monitor: inspect: input: expected at most {MAX_INPUT_BYTES} bytes",
+        ),
+    ],
+    ids=["text", "binary", "array", "other json", "bad body", "empty bundle", "oversized"],
+)
+async def test_unusable_input_exits_2_without_a_traceback(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "input.json"
+    path.write_bytes(content)
+    run = await inspect("--config", str(tmp_path / "absent.toml"), "inspect", str(path))
+    assert run.code == 2, run
+    assert run.err.startswith(message), run
+    assert run.out == "" and "Traceback" not in run.err
+
+
+async def test_missing_file_and_bad_checkpoint_exit_2(
+    tmp_path: Path, shared_fixtures: Path
+) -> None:
+    bundle = str(shared_fixtures / "sigstore-bundles" / "Python-3.12.5.tgz.sigstore")
+    absent = str(tmp_path / "absent.toml")
+    missing = await inspect("--config", absent, "inspect", str(tmp_path / "nope.json"))
+    assert missing.code == 2 and missing.err.startswith(
+        "tlog-monitor: inspect: cannot read input: "
+    )
+    (tmp_path / "log.json").write_text('{"treeSize": 3}')
+    no_sth = await inspect(
+        "--config", absent, "inspect", bundle, "--checkpoint", str(tmp_path / "log.json")
+    )
+    assert no_sth.code == 2
+    assert no_sth.err.startswith("tlog-monitor: inspect: --checkpoint: no signedTreeHead")
+    for run in (missing, no_sth):
+        assert "Traceback" not in run.err and run.out == ""
