@@ -87,6 +87,7 @@ class SoakResult:
     received: int = 0
     lost: int = 0
     duplicated: int = 0
+    repeated_marked: int = 0
     rss_start_mib: float = 0.0
     rss_peak_mib: float = 0.0
     rss_end_mib: float = 0.0
@@ -258,6 +259,7 @@ def _account(
     audit = audit_deliveries(db, receiver)
     result.delivered_rows, result.pending_rows = audit.delivered_rows, audit.pending_rows
     result.received, result.lost, result.duplicated = audit.received, audit.lost, audit.duplicated
+    result.repeated_marked = audit.repeats
     result.integrity = integrity(db)
     if samples:
         # The first tenth is warm-up (imports, first scans, caches filling).
@@ -277,7 +279,7 @@ def _account(
             identity_seen != result.watched_appended or result.matches != result.watched_appended
         ),
         "an alert was lost": result.lost > 0 or result.pending_rows > 0,
-        "an alert was received twice": result.duplicated > 0,
+        "an alert was received twice unmarked": result.duplicated > 0,
         "the database is damaged": result.integrity != "ok",
         "the monitor did not stop cleanly": result.monitor_exit not in (0, None),
     }

@@ -29,9 +29,10 @@ Guarantees.
 - At-least-once at the transport, honestly: a receiver can see an alert twice when the process
   dies between a successful send and the commit of `mark_delivered`, or when a send is abandoned
   on our side (timeout, shutdown) although the receiver got it: apprise sends from worker threads
-  that cannot be interrupted, so an abandoned send may still complete. Every message names its
-  alert id ("alert #42") so a person can tell a repeat from a new alert. One process per database
-  (the daemon; its delivery job runs with max_instances=1).
+  that cannot be interrupted, so an abandoned send may still complete. Such a repeat is never
+  silent: `mark_sending` records each send's start, and a retry of a row whose last send was cut
+  off is titled "(possible repeat)". Every message names its alert id ("alert #42"). One
+  process per database (the daemon; its delivery job runs with max_instances=1).
 
 A target whose channel or URL is no longer configured (the channel was renamed or removed, or the
 URL was removed or edited) is marked failed with an explanation and stays pending: a configuration
@@ -270,6 +271,15 @@ def _detail_value(value: Any) -> str | None:
     return None
 
 
+REPEAT_MARK = " (possible repeat)"
+"""Appended to the title of a message whose earlier send was cut off before its outcome was
+recorded: the receiver may already have it."""
+REPEAT_NOTE = (
+    "possible repeat: an earlier send of this alert was cut off (the monitor stopped or the "
+    "send timed out) before it was recorded; if you already have alert #N, this is the same one"
+)
+
+
 def render_message(delivery: Delivery, max_body: int = MAX_BODY) -> Message:
     """The title and body for one delivery.
 
@@ -285,6 +295,8 @@ def render_message(delivery: Delivery, max_body: int = MAX_BODY) -> Message:
         title += f": {delivery.log_name}"
     if delivery.rule:
         title += f", rule {delivery.rule}"
+    if delivery.maybe_sent:
+        title += REPEAT_MARK
     title = _clean(title, MAX_TITLE)
 
     lines: list[str] = []
@@ -308,6 +320,8 @@ def render_message(delivery: Delivery, max_body: int = MAX_BODY) -> Message:
         f"alert #{delivery.alert_id}, {delivery.severity}, raised {delivery.created_at}",
         f"full record: {REPORT_HINT} --format json",
     ]
+    if delivery.maybe_sent:
+        footer.append(REPEAT_NOTE.replace("#N", f"#{delivery.alert_id}"))
 
     def assemble(shown: list[str], more: int) -> str:
         parts = [summary, ""]
@@ -659,12 +673,19 @@ class Notifier:
                     failed += 1
                     continue
                 message = render_message(delivery, self._max_body)
+                await asyncio.shield(
+                    self._store.call(self._store.store.mark_sending, delivery.id, self._clock())
+                )
                 outcome = await _send(route.url, message, notify_type(delivery.severity), timeout)
                 if outcome.ok:
                     await self._delivered(delivery)
                     delivered += 1
                     continue
-                await self._failed(delivery, f"channel {route.label}: {outcome.reason}")
+                await self._failed(
+                    delivery,
+                    f"channel {route.label}: {outcome.reason}",
+                    maybe_sent=outcome.timed_out,
+                )
                 failed += 1
                 if outcome.timed_out:
                     for later in rows[position + 1 :]:
@@ -684,12 +705,14 @@ class Notifier:
         )
         log.info("alert #%d delivered to %s", delivery.alert_id, delivery.channel)
 
-    async def _failed(self, delivery: Delivery, error: str) -> None:
+    async def _failed(self, delivery: Delivery, error: str, *, maybe_sent: bool = False) -> None:
         # `error` is built from the target name and redacted reasons; redacting it again could
         # blank a channel name that happens to equal a URL component.
         next_try = self._clock() + self._backoff.delay(delivery.attempts, self._rng)
         await asyncio.shield(
-            self._store.call(self._store.store.mark_failed, delivery.id, error, next_try)
+            self._store.call(
+                self._store.store.mark_failed, delivery.id, error, next_try, maybe_sent=maybe_sent
+            )
         )
         log.warning(
             "alert #%d not delivered (attempt %d): %s; next try at %s",

@@ -54,6 +54,10 @@ class EntrySource(Protocol):
     async def consistency_proof(self, tree_id: str, size1: int, size2: int) -> list[bytes]:
         """A consistency proof between two sizes of one tree."""
 
+    def first_index(self, tree_id: str) -> int:
+        """The global log index of the tree's first entry (a Rekor v1 shard starts where the
+        shards before it end)."""
+
 
 def frontier_nodes(size: int) -> list[tuple[int, int]]:
     """(level, index) of the perfect subtrees covering [0, size), largest first: one per set
@@ -83,8 +87,14 @@ class _Found:
     match: Match
 
 
-def match_alert(log_name: str, tree_id: str, index: int, match: Match) -> Alert | None:
-    """The alert a match raises: unexpected_signer or identity_seen; None for an untrusted one."""
+def match_alert(
+    log_name: str, tree_id: str, index: int, match: Match, log_index: int
+) -> Alert | None:
+    """The alert a match raises: unexpected_signer or identity_seen; None for an untrusted one.
+
+    `index` is the entry's index in its tree (the fact's identity, stable across shards);
+    `log_index` the global one users look entries up by (they differ on a Rekor v1 shard that
+    is not the first)."""
     if match.outcome is MatchOutcome.UNTRUSTED:
         return None
     kind = (
@@ -95,11 +105,11 @@ def match_alert(log_name: str, tree_id: str, index: int, match: Match) -> Alert 
     who = _signer_text(match)
     if kind is AlertKind.UNEXPECTED_SIGNER:
         summary = (
-            f"{log_name}: entry {index} matches rule {match.rule} but was signed by {who}, "
+            f"{log_name}: entry {log_index} matches rule {match.rule} but was signed by {who}, "
             "which is not an allowed signer"
         )
     else:
-        summary = f"{log_name}: entry {index} signed by {who} (rule {match.rule})"
+        summary = f"{log_name}: entry {log_index} signed by {who} (rule {match.rule})"
     return Alert(
         kind=kind,
         dedup_key=fact_key(kind, log_name, tree_id, index, match.rule, match.signer_index),
@@ -108,7 +118,8 @@ def match_alert(log_name: str, tree_id: str, index: int, match: Match) -> Alert 
         rule=match.rule,
         details={
             "tree_id": tree_id,
-            "log_index": index,
+            "tree_index": index,
+            "log_index": log_index,
             "signer_index": match.signer_index,
             "identity": dict(match.identity),
             "reasons": list(match.reasons),
@@ -352,7 +363,10 @@ class Scanner:
         found: Sequence[_Found],
         unparseable: Sequence[tuple[int, str]],
     ) -> None:
-        alerts = [match_alert(self.log_name, tree, f.index, f.match) for f in found]
+        first = self.source.first_index(tree) if found else 0
+        alerts = [
+            match_alert(self.log_name, tree, f.index, f.match, first + f.index) for f in found
+        ]
         targets = [self.targets(a) if a is not None else [] for a in alerts]
         now = self.clock()
         packed = b"".join(cr.hashes)

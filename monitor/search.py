@@ -316,7 +316,9 @@ class Searcher:
         past = entry.integrated_time < baseline
         found = []
         for match in self.matcher.match_entry(parsed, at=at):
-            alert = None if past else match_alert(self.log_name, tree, index, match)
+            alert = (
+                None if past else match_alert(self.log_name, tree, index, match, entry.log_index)
+            )
             channels = self.targets(alert) if alert is not None else []
             found.append(
                 FoundMatch(index, match, alert, channels, "backfill" if past else "search")

@@ -108,7 +108,9 @@ class RekorV1Source:
         """From the proof endpoint (its rootHash is ignored: roots come from signed notes)."""
         return await self.client.consistency_proof(size1, size2, tree_id)
 
-    def _offset(self, tree_id: str) -> int:
+    def first_index(self, tree_id: str) -> int:
+        """The global log index of the shard's first entry (where the shards before it end);
+        raises LogResponseError for a shard the last `heads()` did not list."""
         try:
             return self._offsets[tree_id]
         except KeyError:
@@ -125,7 +127,7 @@ class RekorV1Source:
 
     async def entries(self, tree_id: str, start: int, end: int, tree_size: int) -> list[bytes]:
         """Entries [start, end) of a shard, fetched by global index (10 per request)."""
-        offset = self._offset(tree_id)
+        offset = self.first_index(tree_id)
         got = await self.client.entries(range(offset + start, offset + end))
         missing = [i - offset for i in range(offset + start, offset + end) if i not in got]
         if missing:
@@ -137,7 +139,7 @@ class RekorV1Source:
 
     async def frontier(self, tree_id: str, size: int, tree_size: int) -> list[bytes]:
         """The compact range at `size`, from the inclusion proof of entry `size - 1`."""
-        offset = self._offset(tree_id)
+        offset = self.first_index(tree_id)
         entry = await self.client.entry(offset + size - 1)
         if entry is None or entry.proof_tree_size is None or entry.tree_index != size - 1:
             raise LogResponseError(
@@ -163,6 +165,10 @@ class TilesSource:
     async def consistency_proof(self, tree_id: str, size1: int, size2: int) -> list[bytes]:
         """Computed from the tiles of the tree at `size2`."""
         return await self.client.consistency_proof(size1, size2)
+
+    def first_index(self, tree_id: str) -> int:
+        """A tiled log is one tree: its entries' indexes are the log's."""
+        return 0
 
     async def entries(self, tree_id: str, start: int, end: int, tree_size: int) -> list[bytes]:
         """Entries [start, end) from the bundles of a tree of `tree_size` entries (full bundles,

@@ -132,6 +132,8 @@ class Delivery:
     log_name: str | None
     rule: str | None
     created_at: str
+    maybe_sent: bool = False
+    """An earlier send of this row began and was never recorded: the receiver may have it."""
 
 
 @dataclass(frozen=True)
@@ -760,7 +762,8 @@ class Store:
         """
         rows = self._conn.execute(
             "SELECT d.id, d.alert_id, d.channel, d.attempts, a.kind, a.severity, a.summary, "
-            "a.details, l.name, a.rule, a.created_at FROM deliveries d "
+            "a.details, l.name, a.rule, a.created_at, "
+            "d.maybe_sent OR d.sending_since IS NOT NULL FROM deliveries d "
             "JOIN alerts a ON a.id = d.alert_id LEFT JOIN logs l ON l.id = a.log_id "
             "WHERE d.status = 'pending' AND (d.next_try <= ? OR d.next_try > ?) "
             "ORDER BY d.id LIMIT ?",
@@ -780,26 +783,44 @@ class Store:
                 log_name=r[8],
                 rule=r[9],
                 created_at=r[10],
+                maybe_sent=bool(r[11]),
             )
             for r in rows
         ]
+
+    def mark_sending(self, delivery_id: int, now: datetime) -> None:
+        """A send of this delivery begins; until its outcome is recorded, a retry is a possible
+        repeat (see `Delivery.maybe_sent`)."""
+        with self.transaction() as c:
+            # A send still marked as begun was cut off: the receiver may have had it since.
+            c.execute(
+                "UPDATE deliveries SET maybe_sent = (maybe_sent OR sending_since IS NOT NULL), "
+                "sending_since = ? WHERE id = ? AND status = 'pending'",
+                (utc_iso(now), delivery_id),
+            )
 
     def mark_delivered(self, delivery_id: int, now: datetime) -> None:
         """A delivery succeeded: it is never attempted again."""
         with self.transaction() as c:
             c.execute(
                 "UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, "
-                "delivered_at = ?, last_error = NULL WHERE id = ? AND status = 'pending'",
+                "delivered_at = ?, last_error = NULL, sending_since = NULL "
+                "WHERE id = ? AND status = 'pending'",
                 (utc_iso(now), delivery_id),
             )
 
-    def mark_failed(self, delivery_id: int, error: str, next_try: datetime) -> None:
-        """A delivery failed: record why (already redacted by the caller) and when to retry."""
+    def mark_failed(
+        self, delivery_id: int, error: str, next_try: datetime, *, maybe_sent: bool = False
+    ) -> None:
+        """A delivery failed: record why (already redacted by the caller) and when to retry.
+        `maybe_sent`: the send was abandoned, not refused (a timeout), so the receiver may
+        still get it: every retry is marked as a possible repeat."""
         with self.transaction() as c:
             c.execute(
-                "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_try = ? "
+                "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_try = ?, "
+                "maybe_sent = (maybe_sent OR ?), sending_since = NULL "
                 "WHERE id = ? AND status = 'pending'",
-                (error[:2000], utc_iso(next_try), delivery_id),
+                (error[:2000], utc_iso(next_try), maybe_sent, delivery_id),
             )
 
     def pending_count(self) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from monitor.notify import REPEAT_MARK
 from monitor.sandbox import Sandbox
 from tests.integration.receivers import HttpReceiver
 
@@ -147,7 +148,8 @@ class DeliveryAudit:
     pending_rows: int
     received: int
     lost: int  # delivered in the database, never received
-    duplicated: int  # received more than once
+    duplicated: int  # received again without the "(possible repeat)" mark: a silent duplicate
+    repeats: int  # received again, marked as a possible repeat (a send cut off by a kill)
     unknown: int  # received, naming no alert of this database
 
 
@@ -159,17 +161,20 @@ def audit_deliveries(db: Path, receiver: HttpReceiver) -> DeliveryAudit:
     delivered = {int(r[0]) for r in rows if r[1] == "delivered"}
     pending = sum(1 for r in rows if r[1] == "pending")
     got: Counter[int] = Counter()
+    plain: Counter[int] = Counter()
     for post in receiver.posts:
         found = _ALERT_ID.search(str(post.body.get("message", "")))
         if found:
             got[int(found.group(1))] += 1
+            plain[int(found.group(1))] += REPEAT_MARK not in str(post.body.get("title", ""))
     return DeliveryAudit(
         alerts=len(alerts),
         delivered_rows=len(delivered),
         pending_rows=pending,
         received=sum(got.values()),
         lost=len(delivered - set(got)),
-        duplicated=sum(n - 1 for n in got.values() if n > 1),
+        duplicated=sum(n - 1 for n in plain.values() if n > 1),
+        repeats=sum(got.values()) - len(got) - sum(n - 1 for n in plain.values() if n > 1),
         unknown=len(set(got) - alerts),
     )
 
@@ -185,6 +190,7 @@ class Scenario:
     survived: bool = False
     alerts_lost: int = 0
     alerts_duplicated: int = 0
+    alerts_repeated_marked: int = 0
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -208,6 +214,7 @@ class Tally:
             "faults_survived": sum(x.injected for x in s if x.survived),
             "alerts_lost": sum(x.alerts_lost for x in s),
             "alerts_duplicated": sum(x.alerts_duplicated for x in s),
+            "alerts_repeated_marked": sum(x.alerts_repeated_marked for x in s),
             "detail": {name: asdict(x) for name, x in sorted(self.scenarios.items())},
         }
 

@@ -16,6 +16,7 @@ from monitor.alerts import Alert, AlertKind, fact_key
 from monitor.config import NotifyChannel
 from monitor.notify import (
     REDACTED,
+    REPEAT_MARK,
     Backoff,
     DeliveryRound,
     Notifier,
@@ -516,6 +517,31 @@ async def test_timeout_defers_the_rest_of_the_target(outbox: Outbox, http: HttpR
     outbox.clock.advance(FAST.cap)
     assert await notifier.deliver_due() == DeliveryRound(delivered=3, failed=0)
     assert len(http.posts) == 4
+    # The abandoned send's retry says it may be a repeat; sends never attempted do not.
+    titles = http.titles()
+    assert titles[1] == titles[0] + REPEAT_MARK
+    assert [t.endswith(REPEAT_MARK) for t in titles] == [False, True, False, False]
+
+
+async def test_send_cut_off_by_a_crash_is_retried_as_a_possible_repeat(
+    outbox: Outbox, http: HttpReceiver
+) -> None:
+    security = channel("security", [http.url()])
+    alert_id = outbox.raise_alert(split_view(), [security])
+    refused = outbox.raise_alert(split_view(2), [security])
+    # The process died after a send began (the receiver may have it), before its outcome.
+    first = (await outbox.rows())[0]["id"]
+    outbox.store.mark_sending(first, outbox.clock())
+    outbox.reopen()
+    http.failing = True  # a refused send is not a possible repeat
+    assert await outbox.notifier([security]).deliver_due() == DeliveryRound(0, 2)
+    http.failing = False
+    outbox.clock.advance(FAST.cap)
+    assert await outbox.notifier([security]).deliver_due() == DeliveryRound(2, 0)
+    marked = {int(p.body["message"].split("alert #")[1].split(",")[0]): p.body for p in http.posts}
+    assert marked[alert_id]["title"].endswith(REPEAT_MARK)
+    assert f"if you already have alert #{alert_id}" in marked[alert_id]["message"]
+    assert not marked[refused]["title"].endswith(REPEAT_MARK)
 
 
 async def test_apprise_log_filter_redacts_tokens(

@@ -252,3 +252,31 @@ async def test_sigkill_mid_scan_resumes_without_skipping_or_repeating(env: Env) 
     assert env.receiver.titles().count(
         "[HIGH] unexpected_signer: tiles-sandbox, rule release"
     ) == len(expected)
+
+
+async def test_shard_rollover_drains_the_old_shard(env: Env) -> None:
+    """Entries appended to a v1 shard after the last poll and before it froze are still scanned
+    (up to the frozen shard's final checkpoint), and the new shard is scanned from its start."""
+    scan_config(env, v1=True)
+    sb = env.sandbox
+    await sb.append("v1", 20)
+    async with env.open() as m:
+        assert (await m.check()).alerts == []
+        late = (await sb.append("v1", 1, {"uri": OTHER, "issuer": GITHUB})).first
+        await sb.append("v1", 5)
+        await sb.rotate()
+        await sb.append("v1", 3)
+        fresh = (await sb.append("v1", 1, {"uri": OTHER, "issuer": GITHUB})).first
+        outcome = await m.check()
+        assert outcome.errors == []
+        found = sorted(
+            a.details["log_index"] for _, a in outcome.alerts if a.kind.value == "unexpected_signer"
+        )
+        assert found == [late, fresh]
+        assert (await m.check()).alerts == []
+    with sqlite3.connect(env.dir / "monitor.db") as db:
+        trees = db.execute(
+            "SELECT verified_size, scan_cursor FROM log_state s JOIN logs l ON l.id = s.log_id "
+            "WHERE l.name = 'rekor-sandbox' ORDER BY s.rowid"
+        ).fetchall()
+    assert trees == [(26, 26), (4, 4)], "each shard scanned to its verified end"
