@@ -55,6 +55,11 @@ V1_LOG = "rekor-sandbox"
 TILES_LOG = "tiles-sandbox"
 MIRROR = "mirror"
 CHANNEL = "ops"
+RULE = "release-signing"
+GITHUB = "https://token.actions.githubusercontent.com"
+REPO = "https://github.com/example/project"
+RELEASE = f"{REPO}/.github/workflows/release.yml@refs/tags/v1.4.0"
+INTRUDER = f"{REPO}/.github/workflows/ci.yml@refs/heads/fix-typo"
 DELIVERY_WAIT_S = 5.0
 """How long to wait for the receiver to get a notification the monitor has sent."""
 TTY_PAUSE_S = 1.5
@@ -219,9 +224,11 @@ def _tiles_pem(sb: Sandbox) -> bytes:
 
 
 def write_config(state: Path, sb: Sandbox, notify_url: str) -> Path:
-    """Write the demo's config.toml (and the two log keys) into `state`; returns its path."""
+    """Write the demo's config.toml (with the two log keys and the sandbox's CA) into `state`;
+    returns its path."""
     (state / "rekor-sandbox.pem").write_bytes(sb.v1_public_key_pem)
     (state / "tiles-sandbox.pem").write_bytes(_tiles_pem(sb))
+    (state / "sandbox-ca.pem").write_bytes(sb.ca_pem)
     path = state / "config.toml"
     path.write_text(
         f"""\
@@ -259,6 +266,18 @@ type = "tiles"
 url = "{sb.tiles_url}"
 public_key = "tiles-sandbox.pem"
 origin = "{sb.tiles_origin}"
+# The CA that issues this log's signing certificates (production: trust_root's Fulcio CAs).
+# Certificates from elsewhere never count as a watched identity: anyone can self-sign one.
+fulcio_roots = "sandbox-ca.pem"
+
+# Identity monitoring: releases of example/project must be signed by its release workflow
+# on a tag. Any other workflow of the repository signing is unexpected_signer (high); the
+# release workflow itself is identity_seen (info).
+[[watch]]
+name = "{RULE}"
+issuer = "{GITHUB}"
+san = "{REPO}/.github/workflows/*"
+allowed_signers = ["{REPO}/.github/workflows/release.yml@refs/tags/*"]
 
 # Where alerts go: any apprise URL (slack://, mailtos://, ntfys://, ...). The demo's is a small
 # HTTP receiver it ran itself.
@@ -390,6 +409,29 @@ class _Demo:
         await self._poll(m, step)
         self._expect(step)
 
+        await self._pause()
+        self.say()
+        self.say(
+            f"6. Identities: {TILES_LOG} logs a release signed by example/project's release "
+            "workflow,"
+        )
+        self.say(
+            "   then one signed by its CI workflow on a branch. The monitor scans every new entry,"
+        )
+        self.say(
+            f"   proves it is in the verified tree and matches rule {RULE}. Expect identity_seen "
+            "and"
+        )
+        self.say("   unexpected_signer.")
+        sb.reset()
+        await sb.append("tiles", 40)
+        await sb.append("tiles", 1, {"uri": RELEASE, "issuer": GITHUB})
+        await sb.append("tiles", 25)
+        await sb.append("tiles", 1, {"uri": INTRUDER, "issuer": GITHUB})
+        step = self._step("unexpected signer", ["identity_seen", "unexpected_signer"])
+        await self._poll(m, step)
+        self._expect(step)
+
     def _step(self, title: str, expected: list[str]) -> _Step:
         step = _Step(title, expected)
         self.steps.append(step)
@@ -469,7 +511,7 @@ class _Demo:
             return EXIT_FAILED
         count = sum(len(step.raised) for step in self.steps)
         self.say(
-            f"{self.marks.ok} every misbehaviour was caught: {count} alerts, "
+            f"{self.marks.ok} every misbehaviour and signer was caught: {count} alerts, "
             f"each delivered once to {CHANNEL}."
         )
         self.say()

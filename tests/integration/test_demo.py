@@ -38,10 +38,12 @@ def _check_output(out: str) -> None:
         assert f"✉ delivered to ops: [CRITICAL] {kind}: " in out, f"no {kind} delivery line"
     raised = [line for line in out.splitlines() if line.startswith("  ⚠ alert #")]
     delivered = [line for line in out.splitlines() if line.startswith("  ✉ delivered to ops")]
-    assert len(raised) == len(delivered) == 4
+    assert len(raised) == len(delivered) == 6
+    assert "high unexpected_signer: tiles-sandbox: entry " in out
+    assert "✉ delivered to ops: [HIGH] unexpected_signer: tiles-sandbox, rule " in out
     assert "report alerts" in out
     assert "DELIVERED  PENDING" in out
-    assert "every misbehaviour was caught" in out
+    assert "every misbehaviour and signer was caught" in out
     assert "What to try next" in out
 
 
