@@ -58,6 +58,7 @@ MATCH_COLUMNS = (
     "created_at",
     "log",
     "tree_id",
+    "tree_index",
     "log_index",
     "rule",
     "outcome",
@@ -148,9 +149,15 @@ def matches_report(
     if rule is not None:
         where += (" AND " if where else " WHERE ") + "m.rule = ?"
         params.append(rule)
+    # A database the daemon has not migrated yet (reports open it read-only) has no
+    # global_index; there, and on rows from before it, the tree index is the best known.
+    known = {r["name"] for r in store.query("PRAGMA table_info(matches)")}
+    log_index = (
+        "COALESCE(m.global_index, m.log_index)" if "global_index" in known else "m.log_index"
+    )
     rows = store.query(
-        "SELECT m.id, m.created_at, l.name AS log, m.tree_id, m.log_index, m.rule, m.outcome, "
-        "m.source, m.identity, m.alert_id "
+        "SELECT m.id, m.created_at, l.name AS log, m.tree_id, m.log_index AS tree_index, "
+        f"{log_index} AS log_index, m.rule, m.outcome, m.source, m.identity, m.alert_id "
         f"FROM matches m JOIN logs l ON l.id = m.log_id{where} ORDER BY m.id DESC",
         params,
     )

@@ -129,10 +129,11 @@ def match_alert(
 
 @dataclass(frozen=True)
 class FoundMatch:
-    """A match to record: the entry's index in its tree, the match, the alert it raises (None:
-    recorded only), that alert's delivery targets, and how the entry was found."""
+    """A match to record: the entry's index in its tree and in the log, the match, the alert it
+    raises (None: recorded only), that alert's delivery targets, and how the entry was found."""
 
     index: int
+    log_index: int
     match: Match
     alert: Alert | None
     channels: list[str]
@@ -162,6 +163,7 @@ def store_matches(
             log_id=log_id,
             tree_id=tree_id,
             log_index=f.index,
+            global_index=f.log_index,
             rule=f.match.rule,
             signer_index=f.match.signer_index,
             outcome=f.match.outcome.value,
@@ -379,7 +381,9 @@ class Scanner:
                     self.log_id,
                     tree,
                     [
-                        FoundMatch(f.index, f.match, alert, channels, self.source_name)
+                        FoundMatch(
+                            f.index, first + f.index, f.match, alert, channels, self.source_name
+                        )
                         for f, alert, channels in zip(found, alerts, targets, strict=True)
                     ],
                     now,

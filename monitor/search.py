@@ -321,7 +321,9 @@ class Searcher:
             )
             channels = self.targets(alert) if alert is not None else []
             found.append(
-                FoundMatch(index, match, alert, channels, "backfill" if past else "search")
+                FoundMatch(
+                    index, entry.log_index, match, alert, channels, "backfill" if past else "search"
+                )
             )
         return _Outcome(leaf, tree, index, "verified", found=found)
 

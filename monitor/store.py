@@ -512,6 +512,7 @@ class Store:
         log_id: int,
         tree_id: str,
         log_index: int,
+        global_index: int,
         rule: str,
         signer_index: int,
         outcome: str,
@@ -521,16 +522,19 @@ class Store:
         alert_id: int | None,
         now: datetime,
     ) -> bool:
-        """Record a watch-rule match; False when this entry, rule and signer were recorded
-        already (a search can find what a scan found)."""
+        """Record a watch-rule match (`log_index`: its index in the tree; `global_index`: in the
+        log); False when this entry, rule and signer were recorded already (a search can find
+        what a scan found)."""
         cur = conn.execute(
-            "INSERT INTO matches (log_id, tree_id, log_index, rule, signer_index, outcome, source, "
-            "identity, certificate, alert_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "INSERT INTO matches (log_id, tree_id, log_index, global_index, rule, signer_index, "
+            "outcome, source, identity, certificate, alert_id, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (log_id, tree_id, log_index, rule, signer_index) DO NOTHING",
             (
                 log_id,
                 tree_id,
                 log_index,
+                global_index,
                 rule,
                 signer_index,
                 outcome,

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from monitor.reports import matches_report
 from monitor.sandbox import Sandbox
+from monitor.store import Store
 from tests.integration.receivers import HttpReceiver
 from tests.integration.test_engine import Env
 
@@ -280,3 +282,10 @@ async def test_shard_rollover_drains_the_old_shard(env: Env) -> None:
             "WHERE l.name = 'rekor-sandbox' ORDER BY s.rowid"
         ).fetchall()
     assert trees == [(26, 26), (4, 4)], "each shard scanned to its verified end"
+    # Matches keep the index in the tree (the fact) and the global one (what users look up).
+    store = Store.open_readonly(env.dir / "monitor.db")
+    try:
+        rows = matches_report(store, rule="release").rows
+    finally:
+        store.close()
+    assert sorted((r["tree_index"], r["log_index"]) for r in rows) == [(3, fresh), (20, late)]
