@@ -38,7 +38,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Self, TypeVar
+from typing import Generic, Protocol, Self, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -782,78 +782,59 @@ class NoteSigner(Protocol):
         ...
 
 
-class Ed25519NoteSigner:
+_V = TypeVar("_V", bound=NoteVerifier)
+
+
+class _Signer(Generic[_V]):
+    """What every note signer shares: its key's name and hint come from its verifier."""
+
+    _verifier: _V
+
+    @property
+    def name(self) -> str:
+        """The key name."""
+        return self._verifier.name
+
+    @property
+    def key_hint(self) -> bytes:
+        """The 4-byte key hint."""
+        return self._verifier.key_hint
+
+    def verifier(self) -> _V:
+        """The matching verifier."""
+        return self._verifier
+
+
+class Ed25519NoteSigner(_Signer[Ed25519NoteVerifier]):
     """Signs notes with an Ed25519 key (signature type 0x01)."""
 
     def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
         self._key = private_key
         self._verifier = Ed25519NoteVerifier(name, private_key.public_key())
 
-    @property
-    def name(self) -> str:
-        """The key name."""
-        return self._verifier.name
-
-    @property
-    def key_hint(self) -> bytes:
-        """The 4-byte key hint."""
-        return self._verifier.key_hint
-
-    def verifier(self) -> Ed25519NoteVerifier:
-        """The matching verifier."""
-        return self._verifier
-
     def sign(self, message: bytes) -> bytes:
         """A 64-byte Ed25519 signature of `message`."""
         return self._key.sign(message)
 
 
-class EcdsaNoteSigner:
+class EcdsaNoteSigner(_Signer[EcdsaNoteVerifier]):
     """Signs notes with an ECDSA P-256 key the way Rekor v1 does (DER, SPKI-hash hint)."""
 
     def __init__(self, name: str, private_key: ec.EllipticCurvePrivateKey) -> None:
         self._key = private_key
         self._verifier = EcdsaNoteVerifier(name, private_key.public_key())
 
-    @property
-    def name(self) -> str:
-        """The key name."""
-        return self._verifier.name
-
-    @property
-    def key_hint(self) -> bytes:
-        """The 4-byte key hint."""
-        return self._verifier.key_hint
-
-    def verifier(self) -> EcdsaNoteVerifier:
-        """The matching verifier."""
-        return self._verifier
-
     def sign(self, message: bytes) -> bytes:
         """A DER ECDSA-SHA256 signature of `message` (randomized, like Rekor's)."""
         return self._key.sign(message, ec.ECDSA(hashes.SHA256()))
 
 
-class CosignatureSigner:
+class CosignatureSigner(_Signer[CosignatureVerifier]):
     """A witness's cosigning key (cosignature/v1, type 0x04)."""
 
     def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
         self._key = private_key
         self._verifier = CosignatureVerifier(name, private_key.public_key())
-
-    @property
-    def name(self) -> str:
-        """The key name."""
-        return self._verifier.name
-
-    @property
-    def key_hint(self) -> bytes:
-        """The 4-byte key hint."""
-        return self._verifier.key_hint
-
-    def verifier(self) -> CosignatureVerifier:
-        """The matching verifier."""
-        return self._verifier
 
     def sign_cosignature(self, note_text: str, timestamp: int) -> NoteSignature:
         """The signature line cosigning `note_text` at POSIX time `timestamp`."""

@@ -30,10 +30,11 @@ import secrets
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -227,7 +228,11 @@ class SandboxCore:
         self.lock = threading.RLock()
         self._append_lock = threading.Lock()
         self._load_names(v1_name, tiles_origin)
-        self.v1_key = self._load_ec_key(self.state_dir / "rekor.key")
+        self.v1_key = _stored_key(
+            self.state_dir / "rekor.key",
+            ec.EllipticCurvePrivateKey,  # type: ignore[type-abstract]  # only for isinstance
+            lambda: ec.generate_private_key(ec.SECP256R1()),
+        )
         self.tiles_key = self.load_ed25519_key(self.state_dir / "tiles.key")
         self.v1_note_key = notes.NoteKey.ecdsa(self.v1_name, self.v1_key)
         self.tiles_note_key = notes.NoteKey.ed25519(self.tiles_origin, self.tiles_key)
@@ -272,41 +277,13 @@ class SandboxCore:
             write_json_atomic(path, {"v1_name": self.v1_name, "tiles_origin": self.tiles_origin})
 
     @staticmethod
-    def _load_ec_key(path: Path) -> ec.EllipticCurvePrivateKey:
-        if path.exists():
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-            if not isinstance(key, ec.EllipticCurvePrivateKey):
-                raise SandboxError(f"{path}: expected an ECDSA P-256 private key")
-            return key
-        key = ec.generate_private_key(ec.SECP256R1())
-        write_private(
-            path,
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            ),
-        )
-        return key
-
-    @staticmethod
     def load_ed25519_key(path: Path) -> ed25519.Ed25519PrivateKey:
         """The Ed25519 private key stored at `path`, created (owner-only) on first use."""
-        if path.exists():
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-            if not isinstance(key, ed25519.Ed25519PrivateKey):
-                raise SandboxError(f"{path}: expected an Ed25519 private key")
-            return key
-        key = ed25519.Ed25519PrivateKey.generate()
-        write_private(
+        return _stored_key(
             path,
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            ),
+            ed25519.Ed25519PrivateKey,  # type: ignore[type-abstract]  # only for isinstance
+            ed25519.Ed25519PrivateKey.generate,
         )
-        return key
 
     def _load_shards(self) -> list[Shard]:
         v1_dir = self.state_dir / "v1"
@@ -895,3 +872,26 @@ class SandboxCore:
                 "index": self.search_index.state(),
                 "requests": {v: dict(c) for v, c in self.requests.items()},
             }
+
+
+_Key = TypeVar("_Key", ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)
+
+
+def _stored_key(path: Path, kind: type[_Key], generate: Callable[[], _Key]) -> _Key:
+    """The private key of `kind` stored at `path` (PEM, PKCS#8), generated and written
+    owner-only on first use, so the sandbox keeps its identity across restarts."""
+    if path.exists():
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, kind):
+            raise SandboxError(f"{path}: expected a {kind.__name__}, got {type(key).__name__}")
+        return key
+    key = generate()
+    write_private(
+        path,
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+    return key
