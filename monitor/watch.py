@@ -89,6 +89,7 @@ import binascii
 import hashlib
 import importlib
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -928,7 +929,7 @@ def _first_pem_block(data: bytes) -> bytes | None:
         return None
 
 
-class _Condition:
+class _Condition(ABC):
     """A test on a raw body that holds whenever the rule it belongs to matches the entry.
 
     `cost` is a rough relative price of `test`; `tests` / `passes` are sampled counts that order
@@ -943,8 +944,9 @@ class _Condition:
         self.tests = 0
         self.passes = 0
 
+    @abstractmethod
     def test(self, views: _Views) -> bool:
-        raise NotImplementedError
+        """True unless the body provably lacks what the condition needs."""
 
     def expected_cost(self) -> float:
         """Cost per rejection, the classic order for a conjunction of tests."""

@@ -28,7 +28,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Final
+from typing import Final, TypeVar
 
 import aiohttp
 
@@ -69,6 +69,7 @@ RETRIEVE_BATCH: Final = 10
 """Most log indexes Rekor accepts in one ``entries/retrieve`` request."""
 
 _RETRIEVE_CONCURRENCY: Final = 4
+_T = TypeVar("_T", int, str)
 MAX_SEARCH_RESULTS: Final = 100_000
 """Most UUIDs accepted from one index search (the index has no pagination; public identities
 with more entries than this should be searched by a narrower term)."""
@@ -464,6 +465,23 @@ class RekorV1Client:
             )
         return proof
 
+    async def _retrieve(
+        self, key: str, wanted: Sequence[_T]
+    ) -> tuple[str, list[tuple[Sequence[_T], list[V1Entry]]]]:
+        """``POST /api/v1/log/entries/retrieve`` with ``{key: batch}`` for each batch of 10 of
+        ``wanted``, at most a few at once; (where, [(batch, its entries)])."""
+        batches = [wanted[i : i + RETRIEVE_BATCH] for i in range(0, len(wanted), RETRIEVE_BATCH)]
+        url = self._url("/api/v1/log/entries/retrieve")
+        where = f"POST {safe_url(url)}"
+
+        async def fetch(batch: Sequence[_T]) -> list[V1Entry]:
+            body = {key: list(batch)}
+            obj = await post_json(self.session, url, body, self.policy, budget=self.budget)
+            return parse_entries(obj, where)
+
+        results = await gather_bounded([partial(fetch, b) for b in batches], _RETRIEVE_CONCURRENCY)
+        return where, list(zip(batches, results, strict=True))
+
     async def entries(self, log_indexes: Sequence[int]) -> dict[int, V1Entry]:
         """``POST /api/v1/log/entries/retrieve`` for global ``log_indexes``, 10 per request.
 
@@ -475,19 +493,9 @@ class RekorV1Client:
         for i in wanted:
             if isinstance(i, bool) or not isinstance(i, int) or i < 0:
                 raise ValueError(f"entries: log indexes must be non-negative integers, got {i!r}")
-        batches = [wanted[i : i + RETRIEVE_BATCH] for i in range(0, len(wanted), RETRIEVE_BATCH)]
-        url = self._url("/api/v1/log/entries/retrieve")
-        where = f"POST {safe_url(url)}"
-
-        async def fetch(batch: list[int]) -> list[V1Entry]:
-            obj = await post_json(
-                self.session, url, {"logIndexes": batch}, self.policy, budget=self.budget
-            )
-            return parse_entries(obj, where)
-
-        results = await gather_bounded([partial(fetch, b) for b in batches], _RETRIEVE_CONCURRENCY)
+        where, answers = await self._retrieve("logIndexes", wanted)
         found: dict[int, V1Entry] = {}
-        for batch, got in zip(batches, results, strict=True):
+        for batch, got in answers:
             asked = set(batch)
             for entry in got:
                 if entry.log_index not in asked:
@@ -522,19 +530,9 @@ class RekorV1Client:
         for u in wanted:
             if not _UUID.fullmatch(u):
                 raise ValueError(f"entries_by_uuid: expected 64 or 80 hex digits, got {u!r}")
-        batches = [wanted[i : i + RETRIEVE_BATCH] for i in range(0, len(wanted), RETRIEVE_BATCH)]
-        url = self._url("/api/v1/log/entries/retrieve")
-        where = f"POST {safe_url(url)}"
-
-        async def fetch(batch: list[str]) -> list[V1Entry]:
-            obj = await post_json(
-                self.session, url, {"entryUUIDs": batch}, self.policy, budget=self.budget
-            )
-            return parse_entries(obj, where)
-
-        results = await gather_bounded([partial(fetch, b) for b in batches], _RETRIEVE_CONCURRENCY)
+        where, answers = await self._retrieve("entryUUIDs", wanted)
         found: dict[str, V1Entry] = {}
-        for batch, got in zip(batches, results, strict=True):
+        for batch, got in answers:
             asked = {u[-64:] for u in batch}
             for entry in got:
                 leaf = entry.uuid[-64:].lower()

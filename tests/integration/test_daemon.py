@@ -74,22 +74,28 @@ async def env(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[Env]:
         await receiver.stop()
 
 
-async def test_run_under_systemd_notify_delivers_reloads_and_stops_cleanly(
-    env: Env, tmp_path: Path
-) -> None:
-    notify = NotifySocket(tmp_path / "notify.sock")
-    proc = await asyncio.create_subprocess_exec(
+async def start_run(env: Env, notify: NotifySocket, cwd: Path) -> asyncio.subprocess.Process:
+    """`tlog-monitor run` on the env's config as a subprocess, speaking sd_notify to `notify`;
+    stdout and stderr together on its stdout pipe."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "monitor.cli",
         "--config",
         str(env.config_path),
         "run",
-        cwd=tmp_path,
+        cwd=cwd,
         env={**os.environ, "NOTIFY_SOCKET": str(notify.path), "PYTHONPATH": str(ROOT)},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
+
+
+async def test_run_under_systemd_notify_delivers_reloads_and_stops_cleanly(
+    env: Env, tmp_path: Path
+) -> None:
+    notify = NotifySocket(tmp_path / "notify.sock")
+    proc = await start_run(env, notify, tmp_path)
     try:
         try:
             await notify.wait_for("READY=1")

@@ -5,9 +5,7 @@ unwound before the store closes."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from monitor.daemon import _drain
 from monitor.store import Store
 from tests.integration.receivers import LOCALHOST, free_port
-from tests.integration.test_daemon import ROOT, NotifySocket, env, wait_until
+from tests.integration.test_daemon import NotifySocket, env, start_run, wait_until
 from tests.integration.test_engine import Env
 
 __all__ = ["env"]  # the fixture, re-used
@@ -39,18 +37,7 @@ async def test_sigterm_mid_poll_finishes_the_poll_delivers_and_exits_0(
         text.replace('http_listen = ""', f'http_listen = "{LOCALHOST}:{port}"')
     )
     notify = NotifySocket(tmp_path / "notify.sock")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "monitor.cli",
-        "--config",
-        str(env.config_path),
-        "run",
-        cwd=tmp_path,
-        env={**os.environ, "NOTIFY_SOCKET": str(notify.path), "PYTHONPATH": str(ROOT)},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    proc = await start_run(env, notify, tmp_path)
     try:
         await notify.wait_for("READY=1")
         sb = env.sandbox
