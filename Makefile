@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench soak clean
+.PHONY: demo test test-slow lint typecheck unit bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,11 @@ unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
 test: lint typecheck
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not slow"
+
+# The long variants (the 50,000-case entry fuzz, many processes racing on one database).
+test-slow: $(STAMP)
+	$(BIN)/pytest -q -m slow
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -14,8 +14,18 @@ import json
 import re
 from collections.abc import Collection, Mapping
 from datetime import date, datetime, time
+from typing import Final
 
 from monitor.errors import ConfigError
+
+MAX_INT64: Final = (1 << 63) - 1
+"""The largest integer SQLite stores (and Rekor's and Go's int64 sizes, indexes and tree IDs
+reach): every size, index and tree ID read from a log, peer or file is checked against it when
+parsed, so an out-of-range value is a parse error of that input, not an OverflowError later."""
+
+MAX_UNIX_TIME: Final = 253_402_300_799
+"""23:59:59 UTC on 31 December 9999, the last second `datetime` represents: the bound of every
+Unix time (integratedTime) read from a log, so converting one can never raise."""
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 """Names of logs, watch rules and notify channels: used in CLI filters, reports and URLs."""

@@ -26,9 +26,11 @@ class AlertKind(StrEnum):
     BAD_ENTRY = "bad_entry"
     UNEXPECTED_SIGNER = "unexpected_signer"
     IDENTITY_SEEN = "identity_seen"
+    UNREADABLE_ENTRY = "unreadable_entry"
     LOG_STALE = "log_stale"
     LOG_ERROR = "log_error"
     WITNESS_QUORUM = "witness_quorum"
+    VIEW_ERROR = "view_error"
 
     @property
     def severity(self) -> Severity:
@@ -43,9 +45,11 @@ _SEVERITY = {
     AlertKind.BAD_ENTRY: Severity.CRITICAL,
     AlertKind.UNEXPECTED_SIGNER: Severity.HIGH,
     AlertKind.IDENTITY_SEEN: Severity.INFO,
+    AlertKind.UNREADABLE_ENTRY: Severity.WARNING,
     AlertKind.LOG_STALE: Severity.WARNING,
     AlertKind.LOG_ERROR: Severity.WARNING,
     AlertKind.WITNESS_QUORUM: Severity.HIGH,
+    AlertKind.VIEW_ERROR: Severity.WARNING,
 }
 
 

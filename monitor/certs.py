@@ -237,26 +237,46 @@ def _parse_certificate_der(der: bytes) -> CertificateIdentity:
             f"certificate: expected at most {MAX_CERTIFICATE_BYTES} bytes, got {len(der)}"
         )
     try:
-        cert = x509.load_der_x509_certificate(der)
-        # Extensions and times are decoded lazily by cryptography: touch them inside this try so
-        # that any malformation surfaces here, as one typed error.
-        exts = cert.extensions
-        not_before = cert.not_valid_before_utc
-        not_after = cert.not_valid_after_utc
-        serial = cert.serial_number
-        issuer_der, subject_der, spki_der = _tbs_parts(der)
-        issuer_dn = _dn_string(issuer_der, cert, subject=False)
-        subject_dn = _dn_string(subject_der, cert, subject=True)
-    except (
-        ValueError,
-        x509.InvalidVersion,
-        x509.DuplicateExtension,
-        x509.UnsupportedGeneralNameType,
-        UnsupportedAlgorithm,
-    ) as e:
+        return _read_certificate(der)
+    except _DECODE_ERRORS as e:
+        why = f"{type(e).__name__}: {str(e)[:200]}"
         raise CertificateParseError(
-            f"certificate: expected a DER X.509 certificate, got {e}"
+            f"certificate: expected a DER X.509 certificate, got {why}"
         ) from e
+
+
+# What cryptography's lazy decoders raise on malformed DER, names and extensions: ValueError for
+# most; TypeError for a value its Python types refuse (a BIT STRING naming attribute other than
+# x500UniqueIdentifier); OverflowError, IndexError, UnicodeError and RecursionError on values it
+# converts. Each means this one certificate cannot be read.
+_DECODE_ERRORS: Final = (
+    ValueError,
+    TypeError,
+    OverflowError,
+    IndexError,
+    KeyError,
+    RecursionError,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+    UnsupportedAlgorithm,
+)
+
+
+def _read_certificate(der: bytes) -> CertificateIdentity:
+    """The identity of a certificate; every decode error propagates to the caller's ``try``.
+
+    cryptography decodes names, extensions and times lazily: all of it happens here, so any
+    malformation surfaces as one of ``_DECODE_ERRORS``.
+    """
+    cert = x509.load_der_x509_certificate(der)
+    exts = cert.extensions
+    not_before = cert.not_valid_before_utc
+    not_after = cert.not_valid_after_utc
+    serial = cert.serial_number
+    issuer_der, subject_der, spki_der = _tbs_parts(der)
+    issuer_dn = _dn_string(issuer_der, cert, subject=False)
+    subject_dn = _dn_string(subject_der, cert, subject=True)
 
     sans: tuple[SubjectAltName, ...] = ()
     by_oid: dict[str, str] = {}

@@ -21,6 +21,7 @@ from monitor.durations import parse_duration
 from monitor.errors import ConfigError, MonitorError
 from monitor.logsetup import LogFormat, configure_logging
 from monitor.reports import ReportFormat
+from monitor.terminal import printable
 
 EXIT_OK = 0
 EXIT_ALERT = 1
@@ -62,11 +63,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     from monitor.daemon import check_once
 
-    outcome = asyncio.run(check_once(load_config(Path(args.config))))
+    config = load_config(Path(args.config))
+    try:
+        outcome = asyncio.run(check_once(config))
+    except MonitorError:
+        raise
+    except Exception as e:
+        # Exit 1 means "a new urgent alert": an unexpected failure must not look like one.
+        log.error("check: unexpected %s: %s", type(e).__name__, e, exc_info=e)
+        print(
+            f"tlog-monitor: check failed: unexpected {type(e).__name__}: {e} (a bug in "
+            "tlog-monitor; the traceback is logged above)",
+            file=sys.stderr,
+        )
+        return EXIT_OPERATIONAL
+    # Summaries and errors carry text from logs and certificates: escaped for the terminal.
     for alert_id, alert in outcome.alerts:
-        print(f"alert {alert_id} [{alert.severity.value}] {alert.kind.value}: {alert.summary}")
+        summary = printable(alert.summary)
+        print(f"alert {alert_id} [{alert.severity.value}] {alert.kind.value}: {summary}")
     for error in outcome.errors:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {printable(error)}", file=sys.stderr)
     if outcome.undelivered:
         print(f"{outcome.undelivered} notification(s) not yet delivered", file=sys.stderr)
     if outcome.urgent:
@@ -200,9 +216,11 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(report.to_json(), indent=2))
     else:
-        sys.stdout.write(report.to_text())
+        # Certificate fields are the input's: escaped line by line, the layout kept.
+        sys.stdout.write("\n".join(printable(line) for line in report.to_text().split("\n")))
     if not report.verified:
-        print(f"tlog-monitor: inspect: verification failed: {report.failure}", file=sys.stderr)
+        failure = printable(str(report.failure))
+        print(f"tlog-monitor: inspect: verification failed: {failure}", file=sys.stderr)
         return EXIT_ALERT
     return EXIT_OK
 
@@ -223,12 +241,46 @@ def _cmd_evidence_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _DefaultConfig(str):
+    """The `--config` default: a str that says it was not given, for commands (evidence verify)
+    that must not read a configuration nobody asked for."""
+
+    __slots__ = ()
+
+
 def _cmd_evidence_verify(args: argparse.Namespace) -> int:
-    from monitor.evidence import EvidenceInvalid, EvidenceUnreadable, verify
+    from monitor.evidence import MAX_EVIDENCE_BYTES, EvidenceInvalid, EvidenceUnreadable, verify
+    from monitor.evidence_export import (
+        EvidenceKeyError,
+        configured_keys,
+        pinned_keys,
+        read_regular_file,
+        trusted_root_keys,
+    )
 
     try:
-        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
-        verdict = verify(data)
+        # A pinned key is what the user says the log's key is: nothing else counts then.
+        if args.key:
+            known = pinned_keys(args.key)
+        else:
+            known = []
+            if not isinstance(args.config, _DefaultConfig):
+                known.extend(configured_keys(load_config(Path(args.config))))
+            known.extend(trusted_root_keys())
+    except EvidenceKeyError as e:
+        print(f"tlog-monitor: evidence verify: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    # Read one byte past the cap, never the whole of an arbitrary file or stream.
+    try:
+        if args.file == "-":
+            data = sys.stdin.buffer.read(MAX_EVIDENCE_BYTES + 1)
+        else:
+            data = read_regular_file(
+                Path(args.file),
+                MAX_EVIDENCE_BYTES,
+                "give a regular file, or '-' to read the evidence from stdin",
+            )
+        verdict = verify(data, known, any_key=args.any_key)
     except (OSError, EvidenceUnreadable) as e:
         print(f"tlog-monitor: evidence verify: cannot read evidence: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -253,8 +305,15 @@ def build_parser() -> argparse.ArgumentParser:
         "watch signing identities.",
     )
     parser.add_argument("--version", action="version", version=f"tlog-monitor {__version__}")
-    parser.add_argument("--config", default="config.toml", help="path to config.toml")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument(
+        "--config", default=_DefaultConfig("config.toml"), help="path to config.toml"
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log debug messages, the libraries' included (without it they log only warnings)",
+    )
     parser.add_argument(
         "--log-format",
         choices=[f.value for f in LogFormat],
@@ -344,12 +403,32 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=_cmd_evidence_export)
     verify = evidence_sub.add_parser(
         "verify",
-        help="check an evidence file offline (no database, no network, no configuration)",
+        help="check an evidence file offline against known log keys (no database, no network)",
         description="Verify an evidence document: intact, both notes signed by the key it names, "
-        "and whether they prove misbehaviour by themselves. Exit 0 misbehaviour proven; 1 the "
-        "document does not verify or proves nothing; 2 unreadable.",
+        "whether that key is one it knows (the --key files if given; otherwise the logs of "
+        "--config when given and of sigstore's embedded production and staging trusted roots), "
+        "and whether the notes prove misbehaviour by themselves. Exit 0 misbehaviour proven by a "
+        "known key (or any key with --any-key); 1 the document does not verify, proves nothing, "
+        "or its key is unknown; 2 unreadable input, a bad --key or configuration.",
     )
-    verify.add_argument("file", help="the evidence JSON file ('-' for stdin)")
+    verify.add_argument("file", help="the evidence JSON file (a regular file, or '-' for stdin)")
+    verify.add_argument(
+        "--key",
+        action="append",
+        metavar="FILE",
+        help="the log's public key (PEM); the document's key must be this one (repeatable)",
+    )
+    # Also accepted after the subcommand, like inspect's; SUPPRESS keeps the global value.
+    verify.add_argument(
+        "--config",
+        default=argparse.SUPPRESS,
+        help="also know the keys of this configuration's logs (same as the global --config)",
+    )
+    verify.add_argument(
+        "--any-key",
+        action="store_true",
+        help="exit 0 for an equivocation by a key it does not know (the verdict says so)",
+    )
     verify.set_defaults(func=_cmd_evidence_verify)
 
     demo = sub.add_parser(
@@ -363,8 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = config_sub.add_parser(
         "check",
         help="validate the configuration and print it resolved, with secrets redacted",
-        description="Load the configuration, print it as JSON with defaults filled in and "
-        "notify URLs redacted, and exit 0; exit 2 with a message naming the key if it is invalid.",
+        description="Load the configuration, build every notify URL with apprise (as a delivery "
+        "would, sending nothing), print it as JSON with defaults filled in and notify URLs "
+        "redacted, and exit 0; exit 2 with a message naming the key (and, for a URL apprise "
+        "cannot use, the channel and the URL redacted) if it is invalid.",
     )
     check.set_defaults(func=_cmd_config_check)
     return parser
@@ -378,10 +459,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except ConfigError as e:
-        print(f"tlog-monitor: configuration error: {e}", file=sys.stderr)
+        print(f"tlog-monitor: configuration error: {printable(str(e))}", file=sys.stderr)
         return EXIT_USAGE
     except MonitorError as e:
-        print(f"tlog-monitor: {e}", file=sys.stderr)
+        print(f"tlog-monitor: {printable(str(e))}", file=sys.stderr)
         return EXIT_OPERATIONAL
     except KeyboardInterrupt:
         return EXIT_OK

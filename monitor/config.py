@@ -43,6 +43,7 @@ from monitor import __version__
 from monitor import _fields as f
 from monitor.durations import format_duration, parse_duration
 from monitor.errors import ConfigError
+from monitor.notify import url_problem
 from monitor.search_terms import rule_search_terms
 from monitor.severity import Severity
 from monitor.watch import WatchRule, compile_rule
@@ -80,7 +81,9 @@ INTERVAL_RANGE = (timedelta(seconds=1), timedelta(days=1))
 MAX_STALE_RANGE = (timedelta(seconds=1), timedelta(days=30))
 ERROR_GRACE_RANGE = (timedelta(0), timedelta(days=30))
 REQUEST_TIMEOUT_RANGE = (timedelta(seconds=1), timedelta(minutes=10))
-MAX_RESPONSE_BYTES_RANGE = (64 * 1024, 1024 * 1024 * 1024)
+# At most 32 MiB: with the HTTP layer's process-wide cap on bodies being read, the worst case
+# stays under the systemd unit's MemoryMax=1G (the arithmetic is in docs/configuration.md).
+MAX_RESPONSE_BYTES_RANGE = (64 * 1024, 32 * 1024 * 1024)
 REQUESTS_PER_MINUTE_RANGE = (1, 60_000)
 MAX_LOGS = 100
 MAX_VIEWS = 20
@@ -804,6 +807,13 @@ def _size(raw: Mapping[str, object], key: str, where: str, default: int) -> int:
                 f'expected a size in bytes or like "16MiB" (B, KiB, MiB, GiB), got {f.echo(value)}',
             )
         value = int(m.group(1)) * _SIZE_UNITS[m.group(2)]
+    if isinstance(value, int) and not isinstance(value, bool) and value > hi:
+        raise f.error(
+            at,
+            f"must be at most {hi // 1024**2}MiB ({hi} bytes), got {value}: a larger cap would "
+            "let responses take the daemon past the systemd unit's MemoryMax=1G "
+            "(see docs/configuration.md, memory)",
+        )
     return f.as_int(value, at, lo=lo, hi=hi)
 
 
@@ -1189,11 +1199,20 @@ _ENV_SPLIT_RE = re.compile(r"\s+|,\s*(?=[A-Za-z][A-Za-z0-9+.-]{0,31}://)")
 _NOT_SHOWN = "(the value is not shown: it may hold a secret)"
 
 
-def _apprise_url(text: str, where: str) -> str:
+def _apprise_url(text: str, where: str, channel: str) -> str:
+    """A notify URL that apprise can send to, checked now rather than at the first alert (which
+    would fail while the daemon reports READY); errors show the URL only redacted."""
     if not _APPRISE_URL_RE.fullmatch(text):
         raise f.error(
             where,
             f'expected an apprise URL such as "slack://..." or "mailtos://..." {_NOT_SHOWN}',
+        )
+    problem = url_problem(text)
+    if problem is not None:
+        raise f.error(
+            where,
+            f"channel {f.echo(channel)}: apprise cannot use {redact_url(text)}: {problem}; "
+            "see the URL formats in docs/configuration.md#notify and apprise's wiki",
         )
     return text
 
@@ -1213,7 +1232,7 @@ def _channel(
         raw, "urls", where, what="an apprise URL", max_len=4000, secret=True,
         max_items=MAX_URLS_PER_CHANNEL,
     )  # fmt: skip
-    urls.extend(_apprise_url(u.strip(), f"{where}.urls[{i}]") for i, u in enumerate(listed))
+    urls.extend(_apprise_url(u.strip(), f"{where}.urls[{i}]", name) for i, u in enumerate(listed))
 
     env_names = f.opt_str_list(raw, "urls_env", where, what="an environment variable name")
     for i, var in enumerate(env_names):
@@ -1227,7 +1246,7 @@ def _channel(
         if not items:
             raise f.error(at, f"environment variable {var} is empty")
         for n, item in enumerate(items, 1):
-            urls.append(_apprise_url(item, f"{at} (URL {n} in ${var})"))
+            urls.append(_apprise_url(item, f"{at} (URL {n} in ${var})", name))
 
     urls_file: Path | None = None
     file_text = f.opt_str(raw, "urls_file", where, what="a file path")
@@ -1248,7 +1267,7 @@ def _channel(
         for n, line in enumerate(content.splitlines(), 1):
             item = line.strip()
             if item and not item.startswith("#"):
-                urls.append(_apprise_url(item, f"{at} ({f.echo(str(urls_file))} line {n})"))
+                urls.append(_apprise_url(item, f"{at} ({f.echo(str(urls_file))} line {n})", name))
                 found += 1
         if not found:
             raise f.error(at, f"{f.echo(str(urls_file))} holds no URLs")

@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -35,7 +36,7 @@ from monitor.scanner import Scanner
 from monitor.search import Searcher, searcher_for
 from monitor.severity import Severity
 from monitor.sources import checkpoint_source, http_policy, log_spec, resolve_logs
-from monitor.store import AsyncStore, Store, utc_iso
+from monitor.store import AsyncStore, Store, StoreError, utc_iso
 from monitor.systemd import sd_notify, watchdog_interval
 from monitor.views import NoteSource
 from monitor.watch import Matcher
@@ -55,6 +56,16 @@ stays under the unit's TimeoutStopSec=30s."""
 def utcnow() -> datetime:
     """The current time, timezone-aware."""
     return datetime.now(UTC)
+
+
+class _PartResult(Protocol):
+    """What a scan or a search of one log reports."""
+
+    @property
+    def alerts(self) -> Sequence[tuple[int, Alert]]: ...
+
+    @property
+    def errors(self) -> Sequence[str]: ...
 
 
 @dataclass
@@ -178,21 +189,69 @@ class Monitor:
 
     async def poll(self, name: str) -> PollResult:
         """One poll of one log, then a scan of its new entries when it scans and a search of
-        its index for the watched identities (rekor-v1); operational failures are recorded,
-        never raised."""
-        result = await self.logs[name].poll()
+        its index for the watched identities (rekor-v1). Failures are recorded, not raised:
+        whatever the engine raises is a failed poll of the log's own endpoint (`primary`), and
+        whatever the scan or the search raises a failed poll of the part "scan" or "search"
+        (`error_since`, then `log_error` past `error_grace`). Only a database failure
+        (`StoreError`) is raised: it is the monitor's, not the log's."""
+        monitor = self.logs[name]
+        try:
+            result = await monitor.poll()
+        except StoreError:
+            raise
+        except Exception as e:  # noqa: BLE001 - recorded with its traceback by record_failure
+            result = PollResult()
+            await self._record_failure(name, PRIMARY_VIEW, e, result)
         scanner = self.scanners.get(name)
         if scanner is not None:
-            scanned = await scanner.scan()
-            result.alerts.extend(scanned.alerts)
-            result.errors.extend(scanned.errors)
+            await self._run_part(name, "scan", scanner.scan, result)
         searcher = self.searchers.get(name)
         if searcher is not None:
-            found = await searcher.search()
-            result.alerts.extend(found.alerts)
-            result.errors.extend(found.errors)
+            await self._run_part(name, "search", searcher.search, result)
         self.stats.record(name, classify_poll(len(result.alerts), len(result.errors)))
         return result
+
+    async def _run_part(
+        self,
+        name: str,
+        part: str,
+        run: Callable[[], Awaitable[_PartResult]],
+        result: PollResult,
+    ) -> None:
+        """Run the scan or the search of log `name` into `result`: whatever it raises (but the
+        database's `StoreError`) is a failed poll of `part`, and a run that completes ends an
+        outage of `part`."""
+        try:
+            done = await run()
+        except StoreError:
+            raise
+        except Exception as e:  # noqa: BLE001 - recorded with its traceback
+            await self._record_failure(name, part, e, result)
+        else:
+            result.alerts.extend(done.alerts)
+            result.errors.extend(done.errors)
+            await self._record_recovered(name, part)
+
+    async def _record_failure(
+        self, name: str, part: str, error: Exception, result: PollResult
+    ) -> None:
+        """`part` of the poll of log `name` failed; when even recording that fails (the
+        database), the failure is still reported in `result` and logged."""
+        try:
+            await self.logs[name].record_failure(part, error, result)
+        except StoreError:
+            raise
+        except Exception as e:  # the poll must end, reporting both failures
+            log.error("%s: %s failed (%s), and recording it failed too", name, part, error)
+            log.error("%s: recording a failed poll: %s", name, e, exc_info=e)
+            result.errors.append(f"{part}: {type(error).__name__}: {error}")
+            result.errors.append(f"{part}: recording the failure: {type(e).__name__}: {e}")
+
+    async def _record_recovered(self, name: str, part: str) -> None:
+        try:
+            await self.logs[name].record_recovered(part)
+        except MonitorError as e:
+            log.error("%s: recording that %s works again: %s", name, part, e)
 
     async def poll_and_alert(self, name: str) -> None:
         """The scheduled job: one poll, and at once a delivery round if it raised alerts (the
@@ -207,10 +266,24 @@ class Monitor:
     async def check(self) -> CheckOutcome:
         """Every log polled once (concurrently), then one delivery round."""
         outcome = CheckOutcome()
-        results = await asyncio.gather(*(self.poll(name) for name in self.logs))
-        for result in results:
+        names = list(self.logs)
+        # A failure of one log's poll (even of the database) must not cost the other logs'.
+        results = await asyncio.gather(*(self.poll(n) for n in names), return_exceptions=True)
+        store_error: StoreError | None = None
+        for name, result in zip(names, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                if isinstance(result, StoreError):
+                    store_error = store_error or result
+                    continue
+                log.error("%s: the poll failed: %s", name, result, exc_info=result)
+                outcome.errors.append(f"{name}: {type(result).__name__}: {result}")
+                continue
             outcome.alerts.extend(result.alerts)
             outcome.errors.extend(result.errors)
+        if store_error is not None:
+            raise store_error
         delivered = await self.deliver()
         outcome.delivered = delivered.delivered
         outcome.undelivered = await self.store.call(self.store.store.pending_count)

@@ -135,7 +135,9 @@ def _fresh_state_dir(state: Path) -> None:
                 "(choose another directory with --state)"
             )
         shutil.rmtree(state)
-    state.mkdir(parents=True)
+    # Private whatever the umask: the monitor refuses a database directory others can write.
+    state.mkdir(parents=True, mode=0o700)
+    state.chmod(0o700)
     (state / MARKER).write_text("created by `tlog-monitor demo`; wiped on every demo run\n")
 
 

@@ -3,8 +3,8 @@ the same tree.
 
 For each view of a log (its own URL, mirrors, peers), every checkpoint served goes through:
 
-    fetch heads --> verify note (key, origin) --bad--> bad_signature
-        |
+    fetch heads --> verify note (key, origin) --bad--> bad_signature (primary)
+        |                                         --bad--> view_error (any other view)
         v
     record (view, origin, size, root) --same size, other root anywhere--> split_view
         |     + witness signatures (recorded) --cosigned, below witness_quorum--> witness_quorum
@@ -13,16 +13,21 @@ For each view of a log (its own URL, mirrors, peers), every checkpoint served go
         larger  -> consistency proof old -> new  --fails--> split_view, state kept
                                              --holds--> state advances (same transaction)
         smaller -> consistency proof new -> old  --fails--> split_view
-                   below the high-water mark    ---------> rollback (not for witnesses, peers)
+                   below the high-water mark    ---------> rollback (not for witnesses, peers;
+                                                           also when the proof is refused)
         equal   -> roots must match             --differ-> split_view
 
-Network failures never move state; they are recorded per view and become `log_error` only once
-they have lasted `error_grace`. A log whose verified size has not grown for `max_stale` raises
-`log_stale`. Every alert is written in the same transaction as the observation behind it.
+Every view's heads are fetched concurrently, under one deadline per poll; they are decided one
+view at a time (decisions read and write the log's state), the primary's first. Network failures,
+and any other exception a view raises, never move state; they are recorded per view and become
+`log_error` only once they have lasted `error_grace`. A log whose verified size has not grown for
+`max_stale` raises `log_stale`. Every alert is written in the same transaction as the observation
+behind it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -31,11 +36,25 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from monitor.alerts import Alert, AlertKind, fact_key
-from monitor.errors import NetworkError, ParseError, VerificationError
+from monitor.errors import MonitorError, NetworkError, ParseError, VerificationError
 from monitor.evidence import build_split_view
 from monitor.merkle import ProofError, verify_consistency
-from monitor.note import NoteVerifier, VerifiedCheckpoint, verify_checkpoint
-from monitor.store import AsyncStore, LogState, Store, parse_utc, utc_iso
+from monitor.note import (
+    NoteVerifier,
+    VerifiedCheckpoint,
+    parse_signed_note,
+    verify_checkpoint,
+    verify_note,
+)
+from monitor.store import (
+    AsyncStore,
+    LogState,
+    StaleState,
+    Store,
+    StoreError,
+    parse_utc,
+    utc_iso,
+)
 from monitor.witness import WitnessKey, WitnessReport, check_witnesses, quorum_shortfall
 
 log = logging.getLogger(__name__)
@@ -43,6 +62,11 @@ log = logging.getLogger(__name__)
 PRIMARY_VIEW = "primary"
 VERIFIED_STATE = "verified state"
 """Stands for our own verified checkpoint on the first side of a split view."""
+STATE_RETRIES = 3
+"""How often one head is decided again after another process moved the tree's state."""
+ENTRY_PROOF_VIEW = "entry-proof"
+"""The view of signed checkpoints a log serves with entries' inclusion proofs (the Rekor v1
+search path), when they do not fit the verified tree; see `LogMonitor.observe_carried`."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +106,8 @@ class LogSpec:
     """Witnesses whose signatures on this log's checkpoints are verified and recorded."""
     witness_quorum: int = 0
     """Valid witness signatures a cosigned checkpoint must carry (0: no policy)."""
+    poll_deadline: timedelta | None = None
+    """How long one poll of every view may take (None: no bound but the HTTP layer's)."""
 
 
 @dataclass
@@ -91,6 +117,23 @@ class PollResult:
     alerts: list[tuple[int, Alert]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     verified: dict[str, int] = field(default_factory=dict)
+    failed: set[str] = field(default_factory=set)
+    """The views whose poll failed."""
+
+
+class PollDeadlineExceeded(NetworkError):
+    """A view had not answered (or not been decided on) when the poll's deadline passed."""
+
+
+class NotTheLogsNote(VerificationError):
+    """A view other than the log's own endpoint served a note that does not verify as the log's
+    checkpoint (another key, another origin, a bad signature): a failure of that view, since
+    only the log's own endpoint speaks for the log."""
+
+    def __init__(self, head: Head, error: VerificationError) -> None:
+        super().__init__(str(error))
+        self.head = head
+        self.error = error
 
 
 TargetFn = Callable[[Alert], list[str]]
@@ -218,42 +261,153 @@ class LogMonitor:
         self.clock = clock
         self.lagging = frozenset(lagging)
         self.cosigned = frozenset(cosigned)
+        self._asked_above: dict[str, int] | None = None
+        """Each tree's high-water mark when the current poll sent its requests."""
 
     async def poll(self) -> PollResult:
-        """Fetch, verify and record every view's checkpoints once."""
+        """Fetch, verify and record every view's checkpoints once.
+
+        Every view's heads are requested at once. They are decided one view at a time (each
+        decision reads and writes the log's state): the primary's first, then each other view's
+        as it answers, so a slow view delays neither the primary nor the other views. The poll
+        ends at `spec.poll_deadline`: a view not answered and decided by then is a failed poll
+        of that view (`PollDeadlineExceeded`). Whatever a view raises is a failed poll of that
+        view alone.
+        """
         result = PollResult()
-        for view, source in self.sources.items():
-            try:
-                heads = await source.heads()
-            except (NetworkError, ParseError) as e:
-                await self._view_failed(view, e, result)
-                continue
-            grew = False
-            failed = False
-            for head in heads:
-                try:
-                    grew |= await self._observe(view, head, result)
-                except (NetworkError, ParseError) as e:
-                    await self._view_failed(view, e, result)
-                    failed = True
+        # What was verified before asking: a head below it is a rollback. A head compared
+        # only with what another process verified while it was in flight may just be older.
+        self._asked_above = {
+            s.tree_id: s.high_water
+            for s in await self.store.call(self.store.store.log_states, self.log_id)
+        }
+        loop = asyncio.get_running_loop()
+        limit = self.spec.poll_deadline
+        deadline = None if limit is None else loop.time() + limit.total_seconds()
+        fetches = {
+            view: asyncio.ensure_future(source.heads()) for view, source in self.sources.items()
+        }
+        try:
+            await self._settle(PRIMARY_VIEW, fetches[PRIMARY_VIEW], deadline, result)
+            waiting = {task: view for view, task in fetches.items() if view != PRIMARY_VIEW}
+            while waiting:
+                timeout = None if deadline is None else max(0.0, deadline - loop.time())
+                done, _ = await asyncio.wait(
+                    waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
                     break
-            if not failed:
-                await self.store.call(self._write_view_ok, view, grew)
+                for view in [v for v, task in fetches.items() if task in done]:
+                    del waiting[fetches[view]]
+                    await self._settle(view, fetches[view], deadline, result)
+            for view in waiting.values():
+                fetches[view].cancel()
+                await self._view_failed(view, self._late(), result)
+        finally:
+            for task in fetches.values():
+                task.cancel()
+            # Collects every outcome, so no failure is left unretrieved.
+            await asyncio.gather(*fetches.values(), return_exceptions=True)
+            self._asked_above = None
         await self._check_stale(result)
         for state in await self.store.call(self.store.store.log_states, self.log_id):
             result.verified[state.tree_id] = state.verified_size
         return result
 
+    async def record_failure(self, view: str, error: Exception, result: PollResult) -> None:
+        """Record a failed poll of `view` (the log's own endpoint, a view, or a part of the poll
+        such as "scan"): `error_since`, and `log_error` once the failure has lasted
+        `error_grace`."""
+        await self._view_failed(view, error, result)
+
+    async def record_recovered(self, view: str) -> None:
+        """End the outage of `view` (a part of the poll such as "scan"), if it has one."""
+
+        def write(store: Store) -> None:
+            health = store.view_health(self.log_id, view)
+            if health is None or health.error_since is None:
+                return
+            with store.transaction() as conn:
+                store.record_view_ok(conn, self.log_id, view, grew=False, now=self.clock())
+
+        await self.store.call(write, self.store.store)
+
+    async def observe_carried(self, view: str, head: Head) -> PollResult:
+        """Decide on a checkpoint the log served with something else (the signed checkpoint of
+        an entry's inclusion proof) as an observation of `view`, exactly as a polled view's:
+        recorded in `checkpoints`, compared with every recorded checkpoint and the verified
+        state, `split_view` (with portable evidence) or `rollback` when it cannot be true.
+
+        Only a note that verifies with the log's key and origin counts: anything else returns
+        an empty result, and the caller reports what carried it. The view's health is not
+        touched (it is not polled). Failures fetching a consistency proof raise, as in a poll.
+        """
+        result = PollResult()
+        try:
+            verify_checkpoint(
+                head.note, self.spec.verifiers, self.spec.expected_origin(head.tree_id)
+            )
+        except (VerificationError, ParseError):
+            return result
+        await self._observe(view, head, result)
+        return result
+
+    async def _settle(
+        self,
+        view: str,
+        fetch: asyncio.Future[Sequence[Head]],
+        deadline: float | None,
+        result: PollResult,
+    ) -> None:
+        """Decide on one view's heads once they have come, by the poll's `deadline` (the event
+        loop's clock); record the view's poll as ok or failed."""
+        bound = asyncio.timeout_at(deadline)
+        grew = False
+        failure: Exception
+        try:
+            async with bound:
+                heads = await fetch
+                for head in heads:
+                    try:
+                        grew |= await self._observe(view, head, result)
+                    except NotTheLogsNote as e:
+                        await self._foreign_note(view, e, result)
+        except TimeoutError as e:
+            failure = self._late() if bound.expired() else e
+        except StoreError:
+            raise  # the database failed, not the view: the caller reports it
+        except Exception as e:  # noqa: BLE001 - whatever a hostile answer reaches fails the view
+            failure = e
+        else:
+            if view not in result.failed:
+                await self.store.call(self._write_view_ok, view, grew)
+            return
+        await self._view_failed(view, failure, result)
+
+    def _late(self) -> PollDeadlineExceeded:
+        limit = self.spec.poll_deadline
+        seconds = 0.0 if limit is None else limit.total_seconds()
+        return PollDeadlineExceeded(
+            f"no answer within the poll deadline of {seconds:g}s "
+            "(the larger of the log's interval and 4 x request_timeout); polled again next time"
+        )
+
     # -- one checkpoint ----------------------------------------------------------------------
 
-    async def _observe(self, view: str, head: Head, result: PollResult) -> bool:
-        """Verify and record one head; returns True when the tree's verified size grew."""
+    async def _observe(self, view: str, head: Head, result: PollResult, *, raced: int = 0) -> bool:
+        """Verify and record one head; returns True when the tree's verified size grew.
+
+        `raced` counts the times another process moved this tree's state while this head was
+        being decided on (the state write is a compare-and-swap; see `Store.put_state`).
+        """
         name = self.spec.name
         try:
             vc = verify_checkpoint(
                 head.note, self.spec.verifiers, self.spec.expected_origin(head.tree_id)
             )
         except VerificationError as e:
+            if view != PRIMARY_VIEW:
+                raise NotTheLogsNote(head, e) from e
             alert = Alert(
                 kind=AlertKind.BAD_SIGNATURE,
                 dedup_key=fact_key(AlertKind.BAD_SIGNATURE, name, view, _note_digest(head.note)),
@@ -320,34 +474,72 @@ class LogMonitor:
                     updated_at=utc_iso(now),
                 )
         else:
-            proof = await self.sources[PRIMARY_VIEW].consistency_proof(
-                head.tree_id, cp.size, state.verified_size
+            # After a lost race the head may predate the state it is compared with: consistent
+            # and older is not proof the log went back (inconsistent is still a split view).
+            known = (
+                state.high_water
+                if self._asked_above is None
+                else self._asked_above.get(head.tree_id)
             )
-            consistent = True
+            below = known is not None and cp.size < known and view not in self.lagging and not raced
+            consistent: bool | None = True
+            proof_error: str | None = None
             try:
-                verify_consistency(
-                    cp.size, state.verified_size, cp.root, state.verified_root, proof
+                proof = await self.sources[PRIMARY_VIEW].consistency_proof(
+                    head.tree_id, cp.size, state.verified_size
                 )
-            except ProofError as e:
-                consistent = False
-                alerts.append(self._split(head.tree_id, state, view, vc, proof, str(e)))
-            if cp.size < state.high_water and view not in self.lagging:
-                alerts.append(self._rollback(head.tree_id, state, view, vc, consistent))
+            except Exception as e:
+                # A rollback must not wait for the log's cooperation: a log restored from a
+                # backup refuses proofs to the sizes it lost.
+                if not below:
+                    raise
+                consistent, proof_error = None, f"{type(e).__name__}: {e}"
+                log.warning(
+                    "%s: no consistency proof for the smaller checkpoint from %s: %s",
+                    name,
+                    view,
+                    proof_error,
+                    exc_info=not isinstance(e, NetworkError | ParseError),
+                )
+            else:
+                try:
+                    verify_consistency(
+                        cp.size, state.verified_size, cp.root, state.verified_root, proof
+                    )
+                except ProofError as e:
+                    consistent = False
+                    alerts.append(self._split(head.tree_id, state, view, vc, proof, str(e)))
+            if below:
+                alerts.append(
+                    self._rollback(head.tree_id, state, view, vc, consistent, proof_error)
+                )
         grew = (
             new_state is not None
             and state is not None
             and new_state.verified_size > state.verified_size
         )
-        await self._commit(
-            result,
-            alerts,
-            view=view,
-            tree_id=head.tree_id,
-            vc=vc,
-            head=head,
-            state=new_state,
-            witnessed=witnessed,
-        )
+        try:
+            await self._commit(
+                result,
+                alerts,
+                view=view,
+                tree_id=head.tree_id,
+                vc=vc,
+                head=head,
+                state=new_state,
+                expected=state,
+                witnessed=witnessed,
+            )
+        except StaleState:
+            if raced >= STATE_RETRIES:
+                raise
+            log.info(
+                "%s: tree %s moved under another process; deciding %s's checkpoint again",
+                name,
+                head.tree_id,
+                view,
+            )
+            return await self._observe(view, head, result, raced=raced + 1)
         return grew
 
     def _witnesses(
@@ -433,16 +625,25 @@ class LogMonitor:
         )
 
     def _rollback(
-        self, tree_id: str, state: LogState, view: str, vc: VerifiedCheckpoint, consistent: bool
+        self,
+        tree_id: str,
+        state: LogState,
+        view: str,
+        vc: VerifiedCheckpoint,
+        consistent: bool | None,
+        proof_error: str | None = None,
     ) -> Alert:
+        """`consistent` is None when no consistency proof could be had (`proof_error` says
+        why)."""
         cp = vc.checkpoint
         name = self.spec.name
+        unproven = "" if consistent is not None else " (the log served no consistency proof)"
         return Alert(
             kind=AlertKind.ROLLBACK,
             dedup_key=fact_key(AlertKind.ROLLBACK, name, tree_id, view, cp.size, cp.root),
             summary=(
                 f"{name}: {view} served a validly signed checkpoint of size {cp.size}, below the "
-                f"high-water mark {state.high_water}"
+                f"high-water mark {state.high_water}{unproven}"
             ),
             log=name,
             details={
@@ -453,14 +654,73 @@ class LogMonitor:
                 "high_water": state.high_water,
                 "high_water_note": state.verified_note,
                 "consistent_with_verified": consistent,
+                "proof_error": proof_error,
             },
         )
+
+    async def _foreign_note(self, view: str, refused: NotTheLogsNote, result: PollResult) -> None:
+        """A view other than the log's own endpoint served a note that is not the log's
+        checkpoint: a failed poll of that view and a `view_error` (one per view, reason and UTC
+        day, however many distinct bogus notes it serves), never an alert against the log."""
+        head, error = refused.head, refused.error
+        name = self.spec.name
+        now = self.clock()
+        reason = self._why_not_the_logs(head.note)
+        message = f"served a note that is not the log's checkpoint ({reason}): {error}"
+        result.errors.append(f"{view}: {message}")
+        result.failed.add(view)
+        log.warning("%s: %s: %s", name, view, message)
+        await self.store.call(self.store.store.record_view_error, self.log_id, view, message, now)
+        alert = Alert(
+            kind=AlertKind.VIEW_ERROR,
+            dedup_key=fact_key(AlertKind.VIEW_ERROR, name, view, reason, now.date().isoformat()),
+            summary=(
+                f"{name}: {view} served a checkpoint that is not the log's ({reason}); "
+                f"ignored, not held against the log: {error}"
+            ),
+            log=name,
+            details={
+                "view": view,
+                "reason": reason,
+                "tree_id": head.tree_id,
+                "note": head.note,
+                "error": str(error),
+            },
+        )
+        await self._commit(result, [alert])
+
+    def _why_not_the_logs(self, note: str) -> str:
+        """Why `note` is not the log's checkpoint, in a few fixed words (part of the dedup key,
+        so endless distinct bogus notes are one fact)."""
+        try:
+            signed = parse_signed_note(note)
+        except ParseError:
+            return "malformed"
+        try:
+            verify_note(signed, self.spec.verifiers)
+        except VerificationError:
+            ours = {(v.name, bytes(v.key_hint)) for v in self.spec.verifiers}
+            if any((s.name, bytes(s.key_hint)) in ours for s in signed.signatures):
+                return "bad signature"
+            return "not signed by the log's key"
+        return "wrong origin"
 
     async def _view_failed(self, view: str, error: Exception, result: PollResult) -> None:
         now = self.clock()
         message = f"{type(error).__name__}: {error}"
+        if not isinstance(error, MonitorError):
+            message = f"unexpected {message} (a bug in tlog-monitor: the traceback is in its log)"
         result.errors.append(f"{view}: {message}")
-        log.warning("%s: %s: %s", self.spec.name, view, message)
+        result.failed.add(view)
+        expected = isinstance(error, MonitorError)
+        log.log(
+            logging.WARNING if expected else logging.ERROR,
+            "%s: %s: %s",
+            self.spec.name,
+            view,
+            message,
+            exc_info=None if expected else error,
+        )
         health = await self.store.call(
             self.store.store.record_view_error, self.log_id, view, message, now
         )
@@ -525,8 +785,12 @@ class LogMonitor:
         vc: VerifiedCheckpoint | None = None,
         head: Head | None = None,
         state: LogState | None = None,
+        expected: LogState | None = None,
         witnessed: WitnessReport | None = None,
     ) -> None:
+        """Write one observation in one transaction: the checkpoint seen, its cosignatures, the
+        new verified `state` (a compare-and-swap from `expected`, the state it was decided on:
+        raises StaleState when another process moved it, and nothing is written) and alerts."""
         targets = [self.targets(a) for a in alerts]
         now = self.clock()
 
@@ -560,7 +824,7 @@ class LogMonitor:
                             now=now,
                         )
                 if state is not None:
-                    store.put_state(conn, state)
+                    store.put_state(conn, state, expected=expected)
                 for alert, channels in zip(alerts, targets, strict=True):
                     alert_id = store.add_alert(conn, alert, self.log_id, channels, now)
                     if alert_id is not None:

@@ -23,11 +23,21 @@ v2 digests ``{"algorithm": "SHA2_256", "digest": b64}``.) The intoto payloadHash
 the earliest intoto 0.0.1 entries: their ``artifact_digest`` is None rather than the envelope hash,
 which would not be comparable with anything a rule names.
 
-Every failure raises ``EntryParseError``, whose message names the kind and the JSON path: not
-JSON, not UTF-8, a missing or mistyped field, bad base64 or hex, an unparseable certificate or
-key, more than ``MAX_SIGNATURES`` signatures, a body over ``MAX_BODY_BYTES``. A kind this module
-does not know raises the subclass ``UnsupportedEntryError`` so a scanner can count such entries
-apart from malformed ones. No other exception escapes. Duplicate JSON keys are resolved last-wins,
+Every signature of a multi-signature entry (intoto 0.0.2, dsse) is read on its own: one whose
+key material is malformed, over a limit (a certificate over 128 KiB or naming more than 256
+SANs) or unparseable is skipped by itself and listed in ``Entry.skipped``, and the others are
+still returned, each ``Signer`` with its ``position`` in the entry. A hostile signer cannot hide
+a co-signer that way, and the entry says that it was not read whole. There is no cap on the
+number of signatures beyond ``MAX_BODY_BYTES``, which bounds the work: a cap would let decoys
+placed first push a real signer out of sight.
+
+Every other failure raises ``EntryParseError``, whose message names the kind and the JSON path:
+not JSON, not UTF-8, a missing or mistyped field, bad base64 or hex, an unparseable certificate
+or key of a single-signature entry, no signature that can be read, a body over
+``MAX_BODY_BYTES``. A kind this module does not know raises the subclass
+``UnsupportedEntryError`` so a scanner can count such entries apart from malformed ones. No
+other exception escapes: whatever a decoder raises on hostile bytes becomes an
+``EntryParseError``. Duplicate JSON keys are resolved last-wins,
 as Go's encoding/json, protojson's clients and sigstore-python do: the monitor then sees the
 identity that verifiers see.
 """
@@ -35,8 +45,10 @@ identity that verifiers see.
 from __future__ import annotations
 
 import binascii
+import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -51,19 +63,21 @@ from monitor.errors import ParseError
 
 __all__ = [
     "MAX_BODY_BYTES",
-    "MAX_SIGNATURES",
+    "MAX_SKIPPED_KEPT",
     "SUPPORTED_KINDS",
     "Entry",
     "EntryParseError",
     "Signer",
+    "SkippedSignature",
     "UnsupportedEntryError",
     "parse_entry",
 ]
 
 #: Bodies larger than this are refused before decoding (real ones are a few KiB).
 MAX_BODY_BYTES: Final = 1024 * 1024
-#: At most this many signatures per entry; more is an error (real entries carry one).
-MAX_SIGNATURES: Final = 32
+#: At most this many skipped signatures are described in ``Entry.skipped`` (all are counted in
+#: ``Entry.skipped_count``): the reasons of a body full of garbage signatures stay small.
+MAX_SKIPPED_KEPT: Final = 32
 
 # Hex digest lengths of the algorithms Rekor v1 schemas allow.
 _V1_DIGEST_HEX_LEN: Final = {"sha256": 64, "sha384": 96, "sha512": 128}
@@ -101,12 +115,24 @@ class Signer:
     ``public_key_der`` holds the SubjectPublicKeyInfo DER of a bare x509 key, the raw key bytes of
     another format, and is None when there is a certificate (its key is in ``certificate``).
     ``public_key_sha256`` is the hex SHA-256 of the SPKI DER (x509) or of the raw key bytes.
+    ``position`` is the signature's index in the entry's signature list (0 for single-signature
+    kinds); it differs from the index in ``Entry.signers`` when signatures before it were skipped.
     """
 
     certificate: CertificateIdentity | None
     public_key_sha256: str
     public_key_der: bytes | None = field(repr=False)
     key_format: str
+    position: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedSignature:
+    """A signature of a multi-signature entry that could not be read, and why."""
+
+    position: int
+    """Its index in the entry's signature list."""
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +144,18 @@ class Entry:
     (algorithm, lowercase hex), e.g. ("sha256", "38dc..."): the signed data's digest for
     (hashed)rekord, the DSSE payload's digest for intoto and dsse; None only for intoto entries
     that predate payload hashes.
+
+    ``signers`` are the signatures that could be read (never empty), in entry order; ``skipped``
+    describes up to ``MAX_SKIPPED_KEPT`` that could not, ``skipped_count`` counts them all. An
+    entry with ``skipped_count > 0`` was not read whole and must be reported as such.
     """
 
     kind: str
     api_version: str
     artifact_digest: tuple[str, str] | None
     signers: tuple[Signer, ...]
+    skipped: tuple[SkippedSignature, ...] = ()
+    skipped_count: int = 0
 
 
 def parse_entry(body: bytes | bytearray) -> Entry:
@@ -131,6 +163,19 @@ def parse_entry(body: bytes | bytearray) -> Entry:
 
     Raises ``EntryParseError`` (``UnsupportedEntryError`` for unknown kinds) and nothing else.
     """
+    try:
+        return _parse_entry(body)
+    except EntryParseError:
+        raise
+    except Exception as e:
+        # The contract is that a body can only parse or raise EntryParseError: the scanner
+        # records such an entry and goes on. Every decoder below is bounded and its known
+        # failures are caught where they arise; this is the backstop for one that raises
+        # something undocumented on hostile bytes, so it can never stop a log's scan.
+        raise EntryParseError(f"entry: unreadable ({type(e).__name__}: {_short(e)})") from e
+
+
+def _parse_entry(body: bytes | bytearray) -> Entry:
     if not isinstance(body, bytes | bytearray):
         raise EntryParseError(f"entry: expected bytes, got {type(body).__name__}")
     if len(body) > MAX_BODY_BYTES:
@@ -155,14 +200,22 @@ def parse_entry(body: bytes | bytearray) -> Entry:
     spec = doc.get("spec", _MISSING)
     if not isinstance(spec, dict):
         raise EntryParseError(f"{kind} {version}: spec: expected an object, got {_json_type(spec)}")
-    digest, signers = parser(spec, f"{kind} {version}: spec")
-    return Entry(kind=kind, api_version=version, artifact_digest=digest, signers=signers)
+    digest, signers, skipped = parser(spec, f"{kind} {version}: spec")
+    return Entry(
+        kind=kind,
+        api_version=version,
+        artifact_digest=digest,
+        signers=signers,
+        skipped=tuple(skipped[:MAX_SKIPPED_KEPT]),
+        skipped_count=len(skipped),
+    )
 
 
 # --- one parser per (kind, apiVersion) ----------------------------------------------------------
-# Each takes the spec object and the path prefix for messages, returns (digest, signers).
+# Each takes the spec object and the path prefix for messages, returns (digest, signers,
+# skipped signatures).
 
-_Parsed = tuple[tuple[str, str] | None, tuple[Signer, ...]]
+_Parsed = tuple[tuple[str, str] | None, tuple[Signer, ...], list[SkippedSignature]]
 
 
 def _hashedrekord_v001(spec: _Obj, where: str) -> _Parsed:
@@ -171,7 +224,7 @@ def _hashedrekord_v001(spec: _Obj, where: str) -> _Parsed:
     )
     key = _obj(_obj(spec, "signature", where), "publicKey", f"{where}.signature")
     signer = _x509_signer(key, "content", f"{where}.signature.publicKey", {})
-    return digest, (signer,)
+    return digest, (signer,), []
 
 
 def _rekord_v001(spec: _Obj, where: str) -> _Parsed:
@@ -182,11 +235,11 @@ def _rekord_v001(spec: _Obj, where: str) -> _Parsed:
     fmt = _str(sig, "format", f"{where}.signature")
     key = _obj(sig, "publicKey", f"{where}.signature")
     if fmt == "x509":
-        return digest, (_x509_signer(key, "content", f"{where}.signature.publicKey", {}),)
+        return digest, (_x509_signer(key, "content", f"{where}.signature.publicKey", {}),), []
     if fmt in _NON_X509_FORMATS:
         raw = _b64_field(key, "content", f"{where}.signature.publicKey")
         # Only PKIX keys are parsed; other formats are identified by their bytes as logged.
-        return digest, (Signer(None, hashlib.sha256(raw).hexdigest(), raw, fmt),)
+        return digest, (Signer(None, hashlib.sha256(raw).hexdigest(), raw, fmt),), []
     raise EntryParseError(
         f"{where}.signature.format: expected x509, pgp, minisign or ssh, got {fmt[:40]!r}"
     )
@@ -195,7 +248,7 @@ def _rekord_v001(spec: _Obj, where: str) -> _Parsed:
 def _intoto_v001(spec: _Obj, where: str) -> _Parsed:
     content = _obj(spec, "content", where)
     digest = _optional_v1_digest(content, "payloadHash", f"{where}.content")
-    return digest, (_x509_signer(spec, "publicKey", where, {}),)
+    return digest, (_x509_signer(spec, "publicKey", where, {}),), []
 
 
 def _intoto_v002(spec: _Obj, where: str) -> _Parsed:
@@ -204,21 +257,25 @@ def _intoto_v002(spec: _Obj, where: str) -> _Parsed:
     env_where = f"{where}.content.envelope"
     sigs = _signatures(_obj(content, "envelope", f"{where}.content"), env_where)
     seen: dict[bytes, Signer] = {}
-    signers = tuple(
-        _x509_signer(s, "publicKey", f"{env_where}.signatures[{i}]", seen)
-        for i, s in enumerate(sigs)
+    return (
+        digest,
+        *_each_signature(
+            sigs, env_where, lambda s, at: _x509_signer(_sig_obj(s, at), "publicKey", at, seen)
+        ),
     )
-    return digest, signers
 
 
 def _dsse_v001(spec: _Obj, where: str) -> _Parsed:
     digest = _v1_digest(_obj(spec, "payloadHash", where), f"{where}.payloadHash")
     seen: dict[bytes, Signer] = {}
-    signers = tuple(
-        _x509_signer(s, "verifier", f"{where}.signatures[{i}]", seen)
-        for i, s in enumerate(_signatures(spec, where))
+    return (
+        digest,
+        *_each_signature(
+            _signatures(spec, where),
+            where,
+            lambda s, at: _x509_signer(_sig_obj(s, at), "verifier", at, seen),
+        ),
     )
-    return digest, signers
 
 
 def _hashedrekord_v002(spec: _Obj, where: str) -> _Parsed:
@@ -226,9 +283,8 @@ def _hashedrekord_v002(spec: _Obj, where: str) -> _Parsed:
     where = f"{where}.hashedRekordV002"
     digest = _v2_digest(_obj(body, "data", where), f"{where}.data")
     sig = _obj(body, "signature", where)
-    return digest, (
-        _v2_signer(_obj(sig, "verifier", f"{where}.signature"), f"{where}.signature", {}),
-    )
+    signer = _v2_signer(_obj(sig, "verifier", f"{where}.signature"), f"{where}.signature", {})
+    return digest, (signer,), []
 
 
 def _dsse_v002(spec: _Obj, where: str) -> _Parsed:
@@ -236,13 +292,14 @@ def _dsse_v002(spec: _Obj, where: str) -> _Parsed:
     where = f"{where}.dsseV002"
     digest = _v2_digest(_obj(body, "payloadHash", where), f"{where}.payloadHash")
     seen: dict[bytes, Signer] = {}
-    signers = tuple(
-        _v2_signer(
-            _obj(s, "verifier", f"{where}.signatures[{i}]"), f"{where}.signatures[{i}]", seen
-        )
-        for i, s in enumerate(_signatures(body, where))
+    return (
+        digest,
+        *_each_signature(
+            _signatures(body, where),
+            where,
+            lambda s, at: _v2_signer(_obj(_sig_obj(s, at), "verifier", at), at, seen),
+        ),
     )
-    return digest, signers
 
 
 _PARSERS: Final = {
@@ -308,21 +365,56 @@ def _v2_signer(verifier: _Obj, where: str, seen: dict[bytes, Signer]) -> Signer:
     return signer
 
 
-def _signatures(obj: _Obj, where: str) -> list[_Obj]:
-    """The ``signatures`` array of ``obj``: 1..MAX_SIGNATURES objects."""
+def _signatures(obj: _Obj, where: str) -> list[object]:
+    """The ``signatures`` array of ``obj``: not empty; its items are checked one by one."""
     sigs = obj.get("signatures", _MISSING)
     if not isinstance(sigs, list):
         raise EntryParseError(f"{where}.signatures: expected an array, got {_json_type(sigs)}")
-    if not 1 <= len(sigs) <= MAX_SIGNATURES:
-        raise EntryParseError(
-            f"{where}.signatures: expected 1 to {MAX_SIGNATURES} signatures, got {len(sigs)}"
-        )
-    for i, s in enumerate(sigs):
-        if not isinstance(s, dict):
-            raise EntryParseError(
-                f"{where}.signatures[{i}]: expected an object, got {_json_type(s)}"
-            )
+    if not sigs:
+        raise EntryParseError(f"{where}.signatures: expected at least one signature, got none")
     return sigs
+
+
+def _sig_obj(value: object, where: str) -> _Obj:
+    if not isinstance(value, dict):
+        raise EntryParseError(f"{where}: expected an object, got {_json_type(value)}")
+    return value
+
+
+def _each_signature(
+    sigs: list[object], where: str, read: Callable[[object, str], Signer]
+) -> tuple[tuple[Signer, ...], list[SkippedSignature]]:
+    """Read every signature on its own: one that fails is skipped by itself, never the entry,
+    so a decoy (malformed, oversized, 300 SANs) cannot hide a real co-signer. Raises only when
+    none can be read."""
+    signers: list[Signer] = []
+    skipped: list[SkippedSignature] = []
+    for i, s in enumerate(sigs):
+        at = f"{where}.signatures[{i}]"
+        try:
+            signer = read(s, at)
+        except EntryParseError as e:
+            problem = e
+        except Exception as e:  # noqa: BLE001 - turned into this signature's EntryParseError
+            # Not expected (see parse_entry's backstop), but whatever one hostile signature
+            # makes a decoder raise must not cost its co-signers either.
+            problem = EntryParseError(f"{at}: unreadable ({type(e).__name__}: {_short(e)})")
+            problem.__cause__ = e
+        else:
+            placed = signer if signer.position == i else dataclasses.replace(signer, position=i)
+            signers.append(placed)
+            continue
+        if len(sigs) == 1:
+            raise problem
+        skipped.append(SkippedSignature(i, str(problem)))
+    if not signers:
+        first = skipped[0].reason
+        more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+        raise EntryParseError(
+            f"{where}.signatures: expected a readable signature, got none of {len(sigs)}: "
+            f"{first}{more}"
+        )
+    return tuple(signers), skipped
 
 
 # --- digests ------------------------------------------------------------------------------------

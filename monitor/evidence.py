@@ -20,8 +20,11 @@ What is provable offline, with no database and no network, and what is not:
 Integrity: the document is written in one canonical form (sorted keys, 2-space indent, ASCII) and
 carries a SHA-256 digest of its own content, so any edit to any byte makes it fail to verify,
 including the parts the log's signatures do not cover (names, reasons). The digest protects
-against edits, not forgery: the proof is the log's signatures, so whoever checks a document must
-confirm that the key in it (printed by the verifier as a SHA-256 fingerprint) is the log's.
+against edits, not forgery: the proof is the log's signatures, and anyone can sign two trees
+under a key that merely carries the log's name. So a verdict is only "proven" when the document's
+key is one the verifier knows (`KnownKey`: a pinned key, a configured log's key, a trusted root's
+log), or when the caller explicitly accepts an unknown key (`any_key`), in which case the verdict
+says that it proves only that whoever holds that key equivocated.
 """
 
 from __future__ import annotations
@@ -50,12 +53,15 @@ from monitor.note import (
 __all__ = [
     "FORMAT",
     "MAX_EVIDENCE_BYTES",
+    "MAX_EVIDENCE_DEPTH",
     "VERSION",
     "EvidenceInvalid",
     "EvidenceUnreadable",
+    "KnownKey",
     "Verdict",
     "build_split_view",
     "dump",
+    "known_key",
     "verify",
 ]
 
@@ -63,6 +69,8 @@ FORMAT = "tlog-monitor/evidence"
 VERSION = 1
 MAX_EVIDENCE_BYTES = 1 << 20
 """Two notes of at most 256 KiB each, a proof of at most 64 hashes, and some names fit easily."""
+MAX_EVIDENCE_DEPTH = 8
+"""Deepest JSON nesting accepted; a document written by `dump` is 3 levels deep."""
 _MAX_PROOF_HASHES = 128
 
 
@@ -75,23 +83,51 @@ class EvidenceInvalid(VerificationError):
 
 
 @dataclass(frozen=True)
+class KnownKey:
+    """A public key the verifier holds to be a log's, and where that belief comes from.
+
+    `spki` is the DER SubjectPublicKeyInfo; `label` names the key for people ("log 'rekor'",
+    "https://rekor.sigstore.dev", "rekor.pub") and `source` where it was found ("the
+    configuration /etc/tlog-monitor/config.toml", "sigstore's production trusted root", ...).
+    """
+
+    spki: bytes
+    label: str
+    source: str
+
+
+def known_key(verifier: NoteVerifier, label: str, source: str) -> KnownKey:
+    """The `KnownKey` of a note verifier's public key (ECDSA P-256 or Ed25519)."""
+    return KnownKey(spki=_spki(verifier), label=label, source=source)
+
+
+@dataclass(frozen=True)
 class Verdict:
     """The outcome of verifying a document that is intact and validly signed.
 
-    `proven` is True when the notes prove misbehaviour by themselves; `lines` explain the
-    verdict for people (key fingerprint, origin, sizes, roots, what was checked).
+    `equivocation` is True when the notes show their key signed two different trees of one
+    size; `known` is the entry of the caller's known keys that the document's key matched, if
+    any. `proven` is the verdict: an equivocation by a known key, or by any key when the caller
+    accepted unknown keys. `lines` explain it for people (key, its fingerprint and whether it is
+    known, origin, sizes, roots, what was checked).
     """
 
     proven: bool
     lines: tuple[str, ...]
+    equivocation: bool = False
+    known: KnownKey | None = None
+
+
+def _spki(verifier: NoteVerifier) -> bytes:
+    if not isinstance(verifier, EcdsaNoteVerifier | Ed25519NoteVerifier):
+        raise ValueError(f"evidence: cannot export a key of type {type(verifier).__name__}")
+    return verifier.public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def _key_fields(verifier: NoteVerifier) -> dict[str, str]:
-    if not isinstance(verifier, EcdsaNoteVerifier | Ed25519NoteVerifier):
-        raise ValueError(f"evidence: cannot export a key of type {type(verifier).__name__}")
-    der = verifier.public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    der = _spki(verifier)
     return {
         "name": verifier.name,
         "hint": bytes(verifier.key_hint).hex(),
@@ -142,17 +178,52 @@ def dump(document: Mapping[str, Any]) -> bytes:
     return _canonical(document)
 
 
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def _too_deep(value: object, limit: int) -> bool:
+    """Whether `value` nests containers deeper than `limit`; iterative, so any depth is safe."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children: list[object]
+        if isinstance(item, dict):
+            children = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def _parse(data: bytes) -> dict[str, Any]:
     if len(data) > MAX_EVIDENCE_BYTES:
         raise EvidenceUnreadable(
-            f"evidence: expected at most {MAX_EVIDENCE_BYTES} bytes, got {len(data)}"
+            f"evidence: expected at most {MAX_EVIDENCE_BYTES} bytes (a document is a few KiB), "
+            "got more"
         )
     try:
-        doc = json.loads(data.decode("utf-8"))
+        doc = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    except RecursionError as e:
+        # The C parser stops at the interpreter's recursion limit; anything that deep is an
+        # attack on the parser, not a document.
+        raise EvidenceUnreadable(
+            "evidence: expected a JSON document, got one nested too deeply to parse"
+        ) from e
     except (UnicodeDecodeError, ValueError) as e:
         raise EvidenceUnreadable(
             f"evidence: expected a JSON document, got unreadable data ({e})"
         ) from e
+    # A document is 3 levels deep: anything deeper is not one (unreadable, exit 2), and nothing
+    # later (re-serialising for the canonical-form check) recurses on attacker-chosen depth.
+    if _too_deep(doc, MAX_EVIDENCE_DEPTH):
+        raise EvidenceUnreadable(
+            f"evidence: expected JSON nested at most {MAX_EVIDENCE_DEPTH} deep (a document is 3)"
+        )
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise EvidenceUnreadable(f"evidence: expected a JSON object with format {FORMAT!r}")
     return doc
@@ -176,12 +247,26 @@ def _verify_note(note: object, verifier: NoteVerifier, which: str) -> VerifiedCh
         ) from e
 
 
-def verify(data: bytes) -> Verdict:
-    """Verify an evidence document offline.
+def _key_status(
+    der: bytes, known: Sequence[KnownKey], any_key: bool
+) -> tuple[KnownKey | None, str]:
+    """The known key matching `der` (or None) and the line that tells people which."""
+    for candidate in known:
+        if candidate.spki == der:
+            return candidate, f"key known: {candidate.label}, from {candidate.source}"
+    checked = ", ".join(dict.fromkeys(k.source for k in known)) or "none"
+    accepted = " (accepted with --any-key)" if any_key else ""
+    return None, f"key UNKNOWN{accepted}: not one of the known keys (checked: {checked})"
+
+
+def verify(data: bytes, known: Sequence[KnownKey] = (), *, any_key: bool = False) -> Verdict:
+    """Verify an evidence document offline against the keys the caller knows.
 
     Raises `EvidenceUnreadable` when the data is not an evidence document, `EvidenceInvalid`
     when it was edited or its signatures do not verify; otherwise returns a `Verdict` that says
-    whether the notes prove misbehaviour by themselves.
+    whether the notes prove misbehaviour by themselves. A document's own key is trusted only if
+    it is one of `known` (compared as DER SubjectPublicKeyInfo); with `any_key` an equivocation
+    by an unknown key is also `proven`, and the verdict says the key is unknown.
     """
     doc = _parse(data)
     if _canonical(doc) != data:
@@ -206,26 +291,44 @@ def verify(data: bytes) -> Verdict:
         raise EvidenceInvalid(f"evidence: expected 2 notes, got {len(notes)}")
     a, b = (_verify_note(n, verifier, w) for n, w in zip(notes, "ab", strict=True))
     cpa, cpb = a.checkpoint, b.checkpoint
+    match, key_line = _key_status(der, known, any_key)
     lines = [
         f"log key: {name}+{bytes(verifier.key_hint).hex()}, SHA-256 of the public key "
-        f"{hashlib.sha256(der).hexdigest()} (check that it is the log's)",
+        f"{hashlib.sha256(der).hexdigest()}",
+        key_line,
         f"note a: origin {cpa.origin!r}, size {cpa.size}, root {cpa.root.hex()}: signature valid",
         f"note b: origin {cpb.origin!r}, size {cpb.size}, root {cpb.root.hex()}: signature valid",
     ]
     if cpa.origin != cpb.origin:
-        return Verdict(False, (*lines, "not proven: the notes are of different logs (origins)"))
-    if cpa.size == cpb.size:
-        if cpa.root == cpb.root:
-            return Verdict(False, (*lines, "not proven: both notes describe the same tree"))
         return Verdict(
-            True,
-            (
-                *lines,
-                f"PROVEN: the log signed two different trees of size {cpa.size}: a tree of a "
-                "given size has exactly one root, so it showed at least two histories",
-            ),
+            False, (*lines, "not proven: the notes are of different logs (origins)"), known=match
         )
-    return Verdict(False, (*lines, _different_sizes(doc, a, b)))
+    if cpa.size != cpb.size:
+        return Verdict(False, (*lines, _different_sizes(doc, a, b)), known=match)
+    if cpa.root == cpb.root:
+        return Verdict(
+            False, (*lines, "not proven: both notes describe the same tree"), known=match
+        )
+    two_trees = f"two different trees of size {cpa.size}"
+    if match is not None:
+        last = (
+            f"PROVEN: the log signed {two_trees}: a tree of a given size has exactly one root, "
+            "so it showed at least two histories"
+        )
+    elif any_key:
+        last = (
+            f"PROVEN for an UNKNOWN key: whoever holds this key signed {two_trees}; this says "
+            "nothing about a log unless the key is that log's published key"
+        )
+    else:
+        last = (
+            f"not proven: this key signed {two_trees}, but it is not a key this verifier knows, "
+            "and anyone can make a key that carries a log's name: check that it is the log's "
+            "published key, then pass it with --key FILE (or --config), or accept any key "
+            "with --any-key"
+        )
+    proven = match is not None or any_key
+    return Verdict(proven, (*lines, last), equivocation=True, known=match)
 
 
 def _different_sizes(doc: Mapping[str, Any], a: VerifiedCheckpoint, b: VerifiedCheckpoint) -> str:

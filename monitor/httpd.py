@@ -32,7 +32,7 @@ from monitor.config import ListenAddress
 from monitor.errors import MonitorError, ParseError
 from monitor.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from monitor.metrics import PollStats, collect, render
-from monitor.store import AsyncStore
+from monitor.store import AsyncStore, StoreError
 from monitor.witness import with_cosignatures
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ async def readyz(request: web.Request) -> web.StreamResponse:
     ctx = request.app[ENDPOINT]
     try:
         await ctx.store.call(ctx.store.store.query, "SELECT 1")
-    except (sqlite3.Error, RuntimeError) as e:  # RuntimeError: the store is closing
+    except (StoreError, sqlite3.Error, RuntimeError) as e:  # RuntimeError: the store is closing
         return _text(f"not ready: database: {type(e).__name__}\n", 503)
     waiting = sorted(ctx.log_names - ctx.stats.polled())
     if waiting:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from monitor._fields import MAX_INT64, MAX_UNIX_TIME
 from monitor.entries import Entry, EntryParseError, parse_entry
 from monitor.errors import MonitorError, ParseError
 from monitor.keys import REKOR_V1_LEGACY_ORIGIN, LogApi, trusted_logs
@@ -113,8 +114,9 @@ def _str_field(obj: object, key: str, where: str) -> str:
     return value
 
 
-def _int_field(obj: object, key: str, where: str) -> int:
-    """An integer, or a decimal string (protobuf JSON writes int64 as strings)."""
+def _int_field(obj: object, key: str, where: str, maximum: int = MAX_INT64) -> int:
+    """An integer, or a decimal string (protobuf JSON writes int64 as strings), at most
+    `maximum`."""
     value = _field(obj, key, where)
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise InputError(f"{where}.{key}: expected an integer, got {type(value).__name__}")
@@ -122,8 +124,9 @@ def _int_field(obj: object, key: str, where: str) -> int:
         if not _DECIMAL.fullmatch(value):
             raise InputError(f"{where}.{key}: expected a decimal integer, got {value[:40]!r}")
         value = int(value)
-    if value < 0:
-        raise InputError(f"{where}.{key}: expected a non-negative integer, got {value}")
+    if not 0 <= value <= maximum:
+        upper = "2^63 - 1" if maximum == MAX_INT64 else str(maximum)
+        raise InputError(f"{where}.{key}: expected an integer from 0 to {upper}, got {value}")
     return value
 
 
@@ -173,7 +176,11 @@ def _load_log_entry(uuid: str, entry: dict[str, object]) -> LoadedEntry:
     where = "entry"
     body = _b64(_str_field(entry, "body", where), f"{where}.body")
     log_index = _int_field(entry, "logIndex", where) if "logIndex" in entry else None
-    integrated = _int_field(entry, "integratedTime", where) if "integratedTime" in entry else None
+    integrated = (
+        _int_field(entry, "integratedTime", where, MAX_UNIX_TIME)
+        if "integratedTime" in entry
+        else None
+    )
     log_id = _hex(_str_field(entry, "logID", where), f"{where}.logID") if "logID" in entry else None
     proof = None
     sig = None
@@ -236,7 +243,7 @@ def _load_bundle(doc: dict[str, object], material: dict[str, object]) -> LoadedE
         )
     integrated = None
     if isinstance(entry, dict) and entry.get("integratedTime") is not None:
-        integrated = _int_field(entry, "integratedTime", where) or None
+        integrated = _int_field(entry, "integratedTime", where, MAX_UNIX_TIME) or None
     sig = None
     promise = entry.get("inclusionPromise") if isinstance(entry, dict) else None
     if isinstance(promise, dict) and "signedEntryTimestamp" in promise:
@@ -575,7 +582,14 @@ class Report:
             "failure": self.failure,
             "checks": [{"check": s.name, "ok": s.ok, "detail": s.detail} for s in self.steps],
             "entry": (
-                {"kind": self.entry.kind, "api_version": self.entry.api_version}
+                {
+                    "kind": self.entry.kind,
+                    "api_version": self.entry.api_version,
+                    "skipped_count": self.entry.skipped_count,
+                    "skipped_signatures": [
+                        {"position": k.position, "reason": k.reason} for k in self.entry.skipped
+                    ],
+                }
                 if self.entry
                 else None
             ),
@@ -639,6 +653,15 @@ class Report:
             for i, signer in enumerate(self.signers):
                 out.append(f"signer {i}:")
                 out.extend(f"  {line}" for line in _signer_lines(signer))
+            # Signatures that could not be read are not signers above: say so, or a decoy
+            # that was skipped would be invisible here.
+            out.extend(
+                f"skipped signature at position {k.position}: {k.reason}"
+                for k in self.entry.skipped
+            )
+            if self.entry.skipped_count > len(self.entry.skipped):
+                more = self.entry.skipped_count - len(self.entry.skipped)
+                out.append(f"... and {more} more skipped signatures")
         out.append("")
         out.append(f"rules: {self.rules_note}")
         for ev in self.evaluations:

@@ -10,6 +10,9 @@ Formats (`--log-format`):
   `exception` with the traceback), for the journal and log shippers: a traceback stays one record.
 - `auto` (default): `json` when stderr is connected to the journal, `text` otherwise.
 
+Levels. tlog-monitor's own records from INFO, other libraries' from WARNING (APScheduler logs
+every job run at INFO); `-v` shows every record from DEBUG.
+
 The journal. systemd connects a service's stderr to journald and sets `JOURNAL_STREAM` to the
 "<device>:<inode>" of that stream (systemd.exec(5)); the variable is inherited by children whose
 stderr goes elsewhere, so stderr is compared with it (fstat), as sd_journal_stream_fd(3) advises.
@@ -35,13 +38,15 @@ import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TextIO
+from typing import Any, TextIO
 
 from monitor.notify import install_log_redaction
+from monitor.terminal import json_printable, printable
 
 __all__ = [
     "JsonFormatter",
     "LogFormat",
+    "TextFormatter",
     "configure_logging",
     "is_journal_stream",
     "syslog_priority",
@@ -103,7 +108,8 @@ class JsonFormatter(logging.Formatter):
             doc["exception"] = record.exc_text
         if record.stack_info:
             doc["stack"] = record.stack_info
-        return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+        # json.dumps escapes C0 controls itself; DEL, C1 and bidi overrides too, here.
+        return json_printable(json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
 
 
 class _ThirdPartyRedaction(logging.Filter):
@@ -117,6 +123,39 @@ class _ThirdPartyRedaction(logging.Filter):
         if record.name == "monitor" or record.name.startswith("monitor."):
             return True
         return self._redactor.filter(record)
+
+
+class TextFormatter(logging.Formatter):
+    """`TEXT_FORMAT` lines whose message cannot act on a terminal or forge a line: control and
+    bidi characters are escaped (`monitor.terminal`); a traceback keeps its line breaks, each
+    of its lines escaped."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        return _lines_printable(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _lines_printable(super().formatStack(stack_info))
+
+
+def _lines_printable(text: str) -> str:
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
+class _QuietLibraries(logging.Filter):
+    """Drops records below WARNING from loggers outside `monitor` (without `-v`): APScheduler
+    alone logs two INFO lines per job run, some 23,000 a day, which would drown ours."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        return record.name == "monitor" or record.name.startswith("monitor.")
 
 
 class _PriorityPrefix(logging.Formatter):
@@ -143,8 +182,9 @@ def configure_logging(
     stream: TextIO | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> logging.Handler | None:
-    """Send every log record to `stream` (default stderr) in `fmt` at level INFO (DEBUG with
-    `verbose`); returns the handler.
+    """Send log records to `stream` (default stderr) in `fmt`: tlog-monitor's own from INFO,
+    other libraries' (APScheduler, aiohttp, apprise, ...) from WARNING; with `verbose`, every
+    record from DEBUG. Returns the handler.
 
     Like `logging.basicConfig`, it leaves a root logger that something else configured (an
     application embedding the CLI, a test runner) as it is, apart from adding the redaction
@@ -167,13 +207,13 @@ def configure_logging(
     journal = is_journal_stream(out, environ)
     if fmt is LogFormat.AUTO:
         fmt = LogFormat.JSON if journal else LogFormat.TEXT
-    formatter: logging.Formatter = (
-        JsonFormatter() if fmt is LogFormat.JSON else logging.Formatter(TEXT_FORMAT)
-    )
+    formatter: logging.Formatter = JsonFormatter() if fmt is LogFormat.JSON else TextFormatter()
     if journal:
         formatter = _PriorityPrefix(formatter)
     handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
+    if not verbose:
+        handler.addFilter(_QuietLibraries())
     handler.addFilter(redaction)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)

@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from monitor._fields import MAX_INT64
 from monitor.errors import ConfigError, ParseError, VerificationError
 
 __all__ = [
@@ -102,7 +103,10 @@ _HINT_LEN = 4
 _ED25519_KEY_LEN = 32
 _ED25519_SIG_LEN = 64
 _ROOT_LEN = 32
-_MAX_TREE_SIZE = (1 << 64) - 1
+# C2SP allows sizes up to 2^64 - 1, but the store (SQLite) and Go's tlog (int64) stop at
+# 2^63 - 1; a larger size from a log is refused here, as a malformed checkpoint, rather than
+# failing somewhere after verification (found by the attack suite, tests/faults).
+_MAX_TREE_SIZE = MAX_INT64
 # tlog-cosignature: "timestamp ... MUST NOT exceed 2^63 - 1".
 _MAX_COSIGNATURE_TIME = (1 << 63) - 1
 _TIMESTAMP_LEN = 8
@@ -352,7 +356,7 @@ class Checkpoint:
                     f"got {bad.group()!r}"
                 )
         if not 0 <= self.size <= _MAX_TREE_SIZE:
-            raise NoteFormatError(f"checkpoint: expected a tree size in [0, 2^64), got {self.size}")
+            raise NoteFormatError(f"checkpoint: expected a tree size in [0, 2^63), got {self.size}")
         if len(self.root) != _ROOT_LEN:
             raise NoteFormatError(
                 f"checkpoint: expected a {_ROOT_LEN}-byte root hash, got {len(self.root)} bytes"
@@ -363,8 +367,8 @@ def parse_checkpoint(text: str) -> Checkpoint:
     """Parse a checkpoint body (a verified note's `text`) per C2SP tlog-checkpoint.
 
     At least three newline-terminated lines: a non-empty origin, the tree size in ASCII
-    decimal without sign or leading zeros (at most 2^64 - 1), the root hash as canonical
-    base64 of exactly 32 bytes; then optional non-empty extension lines.
+    decimal without sign or leading zeros (at most 2^63 - 1, see `_MAX_TREE_SIZE`), the root
+    hash as canonical base64 of exactly 32 bytes; then optional non-empty extension lines.
     """
     _check_text(text, "checkpoint")
     lines = text[:-1].split("\n")
@@ -373,10 +377,14 @@ def parse_checkpoint(text: str) -> Checkpoint:
             f"checkpoint: expected origin, size and root hash lines, got {len(lines)} line(s)"
         )
     origin, size_text, root_text, *extensions = lines
-    if not _TREE_SIZE.fullmatch(size_text) or int(size_text) > _MAX_TREE_SIZE:
+    if not _TREE_SIZE.fullmatch(size_text):
         raise NoteFormatError(
             f"checkpoint: expected a decimal tree size without sign or leading zeros, "
             f"got {_show(size_text)}"
+        )
+    if int(size_text) > _MAX_TREE_SIZE:
+        raise NoteFormatError(
+            f"checkpoint: expected a tree size of at most 2^63 - 1, got {_show(size_text)}"
         )
     root = _b64decode_canonical(root_text, "checkpoint root hash")
     return Checkpoint(origin=origin, size=int(size_text), root=root, extensions=tuple(extensions))

@@ -57,13 +57,15 @@ import random
 import re
 import threading
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import apprise
+from apprise.manager_plugins import NotificationManager
 
 from monitor.errors import MonitorError
 from monitor.severity import Severity
@@ -428,6 +430,17 @@ class RedactingFilter(logging.Filter):
         self._lock = threading.Lock()
         self._secrets: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
+        self._local = threading.local()
+
+    @contextmanager
+    def muted(self) -> Iterator[None]:
+        """Drop the records of the current thread while the block runs (other threads, such as
+        apprise's delivery workers, keep logging)."""
+        self._local.muted = True
+        try:
+            yield
+        finally:
+            self._local.muted = False
 
     def add_urls(self, urls: Iterable[str]) -> None:
         """Register the secrets of `urls` (kept for the life of the process)."""
@@ -445,6 +458,8 @@ class RedactingFilter(logging.Filter):
         return text if pattern is None else pattern.sub(REDACTED, text)
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(self._local, "muted", False):
+            return False
         if self._pattern is None:
             return True
         try:
@@ -473,6 +488,34 @@ def install_log_redaction(urls: Iterable[str]) -> RedactingFilter:
         if _REDACTOR not in logger.filters:
             logger.addFilter(_REDACTOR)
     return _REDACTOR
+
+
+# --- checking URLs -------------------------------------------------------------------------
+
+
+def url_problem(url: str) -> str | None:
+    """Why apprise cannot send to `url`, or None when it can: the URL is parsed and its plugin
+    built (no network), as a delivery would. The text never contains a part of the URL."""
+    redactor = RedactingFilter()
+    redactor.add_urls([url])
+    scheme = url.partition("://")[0].lower()
+    # apprise's own error lines would repeat the URL (partly masked) next to our message.
+    with install_log_redaction(()).muted():
+        try:
+            plugin = apprise.Apprise.instantiate(url, suppress_exceptions=False)
+        except Exception as e:  # noqa: BLE001 - a plugin's constructor raises anything
+            reason = _clean(redactor.redact(str(e)), 200) or type(e).__name__
+            if scheme in ("mailto", "mailtos") and "from" in reason.lower():
+                reason += " (an e-mail URL needs a sender: add ?from=alerts@example.com)"
+            return reason
+    if plugin is None:
+        if scheme not in NotificationManager():  # type: ignore[no-untyped-call]
+            return f'unknown scheme "{_clean(scheme, 40)}"'
+        return (
+            f"apprise cannot parse it as a {scheme}:// URL (tokens missing or malformed), or "
+            "that plugin is not available here"
+        )
+    return None
 
 
 # --- sending -----------------------------------------------------------------------------

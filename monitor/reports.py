@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from monitor.store import Store, utc_iso
+from monitor.terminal import printable
 
 
 class ReportFormat(StrEnum):
@@ -204,13 +205,15 @@ def status_report(store: Store, *, log: str | None = None) -> Report:
 
 
 def _cell(value: Any) -> str:
+    """A table or CSV cell: stored text (SANs, summaries, servers' errors) comes from the
+    network, so control and bidi characters are escaped (`monitor.terminal`)."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, dict | list):
-        return json.dumps(value, sort_keys=True)
-    return str(value)
+        return json.dumps(value, sort_keys=True)  # ASCII only: every such character escaped
+    return printable(str(value))
 
 
 def render(report: Report, fmt: ReportFormat, *, max_width: int = 80) -> str:

@@ -6,9 +6,14 @@ contents, and matches them against the watch rules.
         for each chunk [C, E), E <= M:
             fetch bodies --leaf hashes--> compact range at E
                        --pre-filter, parse, match--> matches (held, not yet stored)
+                                   unreadable (unparseable, or signatures skipped) --> held
             prove: E == M ? root(E) == R : consistency proof E -> M verifies with root(E), R
                 fails --> bad_entry (cursor stays; nothing from the chunk is stored)
-                holds --> one transaction: matches, alerts, scan errors, cursor E, compact range
+                holds --> one transaction: matches, alerts (unreadable_entry for each
+                          unreadable entry), scan errors, cursor E, compact range
+
+An entry that cannot be read never stops the scan: it is recorded and alerted, and the scan goes
+on past it (`examine_entry`).
 
 A crash anywhere repeats at most the chunk in flight, whose matches were never stored: no entry is
 skipped and, with alerts keyed by (log, tree, index, rule), no alert is repeated. Memory is one
@@ -23,15 +28,15 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
 from monitor.alerts import Alert, AlertKind, fact_key
-from monitor.entries import EntryParseError, parse_entry
+from monitor.entries import Entry, EntryParseError, SkippedSignature, parse_entry
 from monitor.errors import NetworkError, ParseError
 from monitor.merkle import CompactRange, ProofError, leaf_hash, verify_consistency
-from monitor.store import AsyncStore, LogState, Store
+from monitor.store import AsyncStore, LogState, StaleState, Store
 from monitor.watch import Match, Matcher, MatchOutcome
 
 log = logging.getLogger(__name__)
@@ -39,6 +44,8 @@ log = logging.getLogger(__name__)
 CHUNK = 4096
 """Entries fetched, proven and committed together (16 full tiles)."""
 PROGRESS_EVERY_S = 10.0
+STATE_RETRIES = 3
+"""How often a tree's scan goes on from a cursor another process moved, in one round."""
 
 
 class EntrySource(Protocol):
@@ -85,6 +92,100 @@ class ScanResult:
 class _Found:
     index: int
     match: Match
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """Why an entry that passed the pre-filter could not be read whole: `error` when it could
+    not be read at all, else the signatures skipped (the others were matched)."""
+
+    error: str | None = None
+    skipped: tuple[SkippedSignature, ...] = ()
+    skipped_count: int = 0
+    signers_read: int = 0
+
+    @property
+    def text(self) -> str:
+        """One line for a person and for `scan_errors`."""
+        if self.error is not None:
+            return self.error
+        first = self.skipped[0].reason if self.skipped else "?"
+        total = self.skipped_count + self.signers_read
+        return (
+            f"{self.skipped_count} of {total} signatures skipped, the other "
+            f"{self.signers_read} matched; first skipped: {first}"
+        )
+
+
+def examine_entry(
+    matcher: Matcher, body: bytes, *, at: datetime | None = None
+) -> tuple[list[Match], Unreadable | None]:
+    """Parse and match one entry body: its matches (`signer_index` is the signature's position
+    in the entry) and, when it could not be read whole, why.
+
+    Never raises: an entry that cannot be read is a finding about that entry, and must not stop
+    the scan of the entries after it (a hostile certificate would blind the monitor).
+    """
+    try:
+        entry = parse_entry(body)
+    except EntryParseError as e:
+        return [], Unreadable(error=str(e))
+    try:
+        matches = [_positioned(entry, m) for m in matcher.match_entry(entry, at=at)]
+    except Exception as e:
+        # Matching runs on parsed, bounded values and should not fail; if hostile content still
+        # makes it, the entry is reported like one that does not parse rather than stopping
+        # the scan.
+        log.warning("matching an entry failed", exc_info=True)
+        return [], Unreadable(error=f"matching failed: {type(e).__name__}: {str(e)[:200]}")
+    if not entry.skipped_count:
+        return matches, None
+    return matches, Unreadable(
+        skipped=entry.skipped,
+        skipped_count=entry.skipped_count,
+        signers_read=len(entry.signers),
+    )
+
+
+def _positioned(entry: Entry, match: Match) -> Match:
+    """`match` with `signer_index` naming the signature's position in the entry rather than
+    its index among the signatures that could be read (they differ once one was skipped)."""
+    position = entry.signers[match.signer_index].position
+    return match if position == match.signer_index else replace(match, signer_index=position)
+
+
+def unreadable_alert(
+    log_name: str, tree_id: str, index: int, log_index: int, unreadable: Unreadable
+) -> Alert:
+    """The `unreadable_entry` alert for an entry the watch rules could not check whole.
+
+    `index` is the entry's index in its tree (the fact's identity), `log_index` the global one.
+    """
+    if unreadable.error is not None:
+        summary = (
+            f"{log_name}: entry {log_index} could not be read, so no watch rule could check "
+            f"it: {unreadable.error}"
+        )
+    else:
+        summary = (
+            f"{log_name}: entry {log_index} was read only in part, {unreadable.skipped_count} "
+            f"signature(s) skipped: {unreadable.text}"
+        )
+    return Alert(
+        kind=AlertKind.UNREADABLE_ENTRY,
+        dedup_key=fact_key(AlertKind.UNREADABLE_ENTRY, log_name, tree_id, index),
+        summary=summary[:1000],
+        log=log_name,
+        details={
+            "tree_id": tree_id,
+            "tree_index": index,
+            "log_index": log_index,
+            "error": unreadable.error,
+            "signers_read": unreadable.signers_read,
+            "skipped_count": unreadable.skipped_count,
+            "skipped": [{"position": s.position, "reason": s.reason} for s in unreadable.skipped],
+        },
+    )
 
 
 def match_alert(
@@ -222,12 +323,31 @@ class Scanner:
         states: list[LogState] = await self.store.call(self.store.store.log_states, self.log_id)
         for state in states:
             try:
-                await self._scan_tree(state, result)
+                await self._scan_tree_fresh(state, result)
             except (NetworkError, ParseError) as e:
                 message = f"scan of {state.tree_id}: {type(e).__name__}: {e}"
                 log.warning("%s: %s", self.log_name, message)
                 result.errors.append(message)
         return result
+
+    async def _scan_tree_fresh(self, state: LogState, result: ScanResult) -> None:
+        """Scan one tree; when another process on the database moves its cursor meanwhile (the
+        cursor's write is a compare-and-swap), go on from where that process got to."""
+        for _ in range(STATE_RETRIES):
+            try:
+                await self._scan_tree(state, result)
+                return
+            except StaleState as e:
+                log.info("%s: %s; going on from the fresh cursor", self.log_name, e)
+                fresh = await self.store.call(
+                    self.store.store.log_state, self.log_id, state.tree_id
+                )
+                if fresh is None:  # pragma: no cover - log_state rows are never deleted
+                    return
+                state = fresh
+        log.info(
+            "%s: scan of %s left to the other process for this round", self.log_name, state.tree_id
+        )
 
     async def _scan_tree(self, state: LogState, result: ScanResult) -> None:
         size, root, tree = state.verified_size, state.verified_root, state.tree_id
@@ -237,7 +357,7 @@ class Scanner:
             if cr is None:
                 await self._bad_entry(result, state, cursor, "the frontier read from the log")
                 return
-            await self._commit(result, tree, cursor, cr, [], [])
+            await self._commit(result, tree, cursor, cr, [], [], expected=None)
         else:
             cursor = state.scan_cursor
             cr = CompactRange.from_hashes(cursor, _split(state.compact_range or b""))
@@ -262,7 +382,7 @@ class Scanner:
                 if not await self._proves(tree, end, extended.root(), size, root):
                     await self._bad_entry(result, state, cursor, f"entries {cursor}-{end - 1}")
                     return
-                await self._commit(result, tree, end, extended, found, unparseable)
+                await self._commit(result, tree, end, extended, found, unparseable, expected=cursor)
                 result.scanned += end - cursor
                 cursor, cr = end, extended
                 now = time.monotonic()
@@ -281,11 +401,11 @@ class Scanner:
 
     def _examine(
         self, cr: CompactRange, cursor: int, bodies: Sequence[bytes]
-    ) -> tuple[CompactRange, list[_Found], list[tuple[int, str]]]:
+    ) -> tuple[CompactRange, list[_Found], list[tuple[int, Unreadable]]]:
         """Hash a chunk onto a copy of the compact range and match its entries (pure CPU)."""
         extended = cr.copy()
         found: list[_Found] = []
-        unparseable: list[tuple[int, str]] = []
+        unparseable: list[tuple[int, Unreadable]] = []
         might_match = self.matcher.might_match
         append = extended.append
         for offset, body in enumerate(bodies):
@@ -293,12 +413,10 @@ class Scanner:
             if not might_match(body):
                 continue
             index = cursor + offset
-            try:
-                entry = parse_entry(body)
-            except EntryParseError as e:
-                unparseable.append((index, str(e)))
-                continue
-            found.extend(_Found(index, m) for m in self.matcher.match_entry(entry))
+            matches, unreadable = examine_entry(self.matcher, body)
+            if unreadable is not None:
+                unparseable.append((index, unreadable))
+            found.extend(_Found(index, m) for m in matches)
         return extended, found, unparseable
 
     async def _initial_range(
@@ -363,13 +481,20 @@ class Scanner:
         cursor: int,
         cr: CompactRange,
         found: Sequence[_Found],
-        unparseable: Sequence[tuple[int, str]],
+        unparseable: Sequence[tuple[int, Unreadable]],
+        *,
+        expected: int | None,
     ) -> None:
-        first = self.source.first_index(tree) if found else 0
+        first = self.source.first_index(tree) if found or unparseable else 0
         alerts = [
             match_alert(self.log_name, tree, f.index, f.match, first + f.index) for f in found
         ]
         targets = [self.targets(a) if a is not None else [] for a in alerts]
+        unreadable = [
+            unreadable_alert(self.log_name, tree, index, first + index, u)
+            for index, u in unparseable
+        ]
+        unreadable_targets = [self.targets(a) for a in unreadable]
         now = self.clock()
         packed = b"".join(cr.hashes)
 
@@ -388,9 +513,14 @@ class Scanner:
                     ],
                     now,
                 )
-                for index, error in unparseable:
-                    store.add_scan_error(conn, self.log_id, tree, index, error, now)
-                store.advance_scan(conn, self.log_id, tree, cursor, packed, now)
+                for (index, u), alert, channels in zip(
+                    unparseable, unreadable, unreadable_targets, strict=True
+                ):
+                    store.add_scan_error(conn, self.log_id, tree, index, u.text, now)
+                    alert_id = store.add_alert(conn, alert, self.log_id, channels, now)
+                    if alert_id is not None:
+                        created.append((alert_id, alert))
+                store.advance_scan(conn, self.log_id, tree, cursor, packed, now, expected=expected)
             return created
 
         created = await self.store.call(write, self.store.store)

@@ -10,8 +10,11 @@ identities the monitor asks the index instead, each poll, after the checkpoint i
         each entry: UUID = leaf hash of body (client), SET by the log key, inclusion proof
                     against its signed checkpoint, that checkpoint consistent with the verified
                     state of its tree (one proof per checkpoint size, cached for the round)
-            fails --> bad_entry (alerted once; the entry is not fetched again)
-            holds --> parse, match (Matcher.match_entry, as the scanner) --> matches, alerts
+            fails --> bad_entry (alerted once; the entry is not fetched again), and a validly
+                      signed checkpoint that does not fit the verified tree goes to the engine
+                      as the view "entry-proof" (recorded; split_view with evidence)
+            holds --> parse, match (scanner.examine_entry, as the scanner) --> matches, alerts
+                      (unreadable_entry when the body or some signatures cannot be read)
         one transaction per batch: matches, alerts and "seen" marks together
 
 The index is filled asynchronously and may lag or miss entries; there is no time filter and no
@@ -33,20 +36,25 @@ from datetime import UTC, datetime
 from monitor.alerts import Alert, AlertKind, fact_key
 from monitor.chain import trust_for_log
 from monitor.config import Config, LogConfig, LogType
-from monitor.engine import LogSpec
-from monitor.entries import EntryParseError, parse_entry
+from monitor.engine import ENTRY_PROOF_VIEW, PRIMARY_VIEW, Head, LogMonitor, LogSpec
 from monitor.entry_proof import (
     EntryEvidence,
     EntryProofError,
     consistency_sizes,
     verify_entry,
 )
-from monitor.errors import ConfigError, NetworkError, ParseError
+from monitor.errors import ConfigError, NetworkError, ParseError, VerificationError
 from monitor.logs.http import RequestBudget
 from monitor.logs.rekor_v1 import RETRIEVE_BATCH, EntryMismatch, V1Entry
 from monitor.merkle import ProofError, verify_consistency
-from monitor.note import Checkpoint, EcdsaNoteVerifier
-from monitor.scanner import FoundMatch, match_alert, store_matches
+from monitor.note import Checkpoint, EcdsaNoteVerifier, verify_checkpoint
+from monitor.scanner import (
+    FoundMatch,
+    examine_entry,
+    match_alert,
+    store_matches,
+    unreadable_alert,
+)
 from monitor.search_terms import SearchTerm, search_terms
 from monitor.sources import RekorV1Source
 from monitor.store import AsyncStore, LogState, Store, parse_utc
@@ -172,6 +180,9 @@ class Searcher:
         self.max_fetch = max_fetch
         self.key = log_key(spec)
         self._proofs: dict[tuple[str, int, int], list[bytes]] = {}
+        # The log's own endpoint is the primary: proofs for carried checkpoints come from it.
+        self.engine = LogMonitor(spec, log_id, {PRIMARY_VIEW: source}, store, targets, clock)
+        """Decides on checkpoints carried by entries (`_carried`), as a poll decides on heads."""
 
     async def search(self) -> SearchResult:
         """One round over every term; network and parse failures end a term's lookup (or the
@@ -268,7 +279,7 @@ class Searcher:
                     self._bad(uuid, _tree_of_uuid(uuid) or "", mismatch.log_index, mismatch, term)
                 )
                 continue
-            outcome = await self._examine(item, states, baseline, term)
+            outcome = await self._examine(item, states, baseline, term, result)
             if outcome is not None:
                 outcomes.append(outcome)
         if len(got) < len(uuids):
@@ -280,10 +291,17 @@ class Searcher:
             await self._commit(outcomes, result)
 
     async def _examine(
-        self, entry: V1Entry, states: dict[str, LogState], baseline: int, term: SearchTerm
+        self,
+        entry: V1Entry,
+        states: dict[str, LogState],
+        baseline: int,
+        term: SearchTerm,
+        result: SearchResult,
     ) -> _Outcome | None:
         """Prove and match one entry; None when it cannot be proven yet (its tree has no
-        verified checkpoint), so it is fetched again next poll."""
+        verified checkpoint), so it is fetched again next poll. An entry that does not prove is
+        a bad_entry, and its signed checkpoint, when that does not fit the verified tree, goes
+        to the engine (`_carried`)."""
         leaf = entry.leaf_hash
         tree = None
         if entry.tree_index is not None:
@@ -307,15 +325,14 @@ class Searcher:
                 return None
             await self._prove_consistent(tree, cp, state)
         except EntryProofError as e:
+            if tree is not None and tree in states:
+                await self._carried(tree, entry.checkpoint, states[tree], result)
             return self._bad(entry.uuid, tree or named or "", index, e, term)
-        try:
-            parsed = parse_entry(entry.body)
-        except EntryParseError as e:
-            return _Outcome(leaf, tree, index, "unparseable", error=str(e))
         at = datetime.fromtimestamp(entry.integrated_time, UTC)
         past = entry.integrated_time < baseline
+        matches, unreadable = examine_entry(self.matcher, entry.body, at=at)
         found = []
-        for match in self.matcher.match_entry(parsed, at=at):
+        for match in matches:
             alert = (
                 None if past else match_alert(self.log_name, tree, index, match, entry.log_index)
             )
@@ -325,7 +342,42 @@ class Searcher:
                     index, entry.log_index, match, alert, channels, "backfill" if past else "search"
                 )
             )
-        return _Outcome(leaf, tree, index, "verified", found=found)
+        if unreadable is None:
+            return _Outcome(leaf, tree, index, "verified", found=found)
+        # History (before the term's baseline) is recorded, not alerted, as for matches.
+        problem = (
+            None
+            if past
+            else unreadable_alert(self.log_name, tree, index, entry.log_index, unreadable)
+        )
+        seen = "unparseable" if unreadable.error is not None else "verified"
+        return _Outcome(leaf, tree, index, seen, found=found, alert=problem, error=unreadable.text)
+
+    async def _carried(
+        self, tree: str, note: str | None, state: LogState, result: SearchResult
+    ) -> None:
+        """The log's own signed checkpoint served with an entry, when it does not fit the
+        verified tree, is decided on by the consistency engine as the view `entry-proof`: it is
+        recorded, and a fork it proves is a split_view with evidence, not only a bad_entry."""
+        if note is None:
+            return
+        try:
+            cp = verify_checkpoint(note, self.spec.verifiers, self.spec.expected_origin(tree))
+        except (VerificationError, ParseError):
+            return  # not the log's statement: the entry's bad_entry says why
+        try:
+            await self._prove_consistent(tree, cp.checkpoint, state)
+        except EntryProofError:
+            log.warning(
+                "%s: the checkpoint served with an entry (size %d) does not fit the verified "
+                "tree %s; deciding on it as the view %s",
+                self.log_name, cp.checkpoint.size, tree, ENTRY_PROOF_VIEW,
+            )  # fmt: skip
+            decided = await self.engine.observe_carried(
+                ENTRY_PROOF_VIEW, Head(tree_id=tree, note=note)
+            )
+            result.alerts.extend(decided.alerts)
+            result.errors.extend(decided.errors)
 
     async def _prove_consistent(self, tree: str, cp: Checkpoint, state: LogState) -> None:
         """The entry's checkpoint and the verified one must be one growing tree."""

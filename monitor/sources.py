@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 
 import aiohttp
 
@@ -68,7 +69,18 @@ def log_spec(config: Config, log: LogConfig) -> LogSpec:
         expected_origin=expected,
         max_stale=log.max_stale,
         error_grace=config.monitor.error_grace,
+        poll_deadline=poll_deadline(config, log),
     )
+
+
+POLL_DEADLINE_REQUESTS = 4
+"""A poll may last this many request timeouts (or the log's interval, if longer)."""
+
+
+def poll_deadline(config: Config, log: LogConfig) -> timedelta:
+    """How long one poll of a log's views may take: the larger of its interval and
+    `POLL_DEADLINE_REQUESTS` request timeouts (room for a retry or two of a slow answer)."""
+    return max(log.interval, POLL_DEADLINE_REQUESTS * config.monitor.request_timeout)
 
 
 def resolve_logs(config: Config) -> dict[str, LogSpec]:

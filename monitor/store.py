@@ -11,10 +11,12 @@ depends on a verification is written together with the record of that verificati
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
 import sqlite3
+import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -37,6 +39,11 @@ BUSY_TIMEOUT_MS = 10_000
 
 class StoreError(MonitorError):
     """The database cannot be opened, migrated or written."""
+
+
+class StaleState(StoreError):
+    """A compare-and-swap of a tree's verified state or scan cursor lost a race: the row moved
+    after it was read. The caller decides again from fresh state."""
 
 
 def utc_iso(moment: datetime) -> str:
@@ -64,24 +71,157 @@ def _migrations() -> list[tuple[str, str]]:
     ]
 
 
-def _make_private(path: Path) -> None:
-    """Take group and other permissions away from an existing database (and its -wal/-shm)
-    that has them, saying so: a copied or restored file may arrive world-readable."""
-    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-        try:
-            st = file.stat()
-            mode = st.st_mode & 0o777
-            if mode & 0o077 and st.st_uid == os.geteuid():
-                file.chmod(mode & 0o700)
-                log.warning(
-                    "database file %s was readable or writable by others (mode %04o); "
-                    "made it owner-only (%04o)",
-                    file,
-                    mode,
-                    mode & 0o700,
-                )
-        except FileNotFoundError:
-            continue
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_COMPANIONS = ("-wal", "-shm", "-journal")
+"""Files SQLite keeps next to the database and opens by name: as trusted as the database."""
+
+
+def _refuse(path: Path, problem: str, fix: str) -> StoreError:
+    return StoreError(f"database {path}: {problem}; {fix}. Nothing was changed")
+
+
+def _check_owner_and_mode(path: Path, st: os.stat_result, what: str) -> None:
+    """Refuse a file another user owns or can write: whoever can write the database can move
+    the verified state back (and re-trust a forked log) and mark alerts delivered."""
+    euid = os.geteuid()
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_uid != euid:
+        raise _refuse(
+            path,
+            f"{what} is owned by uid {st.st_uid}, not by this user (uid {euid})",
+            "run tlog-monitor as the user that owns it, or give a database path of this user's",
+        )
+    if mode & 0o022:
+        raise _refuse(
+            path,
+            f"{what} is writable by group or others (mode {mode:04o})",
+            f"check nobody else has written to it, then run: chmod go-w {path}",
+        )
+
+
+def _check_directory(path: Path) -> None:
+    """Refuse a database directory that another user owns (root excepted) or can write: they
+    could replace the database, or plant its -wal or -shm before SQLite opens them."""
+    directory = path.parent
+    # Followed on purpose: under DynamicUser= the state directory is a symlink that systemd
+    # made into /var/lib/private.
+    st = directory.stat()
+    mode = stat.S_IMODE(st.st_mode)
+    if not stat.S_ISDIR(st.st_mode):
+        raise _refuse(path, f"{directory} is not a directory", "correct [monitor] database")
+    if st.st_uid not in (os.geteuid(), 0):
+        raise _refuse(
+            path,
+            f"its directory {directory} is owned by uid {st.st_uid}, not by this user "
+            f"(uid {os.geteuid()}) or root",
+            "keep the database in a directory of its own (systemd: StateDirectory=)",
+        )
+    if mode & 0o022:
+        raise _refuse(
+            path,
+            f"its directory {directory} is writable by group or others (mode {mode:04o})",
+            "keep the database in a directory only this user can write "
+            "(systemd: StateDirectory=, StateDirectoryMode=0700)",
+        )
+
+
+def _prepare_directory(path: Path) -> None:
+    """Create the database's own directory (0700) when it is missing and its parent exists,
+    as systemd's StateDirectory= would; never a longer chain, which is most likely a typo that
+    would start a fresh database and trust every log's next checkpoint anew."""
+    directory = path.parent
+    if directory.exists():
+        return
+    if not directory.parent.is_dir():
+        raise _refuse(
+            path,
+            f"directory {directory.parent} does not exist",
+            "correct [monitor] database, or create the directory (tlog-monitor creates at most "
+            "the database's own directory)",
+        )
+    directory.mkdir(mode=0o700)
+    directory.chmod(0o700)  # whatever the umask
+    log.info("created database directory %s (mode 0700)", directory)
+
+
+def _tighten(fd: int, file: Path, st: os.stat_result) -> None:
+    """Take read permission away from group and others on a file that is ours and that
+    nobody else can write (a copied or restored file may arrive world-readable), saying so."""
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        os.fchmod(fd, mode & 0o700)
+        log.warning(
+            "database file %s was readable by others (mode %04o); made it owner-only (%04o)",
+            file,
+            mode,
+            mode & 0o700,
+        )
+
+
+def _open_nofollow(file: Path) -> int | None:
+    """An O_NOFOLLOW descriptor of `file`, None when it does not exist; StoreError for a
+    symbolic link (whose target we would otherwise chmod and write)."""
+    try:
+        # O_NONBLOCK: a FIFO planted at the path must not hang the open.
+        return os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise _refuse(
+                file,
+                "is a symbolic link",
+                "give the real path of the database in [monitor] database",
+            ) from e
+        raise
+
+
+def _make_private(path: Path) -> bool:
+    """Check the database (if it exists) and its companions before SQLite opens them: regular
+    files, ours, writable by nobody else, the database an SQLite file (or empty); then take
+    read permission away from others. Nothing is changed unless every check passes. Returns
+    whether the database exists."""
+    checked: list[tuple[int, Path, os.stat_result]] = []
+    exists = False
+    try:
+        for suffix in ("", *_COMPANIONS):
+            file = Path(f"{path}{suffix}")
+            fd = _open_nofollow(file)
+            if fd is None:
+                continue
+            exists = exists or not suffix
+            checked.append((fd, file, os.fstat(fd)))
+            st = checked[-1][2]
+            what = "the database" if not suffix else f"its {suffix[1:]} file {file}"
+            if not stat.S_ISREG(st.st_mode):
+                kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+                raise _refuse(path, f"{what} is {kind}", "correct [monitor] database")
+            _check_owner_and_mode(path, st, what)
+            if not suffix and st.st_size:
+                header = os.pread(fd, len(_SQLITE_MAGIC), 0)
+                if header != _SQLITE_MAGIC:
+                    raise _refuse(
+                        path,
+                        "is not an SQLite database",
+                        "correct [monitor] database (it must name the monitor's own file)",
+                    )
+        for fd, file, st in checked:
+            _tighten(fd, file, st)
+    finally:
+        for fd, _, _ in checked:
+            os.close(fd)
+    return exists
+
+
+def _create(path: Path) -> None:
+    """Create the database file, 0600 before SQLite touches it (it holds alert details and
+    evidence; SQLite gives -wal and -shm the database's mode). O_EXCL: an existing name, a
+    dangling symbolic link included, is never followed or reused."""
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -179,7 +319,9 @@ class Store:
             store = cls(conn)
             applied = {r[0] for r in conn.execute("SELECT name FROM schema_migrations")}
         except sqlite3.Error as e:
-            raise StoreError(f"database {path}: cannot open for reading: {e}") from e
+            raise StoreError(
+                f"database {path}: cannot open for reading: {_with_hint(e, reading=True)}"
+            ) from e
         known = {name for name, _ in _migrations()}
         if applied != known:
             conn.close()
@@ -196,15 +338,10 @@ class Store:
         Raises StoreError when the file cannot be opened or was written by a newer version.
         """
         try:
-            if not path.exists():
-                # A directory we create is private (0700) and the file 0600 before SQLite
-                # touches it: the database holds alert details and evidence. SQLite gives the
-                # -wal and -shm files the database's permissions.
-                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-                os.close(fd)
-            else:
-                _make_private(path)
+            _prepare_directory(path)
+            _check_directory(path)
+            if not _make_private(path):
+                _create(path)
             conn = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
             )
@@ -284,6 +421,26 @@ class Store:
                 raise _write_failed(self._conn, e) from e
             raise
 
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """A read: SQLite's failures (a damaged file, an I/O error, locked past the busy
+        timeout) raise StoreError naming the database, never a library exception, so every
+        command reports them in one line with exit 3."""
+        try:
+            yield self._conn
+        except sqlite3.Error as e:
+            raise _read_failed(self._conn, e) from e
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Every row of a read query (see `reading`)."""
+        with self.reading() as c:
+            return c.execute(sql, params).fetchall()
+
+    def _read_one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first row of a read query, or None (see `reading`)."""
+        with self.reading() as c:
+            return c.execute(sql, params).fetchone()
+
     # -- logs ------------------------------------------------------------------------------
 
     def ensure_log(self, name: str, type_: str, url: str, now: datetime) -> int:
@@ -300,7 +457,8 @@ class Store:
 
     def log_names(self) -> dict[int, str]:
         """Every known log, id to name."""
-        return {int(r[0]): str(r[1]) for r in self._conn.execute("SELECT id, name FROM logs")}
+        with self.reading() as c:
+            return {int(r[0]): str(r[1]) for r in c.execute("SELECT id, name FROM logs")}
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -391,17 +549,17 @@ class Store:
         """The latest verified checkpoint of a log's active tree (the most recently advanced
         one), as (signed note, witness signature lines recorded for its body); None before the
         first verified checkpoint or for an unknown log."""
-        row = self._conn.execute(
+        row = self._read_one(
             "SELECT s.log_id, s.origin, s.verified_size, s.verified_root, s.verified_note "
             "FROM log_state s JOIN logs l ON l.id = s.log_id WHERE l.name = ? "
             "ORDER BY s.frozen, s.updated_at DESC LIMIT 1",
             (log_name,),
-        ).fetchone()
+        )
         if row is None:
             return None
         lines = [
             str(r[0])
-            for r in self._conn.execute(
+            for r in self._read(
                 "SELECT line FROM cosignatures WHERE log_id = ? AND origin = ? AND size = ? "
                 "AND root = ? ORDER BY id",
                 (row[0], row[1], row[2], row[3]),
@@ -411,11 +569,11 @@ class Store:
 
     def checkpoints_at(self, log_id: int, tree_id: str, size: int) -> list[StoredCheckpoint]:
         """Every checkpoint of a tree recorded at `size`, from any view."""
-        rows = self._conn.execute(
+        rows = self._read(
             "SELECT id, log_id, tree_id, view, origin, size, root, note, first_seen, last_seen "
             "FROM checkpoints WHERE log_id = ? AND tree_id = ? AND size = ? ORDER BY id",
             (log_id, tree_id, size),
-        ).fetchall()
+        )
         return [StoredCheckpoint(*r) for r in rows]
 
     # -- verified state --------------------------------------------------------------------
@@ -437,10 +595,10 @@ class Store:
 
     def log_state(self, log_id: int, tree_id: str) -> LogState | None:
         """The verified state of one tree, or None before its first verified checkpoint."""
-        row = self._conn.execute(
+        row = self._read_one(
             f"SELECT {_STATE_COLUMNS} FROM log_state WHERE log_id = ? AND tree_id = ?",
             (log_id, tree_id),
-        ).fetchone()
+        )
         return None if row is None else self._state_from_row(row)
 
     def log_states(self, log_id: int | None = None) -> list[LogState]:
@@ -450,37 +608,76 @@ class Store:
         if log_id is not None:
             sql += " WHERE log_id = ?"
             params = (log_id,)
-        rows = self._conn.execute(sql + " ORDER BY log_id, updated_at", params).fetchall()
+        rows = self._read(sql + " ORDER BY log_id, updated_at", params)
         return [self._state_from_row(r) for r in rows]
 
-    def put_state(self, conn: sqlite3.Connection, state: LogState) -> None:
-        """Write one tree's verified state inside the caller's transaction.
+    def put_state(
+        self, conn: sqlite3.Connection, state: LogState, *, expected: LogState | None
+    ) -> None:
+        """Write one tree's verified state inside the caller's transaction, as a compare-and-swap
+        from `expected`, the state the decision to write it was made on (None: there was no row).
 
-        The high-water mark is kept monotonic here as well as by the engine: a bug elsewhere must
-        not be able to lower it. The scan position is set only when the row is created; after
-        that only `advance_scan` moves it, so the checkpoint and scan paths cannot undo each other.
+        Raises StaleState when the row no longer holds `expected`'s verified size and root (or a
+        row appeared meanwhile): another process on the same database (a `check` next to the
+        daemon) moved it, and the caller must decide again from fresh state. Whatever the
+        caller passes, the verified size never goes below `expected`'s, the high-water mark is
+        never lowered and a frozen tree stays frozen. The scan position is set only when the
+        row is created; after that only `advance_scan` moves it, so a stale copy of the state
+        can never undo a scan.
         """
-        conn.execute(
-            f"INSERT INTO log_state ({_STATE_COLUMNS}) VALUES ({_STATE_PLACEHOLDERS}) "
-            "ON CONFLICT (log_id, tree_id) DO UPDATE SET origin = excluded.origin, "
-            "verified_size = excluded.verified_size, verified_root = excluded.verified_root, "
-            "verified_note = excluded.verified_note, "
-            "high_water = max(log_state.high_water, excluded.high_water), "
-            "frozen = excluded.frozen, updated_at = excluded.updated_at",
-            (
-                state.log_id,
-                state.tree_id,
-                state.origin,
-                state.verified_size,
-                state.verified_root,
-                state.verified_note,
-                state.high_water,
-                state.scan_cursor,
-                state.compact_range,
-                int(state.frozen),
-                state.updated_at,
-            ),
-        )
+        if expected is not None and (
+            (state.log_id, state.tree_id) != (expected.log_id, expected.tree_id)
+            or state.verified_size < expected.verified_size
+        ):
+            raise StoreError(
+                f"log {state.log_id} tree {state.tree_id}: refusing to replace verified size "
+                f"{expected.verified_size} of tree {expected.tree_id} with {state.verified_size}"
+                " (the verified state only grows)"
+            )
+        if expected is None:
+            cur = conn.execute(
+                f"INSERT INTO log_state ({_STATE_COLUMNS}) VALUES ({_STATE_PLACEHOLDERS}) "
+                "ON CONFLICT (log_id, tree_id) DO NOTHING",
+                (
+                    state.log_id,
+                    state.tree_id,
+                    state.origin,
+                    state.verified_size,
+                    state.verified_root,
+                    state.verified_note,
+                    max(state.high_water, state.verified_size),
+                    state.scan_cursor,
+                    state.compact_range,
+                    int(state.frozen),
+                    state.updated_at,
+                ),
+            )
+        else:
+            cur = conn.execute(
+                "UPDATE log_state SET origin = ?, verified_size = ?, verified_root = ?, "
+                "verified_note = ?, high_water = max(high_water, ?, ?), frozen = max(frozen, ?), "
+                "updated_at = ? "
+                "WHERE log_id = ? AND tree_id = ? AND verified_size = ? AND verified_root = ?",
+                (
+                    state.origin,
+                    state.verified_size,
+                    state.verified_root,
+                    state.verified_note,
+                    state.high_water,
+                    state.verified_size,
+                    int(state.frozen),
+                    state.updated_at,
+                    state.log_id,
+                    state.tree_id,
+                    expected.verified_size,
+                    expected.verified_root,
+                ),
+            )
+        if cur.rowcount != 1:
+            raise StaleState(
+                f"log {state.log_id} tree {state.tree_id}: the verified state changed while "
+                "this process was deciding (another tlog-monitor process writes this database)"
+            )
 
     def advance_scan(
         self,
@@ -490,20 +687,43 @@ class Store:
         cursor: int,
         compact_range: bytes,
         now: datetime,
+        *,
+        expected: int | None,
     ) -> None:
         """Move a tree's scan position, inside the transaction that stores what the scan of the
-        entries before it found. The cursor never passes the verified size."""
+        entries before it found, as a compare-and-swap from `expected`, the cursor the scan
+        started from (None: not set yet). The cursor never passes the verified size and never
+        goes backwards.
+
+        Raises StaleState when another process moved the cursor meanwhile (the caller re-reads
+        the state), StoreError when `cursor` is behind `expected` or beyond the verified size.
+        """
+        if expected is not None and cursor < expected:
+            raise StoreError(
+                f"scan of log {log_id} tree {tree_id}: refusing to move the cursor back from "
+                f"{expected} to {cursor}"
+            )
         cur = conn.execute(
             "UPDATE log_state SET scan_cursor = ?, compact_range = ?, updated_at = ? "
-            "WHERE log_id = ? AND tree_id = ? AND verified_size >= ? "
-            "AND (scan_cursor IS NULL OR scan_cursor <= ?)",
-            (cursor, compact_range, utc_iso(now), log_id, tree_id, cursor, cursor),
+            "WHERE log_id = ? AND tree_id = ? AND verified_size >= ? AND scan_cursor IS ?",
+            (cursor, compact_range, utc_iso(now), log_id, tree_id, cursor, expected),
         )
-        if cur.rowcount != 1:
-            raise StoreError(
-                f"scan of log {log_id} tree {tree_id}: cannot move the cursor to {cursor} "
-                "(beyond the verified size, or backwards)"
+        if cur.rowcount == 1:
+            return
+        row = conn.execute(
+            "SELECT scan_cursor FROM log_state WHERE log_id = ? AND tree_id = ?",
+            (log_id, tree_id),
+        ).fetchone()
+        if row is not None and row[0] != expected:
+            raise StaleState(
+                f"scan of log {log_id} tree {tree_id}: the cursor moved from {expected} to "
+                f"{row[0]} while this process scanned (another tlog-monitor process writes "
+                "this database)"
             )
+        raise StoreError(
+            f"scan of log {log_id} tree {tree_id}: cannot move the cursor to {cursor} "
+            "(beyond the verified size)"
+        )
 
     def add_match(
         self,
@@ -601,7 +821,7 @@ class Store:
             marks = ", ".join("?" * len(batch))
             seen.update(
                 r[0]
-                for r in self._conn.execute(
+                for r in self._read(
                     "SELECT leaf_hash FROM search_seen WHERE log_id = ? "
                     f"AND leaf_hash IN ({marks})",
                     (log_id, *batch),
@@ -653,19 +873,19 @@ class Store:
 
     def view_health(self, log_id: int, view: str) -> ViewHealth | None:
         """Reachability of one view, or None before its first poll."""
-        row = self._conn.execute(
+        row = self._read_one(
             "SELECT log_id, view, last_ok_at, last_growth_at, error_since, last_error, errors "
             "FROM view_health WHERE log_id = ? AND view = ?",
             (log_id, view),
-        ).fetchone()
+        )
         return None if row is None else ViewHealth(*row)
 
     def all_view_health(self) -> list[ViewHealth]:
         """Reachability of every view of every log."""
-        rows = self._conn.execute(
+        rows = self._read(
             "SELECT log_id, view, last_ok_at, last_growth_at, error_since, last_error, errors "
             "FROM view_health ORDER BY log_id, view"
-        ).fetchall()
+        )
         return [ViewHealth(*r) for r in rows]
 
     def record_view_ok(
@@ -764,7 +984,7 @@ class Store:
         scheduled before the clock went back, and is due now rather than once the clock has
         caught up again (found by the fault suite, tests/faults/test_time_faults.py).
         """
-        rows = self._conn.execute(
+        rows = self._read(
             "SELECT d.id, d.alert_id, d.channel, d.attempts, a.kind, a.severity, a.summary, "
             "a.details, l.name, a.rule, a.created_at, "
             "d.maybe_sent OR d.sending_since IS NOT NULL FROM deliveries d "
@@ -773,7 +993,7 @@ class Store:
             "ORDER BY d.id LIMIT ?",
             # Without `latest`, "9999" sorts after every ISO time: no row counts as too far.
             (utc_iso(now), utc_iso(latest) if latest else "9999", limit),
-        ).fetchall()
+        )
         return [
             Delivery(
                 id=r[0],
@@ -829,11 +1049,7 @@ class Store:
 
     def pending_count(self) -> int:
         """How many deliveries are still pending."""
-        return int(
-            self._conn.execute(
-                "SELECT count(*) FROM deliveries WHERE status = 'pending'"
-            ).fetchone()[0]
-        )
+        return int(self._read_one("SELECT count(*) FROM deliveries WHERE status = 'pending'")[0])
 
     # -- runs ------------------------------------------------------------------------------
 
@@ -856,20 +1072,32 @@ class Store:
             )
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
-        """Rows of a read-only query as dicts (for reports)."""
-        return list(self.db.query(sql, params))
+        """Rows of a read-only query as dicts (for reports); SQLite's failures raise
+        StoreError."""
+        with self.reading():
+            return list(self.db.query(sql, params))
 
 
-def _write_failed(conn: sqlite3.Connection, e: sqlite3.Error) -> StoreError:
-    """A StoreError naming the database file and what the operator can do about `e`."""
+def _db_path(conn: sqlite3.Connection) -> str:
+    """The file of the connection's main database, for messages."""
     try:
         path = next((str(r[2]) for r in conn.execute("PRAGMA database_list") if r[1] == "main"), "")
     except sqlite3.Error:
         path = ""
-    return StoreError(f"database {path or '(unknown)'}: cannot write: {_with_hint(e)}")
+    return path or "(unknown)"
 
 
-def _with_hint(e: sqlite3.Error) -> str:
+def _write_failed(conn: sqlite3.Connection, e: sqlite3.Error) -> StoreError:
+    """A StoreError naming the database file and what the operator can do about `e`."""
+    return StoreError(f"database {_db_path(conn)}: cannot write: {_with_hint(e)}")
+
+
+def _read_failed(conn: sqlite3.Connection, e: sqlite3.Error) -> StoreError:
+    """A StoreError naming the database file and what the operator can do about a failed read."""
+    return StoreError(f"database {_db_path(conn)}: cannot read: {_with_hint(e, reading=True)}")
+
+
+def _with_hint(e: sqlite3.Error, *, reading: bool = False) -> str:
     """SQLite's message and what the operator can do about it."""
     text = str(e)
     if "locked" in text or "busy" in text:
@@ -877,8 +1105,15 @@ def _with_hint(e: sqlite3.Error) -> str:
             f"another process held it locked for more than {BUSY_TIMEOUT_MS // 1000} s; "
             "run one tlog-monitor per database"
         )
+    elif "malformed" in text or "not a database" in text or "corrupt" in text:
+        hint = (
+            "the file is damaged: stop tlog-monitor, keep a copy of the file, and restore a "
+            "backup or rebuild it with sqlite3's .recover"
+        )
     elif "full" in text or "readonly" in text or "read-only" in text or "I/O" in text:
         hint = "check free space, file size limits and write permission on the file and directory"
+    elif reading:
+        hint = "check the file and its directory are readable and the disk is sound"
     else:
         hint = "nothing of the failed write was kept"
     return f"{text} ({hint})"

@@ -17,6 +17,7 @@ from monitor.config import LogConfig, LogType
 from monitor.engine import Head
 from monitor.errors import ParseError
 from monitor.logs.http import HttpPolicy, LogResponseError, RequestBudget, get_bytes, safe_url
+from monitor.logs.rekor_v1 import is_tree_id
 from monitor.note import MAX_NOTE_BYTES, parse_checkpoint, parse_signed_note
 from monitor.sources import TILES_TREE
 
@@ -32,9 +33,10 @@ def tree_id_of(log_type: LogType, note: str) -> str:
         return TILES_TREE
     origin = parse_checkpoint(parse_signed_note(note).text).origin
     _, sep, tree_id = origin.rpartition(REKOR_V1_ORIGIN_SEPARATOR)
-    if not sep or not tree_id.isdigit():
+    if not sep or not is_tree_id(tree_id):
         raise LogResponseError(
-            f"checkpoint: expected a Rekor v1 origin '<name> - <treeID>', got {origin[:120]!r}"
+            "checkpoint: expected a Rekor v1 origin '<name> - <treeID>' (treeID in ASCII "
+            f"digits, at most 2^63 - 1), got {origin[:120]!r}"
         )
     return tree_id
 

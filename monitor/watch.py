@@ -26,10 +26,14 @@ Semantics of a rule:
 * Case: the watch matchers `san` and `extensions` globs match case-insensitively (a case variant
   must never escape the watch: more alerts, not fewer); `allowed_signers` globs are
   case-sensitive (a case variant is not "allowed": again more alerts, not fewer). `san_regex` is
-  used as written: add `(?i)` at its start for case-insensitivity.
-* `san_regex` is anchored at both ends: "foo" is compiled as `\\A(?:foo)\\Z`, so it does not match
-  "xfooy", whichever of `match`, `search` or `fullmatch` a caller uses. A leading global-flags group
-  such as `(?i)` is kept in front.
+  used as written: add `(?i)` for case-insensitivity. Case-insensitive means RE2's Unicode simple
+  case folding (so "k" also matches U+212A KELVIN SIGN, but "i" does not match a dotless "ı").
+* Globs and `san_regex` run on RE2 (`Pattern`): time linear in the subject, whatever the pattern
+  or the subject, since the subjects come from anyone who can write to a log. `san_regex` is RE2
+  syntax: backreferences, lookaround, possessive quantifiers, `\\Z` and verbose mode `(?x)` are
+  refused at load, with the rule and key named.
+* `san_regex` is anchored at both ends by RE2's full match (not by text added around it): "foo"
+  does not match "xfooy", whichever of `match`, `search` or `fullmatch` a caller uses.
 * `email` is compared case-insensitively as a whole (stored lowercase): providers treat addresses
   case-insensitively, and a missed alert costs more than a duplicate one.
 * Fingerprints are SHA-256 in hex (colons and a "sha256:" prefix allowed), stored as 64 lowercase
@@ -56,7 +60,8 @@ Matching, per signer of an entry (`Entry.signers`; one `Match` per rule and sign
   `artifact_digest`.
 * Trust: a matching certificate that does not chain to the log's Fulcio roots (`monitor.chain`)
   is `UNTRUSTED` unless the rule says `any_issuer = true`: recorded, never alerted, since anyone
-  can log a self-signed certificate naming any identity. With no Fulcio roots known for a log
+  can log a self-signed certificate naming any identity. The chain is checked once per signer,
+  before any rule's matchers read its identity. With no Fulcio roots known for a log
   every certificate is untrusted. Bare-key signers are not subject to this (no issuer vouches for
   them; the rule named the key or the digest).
 * Outcome: `UNEXPECTED_SIGNER` when the rule lists `allowed_signers` and neither the signer's
@@ -68,8 +73,9 @@ when no rule can match, which is provable from the body's bytes:
 * Certificates sit in a body as base64 of the DER (Rekor v2, and v1 DER content) or as base64 of a
   PEM whose own base64 may be broken into lines anywhere (Rekor v1). Bytes that a certificate
   must contain for a rule to match (literal parts of `issuer`, `email`, globs, and `san_regex`'s
-  top-level literals) are searched as base64 in all three byte alignments, in the body and in
-  each PEM decoded from a body string whose base64 shows a "-----BEGIN " header.
+  top-level literals, read by a conservative scan of RE2 syntax, `_LiteralScan`) are searched
+  as base64 in all three byte alignments, in the body and in each PEM decoded from a body string
+  whose base64 shows a "-----BEGIN " header.
 * Case-insensitive literals are searched as patterns: bit 0x20 of a byte (the ASCII case bit)
   lands in exactly one base64 digit, and no digit holds two, so each digit of the base64 of any
   case variant is the lowercase literal's digit or the uppercase literal's (a two-character
@@ -87,7 +93,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import importlib
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -95,6 +100,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
+
+import re2
 
 from monitor import _fields as f
 
@@ -137,7 +144,6 @@ named by its dotted OID (a quoted TOML key: `"1.3.6.1.4.1.57264.1.9" = "..."`).
 """
 _OID_NAMES = {oid: name for name, oid in FULCIO_EXTENSIONS.items()}
 _DOTTED_OID = re.compile(r"[0-2](?:\.(?:0|[1-9][0-9]{0,9})){1,30}")
-_GLOBAL_FLAGS = re.compile(r"\(\?[aiLmsux]+\)")
 _HEX = re.compile(r"[0-9a-f]+")
 _DIGEST_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
 
@@ -166,15 +172,15 @@ class ExtensionMatcher:
     name: str | None
     """The config name of a Fulcio extension, None when the rule used a dotted OID."""
     glob: str
-    pattern: re.Pattern[str]
+    pattern: Pattern
 
 
 @dataclass(frozen=True)
 class WatchRule:
     """A compiled `[[watch]]` rule. Unset matchers are None / empty.
 
-    Every pattern is anchored at both ends: `pattern.match(s)`, `search(s)` and `fullmatch(s)`
-    agree.
+    Every pattern is anchored at both ends and matched by RE2 in linear time:
+    `pattern.match(s)`, `search(s)` and `fullmatch(s)` agree.
     """
 
     name: str
@@ -184,7 +190,7 @@ class WatchRule:
     """The `san` glob as written, if the rule uses one."""
     san_regex: str | None
     """The `san_regex` as written, if the rule uses one."""
-    san_pattern: re.Pattern[str] | None
+    san_pattern: Pattern | None
     """Compiled from `san` or `san_regex` (at most one of them is set)."""
     email: str | None
     """Lowercase; compare with `value.lower()`."""
@@ -197,7 +203,7 @@ class WatchRule:
     """"<algorithm>:<lowercase hex>", e.g. "sha256:9f86..."."""
     allowed_signers: tuple[str, ...]
     """The globs as written."""
-    allowed_signer_patterns: tuple[re.Pattern[str], ...]
+    allowed_signer_patterns: tuple[Pattern, ...]
     """Compiled from `allowed_signers`, same order; match against the SAN or Build Signer URI."""
     search: tuple[str, ...]
     notify: tuple[str, ...]
@@ -210,39 +216,116 @@ class WatchRule:
         return not self.logs or log_name in self.logs
 
 
-def glob_to_pattern(glob: str, *, ignore_case: bool) -> re.Pattern[str]:
-    """Compile a glob (`*` = any run of characters, all else literal) to an anchored regex.
+class Pattern:
+    """A compiled glob or `san_regex`, matched in time linear in the subject (RE2).
 
-    Runs linear-ish in the subject's length, whatever the glob: each literal segment between
-    stars is matched at its first occurrence inside an atomic group (leftmost is always the best
-    choice for a literal), so there is no catastrophic backtracking on hostile subjects.
+    Always anchored at both ends: `match`, `search` and `fullmatch` all ask whether the whole
+    subject matches. `pattern` is the RE2 text that was compiled (for a regex, as written).
     """
-    parts = re.split(r"\*+", glob)
-    if len(parts) == 1:
-        body = re.escape(glob)
-    else:
-        middle = "".join(f"(?>.*?{re.escape(p)})" for p in parts[1:-1])
-        body = f"{re.escape(parts[0])}{middle}.*{re.escape(parts[-1])}"
-    flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
-    return re.compile(rf"\A{body}\Z", flags)
+
+    __slots__ = ("_regexp", "pattern")
+
+    def __init__(self, pattern: str) -> None:
+        """Compile `pattern` (RE2 syntax). Raises `PatternError`."""
+        options = re2.Options()
+        options.log_errors = False  # RE2 would print each refused pattern to stderr
+        options.max_mem = _RE2_MAX_MEM
+        try:
+            self._regexp: Any = re2.compile(pattern, options)
+        except re2.error as e:
+            raise PatternError(_re2_message(e)) from e
+        self.pattern = pattern
+
+    def fullmatch(self, subject: str) -> bool:
+        """Whether the whole of `subject` matches."""
+        # Encoded here so that no str (even a lone surrogate) can make the engine raise.
+        data = subject.encode("utf-8", "surrogatepass")
+        return self._regexp.fullmatch(data) is not None
+
+    match = fullmatch
+    search = fullmatch
+
+    def __repr__(self) -> str:
+        return f"Pattern({self.pattern!r})"
 
 
-def regex_to_pattern(regex: str) -> re.Pattern[str]:
-    """Compile a user regex anchored at both ends, keeping a leading `(?flags)` group in front.
+class PatternError(ValueError):
+    """RE2 refused a pattern; the message says why (e.g. "missing ): (unclosed")."""
 
-    Raises `re.error` (positions refer to `regex` as written).
+
+_RE2_MAX_MEM: Final = 1 << 20
+"""Memory for each compiled pattern's program and matching caches (RE2's default is 8 MiB): a
+thousand rules stay bounded. A pattern too large for it is refused at load."""
+
+
+def _re2_message(e: Exception) -> str:
+    detail = e.args[0] if e.args else ""
+    if isinstance(detail, bytes):
+        detail = detail.decode("utf-8", "replace")
+    return str(detail) or "refused by RE2"
+
+
+def glob_to_pattern(glob: str, *, ignore_case: bool) -> Pattern:
+    """Compile a glob (`*` = any run of characters, all else literal) to an anchored pattern.
+
+    Linear in the subject's length whatever the glob (RE2). Raises `PatternError` only when the
+    glob is too large for RE2's memory budget.
     """
-    plain = re.compile(regex)  # errors with positions in the user's own text
-    flags = _GLOBAL_FLAGS.match(regex)
-    prefix = flags.group(0) if flags else ""
-    # In verbose mode a trailing "# comment" would swallow the closing group: end it with a
-    # newline, which verbose mode ignores (and which only verbose mode may see, as a literal).
-    end = "\n" if plain.flags & re.VERBOSE else ""
-    return re.compile(rf"{prefix}\A(?:{regex[len(prefix) :]}{end})\Z")
+    body = ".*".join(re2.escape(part) for part in re.split(r"\*+", glob))
+    return Pattern(("(?is)" if ignore_case else "(?s)") + body)
+
+
+def regex_to_pattern(regex: str) -> Pattern:
+    """Compile a user regex (RE2 syntax) anchored at both ends. Raises `PatternError`.
+
+    RE2 has no backreferences, lookaround, possessive quantifiers, `\\Z` or verbose mode
+    (`(?x)`): they are refused here, never silently read another way. Anchoring uses RE2's own
+    full-match, not text pasted around `regex`, so no group, flag or `\\Q` in it can undo it.
+    """
+    return Pattern(regex)
 
 
 def _glob(value: object, where: str) -> str:
     return f.as_str(value, where, what="a glob pattern", max_len=MAX_PATTERN_LENGTH)
+
+
+def _glob_pattern(glob: str, where: str, *, ignore_case: bool) -> Pattern:
+    try:
+        return glob_to_pattern(glob, ignore_case=ignore_case)
+    except PatternError as e:
+        raise f.error(where, f"glob {f.echo(glob)} cannot be compiled: {e}") from e
+
+
+_RE2_HINTS: Final = (
+    ("(?x", "RE2 has no verbose mode: remove (?x), the whitespace and the # comments"),
+    ("\\Z", "write \\z for the end of the text, or leave it out: san_regex is always anchored"),
+    ("(?=", "RE2 has no lookahead"),
+    ("(?!", "RE2 has no lookahead"),
+    ("(?<=", "RE2 has no lookbehind"),
+    ("(?<!", "RE2 has no lookbehind"),
+    ("(?P=", "RE2 has no backreferences"),
+    ("*+", "RE2 has no possessive quantifiers"),
+    ("++", "RE2 has no possessive quantifiers"),
+    ("?+", "RE2 has no possessive quantifiers"),
+)
+"""(text in RE2's message, hint) for constructs people bring from Python's or Perl's regexes."""
+_BACKREFERENCE: Final = re.compile(r"invalid escape sequence: \\[1-9]")
+_VERBOSE_FLAG: Final = re.compile(r"\(\?[a-zA-Z-]*x[a-zA-Z-]*[:)]")
+
+
+def _regex_error(name: str, regex: str, e: PatternError) -> str:
+    message = str(e)
+    # RE2's message shows only the start of a construct ("(?P"): look in the regex as well.
+    hint = next((h for needle, h in _RE2_HINTS if needle in message or needle in regex), None)
+    if _VERBOSE_FLAG.search(regex):
+        hint = _RE2_HINTS[0][1]
+    if hint is None and _BACKREFERENCE.search(message):
+        hint = "RE2 has no backreferences"
+    return (
+        f"invalid regular expression in rule {f.echo(name)}: {message}"
+        + (f" ({hint})" if hint else "")
+        + "; san_regex uses RE2 syntax (see docs/configuration.md)"
+    )
 
 
 def _fingerprint(value: object, where: str) -> str:
@@ -306,7 +389,7 @@ def _extensions(value: object, where: str) -> tuple[ExtensionMatcher, ...]:
                 oid=oid,
                 name=name or _OID_NAMES.get(oid),
                 glob=glob,
-                pattern=glob_to_pattern(glob, ignore_case=True),
+                pattern=_glob_pattern(glob, at, ignore_case=True),
             )
         )
     return tuple(matchers)
@@ -333,7 +416,7 @@ def compile_rule(raw: Mapping[str, object], where: str) -> WatchRule:
     san_pattern = None
     if "san" in raw:
         san = _glob(raw["san"], f.key_path(where, "san"))
-        san_pattern = glob_to_pattern(san, ignore_case=True)
+        san_pattern = _glob_pattern(san, f.key_path(where, "san"), ignore_case=True)
     if "san_regex" in raw:
         at = f.key_path(where, "san_regex")
         san_regex = f.as_str(
@@ -341,11 +424,8 @@ def compile_rule(raw: Mapping[str, object], where: str) -> WatchRule:
         )
         try:
             san_pattern = regex_to_pattern(san_regex)
-        except re.error as e:
-            position = f" at position {e.pos}" if e.pos is not None else ""
-            raise f.error(
-                at, f"invalid regular expression in rule {f.echo(name)}: {e.msg}{position}"
-            ) from e
+        except PatternError as e:
+            raise f.error(at, _regex_error(name, san_regex, e)) from e
 
     email = _email(raw["email"], f.key_path(where, "email")) if "email" in raw else None
     extensions = (
@@ -392,7 +472,10 @@ def compile_rule(raw: Mapping[str, object], where: str) -> WatchRule:
     allowed = f.opt_str_list(
         raw, "allowed_signers", where, what="a glob pattern", max_len=MAX_PATTERN_LENGTH
     )
-    patterns = tuple(glob_to_pattern(g, ignore_case=False) for g in allowed)
+    patterns = tuple(
+        _glob_pattern(g, f.key_path(f.key_path(where, "allowed_signers"), i), ignore_case=False)
+        for i, g in enumerate(allowed)
+    )
     search = f.opt_str_list(raw, "search", where, what="a search term")
     notify = f.opt_str_list(raw, "notify", where, what="a notify channel name", max_len=63)
     logs = f.opt_str_list(raw, "logs", where, what="a log name", max_len=63)
@@ -664,6 +747,9 @@ class Matcher:
         """
         out: list[Match] = []
         for index, signer in enumerate(entry.signers):
+            # The chain is checked before any rule's regex or glob reads the signer's identity,
+            # once per signer (an untrusted match is still recorded as such, hence no skipping).
+            trusted = self._trusted(signer, at)
             for rule in self.rules:
                 reasons: list[str] = []
                 for check in _checks(rule, entry, signer):
@@ -671,20 +757,29 @@ class Matcher:
                         break
                     reasons.append(check.detail)
                 else:
-                    out.append(self._verdict(rule, entry, index, reasons, at))
+                    out.append(self._verdict(rule, entry, index, reasons, trusted))
         return out
 
     def explain(self, entry: Entry, *, at: datetime | None = None) -> list[Evaluation]:
         """Every rule's verdict on every signer, with each matcher's result (for `inspect`)."""
         out: list[Evaluation] = []
         for index, signer in enumerate(entry.signers):
+            trusted = self._trusted(signer, at)
             for rule in self.rules:
                 checks = tuple(_checks(rule, entry, signer))
                 match = None
                 if all(c.passed for c in checks):
-                    match = self._verdict(rule, entry, index, [c.detail for c in checks], at)
+                    match = self._verdict(rule, entry, index, [c.detail for c in checks], trusted)
                 out.append(Evaluation(rule.name, index, checks, match))
         return out
+
+    def _trusted(self, signer: Signer, at: datetime | None) -> bool | None:
+        """Whether the signer's certificate chains to the log's Fulcio roots (valid at `at`);
+        None for a bare key."""
+        cert = signer.certificate
+        if cert is None:
+            return None
+        return self.trust is not None and self.trust.is_trusted(cert, at)
 
     def _verdict(
         self,
@@ -692,25 +787,23 @@ class Matcher:
         entry: Entry,
         index: int,
         reasons: list[str],
-        at: datetime | None,
+        trusted: bool | None,
     ) -> Match:
         signer = entry.signers[index]
         cert = signer.certificate
         untrusted = False
-        if cert is not None:
-            trusted = self.trust is not None and self.trust.is_trusted(cert, at)
-            if not trusted:
-                why = (
-                    f"certificate (issued by {cert.issuer_dn or 'an empty name'}) does not chain "
-                    "to the log's Fulcio roots"
-                    if self.trust is not None
-                    else "no Fulcio roots are known for this log"
-                )
-                if rule.any_issuer:
-                    reasons.append(f"{why}; counted because any_issuer = true")
-                else:
-                    reasons.append(f"{why}: not counted as the watched identity")
-                    untrusted = True
+        if cert is not None and not trusted:
+            why = (
+                f"certificate (issued by {cert.issuer_dn or 'an empty name'}) does not chain "
+                "to the log's Fulcio roots"
+                if self.trust is not None
+                else "no Fulcio roots are known for this log"
+            )
+            if rule.any_issuer:
+                reasons.append(f"{why}; counted because any_issuer = true")
+            else:
+                reasons.append(f"{why}: not counted as the watched identity")
+                untrusted = True
         outcome = MatchOutcome.IDENTITY_SEEN
         if rule.allowed_signers:
             allowed, reason = _allowed(rule, cert)
@@ -802,37 +895,164 @@ def _glob_literals(glob: str) -> list[str]:
     return [part for part in re.split(r"\*+", glob) if part]
 
 
-def _regex_literals(pattern: re.Pattern[str]) -> tuple[list[str], bool]:
-    """(literal runs every match must contain, whether they compare case-insensitively).
+def _regex_literals(regex: str) -> tuple[list[str], bool]:
+    """(literal runs every match of `regex` must contain, whether they may match in any case).
 
-    Reads the top-level sequence of the parsed regex (through groups that change no flags);
-    anything else ends a run. Uses the stdlib's regex parser, private: any surprise yields no
-    literals, which only costs speed.
+    `regex` has compiled with RE2. A conservative scan of its syntax (`_LiteralScan`), not any
+    engine's internals: anything the scan does not follow yields no literals, which only costs
+    speed.
     """
+    scan = _LiteralScan(regex)
     try:
-        parser: Any = importlib.import_module("re._parser")
-        parsed = parser.parse(pattern.pattern, pattern.flags & ~re.UNICODE)
-        runs: list[str] = []
-        current: list[str] = []
-
-        def walk(items: Any) -> None:
-            nonlocal current
-            for op, av in items:
-                name = getattr(op, "name", str(op))
-                if name == "LITERAL":
-                    current.append(chr(av))
-                elif name == "SUBPATTERN" and not av[1] and not av[2]:
-                    walk(av[3])
-                else:
-                    runs.append("".join(current))
-                    current = []
-
-        walk(parsed)
-        runs.append("".join(current))
-        ignore_case = bool((parsed.state.flags | pattern.flags) & re.IGNORECASE)
-        return [r for r in runs if r], ignore_case
-    except Exception:  # noqa: BLE001 - a private API: never let it break matching
+        items = scan.sequence()
+        if scan.pos != len(regex):
+            raise _Opaque  # a stray ")": RE2 refuses it, so never here
+    except _Opaque:
         return [], True
+    runs: list[str] = []
+    current: list[str] = []
+    for item in items or ():
+        if item is None:
+            runs.append("".join(current))
+            current = []
+        else:
+            current.append(item)
+    runs.append("".join(current))
+    return [r for r in runs if r], scan.fold
+
+
+class _Opaque(Exception):
+    """The literal scan met syntax it does not follow."""
+
+
+_REPEAT: Final = re.compile(r"\{[0-9]+(?:,[0-9]*)?\}")
+"""RE2's counted repetition; any other "{" is a literal."""
+_GROUP_OPEN: Final = re.compile(r"\?(?:P?<[A-Za-z0-9_]+>|:|([imsU-]+)([:)]))")
+_SINGLE_ESCAPES: Final = frozenset("dDsSwWbBAzafnrtvC")
+
+
+class _LiteralScan:
+    """Reads RE2 syntax for the characters every match must contain, in order.
+
+    `sequence` returns the items of a concatenation: a character every match contains at that
+    point, or None for anything else (a class, `.`, an anchor, a quantified atom, a group with
+    an alternation). An unquantified group without alternation contributes its own items, as
+    in `(?:https://github\\.com/org)/.*`. `fold` becomes True when an `i` flag appears anywhere
+    (searching a literal in any case is always sound, only weaker).
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+        self.fold = False
+
+    def sequence(self) -> list[str | None] | None:
+        """Items up to an unmatched ")" or the end; None when the sequence has a "|"."""
+        items: list[str | None] = []
+        alternation = False
+        text = self.text
+        while self.pos < len(text) and text[self.pos] != ")":
+            if text[self.pos] == "|":
+                alternation = True
+                self.pos += 1
+                continue
+            atom = self.atom()
+            items.extend([None] if self.quantifier() else atom)
+        return None if alternation else items
+
+    def atom(self) -> list[str | None]:
+        text, ch = self.text, self.text[self.pos]
+        if ch == "(":
+            return self.group()
+        if ch == "[":
+            self.char_class()
+            return [None]
+        if ch == "\\":
+            return [self.escape()]
+        if ch in "*+?" or (ch == "{" and _REPEAT.match(text, self.pos)):
+            raise _Opaque  # a repetition of nothing: RE2 refuses it
+        self.pos += 1
+        return [None] if ch in ".^$" else [ch]
+
+    def quantifier(self) -> bool:
+        """Consume the repetition operators after an atom; whether there were any."""
+        text, found = self.text, False
+        while self.pos < len(text):
+            repeat = _REPEAT.match(text, self.pos)
+            if repeat is not None:
+                self.pos = repeat.end()
+            elif text[self.pos] in "*+?":
+                self.pos += 1
+            else:
+                break
+            found = True
+        return found
+
+    def group(self) -> list[str | None]:
+        self.pos += 1  # "("
+        if self.text.startswith("?", self.pos):
+            head = _GROUP_OPEN.match(self.text, self.pos)
+            if head is None:
+                raise _Opaque
+            self.pos = head.end()
+            flags, close = head.group(1), head.group(2)
+            if flags is not None and "i" in flags:
+                self.fold = True
+            if close == ")":
+                return [None]  # flags for the rest of the enclosing group: zero-width
+        inner = self.sequence()
+        if not self.text.startswith(")", self.pos):
+            raise _Opaque
+        self.pos += 1
+        return [None] if inner is None else inner
+
+    def char_class(self) -> None:
+        """Skip a bracketed class as RE2 reads it: "]" first is a member, "[:name:]" nests."""
+        text = self.text
+        self.pos += 1
+        if text.startswith("^", self.pos):
+            self.pos += 1
+        first = True
+        while self.pos < len(text) and (text[self.pos] != "]" or first):
+            first = False
+            if text.startswith("[:", self.pos):
+                end = text.find(":]", self.pos + 2)
+                if end >= 0:
+                    self.pos = end + 2
+                    continue
+            if text[self.pos] == "\\":
+                self.escape()
+            else:
+                self.pos += 1
+        if self.pos >= len(text):
+            raise _Opaque
+        self.pos += 1
+
+    def escape(self) -> str | None:
+        """Consume one escape; the character it stands for when it is literal punctuation."""
+        text = self.text
+        if self.pos + 1 >= len(text):
+            raise _Opaque
+        ch = text[self.pos + 1]
+        self.pos += 2
+        if ch.isascii() and not ch.isalnum():
+            return ch  # RE2: a backslash before any ASCII non-word character is that character
+        if ch in "pPx" and text.startswith("{", self.pos):
+            end = text.find("}", self.pos)
+            if end < 0:
+                raise _Opaque
+            self.pos = end + 1
+        elif ch in "pP":
+            self.pos += 1
+        elif ch == "x":
+            self.pos += 2
+        elif ch in "01234567":
+            last = self.pos + 2  # RE2 reads at most three octal digits
+            while self.pos < min(last, len(text)) and text[self.pos] in "01234567":
+                self.pos += 1
+        elif ch not in _SINGLE_ESCAPES:
+            raise _Opaque  # e.g. \\Q...\\E
+        return None
 
 
 class _Views:
@@ -1093,8 +1313,8 @@ def _prefilter(rule: WatchRule) -> _RuleFilter:
             conditions.append(_Text(frag, fold=False, weight=0))
     if rule.san is not None:
         fold(_glob_literals(rule.san))
-    elif rule.san_pattern is not None:
-        literals, ignore_case = _regex_literals(rule.san_pattern)
+    elif rule.san_regex is not None:
+        literals, ignore_case = _regex_literals(rule.san_regex)
         if ignore_case:
             fold(literals)
         else:

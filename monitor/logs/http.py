@@ -8,6 +8,9 @@ Every request made to a log goes through ``get_bytes`` / ``get_json`` / ``post_j
          408, 429, 5xx, connection failures, timeouts, truncated bodies: retry
              (full-jitter exponential backoff, or Retry-After on 429/503)
          other 4xx: raise at once (404 -> LogNotFound, others -> LogStatusError)
+         3xx: followed only to the same origin (scheme, host and port), at most
+             MAX_REDIRECTS hops; a redirect anywhere else is refused without contacting
+             the target (LogRedirectError)
 
 Errors, in the project's families (``monitor.errors``):
 
@@ -15,7 +18,8 @@ Errors, in the project's families (``monitor.errors``):
 - ``LogNotReady`` (NetworkError): the log does not know what was asked *yet* (a lagging
   replica); raised by clients that know which answers mean that; retry later.
 - ``LogResponseError`` (ParseError): the log answered garbage (not JSON, too big, wrong shape);
-  ``LogStatusError`` and ``LogNotFound`` are its status-carrying subclasses.
+  ``LogStatusError``, ``LogNotFound`` and ``LogRedirectError`` are its status-carrying
+  subclasses.
 
 Messages name the method, the URL (credentials in the URL's userinfo are never shown), what was
 expected and what came, with body excerpts capped at ``EXCERPT_CHARS`` characters.
@@ -29,6 +33,7 @@ import json
 import logging
 import random
 import re
+import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -44,10 +49,14 @@ from monitor import __version__
 from monitor.errors import NetworkError, ParseError
 
 __all__ = [
+    "MAX_BODY_BYTES_IN_FLIGHT",
     "MAX_JSON_DEPTH",
+    "MAX_JSON_ITEMS",
+    "MAX_REDIRECTS",
     "HttpPolicy",
     "LogNotFound",
     "LogNotReady",
+    "LogRedirectError",
     "LogResponseError",
     "LogStatusError",
     "LogUnavailable",
@@ -70,7 +79,24 @@ MAX_JSON_DEPTH: Final = 64
 EXCERPT_CHARS: Final = 200
 """Longest body excerpt quoted in an error message."""
 
+MAX_REDIRECTS: Final = 5
+"""Most same-origin redirects followed for one request."""
+
+MAX_JSON_ITEMS: Final = 1_000_000
+"""Most JSON values (counted by their separators and brackets) accepted in one body, checked
+before parsing. Parsed, a value costs up to ~100 bytes (an empty object is a 64-byte dict), so
+without a count a 16 MiB body of ``[{},{},...]`` would become ~400 MB of objects; the largest
+answer we read (an index search of 100,000 UUIDs) has ~100,000."""
+
+MAX_BODY_BYTES_IN_FLIGHT: Final = 128 * 1024 * 1024
+"""Most response-body bytes the whole process holds while reading bodies, over every log and
+request at once. A read that would go past it fails as ``LogUnavailable`` (retried like any
+transient failure) instead of waiting: with per-body caps this bounds what concurrent polls of
+many logs can hold, whatever their number (see docs/configuration.md, memory)."""
+
 _CHUNK = 64 * 1024
+_REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
+_MAX_LOCATION_CHARS = 200
 _ERROR_BODY_BYTES = 1024
 _RETRYABLE_4XX: Final = frozenset({408, 429})
 _RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
@@ -144,6 +170,21 @@ class LogStatusError(LogResponseError):
 
 class LogNotFound(LogStatusError):
     """The log answered 404: it does not have the resource."""
+
+
+class LogRedirectError(LogStatusError):
+    """The log redirected to another origin (scheme, host or port), answered a redirect
+    without a usable Location, or redirected more than ``MAX_REDIRECTS`` times.
+
+    A redirect elsewhere is never followed: the request could be steered at an internal
+    service (SSRF) or from https to plain http, and whatever that service answered would end
+    up in errors, alerts and messages. ``location`` is the (shortened, credential-free)
+    target, for messages.
+    """
+
+    def __init__(self, message: str, *, status: int, location: str | None) -> None:
+        super().__init__(message, status=status)
+        self.location = location
 
 
 # --- message helpers ----------------------------------------------------------------------------
@@ -255,7 +296,9 @@ class RequestBudget:
 # A JSON string (escapes included), removed before counting brackets, which may appear in text.
 # Possessive quantifiers and "or the end of the text" make every match attempt succeed without
 # backtracking, so the scan stays linear even on unterminated strings full of escaped quotes.
-_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)', re.DOTALL)
+# Matched on the UTF-8 bytes: no byte of a multi-byte sequence is a quote or a backslash, and
+# the bytes are at most as large as the str (which can be 4x when one character is astral).
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)', re.DOTALL)
 _BRACKETS = b"[]{}"
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in _BRACKETS)
 _DEPTH_DELTA = [0] * 256
@@ -263,11 +306,22 @@ _DEPTH_DELTA[ord("[")] = _DEPTH_DELTA[ord("{")] = 1
 _DEPTH_DELTA[ord("]")] = _DEPTH_DELTA[ord("}")] = -1
 
 
-def json_depth(text: str) -> int:
+def json_depth(text: str | bytes) -> int:
     """The deepest bracket nesting of a JSON text (strings ignored); cheap, no recursion."""
-    stripped = _JSON_STRING.sub("", text).encode("utf-8", "surrogatepass")
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    return _json_shape(data)[0]
+
+
+def _json_shape(data: bytes) -> tuple[int, int]:
+    """(deepest bracket nesting, an upper bound of the number of values) of a UTF-8 JSON
+    text, strings ignored: cheap, no recursion, no objects built."""
+    stripped = _JSON_STRING.sub(b"", data)
     brackets = stripped.translate(None, _NOT_BRACKETS)
-    return max(accumulate(map(_DEPTH_DELTA.__getitem__, brackets)), default=0)
+    depth = max(accumulate(map(_DEPTH_DELTA.__getitem__, brackets)), default=0)
+    # Every value but the first follows a comma or opens a container: commas + brackets + 1
+    # bounds the values (and object keys) json.loads would build.
+    items = stripped.count(b",") + len(brackets) + 1
+    return depth, items
 
 
 def _reject_constant(name: str) -> object:
@@ -275,11 +329,22 @@ def _reject_constant(name: str) -> object:
 
 
 def parse_json(data: bytes, where: str, *, max_depth: int = MAX_JSON_DEPTH) -> object:
-    """Parse a JSON body strictly: UTF-8, no NaN/Infinity, at most ``max_depth`` deep.
+    """Parse a JSON body strictly: UTF-8, no NaN/Infinity, at most ``max_depth`` deep and
+    ``MAX_JSON_ITEMS`` values.
 
     ``where`` names the request in messages ("GET https://log/api/v1/log"). Raises
     LogResponseError.
     """
+    # Shape first, on the bytes: a body refused here never costs its str or its objects.
+    depth, items = _json_shape(data)
+    if depth > max_depth:
+        raise LogResponseError(
+            f"{where}: expected JSON nested at most {max_depth} deep, got {depth} levels"
+        )
+    if items > MAX_JSON_ITEMS:
+        raise LogResponseError(
+            f"{where}: expected JSON of at most {MAX_JSON_ITEMS} values, got up to {items}"
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -287,11 +352,6 @@ def parse_json(data: bytes, where: str, *, max_depth: int = MAX_JSON_DEPTH) -> o
             f"{where}: expected a UTF-8 JSON body, got invalid UTF-8 at byte {e.start}: "
             f"{excerpt(data)}"
         ) from e
-    depth = json_depth(text)
-    if depth > max_depth:
-        raise LogResponseError(
-            f"{where}: expected JSON nested at most {max_depth} deep, got {depth} levels"
-        )
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except RecursionError as e:  # belt and braces: the depth check should prevent this
@@ -327,21 +387,56 @@ def _backoff(policy: HttpPolicy, attempt: int) -> float:
     return random.uniform(0.0, ceiling)  # noqa: S311 (jitter, not cryptography)
 
 
+class _BodyBytes:
+    """Response-body bytes held by the reads in progress, process-wide, against a limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> bool:
+        """Count ``n`` more bytes, unless that would pass the limit (then count nothing)."""
+        with self._lock:
+            if self.held + n > self.limit:
+                return False
+            self.held += n
+            return True
+
+    def give(self, n: int) -> None:
+        """Stop counting ``n`` bytes."""
+        with self._lock:
+            self.held -= n
+
+
+_IN_FLIGHT = _BodyBytes(MAX_BODY_BYTES_IN_FLIGHT)
+
+
+class _OverBudget(Exception):
+    """Reading on would pass MAX_BODY_BYTES_IN_FLIGHT."""
+
+
 async def _read_capped(resp: aiohttp.ClientResponse, limit: int, where: str) -> bytes:
-    """Read the whole body in chunks, failing as soon as it is larger than ``limit`` bytes."""
+    """Read the whole body in chunks, failing as soon as it is larger than ``limit`` bytes, or
+    (``_OverBudget``) when the process would hold more than MAX_BODY_BYTES_IN_FLIGHT."""
     declared = resp.content_length
     if declared is not None and declared > limit:
         raise LogResponseError(
             f"{where}: expected a body of at most {limit} bytes, got Content-Length {declared}"
         )
     buf = bytearray()
-    async for chunk in resp.content.iter_chunked(_CHUNK):
-        buf += chunk
-        if len(buf) > limit:
-            raise LogResponseError(
-                f"{where}: expected a body of at most {limit} bytes, got more (stopped reading)"
-            )
-    return bytes(buf)
+    try:
+        async for chunk in resp.content.iter_chunked(_CHUNK):
+            if not _IN_FLIGHT.take(len(chunk)):
+                raise _OverBudget
+            buf += chunk
+            if len(buf) > limit:
+                raise LogResponseError(
+                    f"{where}: expected a body of at most {limit} bytes, got more (stopped reading)"
+                )
+        return bytes(buf)
+    finally:
+        _IN_FLIGHT.give(len(buf))
 
 
 @dataclass(frozen=True)
@@ -349,6 +444,53 @@ class _Response:
     status: int
     content_type: str
     body: bytes
+
+
+def _origin(url: URL) -> tuple[str, str | None, int | None]:
+    """What a redirect must keep: scheme, host (case-insensitive) and effective port."""
+    return url.scheme.lower(), (url.host or "").lower() or None, url.port
+
+
+def _shown_location(url: URL | str) -> str:
+    """A redirect target for messages: no credentials, no control characters, shortened (the
+    Location header is the log's text)."""
+    text = _CONTROL.sub(" ", safe_url(url))
+    if len(text) > _MAX_LOCATION_CHARS:
+        text = text[: _MAX_LOCATION_CHARS - 3] + "..."
+    return text
+
+
+def _redirect_target(current: URL, resp: aiohttp.ClientResponse, where: str) -> URL:
+    """Where a 3xx answer points, if it may be followed (same origin as ``current``); raises
+    LogRedirectError naming the target otherwise. The target is never contacted here."""
+    status = resp.status
+    location = resp.headers.get("Location")
+    if not location:
+        raise LogRedirectError(
+            f"{where}: HTTP {status} redirect without a Location header",
+            status=status,
+            location=None,
+        )
+    try:
+        target = current.join(URL(location))
+        same = target.is_absolute() and _origin(target) == _origin(current)
+    except (ValueError, TypeError) as e:
+        raise LogRedirectError(
+            f"{where}: HTTP {status} redirect to an unparseable Location "
+            f"{excerpt(location, _MAX_LOCATION_CHARS)}",
+            status=status,
+            location=None,
+        ) from e
+    shown = _shown_location(target)
+    if not same:
+        raise LogRedirectError(
+            f"{where}: HTTP {status} redirect to {shown} refused: it leaves "
+            f"{_shown_location(current.origin())} (redirects are followed only to "
+            "the same scheme, host and port); if the log really moved, configure its new URL",
+            status=status,
+            location=shown,
+        )
+    return target
 
 
 async def _attempt(
@@ -362,32 +504,51 @@ async def _attempt(
     headers: dict[str, str],
     max_bytes: int,
 ) -> _Response | LogUnavailable:
-    """One attempt: a 2xx response, or a retryable failure (returned), or a raised error."""
+    """One attempt: a 2xx response, or a retryable failure (returned), or a raised error.
+
+    Redirects are followed here, by hand, only within the request's origin: aiohttp would
+    follow them anywhere, https to http included, and quote whatever the target answered.
+    """
     timeout = aiohttp.ClientTimeout(total=policy.timeout, connect=policy.connect_timeout)
+    target = URL(url)
+    requested = where
     try:
-        # asyncio.timeout bounds the body too, whatever aiohttp does with its own timeout.
-        async with (
-            asyncio.timeout(policy.timeout),
-            session.request(method, url, data=data, headers=headers, timeout=timeout) as resp,
-        ):
-            status = resp.status
-            if 200 <= status < 300:
-                body = await _read_capped(resp, max_bytes, where)
-                return _Response(status, resp.content_type, body)
-            text = await resp.content.read(_ERROR_BODY_BYTES)
-            reason = _CONTROL.sub(" ", resp.reason or "")[:80]
-            detail = f"{where}: HTTP {status} {reason}".rstrip()
-            if text:
-                detail += f": {excerpt(text)}"
-            if status in _RETRYABLE_4XX or status >= 500:
-                retry_after = None
-                if status in _RETRY_AFTER_STATUSES:
-                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                return LogUnavailable(detail, status=status, retry_after=retry_after)
-            if status == 404:
-                raise LogNotFound(detail, status=status)
-            raise LogStatusError(detail, status=status)
-    except aiohttp.TooManyRedirects as e:
+        # asyncio.timeout bounds the body too, whatever aiohttp does with its own timeout;
+        # and it bounds every hop of a redirect chain together.
+        async with asyncio.timeout(policy.timeout):
+            for _hop in range(MAX_REDIRECTS + 1):
+                async with session.request(
+                    method,
+                    target,
+                    data=data,
+                    headers=headers,
+                    timeout=timeout,
+                    allow_redirects=False,
+                ) as resp:
+                    status = resp.status
+                    if status in _REDIRECT_STATUSES:
+                        target = _redirect_target(target, resp, where)
+                        # Later messages name where the request actually went.
+                        where = f"{requested} -> {_shown_location(target)}"
+                        continue
+                    if 200 <= status < 300:
+                        try:
+                            body = await _read_capped(resp, max_bytes, where)
+                        except _OverBudget:
+                            return LogUnavailable(
+                                f"{where}: the monitor already holds "
+                                f"{MAX_BODY_BYTES_IN_FLIGHT // (1024 * 1024)} MiB of responses "
+                                "being read (other requests); retrying"
+                            )
+                        return _Response(status, resp.content_type, body)
+                    return await _failure(resp, where)
+            raise LogRedirectError(
+                f"{where}: expected an answer after at most {MAX_REDIRECTS} redirects, got "
+                "another redirect",
+                status=status,
+                location=_shown_location(target),
+            )
+    except aiohttp.TooManyRedirects as e:  # not raised with allow_redirects=False; kept safe
         raise LogResponseError(f"{where}: too many redirects") from e
     except aiohttp.ClientConnectorCertificateError as e:
         # Not retried: a certificate that does not verify will not verify in a second either,
@@ -415,6 +576,24 @@ async def _attempt(
         return failure
     except aiohttp.ClientError as e:  # invalid URL and the like: retrying cannot help
         raise LogUnavailable(f"{where}: {_describe(e)}") from e
+
+
+async def _failure(resp: aiohttp.ClientResponse, where: str) -> LogUnavailable:
+    """A non-2xx, non-redirect answer: returned when worth retrying, raised otherwise."""
+    status = resp.status
+    text = await resp.content.read(_ERROR_BODY_BYTES)
+    reason = _CONTROL.sub(" ", resp.reason or "")[:80]
+    detail = f"{where}: HTTP {status} {reason}".rstrip()
+    if text:
+        detail += f": {excerpt(text)}"
+    if status in _RETRYABLE_4XX or status >= 500:
+        retry_after = None
+        if status in _RETRY_AFTER_STATUSES:
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        return LogUnavailable(detail, status=status, retry_after=retry_after)
+    if status == 404:
+        raise LogNotFound(detail, status=status)
+    raise LogStatusError(detail, status=status)
 
 
 async def _request(

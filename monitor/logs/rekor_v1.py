@@ -28,10 +28,11 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Final, TypeVar
+from typing import Final, TypeGuard, TypeVar
 
 import aiohttp
 
+from monitor._fields import MAX_INT64, MAX_UNIX_TIME
 from monitor.errors import VerificationError
 from monitor.logs.http import (
     HttpPolicy,
@@ -56,6 +57,7 @@ __all__ = [
     "TreeHead",
     "V1Entry",
     "V1LogInfo",
+    "is_tree_id",
     "parse_consistency_proof",
     "parse_entries",
     "parse_entry_map",
@@ -182,9 +184,11 @@ def _field(obj: Mapping[str, object], key: str, where: str) -> object:
     return obj[key]
 
 
-def _int(value: object, where: str, *, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _fail(where, f"an integer >= {minimum}", value)
+def _int(value: object, where: str, *, minimum: int = 0, maximum: int = MAX_INT64) -> int:
+    """An integer in [minimum, maximum]: by default what SQLite and Rekor's int64 hold."""
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        upper = "2^63 - 1" if maximum == MAX_INT64 else str(maximum)
+        raise _fail(where, f"an integer from {minimum} to {upper}", value)
     return value
 
 
@@ -216,9 +220,15 @@ def _base64(value: object, where: str) -> bytes:
 
 
 def _tree_id(value: object, where: str) -> str:
-    if not isinstance(value, str) or not _TREE_ID.fullmatch(value):
-        raise _fail(where, "a decimal tree ID as a string", value)
+    if not is_tree_id(value):
+        raise _fail(where, "a decimal tree ID from 0 to 2^63 - 1 as a string", value)
     return value
+
+
+def is_tree_id(value: object) -> TypeGuard[str]:
+    """Whether ``value`` is a Rekor tree ID: a string of ASCII digits, at most 2^63 - 1
+    (Trillian's tree IDs are int64)."""
+    return isinstance(value, str) and bool(_TREE_ID.fullmatch(value)) and int(value) <= MAX_INT64
 
 
 # --- pure parsers -------------------------------------------------------------------------------
@@ -258,6 +268,12 @@ def parse_log_info(obj: object, where: str = "log info") -> V1LogInfo:
     ids = [active.tree_id, *(t.tree_id for t in inactive)]
     if len(set(ids)) != len(ids):
         raise LogResponseError(f"{where}: expected distinct tree IDs, got {ids}")
+    # Global log indexes run on across the shards; they must stay storable too.
+    total = active.size + sum(t.size for t in inactive)
+    if total > MAX_INT64:
+        raise LogResponseError(
+            f"{where}: expected the trees' sizes to add up to at most 2^63 - 1, got {total}"
+        )
     return V1LogInfo(active=active, inactive=inactive)
 
 
@@ -283,7 +299,9 @@ def _parse_entry(uuid: str, obj: object, where: str) -> V1Entry:
     log_index = _int(_field(o, "logIndex", where), f"{where}.logIndex")
     where = f"{where} (logIndex {log_index})"
     body = _base64(_field(o, "body", where), f"{where}.body")
-    integrated_time = _int(_field(o, "integratedTime", where), f"{where}.integratedTime")
+    integrated_time = _int(
+        _field(o, "integratedTime", where), f"{where}.integratedTime", maximum=MAX_UNIX_TIME
+    )
     log_id = _str(_field(o, "logID", where), f"{where}.logID")
     if not _HEX_HASH.fullmatch(log_id):
         raise _fail(f"{where}.logID", "64 hex digits", log_id)

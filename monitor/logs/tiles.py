@@ -88,6 +88,8 @@ MAX_TILE_LEVEL: Final = 63
 """Highest tile level the spec allows in a path."""
 
 _TILE_BYTES: Final = TILE_WIDTH * HASH_SIZE
+# A bundle holds at most 256 entries of a uint16 length and at most 65,535 bytes each.
+_BUNDLE_MAX_BYTES: Final = TILE_WIDTH * (2 + 0xFFFF)
 _CHECKPOINT_MAX_BYTES: Final = 64 * 1024
 _DUMMY = bytes(HASH_SIZE)
 
@@ -340,19 +342,23 @@ class TilesClient:
         return text
 
     async def _get_partial_or_full(
-        self, path: str, full_path: str, width: int
+        self, path: str, full_path: str, width: int, max_bytes: int
     ) -> tuple[str, int, bytes]:
-        """GET a (partial) resource; if a partial one is gone (404: the log grew and dropped it,
-        as the spec allows), GET the full one instead. Returns (path, width, body) of what was
-        actually fetched."""
+        """GET a (partial) resource of at most ``max_bytes`` (the most a full one can need, so a
+        log cannot make us hold more); if a partial one is gone (404: the log grew and dropped
+        it, as the spec allows), GET the full one instead. Returns (path, width, body) of what
+        was actually fetched."""
+        cap = min(max_bytes, self.policy.max_body_bytes)
         try:
-            body = await get_bytes(self.session, self._url(path), self.policy, budget=self.budget)
+            body = await get_bytes(
+                self.session, self._url(path), self.policy, max_bytes=cap, budget=self.budget
+            )
         except LogNotFound:
             if width == TILE_WIDTH:
                 raise
             log.debug("%s: %s is gone, trying %s", self, path, full_path)
             body = await get_bytes(
-                self.session, self._url(full_path), self.policy, budget=self.budget
+                self.session, self._url(full_path), self.policy, max_bytes=cap, budget=self.budget
             )
             return full_path, TILE_WIDTH, body
         return path, width, body
@@ -365,7 +371,7 @@ class TilesClient:
         """
         width = _check_width(width)
         path, got, body = await self._get_partial_or_full(
-            tile_path(level, index, width), tile_path(level, index), width
+            tile_path(level, index, width), tile_path(level, index), width, _TILE_BYTES
         )
         return _split_hashes(body, got, f"GET {safe_url(self._url(path))}")[:width]
 
@@ -377,7 +383,7 @@ class TilesClient:
         """
         width = _check_width(width)
         path, got, body = await self._get_partial_or_full(
-            entries_path(index, width), entries_path(index), width
+            entries_path(index, width), entries_path(index), width, _BUNDLE_MAX_BYTES
         )
         return parse_entry_bundle(body, got, f"GET {safe_url(self._url(path))}")[:width]
 

@@ -184,9 +184,13 @@ async def test_exported_evidence_verifies_offline_and_fails_after_any_edit(
     document = capsysbinary.readouterr().out
     evidence_file = tmp_path / "evidence.json"
     evidence_file.write_bytes(document)
-    # Offline: no config, no database, no network needed.
-    assert main(["--config", "/nonexistent.toml", "evidence", "verify", str(evidence_file)]) == 0
+    # Offline: no database, no network needed; proven for the key the configuration pins.
+    config = str(b.dir / "config.toml")
+    assert main(["--config", config, "evidence", "verify", str(evidence_file)]) == 0
     assert b"PROVEN" in capsysbinary.readouterr().out
+    # Without a key source the sandbox's key is nobody's the verifier knows: not proof.
+    assert main(["evidence", "verify", str(evidence_file)]) == 1
+    assert b"key UNKNOWN" in capsysbinary.readouterr().out
 
     # An alert raised before evidence was attached: rebuilt from its notes and the config's key.
     with sqlite3.connect(b.dir / "b.db") as db:

@@ -303,3 +303,45 @@ def dsse_v002(verifiers: Iterable[dict[str, object]], digest: str = DIGEST) -> d
 def encode(body: Mapping[str, object]) -> bytes:
     """Compact JSON bytes, sorted keys, as Rekor serves canonical bodies."""
     return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+
+
+def poisoned_issuer_certificate(
+    sans: Sequence[x509.GeneralName] = (x509.RFC822Name("alice@example.com"),),
+    issuer: str = "https://accounts.google.com",
+) -> bytes:
+    """DER of a self-signed certificate whose issuer name holds a BIT STRING under commonName:
+    well-formed DER that makes ``cryptography`` raise TypeError when it decodes the name (only
+    x500UniqueIdentifier may be a BIT STRING). It names `sans` and the OIDC `issuer`, so a watch
+    rule's pre-filter passes it on to the parser. The signature no longer verifies; nothing
+    that reads the name gets that far."""
+    key = leaf_key()
+    unique_id = x509.NameAttribute(
+        NameOID.X500_UNIQUE_IDENTIFIER,
+        b"\x00\x01",
+        _type=x509.name._ASN1Type.BitString,
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([]))
+        .issuer_name(x509.Name([unique_id]))
+        .public_key(key.public_key())
+        .serial_number(0x5EED)
+        .not_valid_before(NOT_BEFORE)
+        .not_valid_after(NOT_BEFORE + dt.timedelta(days=3650))
+        .add_extension(x509.SubjectAlternativeName(list(sans)), True)
+        .add_extension(
+            x509.UnrecognizedExtension(x509.ObjectIdentifier(OID_ISSUER_V2), der_utf8(issuer)),
+            False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    der = cert_der(cert)
+    # OBJECT IDENTIFIER 2.5.4.45 (x500UniqueIdentifier) -> 2.5.4.3 (commonName): same length.
+    unique_oid, common_name_oid = bytes.fromhex("060355042d"), bytes.fromhex("0603550403")
+    assert der.count(unique_oid) == 1
+    return der.replace(unique_oid, common_name_oid)
+
+
+def pem_to_der(pem: bytes) -> bytes:
+    """DER of the first PEM certificate."""
+    return cert_der(x509.load_pem_x509_certificate(pem))

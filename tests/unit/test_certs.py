@@ -325,6 +325,16 @@ def test_too_many_sans_is_an_error_not_a_truncation() -> None:
         parse_certificate(cert_der(make_certificate(sans=sans)))
 
 
+def test_a_name_cryptography_cannot_decode_is_a_parse_error() -> None:
+    # A BIT STRING commonName in the issuer: cryptography raises TypeError while decoding it.
+    der = certgen.poisoned_issuer_certificate()
+    with pytest.raises(CertificateParseError, match="TypeError") as info:
+        parse_certificate(der)
+    assert isinstance(info.value.__cause__, TypeError)
+    with pytest.raises(CertificateParseError):
+        parse_verifier(der)
+
+
 def test_oversized_certificate_is_refused_before_parsing() -> None:
     sans = [x509.RFC822Name(f"user{i:05d}@example.com") for i in range(10_000)]
     der = cert_der(make_certificate(sans=sans))

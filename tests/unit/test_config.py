@@ -102,9 +102,9 @@ def toml_value(value: object) -> str:
 
 
 def test_example_config_loads() -> None:
-    config = load_config(
-        REPO / "config.toml", environ={"TLOG_MONITOR_NOTIFY_URLS": "slack://T0/B0/XXXX"}
-    )
+    # As shipped it needs no environment: its channel is commented out (see
+    # tests/integration/test_operator_config.py for the channel uncommented).
+    config = load_config(REPO / "config.toml", environ={})
     assert [log.name for log in config.logs] == ["rekor", "rekor-v2-2025-1"]
     v1, v2 = config.logs
     assert (v1.type, v1.url, v1.trust_root, v1.scan) == (
@@ -120,15 +120,19 @@ def test_example_config_loads() -> None:
         True,
     )
     assert [r.name for r in config.watches] == ["release-signing"]
-    assert config.channel("security").urls == ("slack://T0/B0/XXXX",)
+    assert config.channels == ()
     assert config.monitor.database == REPO / "tlog-monitor.db"
-    assert config.warnings == ()
+    assert len(config.warnings) == 1 and "no [[notify]] channels" in config.warnings[0]
     json.dumps(config.redacted())
 
 
-def test_example_config_without_its_env_var_names_it() -> None:
+def test_example_config_without_its_env_var_names_it(tmp_path: Path) -> None:
+    enabled = (REPO / "config.toml").read_text().replace("# [[notify]]\n# name", "[[notify]]\nname")
+    enabled = enabled.replace("# urls_env = [", "urls_env = [")
+    path = tmp_path / "config.toml"
+    path.write_text(enabled)
     with pytest.raises(ConfigError, match="TLOG_MONITOR_NOTIFY_URLS is not set"):
-        load_config(REPO / "config.toml", environ={})
+        load_config(path, environ={})
 
 
 def test_defaults(tmp_path: Path) -> None:
@@ -353,7 +357,7 @@ def test_http_listen_errors(tmp_path: Path, value: object, expected: str) -> Non
     [
         (1048576, 1048576),
         ("16MiB", 16 * 1024 * 1024),
-        ("1GiB", 1024**3),
+        ("32MiB", 32 * 1024**2),
         ("65536", 65536),
         ("64 KiB", 65536),
     ],
@@ -367,8 +371,12 @@ def test_max_response_bytes(tmp_path: Path, value: object, expected: int) -> Non
     ("value", "expected"),
     [
         ("16MB", 'expected a size in bytes or like "16MiB"'),
-        (100, "expected an integer from 65536 to 1073741824, got 100"),
-        ("2GiB", "got 2147483648"),
+        (100, "expected an integer from 65536 to 33554432, got 100"),
+        ("2GiB", "must be at most 32MiB (33554432 bytes), got 2147483648"),
+        # Once allowed: 256MiB took the daemon to 1.64 GB, past the unit's MemoryMax=1G.
+        ("256MiB", "must be at most 32MiB (33554432 bytes), got 268435456: a larger cap would"),
+        ("1GiB", "MemoryMax=1G"),
+        (32 * 1024**2 + 1, "must be at most 32MiB"),
         (True, "got a boolean"),
         (1.5, "got a float"),
     ],
@@ -663,7 +671,7 @@ urls_file = "secrets/urls"
 min_severity = "critical"
 """,
         env={
-            "OPS_URLS": " mailtos://u:p@example.com?to=a@x.com,b@x.com , discord://1/2\ttgram://3/4\n",
+            "OPS_URLS": " mailtos://u:p@example.com?to=a@x.com,b@x.com , discord://1/2\ttgram://123:AAH3/4\n",
             "MORE": "slack://A/B/C",
         },
     )
@@ -672,7 +680,7 @@ min_severity = "critical"
         "json://hooks.example.com/alert",
         "mailtos://u:p@example.com?to=a@x.com,b@x.com",  # commas inside a URL stay
         "discord://1/2",
-        "tgram://3/4",
+        "tgram://123:AAH3/4",
         "slack://A/B/C",  # deduplicated across sources
         "ntfys://tk_abc@ntfy.sh/topic",
     )
@@ -774,7 +782,7 @@ urls = ["slack://a/b/c"]
 
 [[notify]]
 name = "pager"
-urls = ["tgram://1/2"]
+urls = ["tgram://123:AAH1/2"]
 min_severity = "critical"
 
 [[notify]]

@@ -23,11 +23,12 @@ from hypothesis import strategies as st
 from monitor.certs import MAX_SANS, CertificateIdentity, parse_certificate, public_key_fingerprint
 from monitor.entries import (
     MAX_BODY_BYTES,
-    MAX_SIGNATURES,
+    MAX_SKIPPED_KEPT,
     SUPPORTED_KINDS,
     Entry,
     EntryParseError,
     Signer,
+    SkippedSignature,
     UnsupportedEntryError,
     parse_entry,
 )
@@ -391,13 +392,110 @@ def test_multiple_signatures_keep_order_and_share_repeated_keys(
     _assert_cert_signer(first)
     assert second.certificate is not None
     assert second.certificate.emails == ("bob@example.com",)
-    assert third is first  # parsed once
+    assert third.certificate is first.certificate  # parsed once
+    assert [s.position for s in entry.signers] == [0, 1, 2]
 
 
-def test_signature_limit_is_inclusive() -> None:
-    assert (
-        len(parse_entry(encode(dsse_v001([_KEY_PEM] * MAX_SIGNATURES))).signers) == MAX_SIGNATURES
+def test_every_signature_is_read_however_many() -> None:
+    keys = [spki_pem(ed25519.Ed25519PrivateKey.generate()) for _ in range(40)]
+    entry = parse_entry(encode(dsse_v001([*keys, _CERT_PEM])))
+    assert [s.position for s in entry.signers] == list(range(41))
+    _assert_cert_signer(entry.signers[40])
+    assert entry.skipped == () and entry.skipped_count == 0
+
+
+_DECOYS: dict[str, bytes] = {
+    "300 SANs": cert_pem(
+        make_certificate(sans=[x509.RFC822Name(f"decoy{i}@example.com") for i in range(300)])
+    ),
+    "over 128 KiB": cert_pem(
+        make_certificate(
+            sans=[x509.DNSName(f"decoy-{i:05d}.example.com") for i in range(6000)],
+            extensions={},
+        )
+    ),
+    "BIT STRING issuer": certgen.poisoned_issuer_certificate(),
+    "not a certificate": b"\x30\x03\x02\x01\x00",
+}
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(lambda pems, ders: dsse_v001(pems), id="dsse-0.0.1"),
+        pytest.param(lambda pems, ders: intoto_v002(pems), id="intoto-0.0.2"),
+        pytest.param(
+            lambda pems, ders: dsse_v002([v2_verifier(cert=d) for d in ders]), id="dsse-0.0.2"
+        ),
+    ],
+)
+@pytest.mark.parametrize("decoy", _DECOYS.values(), ids=_DECOYS.keys())
+def test_a_decoy_signature_is_skipped_by_itself(
+    build: Callable[[list[bytes], list[bytes]], dict[str, object]], decoy: bytes
+) -> None:
+    decoy_der = decoy if decoy[:1] == b"\x30" else certgen.pem_to_der(decoy)
+    entry = parse_entry(encode(build([decoy, _CERT_PEM], [decoy_der, _CERT_DER])))
+    (signer,) = entry.signers
+    _assert_cert_signer(signer)
+    assert signer.position == 1
+    assert entry.skipped_count == 1
+    (skipped,) = entry.skipped
+    assert skipped.position == 0
+    assert "signatures[0]" in skipped.reason and "certificate" in skipped.reason
+
+
+def test_a_signature_that_is_not_an_object_is_skipped_by_itself() -> None:
+    body = dsse_v001([_CERT_PEM])
+    spec: Any = body["spec"]
+    spec["signatures"] = ["junk", None, *spec["signatures"], {"verifier": "!!"}]
+    entry = parse_entry(encode(body))
+    assert [s.position for s in entry.signers] == [2]
+    assert [s.position for s in entry.skipped] == [0, 1, 3]
+    assert entry.skipped[0] == SkippedSignature(
+        0, "dsse 0.0.1: spec.signatures[0]: expected an object, got a string"
     )
+
+
+def test_skipped_reasons_are_capped_but_all_counted() -> None:
+    garbage = [b"\x30\x00"] * (MAX_SKIPPED_KEPT + 10)
+    entry = parse_entry(encode(dsse_v001([*garbage, _CERT_PEM])))
+    assert entry.skipped_count == MAX_SKIPPED_KEPT + 10
+    assert len(entry.skipped) == MAX_SKIPPED_KEPT
+    assert entry.signers[0].position == MAX_SKIPPED_KEPT + 10
+
+
+def test_an_entry_with_no_readable_signature_is_an_error() -> None:
+    with pytest.raises(EntryParseError, match=r"expected a readable signature, got none of 2"):
+        parse_entry(encode(dsse_v001([b"\x30\x00", _DECOYS["300 SANs"]])))
+
+
+def test_a_certificate_cryptography_cannot_decode_is_an_entry_error() -> None:
+    # cryptography raises TypeError on a BIT STRING commonName: it must not escape.
+    poisoned = certgen.poisoned_issuer_certificate()
+    for body in (hashedrekord_v001(poisoned), hashedrekord_v002(v2_verifier(cert=poisoned))):
+        with pytest.raises(EntryParseError, match="TypeError"):
+            parse_entry(encode(body))
+
+
+def test_an_unexpected_decoder_error_is_contained(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Whatever a decoder raises on hostile bytes: the signature is skipped by itself, and a
+    # single-signature entry raises EntryParseError, never the decoder's exception.
+    from monitor import entries
+
+    real = entries.parse_verifier
+
+    def fragile(data: bytes) -> CertificateIdentity | bytes:
+        if data == b"boom":
+            raise RecursionError("deep")
+        return real(data)
+
+    monkeypatch.setattr(entries, "parse_verifier", fragile)
+    entry = parse_entry(encode(dsse_v001([b"boom", _CERT_PEM])))
+    assert [s.position for s in entry.signers] == [1]
+    assert "RecursionError: deep" in entry.skipped[0].reason
+    with pytest.raises(EntryParseError, match="RecursionError") as info:
+        parse_entry(encode(hashedrekord_v001(b"boom")))
+    assert isinstance(info.value.__cause__, RecursionError)
 
 
 def test_entry_is_frozen_and_hashable() -> None:
@@ -522,7 +620,7 @@ _MALFORMED: dict[str, bytes | dict[str, object]] = {
     "intoto2-missing-public-key": _edit(
         _INTOTO2, "spec.content.envelope.signatures.0.publicKey", _DELETE
     ),
-    "dsse-too-many-signatures": dsse_v001([_KEY_PEM] * (MAX_SIGNATURES + 1)),
+    "dsse-every-signature-unreadable": dsse_v001([cert_pem(_TOO_MANY_SANS), b"garbage"]),
     "dsse-missing-verifier": _edit(_DSSE, "spec.signatures.0.verifier", _DELETE),
     "dsse-missing-payload-hash": _edit(_DSSE, "spec.payloadHash", _DELETE),
     "hr2-missing-body": _edit(_HR2, "spec.hashedRekordV002", _DELETE),
@@ -606,7 +704,8 @@ def test_body_limit_is_checked_before_decoding() -> None:
         ),
         (
             _edit(_INTOTO2, "spec.content.envelope.signatures", []),
-            "intoto 0.0.2: spec.content.envelope.signatures: expected 1 to 32 signatures, got 0",
+            "intoto 0.0.2: spec.content.envelope.signatures: expected at least one signature, "
+            "got none",
         ),
         (
             _edit(_HR, "spec.signature.publicKey.content", b64(b"\x30\x03\x02\x01\x00")),

@@ -76,13 +76,25 @@ _HEAD = {"rootHash": "ab" * 32, "signedTreeHead": "note\n", "treeID": "7", "tree
 @pytest.mark.parametrize(
     ("patch", "message"),
     [
-        ({"treeSize": "3"}, r"treeSize: expected an integer >= 0, got a string"),
-        ({"treeSize": True}, r"treeSize: expected an integer >= 0, got a boolean"),
-        ({"treeSize": -1}, r"treeSize: expected an integer >= 0, got an integer -1"),
+        ({"treeSize": "3"}, r"treeSize: expected an integer from 0 to 2\^63 - 1, got a string"),
+        ({"treeSize": True}, r"treeSize: expected an integer from 0 to 2\^63 - 1, got a boolean"),
+        ({"treeSize": -1}, r"treeSize: expected an integer from 0 to 2\^63 - 1, got an integer -1"),
+        # Out of range integers: a parse error of the answer, never an OverflowError later.
+        (
+            {"treeSize": 2**63},
+            rf"treeSize: expected an integer from 0 to 2\^63 - 1, got an integer {2**63}",
+        ),
+        ({"treeSize": 2**64}, r"treeSize: expected an integer from 0 to 2\^63 - 1"),
+        ({"treeID": str(2**63)}, r"treeID: expected a decimal tree ID from 0 to 2\^63 - 1"),
+        ({"treeID": "9" * 20}, r"treeID: expected a decimal tree ID"),
+        (
+            {"treeSize": 2**63 - 1, "inactiveShards": [{**_HEAD, "treeID": "8", "treeSize": 1}]},
+            r"sizes to add up to at most 2\^63 - 1",
+        ),
         ({"treeSize": 3.0}, r"treeSize: expected an integer"),
         ({"rootHash": "ab" * 31}, r"rootHash: expected a 32-byte hash"),
         ({"rootHash": "zz" * 32}, r"rootHash: expected a 32-byte hash"),
-        ({"treeID": 7}, r"treeID: expected a decimal tree ID as a string, got an integer"),
+        ({"treeID": 7}, r"treeID: expected a decimal tree ID .* as a string, got an integer"),
         ({"treeID": "7a"}, r"treeID: expected a decimal tree ID"),
         ({"signedTreeHead": None}, r"signedTreeHead: expected a string, got null"),
         ({"signedTreeHead": ""}, r"signedTreeHead: expected a signed note"),
@@ -158,7 +170,13 @@ def _entry_patch(shared_fixtures: Path, path: list[str], value: object) -> objec
     [
         (["body"], "not base64!", r"\.body: expected a base64 string"),
         (["body"], KeyError, r"expected a field 'body'"),
-        (["logIndex"], True, r"logIndex: expected an integer >= 0, got a boolean"),
+        (["logIndex"], True, r"logIndex: expected an integer from 0 to 2\^63 - 1, got a boolean"),
+        (["logIndex"], 2**63, r"logIndex: expected an integer from 0 to 2\^63 - 1"),
+        (["integratedTime"], -1, r"integratedTime: expected an integer from 0 to 253402300799"),
+        (["integratedTime"], 253402300800, r"integratedTime: expected an integer from 0 to"),
+        (["integratedTime"], 2**63, r"integratedTime: expected an integer from 0 to"),
+        (["verification", "inclusionProof", "logIndex"], 2**63, r"logIndex: expected an integer"),
+        (["verification", "inclusionProof", "treeSize"], 2**63, r"treeSize: expected an integer"),
         (["integratedTime"], "1610469905", r"integratedTime: expected an integer"),
         (["logID"], "c0d23d6a", r"logID: expected 64 hex digits"),
         (["verification"], [], r"verification: expected an object, got an array"),
@@ -169,7 +187,11 @@ def _entry_patch(shared_fixtures: Path, path: list[str], value: object) -> objec
             1_025_778,
             r"expected logIndex < treeSize",
         ),
-        (["verification", "inclusionProof", "treeSize"], 0, r"treeSize: expected an integer >= 1"),
+        (
+            ["verification", "inclusionProof", "treeSize"],
+            0,
+            r"treeSize: expected an integer from 1",
+        ),
         (["verification", "signedEntryTimestamp"], 5, r"signedEntryTimestamp: expected a base64"),
     ],
 )

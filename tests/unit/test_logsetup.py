@@ -177,3 +177,41 @@ def test_a_configured_root_logger_is_left_alone_but_redacted(
     assert root.handlers == [keep]
     logging.getLogger("apprise.plugin").warning("posting to %s", SECRET_URL)
     assert seen == ["posting to ***"]
+
+
+def test_libraries_log_warnings_only_unless_verbose(
+    clean_root: Callable[[], None], tmp_path: Path
+) -> None:
+    clean_root()
+    for verbose in (False, True):
+        with (tmp_path / f"log-{verbose}").open("w+") as stream:
+            configure_logging(verbose=verbose, fmt=LogFormat.TEXT, stream=stream, environ={})
+            logging.getLogger("apscheduler.executors.default").info('Running job "poll"')
+            logging.getLogger("aiohttp.access").info("GET /metrics")
+            logging.getLogger("apprise").warning("apprise: delivery slow")
+            logging.getLogger("monitor.daemon").info("polled rekor")
+            stream.seek(0)
+            text = stream.read()
+        assert "polled rekor" in text and "delivery slow" in text
+        assert ("Running job" in text) is verbose and ("GET /metrics" in text) is verbose
+
+
+def test_text_and_json_lines_escape_control_characters(
+    clean_root: Callable[[], None], tmp_path: Path
+) -> None:
+    """A SAN with ESC, BEL, a newline (a forged second line) and a bidi override."""
+    clean_root()
+    san = "evil\x1b]0;x\x07\n2026-01-01 00:00:00,000 INFO monitor.daemon: all clear\u202e\x9b"
+    for fmt in (LogFormat.TEXT, LogFormat.JSON):
+        with (tmp_path / f"log-{fmt}").open("w+", encoding="utf-8") as stream:
+            configure_logging(fmt=fmt, stream=stream, environ={})
+            logging.getLogger("monitor.scanner").warning("signed by %s", san)
+            stream.seek(0)
+            text = stream.read()
+        assert text.count("\n") == 1, text
+        for ch in ("\x1b", "\x07", "\u202e", "\x9b"):
+            assert ch not in text
+        if fmt is LogFormat.JSON:
+            assert json.loads(text)["message"] == f"signed by {san}"
+        else:
+            assert "evil\\x1b]0;x\\x07\\x0a2026" in text

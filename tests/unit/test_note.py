@@ -266,7 +266,8 @@ GOOD_CHECKPOINTS = {
         f"o\n0\n{ROOT_B64}\n",
         Checkpoint("o", 0, ROOT, ()),
     ),
-    "max size": (f"o\n{2**64 - 1}\n{ROOT_B64}\n", Checkpoint("o", 2**64 - 1, ROOT, ())),
+    # 2^63 - 1, not C2SP's 2^64 - 1: what SQLite and Go's tlog hold (see note._MAX_TREE_SIZE).
+    "max size": (f"o\n{2**63 - 1}\n{ROOT_B64}\n", Checkpoint("o", 2**63 - 1, ROOT, ())),
     "rekor v1 origin with spaces and extensions": (
         f"rekor.sigstore.dev - 1193050959916656506\n7\n{ROOT_B64}\nTimestamp: 1\nx y\n",
         Checkpoint("rekor.sigstore.dev - 1193050959916656506", 7, ROOT, ("Timestamp: 1", "x y")),
@@ -293,6 +294,8 @@ BAD_CHECKPOINTS = {
     "hex size": f"o\n0x10\n{ROOT_B64}\n",
     "underscore size": f"o\n1_000\n{ROOT_B64}\n",
     "fullwidth digit size": f"o\n１\n{ROOT_B64}\n",
+    "size 2^63": f"o\n{2**63}\n{ROOT_B64}\n",
+    "size 2^64 - 1": f"o\n{2**64 - 1}\n{ROOT_B64}\n",
     "size 2^64": f"o\n{2**64}\n{ROOT_B64}\n",
     "huge size": f"o\n{'9' * 5000}\n{ROOT_B64}\n",
     "root 31 bytes": f"o\n1\n{base64.b64encode(ROOT[:31]).decode()}\n",
@@ -318,6 +321,7 @@ def test_malformed_checkpoints_are_rejected(text: str) -> None:
         {"origin": "", "size": 1, "root": ROOT},
         {"origin": "a\nb", "size": 1, "root": ROOT},
         {"origin": "o", "size": -1, "root": ROOT},
+        {"origin": "o", "size": 2**63, "root": ROOT},
         {"origin": "o", "size": 2**64, "root": ROOT},
         {"origin": "o", "size": 1, "root": ROOT[:31]},
         {"origin": "o", "size": 1, "root": ROOT, "extensions": ("",)},

@@ -919,7 +919,8 @@ def test_might_match_false_proves_no_match(example: tuple[dict[str, object], byt
 def test_only_i_k_s_have_non_ascii_case_equivalents() -> None:
     # Case-insensitive literals are searched as ASCII case variants, except for the letters in
     # _UNSAFE_FOLD. That is sound only if no other ASCII character equals a non-ASCII one,
-    # under re.IGNORECASE (san, extensions globs, (?i) regexes) or under str.lower (email).
+    # under str.lower (email) or a regex's case folding: Python's re.IGNORECASE here, RE2's
+    # (which globs and san_regex use) in test_watch_regex.py.
     non_ascii = "".join(chr(c) for c in range(0x80, 0x110000) if not 0xD800 <= c < 0xE000)
     for letter in "abcdefghijklmnopqrstuvwxyz":
         equal = re.findall(f"(?i){letter}", non_ascii)
