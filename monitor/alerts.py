@@ -53,6 +53,70 @@ _SEVERITY = {
 }
 
 
+ALERTS_DOC = "docs/alerts.md"
+"""Where each kind is explained; a message links to its section (`doc_link`)."""
+
+# One line an on-call engineer can act on, per kind. Messages take it from here; each kind's
+# section of docs/alerts.md carries the same line as "**On call:** ..." (tests/unit/test_docs.py
+# checks that they agree), so the two cannot drift.
+ON_CALL: Mapping[AlertKind, str] = MappingProxyType(
+    {
+        AlertKind.SPLIT_VIEW: (
+            "Treat the log as compromised until explained: export the evidence, keep both signed "
+            "notes and report them to the log operator; do not rely on its inclusion proofs "
+            "meanwhile."
+        ),
+        AlertKind.ROLLBACK: (
+            "Check whether the view keeps serving the older size (a stale replica or mirror) or "
+            "the log lost committed entries; report a log that lost entries to its operator."
+        ),
+        AlertKind.BAD_SIGNATURE: (
+            "First rule out a configuration change (key rotation, new shard, wrong origin or "
+            "URL); otherwise the log serves checkpoints its key did not sign: keep the note and "
+            "report it."
+        ),
+        AlertKind.BAD_ENTRY: (
+            "The log serves entries its signed checkpoint does not commit to: fetch the range "
+            "yourself to confirm, keep the evidence and report it to the log operator."
+        ),
+        AlertKind.UNEXPECTED_SIGNER: (
+            "Someone signed as the watched identity outside allowed_signers: find out whether it "
+            "was a legitimate new workflow (then extend allowed_signers) or a compromised "
+            "credential, repository or workflow."
+        ),
+        AlertKind.IDENTITY_SEEN: "Confirm that this signing was expected.",
+        AlertKind.UNREADABLE_ENTRY: (
+            "Fetch the entry by its log index and look at it with tlog-monitor inspect: an entry "
+            "built to hide a signer next to your identity deserves the attention of an "
+            "unexpected_signer."
+        ),
+        AlertKind.LOG_STALE: (
+            "Run report status: an error_since means the log is unreachable (see log_error); "
+            "otherwise it answers but does not grow (a quiet private log needs a larger "
+            "max_stale)."
+        ),
+        AlertKind.LOG_ERROR: (
+            "The log is not monitored while this lasts: check network, DNS and proxies from this "
+            "host and the log's status page; repeated 429s mean requests_per_minute is too high."
+        ),
+        AlertKind.WITNESS_QUORUM: (
+            "Check whether witnesses are down or were rotated (update [[log.witness]]) and "
+            "whether the log stopped submitting to them; report invalid cosignatures to the "
+            "witness operator."
+        ),
+        AlertKind.VIEW_ERROR: (
+            "The view is misconfigured or hostile, not the log: check the view's URL and whoever "
+            "runs it."
+        ),
+    }
+)
+
+
+def doc_link(kind: AlertKind) -> str:
+    """The section of docs/alerts.md that explains `kind` ("docs/alerts.md#split_view")."""
+    return f"{ALERTS_DOC}#{kind.value}"
+
+
 @dataclass(frozen=True)
 class Alert:
     """One fact worth telling a person, with the evidence for it."""

@@ -14,14 +14,19 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from monitor import __version__
-from monitor.config import load_config
+from monitor.alerts import AlertKind
+from monitor.config import Config, load_config
 from monitor.durations import parse_duration
-from monitor.errors import ConfigError, MonitorError
+from monitor.errors import ConfigError, MonitorError, UsageError
 from monitor.logsetup import LogFormat, configure_logging
 from monitor.reports import ReportFormat
 from monitor.terminal import printable
+
+if TYPE_CHECKING:
+    from monitor.daemon import CheckOutcome
 
 EXIT_OK = 0
 EXIT_ALERT = 1
@@ -46,6 +51,13 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     print(json.dumps(config.redacted(), indent=2))
     for warning in config.warnings:
         print(f"tlog-monitor: warning: {warning}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_config_example(_args: argparse.Namespace) -> int:
+    from monitor.data import example_config
+
+    sys.stdout.write(example_config())
     return EXIT_OK
 
 
@@ -85,9 +97,24 @@ def _cmd_check(args: argparse.Namespace) -> int:
         print(f"error: {printable(error)}", file=sys.stderr)
     if outcome.undelivered:
         print(f"{outcome.undelivered} notification(s) not yet delivered", file=sys.stderr)
+    print(check_summary(outcome))
     if outcome.urgent:
         return EXIT_ALERT
     return EXIT_OPERATIONAL if outcome.errors else EXIT_OK
+
+
+def check_summary(outcome: CheckOutcome) -> str:
+    """The one line a `check` ends with: logs polled with their verified sizes, entries scanned,
+    new alerts and failures."""
+    sizes = ", ".join(
+        f"{printable(name)} {'unverified' if size is None else size}"
+        for name, size in outcome.sizes.items()
+    )
+    plural = "" if len(outcome.sizes) == 1 else "s"
+    return (
+        f"checked {len(outcome.sizes)} log{plural} ({sizes}): {outcome.scanned} entries scanned, "
+        f"{len(outcome.alerts)} new alert(s), {len(outcome.errors)} error(s)"
+    )
 
 
 def _since(text: str | None) -> datetime | None:
@@ -100,29 +127,56 @@ def _since(text: str | None) -> datetime | None:
         try:
             return datetime.now(UTC) - parse_duration(text)
         except ValueError as e:
-            raise ConfigError(
+            raise UsageError(
                 f"--since: expected an ISO-8601 time or a duration like '2h', got {text!r}"
             ) from e
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+_MAX_ALERT_ID = 2**63 - 1
+"""SQLite's largest integer: alert ids are its row ids."""
+
+
+def _alert_id(text: str) -> int:
+    """`--id`: an alert id as notifications name it (`alert #42`)."""
+    try:
+        value = int(text.strip().removeprefix("#"))
+    except ValueError:
+        value = 0
+    if not 1 <= value <= _MAX_ALERT_ID:
+        raise argparse.ArgumentTypeError(
+            f"expected an alert id, a whole number from 1 as in 'alert #42', got {text!r}"
+        )
+    return value
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from monitor import reports
     from monitor.store import Store
 
+    if args.id is not None and args.what != "alerts":
+        raise UsageError(f"--id: only 'report alerts' selects one alert, not {args.what!r}")
+    # Filters a report does not have are refused, never silently ignored.
+    if args.rule is not None and args.what != "matches":
+        raise UsageError(f"--rule: only 'report matches' has a rule filter, not {args.what!r}")
+    if args.kind is not None and args.what != "alerts":
+        raise UsageError(f"--kind: only 'report alerts' has a kind filter, not {args.what!r}")
+    if args.since is not None and args.what == "status":
+        raise UsageError("--since: 'report status' shows the current state, it has no time filter")
     config = load_config(Path(args.config))
     since = _since(args.since)
     fmt = ReportFormat(args.format)
-    if not config.monitor.database.exists():
-        raise ConfigError(
-            f"database {config.monitor.database} does not exist yet: run 'tlog-monitor check' "
-            "or 'tlog-monitor run' first"
-        )
+    _require_database(config)
     store = Store.open_readonly(config.monitor.database)
     try:
         if args.what == "alerts":
             report = reports.alerts_report(
-                store, log=args.log, since=since, details=fmt is ReportFormat.JSON
+                store,
+                log=args.log,
+                since=since,
+                details=fmt is ReportFormat.JSON,
+                alert_id=args.id,
+                kind=args.kind,
             )
         elif args.what == "matches":
             report = reports.matches_report(
@@ -134,8 +188,39 @@ def _cmd_report(args: argparse.Namespace) -> int:
             report = reports.status_report(store, log=args.log)
     finally:
         store.close()
+    if args.id is not None and not report.rows:
+        filtered = args.log is not None or since is not None or args.kind is not None
+        where = " matching the other filters" if filtered else ""
+        database = config.monitor.database
+        raise UsageError(f"report alerts: no alert #{args.id}{where} in the database {database}")
     sys.stdout.write(reports.render(report, fmt))
     return EXIT_OK
+
+
+def _require_database(config: Config) -> None:
+    """Raise UsageError, saying where it looked and why, when the database is not there.
+
+    Never suggests `check` or `run`: run from a shell with another configuration, or before the
+    service's first start, they would create a second database that trusts every log's first
+    checkpoint again."""
+    from monitor.store import StoreError
+
+    path = config.monitor.database
+    try:
+        path.stat()
+    except FileNotFoundError:
+        raise UsageError(
+            f"database {path} does not exist ({config.monitor.database_source}). Nothing has "
+            f"recorded anything there: check that {config.path} is the configuration the monitor "
+            "runs with (for the service: systemctl cat tlog-monitor), that it has started "
+            "(systemctl status tlog-monitor), and that its database is set to this path"
+        ) from None
+    except OSError as e:
+        # Under DynamicUser= the state directory is private to the service's user.
+        raise StoreError(
+            f"database {path}: cannot access: {e.strerror or e} ({config.monitor.database_source});"
+            " run the command as the service's user (docs/systemd.md)"
+        ) from e
 
 
 def _cmd_notify_test(args: argparse.Namespace) -> int:
@@ -147,7 +232,7 @@ def _cmd_notify_test(args: argparse.Namespace) -> int:
         channels = [c for c in channels if c.name == args.channel]
         if not channels:
             known = ", ".join(c.name for c in config.channels) or "none"
-            raise ConfigError(f"--channel: no [[notify]] channel named {args.channel!r} ({known})")
+            raise UsageError(f"--channel: no [[notify]] channel named {args.channel!r} ({known})")
     if not channels:
         raise ConfigError("no [[notify]] channels are configured")
     for channel in channels:
@@ -230,8 +315,7 @@ def _cmd_evidence_export(args: argparse.Namespace) -> int:
     from monitor.store import Store
 
     config = load_config(Path(args.config))
-    if not config.monitor.database.exists():
-        raise ConfigError(f"database {config.monitor.database} does not exist yet")
+    _require_database(config)
     store = Store.open_readonly(config.monitor.database)
     try:
         data = export_alert(store, config, args.alert_id)
@@ -322,7 +406,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sandbox = sub.add_parser("sandbox", help="serve a local transparency log for tests and drills")
+    sandbox = sub.add_parser(
+        "sandbox",
+        help="serve a local transparency log for tests and drills",
+        description="Serve a local Rekor v1 log and a tiled log on --host:--port, keeping their "
+        "keys and entries in --state, with an admin API that makes them misbehave (fork, roll "
+        "back, sign badly, fail): see monitor/sandbox/README.md. Runs until Ctrl-C or SIGTERM; "
+        "exit 0.",
+    )
     sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on")
     sandbox.add_argument("--port", type=int, default=8080, help="port to listen on")
     sandbox.add_argument("--state", required=True, help="directory that keeps the log's state")
@@ -331,6 +422,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         help="run the monitor until stopped (systemd Type=notify; SIGHUP reloads the config)",
+        description="The daemon: poll every log on its interval, scan and search its entries, "
+        "deliver alerts every 10 s, and serve /metrics, /healthz, /readyz and /checkpoints on "
+        "http_listen. SIGHUP reloads the configuration, SIGTERM or SIGINT drain and stop; speaks "
+        "sd_notify under systemd. Exit 0 stopped, 2 configuration error, 3 operational failure.",
     )
     run.set_defaults(func=_cmd_run)
 
@@ -338,11 +433,22 @@ def build_parser() -> argparse.ArgumentParser:
         "check",
         help="poll every log once, deliver notifications, exit "
         "(0 clean, 1 new critical/high alert, 2 config error, 3 operational failure)",
+        description="Poll every log once (with its views, scan and search), make one delivery "
+        "round, print each new alert and a last summary line (logs checked with their verified "
+        "sizes, entries scanned, new alerts, errors), and exit: 0 clean, 1 a new critical or "
+        "high alert, 2 configuration error, 3 a log could not be polled or another operational "
+        "failure. It uses the same database as 'run'.",
     )
     check_all.set_defaults(func=_cmd_check)
 
     report = sub.add_parser(
-        "report", help="query the database: alerts, matches, checkpoints, status"
+        "report",
+        help="query the database: alerts, matches, checkpoints, status",
+        description="Print one report of the database (read-only; no log is contacted): "
+        "alerts, matches, checkpoints or status. The table fits the terminal (100 columns when "
+        "not a terminal), long text on its own lines under the row; JSON and CSV have every "
+        "column in full (docs/reports.md). Exit 0; 2 a bad option or no database at the "
+        "configured path; 3 the database cannot be read.",
     )
     report.add_argument("what", choices=["alerts", "matches", "checkpoints", "status"])
     report.add_argument(
@@ -350,13 +456,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--log", help="only this log (its configured name)")
     report.add_argument("--rule", help="matches: only this watch rule")
+    report.add_argument(
+        "--kind",
+        choices=[k.value for k in AlertKind],
+        metavar="KIND",
+        help="alerts: only alerts of this kind (split_view, unexpected_signer, ...: "
+        "docs/alerts.md); a digest notification names the command",
+    )
+    report.add_argument(
+        "--id",
+        type=_alert_id,
+        metavar="N",
+        help="alerts: only alert N (as notifications name it, 'alert #N'); exit 2 if none",
+    )
     report.add_argument("--since", help="only since this time (ISO-8601) or duration ago ('2h')")
     report.set_defaults(func=_cmd_report)
 
-    notify = sub.add_parser("notify", help="notification tools")
+    notify = sub.add_parser(
+        "notify",
+        help="notification tools",
+        description="Notification tools: 'notify test' sends a test message through the "
+        "configured [[notify]] channels.",
+    )
     notify_sub = notify.add_subparsers(dest="notify_command", required=True, metavar="ACTION")
     notify_test = notify_sub.add_parser(
-        "test", help="send a test notification to every URL of the configured channels"
+        "test",
+        help="send a test notification to every URL of the configured channels",
+        description="Send one test notification to every URL of every [[notify]] channel (or "
+        "of --channel only). Exit 0 all sent, 2 configuration error or no such channel, 3 a "
+        "URL failed.",
     )
     notify_test.add_argument("--channel", help="only this channel (its configured name)")
     notify_test.set_defaults(func=_cmd_notify_test)
@@ -364,14 +492,17 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser(
         "inspect",
         help="verify one log entry or Sigstore bundle offline and show which watch rules match it",
-        description="Verify a Rekor v1 LogEntry response or a Sigstore bundle (inclusion proof, "
+        description="Verify a Rekor v1 LogEntry response, a Rekor v2 TransparencyLogEntry or a "
+        "Sigstore bundle (inclusion proof, "
         "checkpoint, inclusion promise) against the production and staging trust roots and the "
         "configured logs, print the signer's identity and whether its certificate chains to the "
         "log's Fulcio CAs, and evaluate every watch rule of --config: matches with their "
         "reasons, non-matches with the first matcher that failed. No network. Exit 0 verified, "
         "1 verification failed, 2 unreadable input.",
     )
-    inspect.add_argument("file", help="the LogEntry or bundle JSON file ('-' for stdin)")
+    inspect.add_argument(
+        "file", help="the LogEntry, TransparencyLogEntry or bundle JSON file ('-' for stdin)"
+    )
     # Also accepted after the subcommand: people type "inspect FILE --config C" when debugging
     # rules. SUPPRESS keeps the global --config (or its default) when this one is not given.
     inspect.add_argument(
@@ -432,12 +563,22 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=_cmd_evidence_verify)
 
     demo = sub.add_parser(
-        "demo", help="run a local sandbox log, make it misbehave, and watch the monitor catch it"
+        "demo",
+        help="run a local sandbox log, make it misbehave, and watch the monitor catch it",
+        description="The drill behind 'make demo': a sandbox log and a local receiver, four "
+        "misbehaviours and an unexpected signer, the alerts and the report, in --state (wiped "
+        "first if empty or made by the demo). Exit 0 every expected alert raised and delivered "
+        "once, 1 otherwise, 2 the directory cannot be used.",
     )
     demo.add_argument("--state", default="demo-state", help="working directory for the demo")
     demo.set_defaults(func=_cmd_demo)
 
-    config = sub.add_parser("config", help="configuration tools")
+    config = sub.add_parser(
+        "config",
+        help="configuration tools",
+        description="Configuration tools: 'config check' validates the configuration and "
+        "prints it resolved; 'config example' prints the example configuration.",
+    )
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     check = config_sub.add_parser(
         "check",
@@ -448,7 +589,53 @@ def build_parser() -> argparse.ArgumentParser:
         "cannot use, the channel and the URL redacted) if it is invalid.",
     )
     check.set_defaults(func=_cmd_config_check)
+    example = config_sub.add_parser(
+        "example",
+        help="print the complete, commented example configuration",
+        description="Print the example configuration shipped in the package (the repository's "
+        "config.toml: public Rekor v1 and the Rekor v2 shard log2025-1, a watch rule, a notify "
+        "channel to enable) to stdout, to start your own: "
+        "tlog-monitor config example > config.toml. Reads no configuration; exit 0.",
+    )
+    example.set_defaults(func=_cmd_config_example)
+    _accept_global_options(parser)
     return parser
+
+
+def _accept_global_options(parser: argparse.ArgumentParser) -> None:
+    """Give every command the global options too, so "check --config x" works as typed, and a
+    description to every command that has none. SUPPRESS keeps the value given before the
+    command (or its default) when the option is not repeated after it."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {a.dest: a.help for a in action._choices_actions}
+        for name, sub in action.choices.items():
+            if sub.description is None:
+                sub.description = helps.get(name)
+            if any(isinstance(a, argparse._SubParsersAction) for a in sub._actions):
+                _accept_global_options(sub)
+                continue
+            group = sub.add_argument_group("global options (also accepted before the command)")
+            if "--config" not in sub._option_string_actions:
+                group.add_argument(
+                    "--config",
+                    default=argparse.SUPPRESS,
+                    help="path to config.toml (default ./config.toml)",
+                )
+            group.add_argument(
+                "-v",
+                "--verbose",
+                action="store_true",
+                default=argparse.SUPPRESS,
+                help="log debug messages, the libraries' included",
+            )
+            group.add_argument(
+                "--log-format",
+                choices=[f.value for f in LogFormat],
+                default=argparse.SUPPRESS,
+                help="log lines as text or JSON; auto: JSON when stderr is the systemd journal",
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -460,6 +647,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except ConfigError as e:
         print(f"tlog-monitor: configuration error: {printable(str(e))}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as e:
+        print(f"tlog-monitor: error: {printable(str(e))}", file=sys.stderr)
         return EXIT_USAGE
     except MonitorError as e:
         print(f"tlog-monitor: {printable(str(e))}", file=sys.stderr)

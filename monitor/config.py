@@ -217,6 +217,8 @@ class MonitorConfig:
     max_response_bytes: int
     """Responses larger than this are refused (a log must not exhaust our memory)."""
     user_agent: str
+    database_source: str = ""
+    """Why `database` is this path (set, or the default in which directory), for messages."""
 
 
 @dataclass(frozen=True)
@@ -556,10 +558,8 @@ def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = N
 
     monitor_where = f"{file}: monitor"
     monitor_raw = f.as_table(raw["monitor"], monitor_where) if "monitor" in raw else {}
-    # Under systemd (StateDirectory=) a relative database lives in the state directory: the
-    # config directory is read-only there (ProtectSystem=strict).
-    state_dir = env.get("STATE_DIRECTORY", "").split(":")[0]
-    monitor = _monitor(monitor_raw, monitor_where, Path(state_dir) if state_dir else base)
+    data_dir, data_why = data_directory(config_path, env)
+    monitor = _monitor(monitor_raw, monitor_where, data_dir, data_why)
 
     log_tables = _array_of_tables(raw, "log", file, required=True, limit=MAX_LOGS)
     logs = [_log(t, f"{file}: log[{i}]", monitor, base) for i, t in enumerate(log_tables)]
@@ -584,6 +584,33 @@ def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = N
         channels=tuple(channels),
         warnings=tuple(_warnings(file, logs, rules, channels)),
     )
+
+
+SYSTEM_CONFIG_DIRECTORY = Path("/etc/tlog-monitor")
+"""Where the systemd unit reads its configuration (`ExecStart=... --config .../config.toml`)."""
+SYSTEM_STATE_DIRECTORY = Path("/var/lib/tlog-monitor")
+"""The unit's `StateDirectory=tlog-monitor` (under `DynamicUser=` a symlink into
+/var/lib/private, which the store follows)."""
+
+
+def data_directory(config_path: Path, environ: Mapping[str, str]) -> tuple[Path, str]:
+    """The directory a relative `database` resolves against, and why, for a configuration file
+    at `config_path` (absolute).
+
+    The service and a shell given the same configuration must open the same database: a second
+    one would trust every log's first checkpoint again. So: `$STATE_DIRECTORY` when systemd sets
+    it (the configuration directory is read-only there, ProtectSystem=strict); for a file in
+    /etc/tlog-monitor, the unit's state directory, which is where the service (started with that
+    file) keeps it; otherwise the configuration file's directory.
+    """
+    state_dir = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if state_dir:
+        return Path(state_dir), "$STATE_DIRECTORY, set by systemd's StateDirectory="
+    if config_path.parent == SYSTEM_CONFIG_DIRECTORY:
+        return SYSTEM_STATE_DIRECTORY, (
+            f"the service's state directory, as the configuration is in {SYSTEM_CONFIG_DIRECTORY}"
+        )
+    return config_path.parent, "the configuration file's directory"
 
 
 def _absolute(path: Path, base: Path | None = None) -> Path:
@@ -710,9 +737,15 @@ def _matches_certificates(rule: WatchRule) -> bool:
 # --- [monitor] -----------------------------------------------------------------------------
 
 
-def _monitor(raw: Mapping[str, object], where: str, data_dir: Path) -> MonitorConfig:
+def _monitor(raw: Mapping[str, object], where: str, data_dir: Path, data_why: str) -> MonitorConfig:
     f.check_keys(raw, where, _MONITOR_KEYS)
     database = f.opt_str(raw, "database", where, what="a file path") or DEFAULT_DATABASE
+    if "database" not in raw:
+        source = f"the default {DEFAULT_DATABASE!r} in {data_dir} ({data_why})"
+    elif Path(database).is_absolute():
+        source = f"[monitor].database in {where.rsplit(': ', 1)[0]}"
+    else:
+        source = f"[monitor].database, relative to {data_dir} ({data_why})"
     interval = _duration(raw, "interval", where, DEFAULT_INTERVAL, INTERVAL_RANGE)
     max_stale = _duration(raw, "max_stale", where, DEFAULT_MAX_STALE, MAX_STALE_RANGE)
     _check_stale(
@@ -739,6 +772,7 @@ def _monitor(raw: Mapping[str, object], where: str, data_dir: Path) -> MonitorCo
         ),
         max_response_bytes=_size(raw, "max_response_bytes", where, DEFAULT_MAX_RESPONSE_BYTES),
         user_agent=ua,
+        database_source=source,
     )
 
 

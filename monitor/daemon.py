@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -31,7 +31,7 @@ from monitor.errors import ConfigError, MonitorError
 from monitor.httpd import HttpServer
 from monitor.logs.http import RequestBudget
 from monitor.metrics import PollStats, classify_poll
-from monitor.notify import DeliveryRound, Notifier, delivery_targets
+from monitor.notify import DeliveryRound, MessageOrigin, Notifier, delivery_targets
 from monitor.scanner import Scanner
 from monitor.search import Searcher, searcher_for
 from monitor.severity import Severity
@@ -76,11 +76,18 @@ class CheckOutcome:
     errors: list[str] = field(default_factory=list)
     delivered: int = 0
     undelivered: int = 0
+    sizes: dict[str, int | None] = field(default_factory=dict)
+    """Per log polled: the verified size of its active tree (None: nothing verified yet)."""
+    scanned: int = 0
+    """Entries read and matched against the watch rules, by scans and through search indexes."""
 
     @property
     def urgent(self) -> bool:
         """A new critical or high alert was raised."""
         return any(a.severity >= Severity.HIGH for _, a in self.alerts)
+
+
+_Part = TypeVar("_Part", bound=_PartResult)
 
 
 def view_name(index: int, url: str) -> str:
@@ -114,10 +121,15 @@ class Monitor:
         self.clock = clock
         self.stats = PollStats() if stats is None else stats
         """Polls by outcome, for /metrics and /readyz."""
-        self.notifier = Notifier(config.channels, store, clock=clock)
+        # Messages name this host and this configuration file in their report commands.
+        self.notifier = Notifier(
+            config.channels, store, clock=clock, origin=MessageOrigin.local(config.path)
+        )
         self.logs: dict[str, LogMonitor] = {}
         self.scanners: dict[str, Scanner] = {}
         self.searchers: dict[str, Searcher] = {}
+        self.entries_read = 0
+        """Entries scanned or fetched through a search index since this Monitor was made."""
 
     async def prepare(self) -> None:
         """Resolve every log's keys and endpoints (raises ConfigError) and record the logs."""
@@ -204,10 +216,12 @@ class Monitor:
             await self._record_failure(name, PRIMARY_VIEW, e, result)
         scanner = self.scanners.get(name)
         if scanner is not None:
-            await self._run_part(name, "scan", scanner.scan, result)
+            scan = await self._run_part(name, "scan", scanner.scan, result)
+            self.entries_read += 0 if scan is None else scan.scanned
         searcher = self.searchers.get(name)
         if searcher is not None:
-            await self._run_part(name, "search", searcher.search, result)
+            search = await self._run_part(name, "search", searcher.search, result)
+            self.entries_read += 0 if search is None else search.fetched
         self.stats.record(name, classify_poll(len(result.alerts), len(result.errors)))
         return result
 
@@ -215,22 +229,23 @@ class Monitor:
         self,
         name: str,
         part: str,
-        run: Callable[[], Awaitable[_PartResult]],
+        run: Callable[[], Awaitable[_Part]],
         result: PollResult,
-    ) -> None:
+    ) -> _Part | None:
         """Run the scan or the search of log `name` into `result`: whatever it raises (but the
         database's `StoreError`) is a failed poll of `part`, and a run that completes ends an
-        outage of `part`."""
+        outage of `part`. Returns what the run did, None when it failed."""
         try:
             done = await run()
         except StoreError:
             raise
         except Exception as e:  # noqa: BLE001 - recorded with its traceback
             await self._record_failure(name, part, e, result)
-        else:
-            result.alerts.extend(done.alerts)
-            result.errors.extend(done.errors)
-            await self._record_recovered(name, part)
+            return None
+        result.alerts.extend(done.alerts)
+        result.errors.extend(done.errors)
+        await self._record_recovered(name, part)
+        return done
 
     async def _record_failure(
         self, name: str, part: str, error: Exception, result: PollResult
@@ -267,6 +282,7 @@ class Monitor:
         """Every log polled once (concurrently), then one delivery round."""
         outcome = CheckOutcome()
         names = list(self.logs)
+        read_before = self.entries_read
         # A failure of one log's poll (even of the database) must not cost the other logs'.
         results = await asyncio.gather(*(self.poll(n) for n in names), return_exceptions=True)
         store_error: StoreError | None = None
@@ -284,6 +300,13 @@ class Monitor:
             outcome.errors.extend(result.errors)
         if store_error is not None:
             raise store_error
+        outcome.scanned = self.entries_read - read_before
+        for name in names:
+            states = await self.store.call(self.store.store.log_states, self.logs[name].log_id)
+            # A Rekor v1 log's size is its active shard's; frozen shards stay in report status.
+            active = [s.verified_size for s in states if not s.frozen]
+            every = [s.verified_size for s in states]
+            outcome.sizes[name] = max(active or every) if every else None
         delivered = await self.deliver()
         outcome.delivered = delivered.delivered
         outcome.undelivered = await self.store.call(self.store.store.pending_count)

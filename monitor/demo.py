@@ -524,12 +524,26 @@ class _Demo:
                 "serve the sandbox log; make it lie with its admin API",
             ),
             (str(config_path), "the commented config this demo used: copy it"),
-            ("docs/", "operator guide, alert and report reference, threat model"),
+            ("tlog-monitor config example", "the complete example config for the public logs"),
+            (_docs_dir(), "operator guide, alert and report reference, threat model"),
         )
         width = max(len(what) for what, _ in hints)
         for what, why in hints:
             self.say(f"  {what.ljust(width)}  {why}")
         return EXIT_OK
+
+
+def _docs_dir() -> str:
+    """Where the documentation is: installed with the package (a wheel puts it under the
+    environment's share/doc), else the checkout this module runs from, else the package's name
+    for a search."""
+    for docs in (
+        Path(sys.prefix) / "share" / "doc" / "tlog-monitor" / "docs",
+        Path(__file__).resolve().parents[1] / "docs",
+    ):
+        if (docs / "alerts.md").is_file():
+            return f"{docs}/"
+    return "docs/ of the tlog-monitor sources"
 
 
 def _v1_size(sb: Sandbox) -> int:

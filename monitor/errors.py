@@ -24,3 +24,8 @@ class ConfigError(MonitorError):
 
 class NetworkError(MonitorError):
     """A log or channel could not be reached or answered with a transport-level failure."""
+
+
+class UsageError(MonitorError):
+    """A command-line argument cannot be used (a malformed `--since`, an alert id that does not
+    exist, a report database that is not there): exit 2, but not a configuration error."""

@@ -22,13 +22,13 @@ from typing import Any
 
 from monitor import evidence
 from monitor.config import MAX_KEY_FILE_BYTES, Config
-from monitor.errors import ConfigError, MonitorError
+from monitor.errors import ConfigError, MonitorError, UsageError
 from monitor.keys import TRUST_ROOT_NAMES, trusted_logs, verifier_from_pem
 from monitor.sources import log_spec
 from monitor.store import Store
 
 
-class EvidenceExportError(ConfigError):
+class EvidenceExportError(UsageError):
     """The alert does not exist or has no portable evidence (a usage error: exit 2)."""
 
 

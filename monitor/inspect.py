@@ -2,9 +2,11 @@
 
 Input: a Rekor v1 LogEntry response (``{uuid: {body, integratedTime, logID, logIndex,
 verification: {inclusionProof, signedEntryTimestamp}}}``, or a one-element array of those, as
-``/api/v1/log/entries`` and ``/entries/retrieve`` answer) or a Sigstore bundle (v0.1 to v0.3,
-JSON; its first ``tlogEntries`` item). No network: keys come from the trusted roots embedded in
-sigstore ("production", "staging") and from the configured logs.
+``/api/v1/log/entries`` and ``/entries/retrieve`` answer), a Rekor v2 TransparencyLogEntry
+(``{logIndex, logId, kindVersion, inclusionProof, canonicalizedBody}``, as a Rekor v2 write
+answers) or a Sigstore bundle (v0.1 to v0.3, JSON; its first ``tlogEntries`` item). No network:
+keys come from the trusted roots embedded in sigstore ("production", "staging") and from the
+configured logs.
 
 Flow::
 
@@ -162,12 +164,17 @@ def load_input(data: bytes) -> LoadedEntry:
     material = doc.get("verificationMaterial")
     if isinstance(material, dict) and "tlogEntries" in material:
         return _load_bundle(doc, material)
+    if "canonicalizedBody" in doc:
+        # A bare TransparencyLogEntry: what Rekor v2 answers to a write, and what a bundle
+        # carries in tlogEntries.
+        return _load_tlog_entry(doc, "entry", "Rekor v2 TransparencyLogEntry", ())
     if len(doc) == 1:
         ((uuid, entry),) = doc.items()
         if isinstance(entry, dict) and "body" in entry:
             return _load_log_entry(uuid, entry)
     raise InputError(
-        "input: expected a Rekor v1 LogEntry ({uuid: {body, ...}}) or a Sigstore bundle "
+        "input: expected a Rekor v1 LogEntry ({uuid: {body, ...}}), a Rekor v2 "
+        "TransparencyLogEntry ({canonicalizedBody, inclusionProof, ...}) or a Sigstore bundle "
         f"(verificationMaterial.tlogEntries), got an object with keys {sorted(doc)[:6]}"
     )
 
@@ -228,8 +235,15 @@ def _load_bundle(doc: dict[str, object], material: dict[str, object]) -> LoadedE
     entries = material["tlogEntries"]
     if not isinstance(entries, list) or not entries:
         raise InputError("bundle: verificationMaterial.tlogEntries: expected a non-empty array")
-    where = "bundle: tlogEntries[0]"
-    entry = entries[0]
+    notes: tuple[str, ...] = ()
+    if len(entries) > 1:
+        notes = (f"the bundle holds {len(entries)} log entries; inspecting the first",)
+    source = f"Sigstore bundle ({media})" if isinstance(media, str) else "Sigstore bundle"
+    return _load_tlog_entry(entries[0], "bundle: tlogEntries[0]", source, notes)
+
+
+def _load_tlog_entry(entry: object, where: str, source: str, notes: tuple[str, ...]) -> LoadedEntry:
+    """A TransparencyLogEntry (protobuf JSON), alone or from a bundle's tlogEntries."""
     body = _b64(_str_field(entry, "canonicalizedBody", where), f"{where}.canonicalizedBody")
     log_id = None
     if isinstance(entry, dict) and isinstance(entry.get("logId"), dict):
@@ -269,11 +283,8 @@ def _load_bundle(doc: dict[str, object], material: dict[str, object]) -> LoadedE
             checkpoint=checkpoint,
         )
     log_index = _int_field(entry, "logIndex", where) if isinstance(entry, dict) else None
-    notes: tuple[str, ...] = ()
-    if len(entries) > 1:
-        notes = (f"the bundle holds {len(entries)} log entries; inspecting the first",)
     return LoadedEntry(
-        source=f"Sigstore bundle ({media})" if isinstance(media, str) else "Sigstore bundle",
+        source=source,
         body=body,
         uuid=None,
         log_index=log_index,

@@ -5,11 +5,16 @@
                  |
                  v
     Notifier.deliver_due()          one round at a time (an asyncio.Lock)
-        store.due_deliveries(now)   pending rows whose next_try has come, oldest first
-        group by target             each target's rows are sent in order, one at a time;
-                                    targets run concurrently, at most `concurrency` at once
-        send (apprise, timeout)  -> mark_delivered(id)          right after the send
-                                 -> mark_failed(id, error, now + backoff(attempts))
+        store.due_groups(now)       due rows grouped by target, kind, severity, log and rule;
+                                    most severe first, then oldest; each group's count and
+                                    oldest few rows (a flood is never loaded whole)
+        per target                  a group of <= DIGEST_AFTER rows: one message per row;
+                                    a larger group: one digest standing for all of its rows;
+                                    sent in order, one at a time; targets run concurrently,
+                                    at most `concurrency` at once; paused targets skipped
+        send (apprise, timeout)  -> mark_delivered(id) / mark_group_delivered(group)
+                                 -> mark_failed(...) / mark_group_failed(...), the rest of the
+                                    target's messages deferred, the target paused until then
 
 Delivery targets. A `[[notify]]` channel may list several apprise URLs; each URL is its own
 delivery target, named "<channel>#<id>" where id is the first 8 hex digits of the URL's SHA-256
@@ -25,7 +30,10 @@ Guarantees.
   crashes all leave it pending, retried with exponential backoff (30 s doubling up to 1 h, minus
   up to 20 % jitter, by default).
 - Not duplicated by us: one round runs at a time; a round takes each due row once; each row is
-  marked right after its own send (the mark is shielded from cancellation).
+  marked right after its own send (the mark is shielded from cancellation); a digest marks every
+  row it stands for (exactly the rows it counted: see `DueGroup`) in one transaction.
+- Floods summarised, criticals first: however many alerts are due, a round sends at most one
+  message per group beyond DIGEST_AFTER alerts, and the most severe go out first.
 - At-least-once at the transport, honestly: a receiver can see an alert twice when the process
   dies between a successful send and the commit of `mark_delivered`, or when a send is abandoned
   on our side (timeout, shutdown) although the receiver got it: apprise sends from worker threads
@@ -38,8 +46,11 @@ A target whose channel or URL is no longer configured (the channel was renamed o
 URL was removed or edited) is marked failed with an explanation and stays pending: a configuration
 that has the URL again delivers it, and `pending_count` keeps it visible to health checks.
 
-A send that times out defers the rest of that target's rows in the round (marked failed, "not
-attempted"), so a hanging receiver costs one timeout per round, not one per alert.
+A send that fails or times out defers the rest of that target's messages in the round (marked
+failed, "not attempted") and pauses the target until its retry is due, so a hanging receiver
+costs one timeout per round and a rate-limited one (HTTP 429) gets one refused message, not one
+per alert; other targets go on. apprise does not expose a receiver's Retry-After, so the backoff
+is the pace.
 
 Secrets. Nothing this module logs or stores contains a URL or a part of one: errors are built
 here from the target name and apprise's status, and exception messages pass through the redactor.
@@ -55,21 +66,26 @@ import hashlib
 import logging
 import random
 import re
+import shlex
+import socket
 import threading
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import apprise
 from apprise.manager_plugins import NotificationManager
 
+from monitor.alerts import ON_CALL, AlertKind, doc_link
 from monitor.errors import MonitorError
 from monitor.severity import Severity
-from monitor.store import AsyncStore, Delivery
+from monitor.store import AsyncStore, Delivery, DueGroup
+from monitor.terminal import printable
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +96,6 @@ MAX_TITLE = 200
 DEFAULT_SEND_TIMEOUT = 60.0
 DEFAULT_CONCURRENCY = 8
 REDACTED = "***"
-REPORT_HINT = "tlog-monitor report alerts"
 
 # Loggers that may print URLs: apprise's own, and urllib3's request lines (path and query).
 REDACTED_LOGGERS = ("apprise", "urllib3.connectionpool")
@@ -244,13 +259,23 @@ _MAX_SUMMARY = 1000
 _MAX_LIST = 5
 
 
-def _clean(text: str, limit: int) -> str:
-    """One line: control characters (newlines included) become spaces; cut to `limit` chars.
+def _escape_other(ch: str) -> str:
+    if not unicodedata.category(ch).startswith("C"):
+        return ch
+    code = ord(ch)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
-    Summaries and details carry data from the log (certificate SANs, URIs), so nothing in them may
-    break the line structure of a message or its title.
+
+def _clean(text: str, limit: int) -> str:
+    """One line, safe to show: control, bidi and other format characters (newlines included)
+    are escaped as `monitor.terminal.printable` does (`\\x1b`, `\\u202e`), runs of spaces
+    become one; cut to `limit` chars.
+
+    Summaries and details carry data from the log (certificate SANs, URIs, servers' errors), so
+    nothing in them may break the line structure of a message or its title, or act on the
+    terminal or mail client that shows it; escaping (not dropping) shows that it was there.
     """
-    text = "".join(" " if unicodedata.category(ch).startswith("C") else ch for ch in text)
+    text = "".join(_escape_other(ch) for ch in printable(text))
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -282,15 +307,123 @@ REPEAT_NOTE = (
 )
 
 
-def render_message(delivery: Delivery, max_body: int = MAX_BODY) -> Message:
+@dataclass(frozen=True)
+class MessageOrigin:
+    """Where messages come from: the host that raised the alert, and the configuration file the
+    commands in a message's footer need (`report alerts --id N`, `evidence export N`)."""
+
+    host: str
+    config_path: Path | None = None
+    """Absolute; None leaves `--config` out of the commands (its default, ./config.toml)."""
+
+    @classmethod
+    def local(cls, config_path: Path | None = None) -> MessageOrigin:
+        """This machine (`socket.gethostname()`) running the configuration at `config_path`."""
+        try:
+            host = socket.gethostname()
+        except OSError:  # no name configured: say so rather than name nothing
+            host = ""
+        return cls(host or "(unknown host)", config_path)
+
+    def command(self, *words: str) -> str:
+        """A tlog-monitor command line for this configuration, quoted for a POSIX shell."""
+        parts = ["tlog-monitor"]
+        if self.config_path is not None:
+            parts += ["--config", shlex.quote(str(self.config_path))]
+        # The path is the operator's own, but a control character in it must not act on the
+        # terminal the command is copied from.
+        return printable(" ".join([*parts, *words]))
+
+    def report_command(self, alert_id: int) -> str:
+        """The command that prints alert `alert_id` in full, evidence included."""
+        return self.command("report", "alerts", "--id", str(alert_id), "--format", "json")
+
+    def evidence_command(self, alert_id: int) -> str:
+        """The command that writes split_view alert `alert_id`'s portable evidence to a file."""
+        return self.command("evidence", "export", str(alert_id), ">", f"split-view-{alert_id}.json")
+
+
+# Identity fields of a watch alert shown in full, in this order (keys of `details.identity`,
+# see `monitor.watch.identity_summary`): who signed, vouched by whom, from where, what.
+_IDENTITY_FIELDS = (
+    "build_signer_uri",
+    "sans",
+    "issuer",
+    "source_repository_uri",
+    "source_repository_ref",
+    "build_trigger",
+    "artifact_digest",
+)
+_WATCH_KINDS = frozenset({AlertKind.UNEXPECTED_SIGNER.value, AlertKind.IDENTITY_SEEN.value})
+# Details a watch alert shows among its key facts, not again among the short details.
+_WATCH_KEY_DETAILS = frozenset({"log_index", "identity", "reasons"})
+_MAX_KEY_VALUE = 1000
+"""A key fact (a SAN, a Build Signer URI, a reason) is shown whole up to this many characters:
+a real one is far shorter; a longer one can only be crafted, and the full record keeps it."""
+_MIN_KEY_VALUE = 200
+"""What a key fact is cut to when the body would otherwise exceed its limit."""
+_MAX_REASONS = 16
+"""A match has a reason per matcher of its rule, plus trust and allowed_signers: a handful."""
+
+
+def _key_value(value: Any, limit: int) -> str | None:
+    """A key fact's value on one line, or None when absent."""
+    if value is None or value in ("", [], ()):
+        return None
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return _clean(", ".join(str(v) for v in value), limit)
+    return _clean(str(value), limit)
+
+
+def _key_facts(delivery: Delivery, limit: int) -> list[str]:
+    """The lines that say who and what a watch alert is about, in full (up to `limit` chars a
+    value): the log index to look the entry up by, the signer's identity, the artifact digest,
+    and why the signer is not allowed. Other kinds' facts are their short details."""
+    if delivery.kind not in _WATCH_KINDS:
+        return []
+    details = delivery.details
+    lines: list[str] = []
+    index = _key_value(details.get("log_index"), limit)
+    if index is not None:
+        lines.append(f"log_index: {index}")
+    identity = details.get("identity")
+    if isinstance(identity, dict):
+        fields = list(_IDENTITY_FIELDS)
+        if not identity.get("sans"):  # a bare key: its fingerprint is the identity
+            fields.append("key_fingerprint")
+        for key in fields:
+            value = _key_value(identity.get(key), limit)
+            if value is not None:
+                lines.append(f"{key}: {value}")
+    reasons = details.get("reasons")
+    if isinstance(reasons, list | tuple):
+        lines += [f"reason: {_clean(str(r), limit)}" for r in reasons[:_MAX_REASONS]]
+        if len(reasons) > _MAX_REASONS:
+            lines.append(f"({len(reasons) - _MAX_REASONS} more reasons in the full record)")
+    return lines
+
+
+def render_message(
+    delivery: Delivery, max_body: int = MAX_BODY, *, origin: MessageOrigin | None = None
+) -> Message:
     """The title and body for one delivery.
 
     Title: "[CRITICAL] split_view: rekor" (plus ", rule NAME" for watch alerts). Body: the
-    alert's summary, the short details as "key: value" lines (evidence such as notes and
-    certificates stays in the database), then the alert id and how to see it in full. The body
-    is at most `max_body` characters; details that do not fit are counted, not cut mid-line.
-    The message holds only alert data: never a channel URL.
+    alert's summary (what happened); the log, the host that raised it (`origin`, this machine by
+    default) and the rule; for watch alerts the log index, the signer's identity, the artifact
+    digest and the reasons in full; the short details as "key: value" lines (evidence such as
+    notes and certificates stays in the database); what to do (`monitor.alerts.ON_CALL`) and
+    the section of docs/alerts.md; for split_view the `evidence export` command; then the alert
+    id and the `report alerts --id N` command that shows it in full. The body is at most
+    `max_body` characters: short details that do not fit are counted, then key facts are
+    shortened, never the footer. Text from logs and certificates is escaped (`_clean`). The
+    message holds only alert data: never a channel URL.
     """
+    origin = origin or MessageOrigin.local()
     severity = delivery.severity.upper()
     title = f"[{severity}] {delivery.kind}"
     if delivery.log_name:
@@ -301,14 +434,19 @@ def render_message(delivery: Delivery, max_body: int = MAX_BODY) -> Message:
         title += REPEAT_MARK
     title = _clean(title, MAX_TITLE)
 
-    lines: list[str] = []
+    header: list[str] = []
     if delivery.log_name:
-        lines.append(f"log: {_clean(delivery.log_name, _MAX_VALUE)}")
+        header.append(f"log: {_clean(delivery.log_name, _MAX_VALUE)}")
+    header.append(f"host: {_clean(origin.host, _MAX_VALUE)}")
     if delivery.rule:
-        lines.append(f"rule: {_clean(delivery.rule, _MAX_VALUE)}")
+        header.append(f"rule: {_clean(delivery.rule, _MAX_VALUE)}")
     details = delivery.details
-    keys = [k for k in _PREFERRED_DETAILS if k in details]
-    keys += sorted(k for k in details if k not in _PREFERRED_DETAILS and isinstance(k, str))
+    skip = _WATCH_KEY_DETAILS if delivery.kind in _WATCH_KINDS else frozenset()
+    keys = [k for k in _PREFERRED_DETAILS if k in details and k not in skip]
+    keys += sorted(
+        k for k in details if k not in _PREFERRED_DETAILS and isinstance(k, str) and k not in skip
+    )
+    lines: list[str] = []
     omitted = 0
     for key in keys:
         value = _detail_value(details[key])
@@ -317,28 +455,49 @@ def render_message(delivery: Delivery, max_body: int = MAX_BODY) -> Message:
         else:
             lines.append(f"{_clean(key, 40)}: {value}")
 
-    summary = _clean(delivery.summary, min(_MAX_SUMMARY, max(1, max_body // 4)))
+    try:
+        kind: AlertKind | None = AlertKind(delivery.kind)
+    except ValueError:  # a kind from a newer tlog-monitor sharing the database
+        kind = None
+    todo = [
+        f"to do: {ON_CALL[kind]}" if kind else "to do: see docs/alerts.md",
+        f"guide: {doc_link(kind)}" if kind else "guide: docs/alerts.md",
+    ]
+    if kind is AlertKind.SPLIT_VIEW:
+        todo.append(f"evidence: {origin.evidence_command(delivery.alert_id)}")
     footer = [
+        *todo,
+        "",
         f"alert #{delivery.alert_id}, {delivery.severity}, raised {delivery.created_at}",
-        f"full record: {REPORT_HINT} --format json",
+        f"full record: {origin.report_command(delivery.alert_id)}",
     ]
     if delivery.maybe_sent:
         footer.append(REPEAT_NOTE.replace("#N", f"#{delivery.alert_id}"))
 
-    def assemble(shown: list[str], more: int) -> str:
-        parts = [summary, ""]
-        if shown:
-            parts += [*shown, ""]
+    def assemble(summary: str, facts: list[str], shown: list[str], more: int) -> str:
+        parts = [summary, "", *header, *facts, *shown, ""]
         if more:
             noun = "field" if more == 1 else "fields"
             parts += [f"({more} more detail {noun} in the full record)", ""]
         return "\n".join(parts + footer)
 
+    summary = _clean(delivery.summary, min(_MAX_SUMMARY, max(1, max_body // 4)))
+    facts = _key_facts(delivery, _MAX_KEY_VALUE)
     shown = list(lines)
-    body = assemble(shown, omitted)
+    body = assemble(summary, facts, shown, omitted)
     while len(body) > max_body and shown:
         shown.pop()
-        body = assemble(shown, omitted + len(lines) - len(shown))
+        body = assemble(summary, facts, shown, omitted + len(lines) - len(shown))
+    more = omitted + len(lines)
+    if len(body) > max_body:
+        facts = _key_facts(delivery, _MIN_KEY_VALUE)
+        body = assemble(summary, facts, shown, more)
+    if len(body) > max_body:
+        # What is left too long is the head (summary, facts): cut it, keep the footer whole.
+        tail = "\n" + "\n".join(footer)
+        room = max_body - len(tail)
+        head = assemble(summary, facts, shown, more)[: -len(tail)]
+        body = head[: room - 1] + "…" + tail if room > 1 else body
     if len(body) > max_body:  # only a tiny max_body gets here
         body = body[: max_body - 1] + "…"
     return Message(title=title, body=body)
@@ -356,6 +515,102 @@ def notify_type(severity: str) -> apprise.NotifyType:
     if sev is Severity.WARNING:
         return apprise.NotifyType.WARNING
     return apprise.NotifyType.INFO
+
+
+# --- digests (pure) ----------------------------------------------------------------------
+
+DIGEST_AFTER = 10
+"""A round sends up to this many due alerts of one target, kind, severity, log and rule as
+separate messages; a group with more becomes one digest message that stands for all of them."""
+DIGEST_MARK = "alerts in this message: "
+"""Starts the digest line that lists the ids of every alert the message stands for."""
+_DIGEST_LINE = 300
+
+
+def _id_ranges(ranges: Sequence[tuple[int, int]], more: bool) -> str:
+    text = ", ".join(f"#{a}" if a == b else f"#{a}-#{b}" for a, b in ranges)
+    return text + (", … (more: list them all)" if more else "")
+
+
+def render_digest(
+    group: DueGroup, max_body: int = MAX_BODY, *, origin: MessageOrigin | None = None
+) -> Message:
+    """One message standing for every due alert of `group` (many alerts of one kind, severity,
+    log and rule for one target).
+
+    Title: "[HIGH] unexpected_signer: rekor, rule release (5000 alerts)". Body: how many, the
+    log, host and rule; one line per alert for the oldest few (id, time, summary); the ids of
+    every alert it stands for, as ranges; the `report alerts` command that lists them all and
+    the one that shows one in full; what to do and the guide. At most `max_body` characters:
+    alert lines that do not fit are dropped (the id ranges and commands still cover them).
+    """
+    origin = origin or MessageOrigin.local()
+    count = group.count
+    title = f"[{group.severity.upper()}] {group.kind}"
+    if group.log_name:
+        title += f": {group.log_name}"
+    if group.rule:
+        title += f", rule {group.rule}"
+    title += f" ({count} alerts)"
+    if group.maybe_sent:
+        title += REPEAT_MARK
+    title = _clean(title, MAX_TITLE)
+
+    first = group.deliveries[0] if group.deliveries else None
+    where = f" on log {_clean(group.log_name, _MAX_VALUE)}" if group.log_name else ""
+    head = [f"{count} {_clean(group.kind, 60)} alerts{where} in one message (a digest)", ""]
+    if group.log_name:
+        head.append(f"log: {_clean(group.log_name, _MAX_VALUE)}")
+    head.append(f"host: {_clean(origin.host, _MAX_VALUE)}")
+    if group.rule:
+        head.append(f"rule: {_clean(group.rule, _MAX_VALUE)}")
+    lines = [
+        f"alert #{d.alert_id}, raised {d.created_at}: {_clean(d.summary, _DIGEST_LINE)}"
+        for d in group.deliveries
+    ]
+    words = ["report", "alerts", "--kind", shlex.quote(group.kind)]
+    if group.log_name:
+        words += ["--log", shlex.quote(group.log_name)]
+    if first is not None:
+        words += ["--since", shlex.quote(first.created_at)]
+    ranges = _id_ranges(group.alert_ranges, group.more_ranges)
+    footer = [f"list them all: {origin.command(*words)}"]
+    if first is not None:
+        footer.append(f"one in full: {origin.report_command(first.alert_id)}")
+    try:
+        kind: AlertKind | None = AlertKind(group.kind)
+    except ValueError:  # a kind from a newer tlog-monitor sharing the database
+        kind = None
+    if kind is not None:
+        footer += [f"to do: {ON_CALL[kind]}", f"guide: {doc_link(kind)}"]
+    if group.maybe_sent:
+        footer.append(
+            "possible repeat: an earlier send of some of these alerts was cut off (the monitor "
+            "stopped or the send timed out) before it was recorded; you may have them already"
+        )
+
+    def assemble(shown: int, ranges: str) -> str:
+        parts = [*head, ""]
+        if shown:
+            parts += [f"the oldest {shown} of {count}:", *lines[:shown]]
+        if shown < count:
+            parts.append(f"({count - shown} more not shown here)")
+        parts += ["", f"{DIGEST_MARK}{ranges}", *footer]
+        return "\n".join(parts)
+
+    shown = len(lines)
+    body = assemble(shown, ranges)
+    while len(body) > max_body and shown:
+        shown -= 1
+        body = assemble(shown, ranges)
+    # Then whole ranges go, from the end: a range cut mid-number would name another alert.
+    kept = list(group.alert_ranges)
+    while len(body) > max_body and len(kept) > 1:
+        kept.pop()
+        body = assemble(0, _id_ranges(kept, True))
+    if len(body) > max_body:  # only a tiny max_body gets here
+        body = body[: max_body - 1] + "…"
+    return Message(title=title, body=body)
 
 
 # --- backoff (pure) ----------------------------------------------------------------------
@@ -574,11 +829,14 @@ class _Target:
 
 @dataclass(frozen=True)
 class DeliveryRound:
-    """What one `deliver_due` round did."""
+    """What one `deliver_due` round did, counted in deliveries (one alert to one target): a
+    digest message counts every alert it stands for."""
 
     delivered: int
     failed: int
     """Failed, deferred or unroutable deliveries (all still pending)."""
+    messages: int = field(default=0, compare=False)
+    """Messages the receivers accepted (a digest is one)."""
 
 
 def _utcnow() -> datetime:
@@ -590,7 +848,8 @@ class Notifier:
 
     `channels` is the `[[notify]]` configuration; `store` the daemon's AsyncStore. `clock`,
     `backoff`, `rng`, `send_timeout` (seconds per send) and `concurrency` (targets sent to at
-    once) exist for tests and tuning.
+    once) exist for tests and tuning. `origin` is what messages name as the host that raised an
+    alert and the configuration their commands use (`MessageOrigin.local()` by default).
     """
 
     def __init__(
@@ -604,6 +863,7 @@ class Notifier:
         concurrency: int = DEFAULT_CONCURRENCY,
         max_body: int = MAX_BODY,
         rng: random.Random | None = None,
+        origin: MessageOrigin | None = None,
     ) -> None:
         if send_timeout <= 0 or concurrency < 1:
             raise ValueError("notifier: expected send_timeout > 0 and concurrency >= 1")
@@ -613,10 +873,13 @@ class Notifier:
         self._send_timeout = send_timeout
         self._concurrency = concurrency
         self._max_body = max_body
+        self._origin = origin or MessageOrigin.local()
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._lock = asyncio.Lock()
         self._targets: dict[str, _Target] = {}
         self._channel_sizes: dict[str, int] = {}
+        self._paused: dict[str, datetime] = {}
+        """Targets whose last send failed, and when their retry is due: skipped until then."""
         self.set_channels(channels)
 
     def set_channels(self, channels: Sequence[ChannelConfig]) -> None:
@@ -661,7 +924,15 @@ class Notifier:
     async def deliver_due(
         self, limit: int = 100, *, send_timeout: float | None = None
     ) -> DeliveryRound:
-        """Send up to `limit` due deliveries once each and record every outcome.
+        """Send the due deliveries, most severe first, then oldest first, and record every
+        outcome.
+
+        Each target's due alerts are grouped by kind, severity, log and rule; a group of up to
+        `DIGEST_AFTER` alerts is sent as one message each, a larger one as a single digest that
+        stands for all of them (`render_digest`). At most `limit` rows are read per round, so at
+        most `limit` messages are sent. A target whose send fails gets nothing more this round
+        and is skipped by later rounds until its retry is due (`_paused`): a receiver that
+        refuses (a 429 rate limit included) or hangs slows only itself.
 
         Rounds never overlap: a second caller waits for the first round to finish. A store error
         is raised after every started send has been recorded. `send_timeout` (seconds) replaces
@@ -671,99 +942,165 @@ class Notifier:
         async with self._lock:
             store = self._store.store
             now = self._clock()
-            due = await self._store.call(
-                store.due_deliveries, now, limit, latest=now + self._backoff.cap
+            # A pause further ahead than the backoff cap was set before the clock went back:
+            # it ends now, as such a row's retry does (`Store.due_deliveries`).
+            cap = now + self._backoff.cap
+            self._paused = {t: until for t, until in self._paused.items() if now < until <= cap}
+            groups = await self._store.call(
+                store.due_groups,
+                now,
+                limit,
+                latest=now + self._backoff.cap,
+                sample=DIGEST_AFTER,
+                exclude=sorted(self._paused),
             )
-            if not due:
+            if not groups:
                 return DeliveryRound(0, 0)
-            by_target: dict[str, list[Delivery]] = {}
-            for delivery in due:
-                by_target.setdefault(delivery.channel, []).append(delivery)
+            by_target: dict[str, list[Delivery | DueGroup]] = {}
+            for group in groups:
+                items = by_target.setdefault(group.channel, [])
+                if group.count > DIGEST_AFTER:
+                    items.append(group)
+                else:
+                    items.extend(group.deliveries)
             targets = self._targets
             gate = asyncio.Semaphore(self._concurrency)
             outcomes = await asyncio.gather(
                 *(
-                    self._deliver_target(target, rows, targets.get(target), gate, timeout)
-                    for target, rows in by_target.items()
+                    self._deliver_target(target, items, targets.get(target), gate, timeout)
+                    for target, items in by_target.items()
                 ),
                 return_exceptions=True,
             )
-            delivered = failed = 0
+            delivered = failed = messages = 0
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     raise outcome
                 delivered += outcome.delivered
                 failed += outcome.failed
+                messages += outcome.messages
             if failed:
-                log.warning("delivery round: %d delivered, %d failed", delivered, failed)
+                log.warning(
+                    "delivery round: %d delivered in %d messages, %d failed",
+                    delivered,
+                    messages,
+                    failed,
+                )
             else:
-                log.info("delivery round: %d delivered", delivered)
-            return DeliveryRound(delivered, failed)
+                log.info("delivery round: %d delivered in %d messages", delivered, messages)
+            return DeliveryRound(delivered, failed, messages)
 
     async def _deliver_target(
         self,
         target: str,
-        rows: list[Delivery],
+        items: list[Delivery | DueGroup],
         route: _Target | None,
         gate: asyncio.Semaphore,
         timeout: float,
     ) -> DeliveryRound:
-        delivered = failed = 0
+        delivered = failed = messages = 0
         async with gate:
-            for position, delivery in enumerate(rows):
+            for position, item in enumerate(items):
                 if route is None:
-                    await self._failed(delivery, self._unrouted(target))
-                    failed += 1
+                    failed += await self._failed(item, self._unrouted(target))
                     continue
-                message = render_message(delivery, self._max_body)
-                await asyncio.shield(
-                    self._store.call(self._store.store.mark_sending, delivery.id, self._clock())
-                )
-                outcome = await _send(route.url, message, notify_type(delivery.severity), timeout)
+                store = self._store.store
+                if isinstance(item, DueGroup):
+                    message = render_digest(item, self._max_body, origin=self._origin)
+                    await asyncio.shield(
+                        self._store.call(store.mark_group_sending, item, self._clock())
+                    )
+                else:
+                    message = render_message(item, self._max_body, origin=self._origin)
+                    await asyncio.shield(
+                        self._store.call(store.mark_sending, item.id, self._clock())
+                    )
+                outcome = await _send(route.url, message, notify_type(item.severity), timeout)
                 if outcome.ok:
-                    await self._delivered(delivery)
-                    delivered += 1
+                    delivered += await self._delivered(item)
+                    messages += 1
                     continue
-                await self._failed(
-                    delivery,
+                failed += await self._failed(
+                    item,
                     f"channel {route.label}: {outcome.reason}",
                     maybe_sent=outcome.timed_out,
+                    pause=target,
                 )
-                failed += 1
-                if outcome.timed_out:
-                    for later in rows[position + 1 :]:
-                        await self._failed(
-                            later,
-                            f"channel {route.label}: not attempted: an earlier delivery to this "
-                            "target timed out in the same round",
-                        )
-                        failed += 1
-                    break
-        return DeliveryRound(delivered, failed)
+                # A receiver that refused, failed or hung gets nothing more this round: hammering
+                # a rate-limited or broken receiver only gets more refused, and a hang costs one
+                # timeout per round, not one per message.
+                what = "timed out" if outcome.timed_out else "failed"
+                for later in items[position + 1 :]:
+                    failed += await self._failed(
+                        later,
+                        f"channel {route.label}: not attempted: an earlier delivery to this "
+                        f"target {what} in the same round",
+                    )
+                break
+        return DeliveryRound(delivered, failed, messages)
 
-    async def _delivered(self, delivery: Delivery) -> None:
+    async def _delivered(self, item: Delivery | DueGroup) -> int:
+        """Record a successful send; returns how many deliveries it ended."""
         # Shielded: once the receiver has the message, a cancelled round must still record it.
-        await asyncio.shield(
-            self._store.call(self._store.store.mark_delivered, delivery.id, self._clock())
-        )
-        log.info("alert #%d delivered to %s", delivery.alert_id, delivery.channel)
+        store = self._store.store
+        if isinstance(item, DueGroup):
+            count = await asyncio.shield(
+                self._store.call(store.mark_group_delivered, item, self._clock())
+            )
+            first = item.deliveries[0].alert_id if item.deliveries else 0
+            log.info(
+                "%d %s alerts (oldest #%d) delivered to %s in one digest",
+                count,
+                item.kind,
+                first,
+                item.channel,
+            )
+            return count
+        await asyncio.shield(self._store.call(store.mark_delivered, item.id, self._clock()))
+        log.info("alert #%d delivered to %s", item.alert_id, item.channel)
+        return 1
 
-    async def _failed(self, delivery: Delivery, error: str, *, maybe_sent: bool = False) -> None:
+    async def _failed(
+        self,
+        item: Delivery | DueGroup,
+        error: str,
+        *,
+        maybe_sent: bool = False,
+        pause: str | None = None,
+    ) -> int:
+        """Record a failed (or deferred) send and schedule its retry; with `pause`, that target
+        is skipped until then. Returns how many deliveries it covered."""
         # `error` is built from the target name and redacted reasons; redacting it again could
         # blank a channel name that happens to equal a URL component.
-        next_try = self._clock() + self._backoff.delay(delivery.attempts, self._rng)
-        await asyncio.shield(
-            self._store.call(
-                self._store.store.mark_failed, delivery.id, error, next_try, maybe_sent=maybe_sent
+        store = self._store.store
+        if isinstance(item, DueGroup):
+            attempts = max((d.attempts for d in item.deliveries), default=0)
+        else:
+            attempts = item.attempts
+        next_try = self._clock() + self._backoff.delay(attempts, self._rng)
+        if pause is not None:
+            self._paused[pause] = next_try
+        if isinstance(item, DueGroup):
+            count = await asyncio.shield(
+                self._store.call(
+                    store.mark_group_failed, item, error, next_try, maybe_sent=maybe_sent
+                )
             )
-        )
+            what = f"{count} {item.kind} alerts (one digest)"
+        else:
+            await asyncio.shield(
+                self._store.call(store.mark_failed, item.id, error, next_try, maybe_sent=maybe_sent)
+            )
+            count = 1
+            what = f"alert #{item.alert_id}"
         log.warning(
-            "alert #%d not delivered (attempt %d): %s; next try at %s",
-            delivery.alert_id,
-            delivery.attempts + 1,
+            "%s not delivered (attempt %d): %s; next try at %s",
+            what,
+            attempts + 1,
             error,
             next_try.isoformat(timespec="seconds"),
         )
+        return count
 
 
 async def send_test(channel: ChannelConfig, *, timeout: float = DEFAULT_SEND_TIMEOUT) -> None:

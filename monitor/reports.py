@@ -6,9 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+import shutil
+import textwrap
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -25,11 +26,28 @@ class ReportFormat(StrEnum):
 
 
 @dataclass(frozen=True)
+class TableLayout:
+    """How `--format table` shows a report in a terminal's width; JSON and CSV show every
+    column in full. Columns in neither `row` nor `under` are left out of the table."""
+
+    row: tuple[str, ...]
+    """Columns on the row, in this order."""
+    under: tuple[str, ...] = ()
+    """Long text, each on its own wrapped line under the row (`name: value`) when not empty."""
+    shrink: tuple[str, ...] = ()
+    """Row columns cut with "…" when the row is wider than the terminal."""
+    cut_middle: tuple[str, ...] = ()
+    """Shrunk columns cut in the middle, keeping the end (a view's URL ends with its name)."""
+
+
+@dataclass(frozen=True)
 class Report:
     """Named columns and rows of values."""
 
     columns: tuple[str, ...]
     rows: list[dict[str, Any]]
+    layout: TableLayout | None = None
+    """The table's layout; None: every column on the row."""
 
 
 ALERT_COLUMNS = (
@@ -87,6 +105,41 @@ STATUS_COLUMNS = (
 )
 
 
+ALERT_TABLE = TableLayout(
+    row=("id", "created_at", "severity", "kind", "log", "rule", "delivered", "pending"),
+    under=("summary",),
+    shrink=("log", "rule"),
+)
+CHECKPOINT_TABLE = TableLayout(
+    row=("log", "tree_id", "view", "size", "root", "last_seen"),
+    under=("cosigners",),
+    shrink=("view", "log", "tree_id"),
+    cut_middle=("view",),
+)
+MATCH_TABLE = TableLayout(
+    row=("id", "created_at", "log", "log_index", "rule", "outcome", "source", "alert_id"),
+    under=("signer", "issuer"),
+    shrink=("log", "rule"),
+)
+STATUS_TABLE = TableLayout(
+    row=("log", "tree_id", "verified_size", "high_water", "frozen", "last_ok_at"),
+    under=("error_since", "last_error"),
+    shrink=("log", "tree_id"),
+)
+
+DEFAULT_TABLE_WIDTH = 100
+"""The table's width when the output is not a terminal and $COLUMNS is not set."""
+MIN_TABLE_WIDTH = 40
+_TIME_COLUMNS = frozenset(
+    {"created_at", "first_seen", "last_seen", "updated_at", "last_ok_at", "error_since"}
+)
+_HASH_COLUMNS = frozenset({"root", "verified_root"})
+_HASH_SHOWN = 12
+"""Hex digits of a root hash on a table row (as git shortens commit ids)."""
+_MAX_UNDER = 600
+"""Characters of one under-the-row value; longer ones (a hostile server's error) are cut."""
+
+
 def _filters(log: str | None, since: datetime | None, time_column: str) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []
@@ -100,16 +153,32 @@ def _filters(log: str | None, since: datetime | None, time_column: str) -> tuple
 
 
 def alerts_report(
-    store: Store, *, log: str | None = None, since: datetime | None = None, details: bool = False
+    store: Store,
+    *,
+    log: str | None = None,
+    since: datetime | None = None,
+    details: bool = False,
+    alert_id: int | None = None,
+    kind: str | None = None,
 ) -> Report:
-    """Every alert, newest first, with its delivery progress (and its details, for JSON)."""
+    """Every alert, newest first, with its delivery progress (and its details, for JSON);
+    only alert `alert_id` when given (the command in every notification's footer); only alerts
+    of `kind` when given (the command in a digest notification)."""
     where, params = _filters(log, since, "a.created_at")
+    if alert_id is not None:
+        where += (" AND " if where else " WHERE ") + "a.id = ?"
+        params.append(alert_id)
+    if kind is not None:
+        where += (" AND " if where else " WHERE ") + "a.kind = ?"
+        params.append(kind)
+    # `+d.status` keeps SQLite on the (alert_id, channel) index: on the status index each
+    # alert's count scanned every pending row, minutes for a flood of 100,000 alerts.
     rows = store.query(
         "SELECT a.id, a.created_at, a.severity, a.kind, l.name AS log, a.rule, a.summary, "
         "a.details, "
-        "(SELECT count(*) FROM deliveries d WHERE d.alert_id = a.id AND d.status = 'delivered') "
+        "(SELECT count(*) FROM deliveries d WHERE d.alert_id = a.id AND +d.status = 'delivered') "
         "AS delivered, "
-        "(SELECT count(*) FROM deliveries d WHERE d.alert_id = a.id AND d.status = 'pending') "
+        "(SELECT count(*) FROM deliveries d WHERE d.alert_id = a.id AND +d.status = 'pending') "
         "AS pending "
         f"FROM alerts a LEFT JOIN logs l ON l.id = a.log_id{where} ORDER BY a.id DESC",
         params,
@@ -117,7 +186,7 @@ def alerts_report(
     columns = ALERT_COLUMNS + (("details",) if details else ())
     for row in rows:
         row["details"] = json.loads(row["details"])
-    return Report(columns, [{c: r[c] for c in columns} for r in rows])
+    return Report(columns, [{c: r[c] for c in columns} for r in rows], ALERT_TABLE)
 
 
 def checkpoints_report(
@@ -134,7 +203,7 @@ def checkpoints_report(
     for row in rows:
         row["root"] = row["root"].hex()
         row["cosigners"] = ", ".join(json.loads(row["cosigners"])) or None
-    return Report(CHECKPOINT_COLUMNS, rows)
+    return Report(CHECKPOINT_COLUMNS, rows, CHECKPOINT_TABLE)
 
 
 def matches_report(
@@ -171,7 +240,7 @@ def matches_report(
             ", ".join(str(s) for s in sans) if sans else identity.get("key_fingerprint")
         )
         row["issuer"] = identity.get("issuer")
-    return Report(columns, [{c: r.get(c) for c in columns} for r in rows])
+    return Report(columns, [{c: r.get(c) for c in columns} for r in rows], MATCH_TABLE)
 
 
 def status_report(store: Store, *, log: str | None = None) -> Report:
@@ -201,7 +270,7 @@ def status_report(store: Store, *, log: str | None = None) -> Report:
             row["verified_root"] = row["verified_root"].hex()
         if row["frozen"] is not None:
             row["frozen"] = bool(row["frozen"])
-    return Report(STATUS_COLUMNS, rows)
+    return Report(STATUS_COLUMNS, rows, STATUS_TABLE)
 
 
 def _cell(value: Any) -> str:
@@ -216,8 +285,14 @@ def _cell(value: Any) -> str:
     return printable(str(value))
 
 
-def render(report: Report, fmt: ReportFormat, *, max_width: int = 80) -> str:
-    """The report as text in `fmt`; table cells longer than `max_width` are shortened."""
+def table_width() -> int:
+    """The width tables fit: $COLUMNS, else the terminal's, else `DEFAULT_TABLE_WIDTH`."""
+    columns = shutil.get_terminal_size((DEFAULT_TABLE_WIDTH, 24)).columns
+    return max(columns, MIN_TABLE_WIDTH)
+
+
+def render(report: Report, fmt: ReportFormat, *, width: int | None = None) -> str:
+    """The report as text in `fmt`; a table fits `width` columns (default `table_width()`)."""
     if fmt is ReportFormat.JSON:
         return json.dumps(report.rows, indent=2, sort_keys=False, default=str) + "\n"
     if fmt is ReportFormat.CSV:
@@ -227,23 +302,83 @@ def render(report: Report, fmt: ReportFormat, *, max_width: int = 80) -> str:
         for row in report.rows:
             writer.writerow([_cell(row.get(c)) for c in report.columns])
         return out.getvalue()
-    return _table(
-        report.columns, [[_cell(r.get(c)) for c in report.columns] for r in report.rows], max_width
-    )
+    layout = report.layout or TableLayout(row=report.columns)
+    return _table(layout, report.rows, table_width() if width is None else width)
 
 
-def _table(columns: Sequence[str], cells: list[list[str]], max_width: int) -> str:
-    def fit(text: str) -> str:
-        text = " ".join(text.split())
-        return text if len(text) <= max_width else text[: max_width - 1] + "…"
+def _row_cell(column: str, value: Any) -> str:
+    """A cell on a table row: one line; times to the second (UTC, `Z`), root hashes shortened.
+    The JSON and CSV formats keep the exact values."""
+    if column in _TIME_COLUMNS and isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if moment.tzinfo is not None:
+                return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if column in _HASH_COLUMNS and isinstance(value, str) and len(value) > _HASH_SHOWN:
+        return _cell(value[:_HASH_SHOWN]) + "…"
+    return " ".join(_cell(value).split())
 
-    body = [[fit(c) for c in row] for row in cells]
-    widths = [max([len(h)] + [len(r[i]) for r in body]) for i, h in enumerate(columns)]
-    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(columns, widths, strict=True)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines.extend(
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in body
-    )
-    if not body:
+
+def _cut(text: str, width: int, *, middle: bool = False) -> str:
+    if len(text) <= width:
+        return text
+    if middle and width >= 8:
+        head = (width - 1) // 3
+        return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+    return text[: max(width - 1, 0)] + "…"
+
+
+def _table(layout: TableLayout, rows: list[dict[str, Any]], width: int) -> str:
+    # A column empty on every row says nothing: left out, so the others get its width.
+    columns = [c for c in layout.row if any(r.get(c) not in (None, "") for r in rows)]
+    under = list(layout.under)
+    if not columns:
+        columns = list(layout.row[:1])
+    cells = [{c: _row_cell(c, r.get(c)) for c in columns} for r in rows]
+    widths = {c: max([len(c)] + [len(row[c]) for row in cells]) for c in columns}
+
+    def total() -> int:
+        return sum(widths[c] for c in columns) + 2 * (len(columns) - 1)
+
+    while total() > width:
+        shrinkable = [c for c in layout.shrink if c in widths and widths[c] > max(len(c), 8)]
+        if shrinkable:
+            widest = max(shrinkable, key=lambda c: widths[c])
+            widths[widest] = max(widths[widest] - (total() - width), len(widest), 8)
+        elif len(columns) > 2:
+            # Still too wide (a narrow terminal): the last column goes under the row instead.
+            moved = columns.pop()
+            under.insert(0, moved)
+            del widths[moved]
+        else:
+            break
+    lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip()]
+    lines.append("  ".join("-" * widths[c] for c in columns))
+    for row, cell in zip(rows, cells, strict=True):
+        fitted = [
+            _cut(cell[c], widths[c], middle=c in layout.cut_middle).ljust(widths[c])
+            for c in columns
+        ]
+        lines.append("  ".join(fitted).rstrip())
+        for name in under:
+            value = row.get(name)
+            if value in (None, ""):
+                continue
+            shown = _row_cell(name, value) if name in _TIME_COLUMNS else _cell(value)
+            text = _cut(f"{name}: {' '.join(shown.split())}", _MAX_UNDER)
+            lines.extend(
+                textwrap.wrap(
+                    text,
+                    width=width,
+                    initial_indent="    ",
+                    subsequent_indent="      ",
+                    break_long_words=True,
+                    break_on_hyphens=False,
+                )
+            )
+    if not rows:
         lines.append("(none)")
     return "\n".join(lines) + "\n"

@@ -20,7 +20,7 @@ import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -35,6 +35,20 @@ log = logging.getLogger(__name__)
 
 SCHEMA_PACKAGE = "monitor.schema"
 BUSY_TIMEOUT_MS = 10_000
+MAX_ALERT_RANGES = 20
+"""At most this many ranges of alert ids are read for a digest (`DueGroup.alert_ranges`)."""
+# Delivery order: most severe first. An unknown severity (a newer database) counts as critical,
+# as `monitor.notify.notify_type` treats it.
+_SEVERITY_RANK = (
+    "CASE a.severity WHEN 'info' THEN 0 WHEN 'warning' THEN 1 WHEN 'high' THEN 2 ELSE 3 END"
+)
+# A group: one target, one kind, severity, log and rule (NULLs group together in a window).
+_GROUP_BY = "d.channel, a.kind, a.severity, a.log_id, a.rule"
+_DUE = "d.status = 'pending' AND (d.next_try <= ? OR d.next_try > ?)"
+_IN_GROUP = (
+    f"{_DUE} AND d.channel = ? AND d.id <= ? AND a.kind = ? AND a.severity = ? "
+    "AND a.log_id IS ? AND a.rule IS ?"
+)
 
 
 class StoreError(MonitorError):
@@ -274,6 +288,37 @@ class Delivery:
     created_at: str
     maybe_sent: bool = False
     """An earlier send of this row began and was never recorded: the receiver may have it."""
+
+
+@dataclass(frozen=True)
+class DueGroup:
+    """The due deliveries of one target for one alert kind, severity, log and rule: what one
+    round sends as separate messages or, when there are many, as one digest.
+
+    `count` and `last_id` describe every due row of the group when it was read; `deliveries`
+    holds only the oldest few (see `Store.due_groups`), so a flood is never loaded whole.
+    The `mark_group_*` methods act on exactly the rows counted: pending, due at `due_at`
+    (`latest` as in `due_deliveries`), with a delivery id up to `last_id`.
+    """
+
+    channel: str
+    kind: str
+    severity: str
+    log_id: int | None
+    log_name: str | None
+    rule: str | None
+    count: int
+    last_id: int
+    due_at: str
+    latest: str
+    maybe_sent: bool
+    """Some row of the group may already have reached the receiver (see `Delivery.maybe_sent`)."""
+    deliveries: tuple[Delivery, ...]
+    alert_ranges: tuple[tuple[int, int], ...] = ()
+    """For a group larger than its sample: the ids of its alerts as ranges of consecutive ids
+    (at most `MAX_ALERT_RANGES`), lowest first."""
+    more_ranges: bool = False
+    """More ranges exist than `alert_ranges` holds."""
 
 
 @dataclass(frozen=True)
@@ -1047,6 +1092,152 @@ class Store:
                 (error[:2000], utc_iso(next_try), maybe_sent, delivery_id),
             )
 
+    def due_groups(
+        self,
+        now: datetime,
+        limit: int = 100,
+        *,
+        latest: datetime | None = None,
+        sample: int = 10,
+        exclude: Sequence[str] = (),
+    ) -> list[DueGroup]:
+        """Due deliveries grouped by target, kind, severity, log and rule; most severe first,
+        then oldest first (by the group's oldest row), each group's rows oldest first.
+
+        A group carries its `count` of due rows and at most `sample` of its oldest rows; a group
+        larger than `sample` also carries its alert id ranges (a digest lists them). At most
+        `limit` rows are read in all, so a round never loads a flood: 100,000 due rows of one
+        group cost one sorted pass in SQLite and `sample` rows here. `exclude` names targets
+        left out (paused after a failure). `latest` as in `due_deliveries`.
+        """
+        due_at = utc_iso(now)
+        # Without `latest`, "9999" sorts after every ISO time: no row counts as too far.
+        far = utc_iso(latest) if latest else "9999"
+        # The window runs over small columns only; details are joined for the sampled rows.
+        rows = self._read(
+            "WITH due AS (SELECT d.id, d.alert_id, "
+            f"row_number() OVER (PARTITION BY {_GROUP_BY} ORDER BY d.id) AS rn, "
+            "count(*) OVER w AS n, min(d.id) OVER w AS first_id, max(d.id) OVER w AS last_id, "
+            "max(d.maybe_sent OR d.sending_since IS NOT NULL) OVER w AS any_maybe, "
+            f"{_SEVERITY_RANK} AS rank "
+            "FROM deliveries d JOIN alerts a ON a.id = d.alert_id "
+            f"WHERE {_DUE} AND d.channel NOT IN (SELECT value FROM json_each(?)) "
+            f"WINDOW w AS (PARTITION BY {_GROUP_BY})) "
+            "SELECT d.id, d.alert_id, d.channel, d.attempts, a.kind, a.severity, a.summary, "
+            "a.details, l.name, a.rule, a.created_at, "
+            "d.maybe_sent OR d.sending_since IS NOT NULL, a.log_id, due.n, due.last_id, "
+            "due.any_maybe FROM due JOIN deliveries d ON d.id = due.id "
+            "JOIN alerts a ON a.id = due.alert_id LEFT JOIN logs l ON l.id = a.log_id "
+            "WHERE due.rn <= ? ORDER BY due.rank DESC, due.first_id, due.id LIMIT ?",
+            (due_at, far, json.dumps(list(exclude)), max(1, sample), max(0, limit)),
+        )
+        groups: dict[tuple[Any, ...], tuple[list[Any], list[Delivery]]] = {}
+        for r in rows:
+            key = (r[2], r[4], r[5], r[12], r[9])
+            groups.setdefault(key, (list(r), []))[1].append(
+                Delivery(
+                    id=r[0],
+                    alert_id=r[1],
+                    channel=r[2],
+                    attempts=r[3],
+                    kind=r[4],
+                    severity=r[5],
+                    summary=r[6],
+                    details=json.loads(r[7]),
+                    log_name=r[8],
+                    rule=r[9],
+                    created_at=r[10],
+                    maybe_sent=bool(r[11]),
+                )
+            )
+        result: list[DueGroup] = []
+        for first, deliveries in groups.values():
+            group = DueGroup(
+                channel=first[2],
+                kind=first[4],
+                severity=first[5],
+                log_id=first[12],
+                log_name=first[8],
+                rule=first[9],
+                count=int(first[13]),
+                last_id=int(first[14]),
+                due_at=due_at,
+                latest=far,
+                maybe_sent=bool(first[15]),
+                deliveries=tuple(deliveries),
+            )
+            if group.count > sample:
+                ranges = self._alert_ranges(group, MAX_ALERT_RANGES + 1)
+                group = replace(
+                    group,
+                    alert_ranges=tuple(ranges[:MAX_ALERT_RANGES]),
+                    more_ranges=len(ranges) > MAX_ALERT_RANGES,
+                )
+            result.append(group)
+        return result
+
+    @staticmethod
+    def _group_params(group: DueGroup) -> tuple[Any, ...]:
+        return (
+            group.due_at,
+            group.latest,
+            group.channel,
+            group.last_id,
+            group.kind,
+            group.severity,
+            group.log_id,
+            group.rule,
+        )
+
+    def _alert_ranges(self, group: DueGroup, limit: int) -> list[tuple[int, int]]:
+        """The group's alert ids as ranges of consecutive ids (gaps and islands), lowest first."""
+        rows = self._read(
+            "SELECT min(alert_id), max(alert_id) FROM (SELECT d.alert_id, "
+            "d.alert_id - row_number() OVER (ORDER BY d.alert_id) AS island "
+            f"FROM deliveries d JOIN alerts a ON a.id = d.alert_id WHERE {_IN_GROUP}) "
+            "GROUP BY island ORDER BY 1 LIMIT ?",
+            (*self._group_params(group), limit),
+        )
+        return [(int(r[0]), int(r[1])) for r in rows]
+
+    def _update_group(self, assignments: str, params: Sequence[Any], group: DueGroup) -> int:
+        # `assignments` are constants of the mark_group_* methods, never data.
+        with self.transaction() as c:
+            cur = c.execute(
+                f"UPDATE deliveries SET {assignments} WHERE id IN (SELECT d.id FROM deliveries d "
+                f"JOIN alerts a ON a.id = d.alert_id WHERE {_IN_GROUP})",
+                (*params, *self._group_params(group)),
+            )
+            return int(cur.rowcount)
+
+    def mark_group_sending(self, group: DueGroup, now: datetime) -> int:
+        """`mark_sending` for every row of `group` (a digest covering them begins)."""
+        return self._update_group(
+            "maybe_sent = (maybe_sent OR sending_since IS NOT NULL), sending_since = ?",
+            (utc_iso(now),),
+            group,
+        )
+
+    def mark_group_delivered(self, group: DueGroup, now: datetime) -> int:
+        """`mark_delivered` for every row of `group`; returns how many rows that was."""
+        return self._update_group(
+            "status = 'delivered', attempts = attempts + 1, delivered_at = ?, "
+            "last_error = NULL, sending_since = NULL",
+            (utc_iso(now),),
+            group,
+        )
+
+    def mark_group_failed(
+        self, group: DueGroup, error: str, next_try: datetime, *, maybe_sent: bool = False
+    ) -> int:
+        """`mark_failed` for every row of `group`; returns how many rows that was."""
+        return self._update_group(
+            "attempts = attempts + 1, last_error = ?, next_try = ?, "
+            "maybe_sent = (maybe_sent OR ?), sending_since = NULL",
+            (error[:2000], utc_iso(next_try), maybe_sent),
+            group,
+        )
+
     def pending_count(self) -> int:
         """How many deliveries are still pending."""
         return int(self._read_one("SELECT count(*) FROM deliveries WHERE status = 'pending'")[0])
@@ -1076,6 +1267,14 @@ class Store:
         StoreError."""
         with self.reading():
             return list(self.db.query(sql, params))
+
+    def change_marker(self) -> tuple[int, int]:
+        """A cheap marker of the database's content: rows this connection has changed since it
+        opened, and SQLite's `data_version` (bumped by every commit of another connection). Two
+        equal markers mean nothing was written in between, so figures read from the first
+        still hold (`/metrics` re-reads only then)."""
+        with self.reading() as c:
+            return c.total_changes, int(c.execute("PRAGMA data_version").fetchone()[0])
 
 
 def _db_path(conn: sqlite3.Connection) -> str:

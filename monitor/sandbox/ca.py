@@ -80,6 +80,8 @@ _GITHUB_WORKFLOW_URI = re.compile(
     r"(?P<path>\.github/workflows/[^@]+)@(?P<ref>.+)$"
 )
 _FAKE_SHA: Final = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"
+#: Subject and issuer name of every self-signed leaf.
+SELF_SIGNED_CN: Final = "tlog-monitor sandbox self-signed"
 
 
 class IdentityError(ValueError):
@@ -351,8 +353,10 @@ class LocalCA:
         for ext in _fulcio_extensions(identity):
             builder = builder.add_extension(ext, critical=False)
         if self_signed:
-            # Not chained to the sandbox root: anyone can make one of these.
-            subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, identity.san)])
+            # Not chained to the sandbox root: anyone can make one of these. The identity is in
+            # the SAN only, as in Fulcio's certificates: X.509 caps a common name at 64
+            # characters, and a workflow URI is often longer.
+            subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SELF_SIGNED_CN)])
             cert = builder.subject_name(subject).issuer_name(subject).sign(key, hashes.SHA256())
         else:
             ski = self.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)

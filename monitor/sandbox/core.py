@@ -14,6 +14,7 @@ State directory layout::
     rekor.pub.pem        its public key (also GET /api/v1/log/publicKey)
     tiles.key            tiles log key, Ed25519 PKCS#8 PEM (0600)
     tiles.vkey           its signed-note verifier key ("<name>+<hint>+<base64>")
+    tiles.pub.pem        its public key, PEM (what a [[log]]'s public_key takes)
     ca.pem, ca.key       the local Fulcio-like root (ca.key 0600)
     v1/shards.json       tree IDs in order (the last one active) with frozen checkpoints
     v1/<treeID>.leaves   each v1 shard's entries (see storage.py for the record format)
@@ -246,6 +247,11 @@ class SandboxCore:
         (self.state_dir / "rekor.pub.pem").write_bytes(self.v1_public_pem)
         self.tiles_vkey = self.tiles_note_key.vkey()
         (self.state_dir / "tiles.vkey").write_text(self.tiles_vkey + "\n")
+        # public_key takes PEM, not a vkey: write both so a config can pin the tiled log as is.
+        self.tiles_public_pem = self.tiles_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        (self.state_dir / "tiles.pub.pem").write_bytes(self.tiles_public_pem)
         self.ca = LocalCA.load_or_create(self.state_dir)
         self.factory = BodyFactory(workers)
         self.shards = self._load_shards()
@@ -794,7 +800,11 @@ class SandboxCore:
             ident = identity if isinstance(identity, Identity) else Identity.from_json(identity)
         except IdentityError as e:
             raise SandboxError(str(e)) from e
-        signer = self.ca.signer(ident, self_signed=bool(self_signed))
+        try:
+            signer = self.ca.signer(ident, self_signed=bool(self_signed))
+        except ValueError as e:
+            # An identity x509 cannot encode (e.g. a non-ASCII email) is the caller's error.
+            raise SandboxError(f"append: cannot issue a certificate for this identity: {e}") from e
         kind = BodyKind.V1 if name is LogName.V1 else BodyKind.V2
         with self._append_lock:
             with self.lock:

@@ -347,6 +347,11 @@ class Sandbox:
         """The tiled log's C2SP verifier key."""
         return self.core.tiles_vkey
 
+    @property
+    def tiles_public_key_pem(self) -> bytes:
+        """The tiled log's Ed25519 public key, PEM (for a config's `public_key`)."""
+        return self.core.tiles_public_pem
+
     def tiles_verifier(self) -> Ed25519NoteVerifier:
         """A note verifier for the tiled log's checkpoints."""
         return Ed25519NoteVerifier(self.core.tiles_origin, self.core.tiles_key.public_key())
@@ -427,6 +432,7 @@ async def _serve(host: str, port: int, state_dir: str) -> None:
             f"  v1 public key: {Path(state_dir) / 'rekor.pub.pem'}",
             f"  tiles origin:  {sandbox.tiles_origin}  (size {tiles_size})",
             f"  tiles vkey:    {sandbox.tiles_vkey}",
+            f"  tiles public key: {Path(state_dir) / 'tiles.pub.pem'}",
             f"  fulcio root:   {Path(state_dir) / 'ca.pem'}  ({url}/admin/ca.pem)",
         ]
         print("\n".join(lines), flush=True)

@@ -50,6 +50,17 @@ async def sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
         await sb.stop()
 
 
+@pytest.fixture
+async def receiver() -> AsyncIterator[HttpReceiver]:
+    """A started receiver to deliver alerts to (apprise `json://`), stopped at the end."""
+    r = HttpReceiver()
+    await r.start()
+    try:
+        yield r
+    finally:
+        await r.stop()
+
+
 @dataclass
 class Hostile:
     """The sandbox, the proxy in front of it, the receiver, and a configuration using both."""

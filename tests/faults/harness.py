@@ -1,30 +1,30 @@
 """What the fault suite and the soak share: a configuration that sends the monitor through the
-hostile proxy, reads of the monitor's database (state, alerts, deliveries) with plain sqlite3, and
-the tally of faults injected and survived."""
+hostile proxy, `tlog-monitor check` in a subprocess, reads of the monitor's database (state,
+alerts, deliveries) with plain sqlite3, and the tally of faults injected and survived."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-import re
+import os
 import sqlite3
+import sys
 from collections import Counter
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from monitor.notify import REPEAT_MARK
 from monitor.sandbox import Sandbox
-from tests.integration.receivers import HttpReceiver
+from tests.helpers import monitor_table, notify_table, write_keys
+from tests.integration.receivers import HttpReceiver, message_alert_ids
 
 WATCHED_EMAIL = "watched@example.com"
 WATCHED = {"email": WATCHED_EMAIL}
 """The sandbox identity the watch rule matches (an `identity_seen`, severity info)."""
 
-_ALERT_ID = re.compile(r"alert #(\d+)")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_config(
@@ -40,26 +40,12 @@ def write_config(
 ) -> Path:
     """A configuration monitoring the sandbox's two logs at `base_url` (the proxy), scanning
     them for `WATCHED`, alerting every severity to `receiver`. Returns its path."""
-    tiles_pem = (
-        Ed25519PublicKey.from_public_bytes(sandbox.tiles_verifier().public_bytes)
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    (directory / "v1.pem").write_bytes(sandbox.v1_public_key_pem)
-    (directory / "tiles.pem").write_text(tiles_pem)
-    (directory / "ca.pem").write_bytes(sandbox.ca_pem)
+    write_keys(directory, sandbox, ca=True)
     scan = 'scan = true\nstart = 0\nfulcio_roots = "ca.pem"\n'
     path = directory / "config.toml"
     path.write_text(
-        f"""
-[monitor]
-database = "{database}"
-interval = "{interval}"
-max_stale = "1h"
-error_grace = "0s"
-http_listen = ""
-request_timeout = "{request_timeout}"
-
+        monitor_table(database=database, interval=interval, request_timeout=request_timeout)
+        + f"""
 [[log]]
 name = "v1"
 type = "rekor-v1"
@@ -80,14 +66,22 @@ origin = "{sandbox.tiles_origin}"
 name = "watched"
 issuer = "https://accounts.google.com"
 email = "{WATCHED_EMAIL}"
-
-[[notify]]
-name = "ops"
-urls = ["{receiver.url("alerts")}"]
-min_severity = "info"
 """
+        + notify_table(receiver)
     )
     return path
+
+
+async def run_check(config: Path) -> tuple[int, str]:
+    """`tlog-monitor check` on `config` as a subprocess in its directory: exit code and stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "monitor.cli", "--config", str(config), "check",
+        cwd=config.parent, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, err.decode(errors="replace")
 
 
 def connect(db: Path) -> sqlite3.Connection:
@@ -154,7 +148,8 @@ class DeliveryAudit:
 
 
 def audit_deliveries(db: Path, receiver: HttpReceiver) -> DeliveryAudit:
-    """Compare the outbox with what `receiver` got; every message names its alert (`alert #N`)."""
+    """Compare the outbox with what `receiver` got; every message names its alert (`alert #N`),
+    a digest the ids of every alert it stands for."""
     with closing(connect(db)) as conn:
         alerts = {int(r[0]) for r in conn.execute("SELECT id FROM alerts")}
         rows = conn.execute("SELECT alert_id, status FROM deliveries").fetchall()
@@ -163,10 +158,10 @@ def audit_deliveries(db: Path, receiver: HttpReceiver) -> DeliveryAudit:
     got: Counter[int] = Counter()
     plain: Counter[int] = Counter()
     for post in receiver.posts:
-        found = _ALERT_ID.search(str(post.body.get("message", "")))
-        if found:
-            got[int(found.group(1))] += 1
-            plain[int(found.group(1))] += REPEAT_MARK not in str(post.body.get("title", ""))
+        # A digest stands for many alerts: each counts as received.
+        for alert_id in message_alert_ids(str(post.body.get("message", ""))):
+            got[alert_id] += 1
+            plain[alert_id] += REPEAT_MARK not in str(post.body.get("title", ""))
     return DeliveryAudit(
         alerts=len(alerts),
         delivered_rows=len(delivered),

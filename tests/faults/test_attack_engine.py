@@ -11,17 +11,15 @@ import asyncio
 import base64
 import os
 import sqlite3
-import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from aiohttp import web
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from monitor.config import load_config
 from monitor.daemon import PRIMARY_VIEW, open_monitor
@@ -30,40 +28,25 @@ from monitor.note import sign_note
 from monitor.sandbox import Sandbox
 from monitor.sandbox.notes import NoteKey, corrupt_signature, sign_checkpoint
 from monitor.scanner import ScanResult
-from tests.faults.harness import Tally, connect
-from tests.integration.receivers import LOCALHOST, HttpReceiver, free_port
+from tests.faults.harness import Tally, connect, run_check
+from tests.helpers import monitor_table, notify_table, write_keys
+from tests.integration.receivers import HttpReceiver, LocalServer, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-class NoteServer:
+class NoteServer(LocalServer):
     """A hostile HTTP server on 127.0.0.1: every GET is answered by `answer()` (a peer serving
     notes, or a tiled log serving a checkpoint). `hits` counts the requests."""
+
+    methods = "GET"
 
     def __init__(self, answer: Callable[[], web.Response]) -> None:
         self.port = free_port()
         self.answer = answer
         self.hits = 0
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOCALHOST}:{self.port}"
 
     async def _handle(self, request: web.Request) -> web.Response:
         self.hits += 1
         return self.answer()
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_route("GET", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, LOCALHOST, self.port).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
 
 def log_table(
@@ -94,30 +77,11 @@ def write_config(
 ) -> Path:
     """Two logs (the sandbox's, unless `v1_url` / `tiles_url` point elsewhere), interval 1s,
     error_grace 0s, every alert delivered to `receiver`."""
-    tiles_pem = (
-        Ed25519PublicKey.from_public_bytes(sb.tiles_verifier().public_bytes)
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    (directory / "v1.pem").write_bytes(sb.v1_public_key_pem)
-    (directory / "tiles.pem").write_text(tiles_pem)
-    (directory / "ca.pem").write_bytes(sb.ca_pem)
+    write_keys(directory, sb, ca=True)
     path = directory / "config.toml"
     path.write_text(
-        f"""
-[monitor]
-database = "monitor.db"
-interval = "1s"
-max_stale = "1h"
-error_grace = "0s"
-http_listen = ""
-request_timeout = "{request_timeout}"
-
-[[notify]]
-name = "ops"
-urls = ["{receiver.url("alerts")}"]
-min_severity = "info"
-"""
+        monitor_table(request_timeout=request_timeout)
+        + notify_table(receiver)
         + log_table(
             "v1", "rekor-v1", v1_url or sb.url, "v1.pem", sb.v1_key_name, v1_views, scan=False
         )
@@ -132,16 +96,6 @@ min_severity = "info"
         )
     )
     return path
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[HttpReceiver]:
-    r = HttpReceiver()
-    await r.start()
-    try:
-        yield r
-    finally:
-        await r.stop()
 
 
 def rows(db: Path, sql: str, *params: object) -> list[sqlite3.Row]:
@@ -182,18 +136,6 @@ def verified(db: Path) -> dict[str, int]:
             "JOIN logs l ON l.id = s.log_id GROUP BY l.name",
         )
     }
-
-
-async def run_check(config: Path) -> tuple[int, str]:
-    """`tlog-monitor check` as a subprocess: exit code and stderr."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "monitor.cli", "--config", str(config), "check",
-        cwd=config.parent, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    _, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, err.decode(errors="replace")
 
 
 def text_answer(note: str) -> web.Response:

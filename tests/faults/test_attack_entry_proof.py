@@ -21,7 +21,7 @@ from aiohttp import web
 
 from monitor.cli import main
 from monitor.sandbox import Sandbox
-from tests.integration.receivers import LOCALHOST, HttpReceiver, free_port
+from tests.integration.receivers import HttpReceiver, LocalServer, free_port
 from tests.integration.test_engine import Env
 from tests.integration.test_search import EMAIL, LOG, search_config
 
@@ -29,7 +29,7 @@ FORK = "fork"
 RETRIEVE = "/api/v1/log/entries/retrieve"
 
 
-class Equivocator:
+class Equivocator(LocalServer):
     """A front for the sandbox on 127.0.0.1 that answers entry lookups from a forked view of
     the log and everything else from the log itself."""
 
@@ -37,24 +37,14 @@ class Equivocator:
         self.sandbox = sandbox
         self.port = free_port()
         self.rerouted = 0
-        self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOCALHOST}:{self.port}"
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession()
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, LOCALHOST, self.port).start()
+        await super().start()
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await super().stop()
         if self._session is not None:
             await self._session.close()
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -24,25 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from monitor import evidence
 from monitor.note import EcdsaNoteSigner, parse_checkpoint, parse_signed_note, sign_note
 from monitor.sandbox import Sandbox
+from tests.helpers import Run, cli_command
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _cli() -> list[str]:
-    """The installed console script next to this interpreter, else the module."""
-    script = Path(sys.executable).with_name("tlog-monitor")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "monitor.cli"]
-
-
-@dataclass(frozen=True)
-class Run:
-    code: int
-    out: str
-    err: str
-    seconds: float
-
-    def __str__(self) -> str:
-        return f"exit {self.code}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
 
 
 async def verify(*args: str, cwd: Path, stdin: Path | None = None) -> Run:
@@ -50,7 +32,7 @@ async def verify(*args: str, cwd: Path, stdin: Path | None = None) -> Run:
     started = time.monotonic()
     with (stdin or Path(os.devnull)).open("rb") as source:
         proc = await asyncio.create_subprocess_exec(
-            *_cli(),
+            *cli_command(),
             *args,
             cwd=cwd,
             stdin=source,

@@ -55,6 +55,22 @@ def _rows(db: Path) -> list[Row]:
         return []  # not created yet
 
 
+def _shared_configs(
+    sandbox: Sandbox, receiver: HttpReceiver, tmp_path: Path, fast_name: str, slow_name: str
+) -> tuple[Path, Path, Path]:
+    """(the shared database, a config polling the sandbox directly in `tmp_path / fast_name`,
+    one polling it through the slow view in `tmp_path / slow_name`): both on that database."""
+    db = tmp_path / "shared.db"
+    fast_dir, slow_dir = tmp_path / fast_name, tmp_path / slow_name
+    fast_dir.mkdir()
+    slow_dir.mkdir()
+    fast = write_config(fast_dir, sandbox, receiver, base_url=sandbox.url, database=str(db))
+    slow = write_config(
+        slow_dir, sandbox, receiver, base_url=sandbox.view_url(SLOW_VIEW), database=str(db)
+    )
+    return db, fast, slow
+
+
 async def _spawn(config: Path, *args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "monitor.cli", "-v", "--config", str(config), *args,
@@ -68,14 +84,7 @@ async def _race(sandbox: Sandbox, tmp_path: Path, checks: int, *, until_raced: b
     until one has lost a race to it); then the assertions."""
     receiver = HttpReceiver()
     await receiver.start()
-    db = tmp_path / "shared.db"
-    fast_dir, slow_dir = tmp_path / "daemon", tmp_path / "check"
-    fast_dir.mkdir()
-    slow_dir.mkdir()
-    fast = write_config(fast_dir, sandbox, receiver, base_url=sandbox.url, database=str(db))
-    slow = write_config(
-        slow_dir, sandbox, receiver, base_url=sandbox.view_url(SLOW_VIEW), database=str(db)
-    )
+    db, fast, slow = _shared_configs(sandbox, receiver, tmp_path, "daemon", "check")
     for log in ("v1", "tiles"):
         sandbox.misbehave(log, "slow", view=SLOW_VIEW, delay=SLOW_S)
     await sandbox.append("v1", 5)
@@ -159,14 +168,7 @@ async def test_a_decision_overtaken_by_another_process_is_made_again_from_fresh_
     land; decided again, 10 is older than 15 and consistent with it: no rollback."""
     receiver = HttpReceiver()
     await receiver.start()
-    db = tmp_path / "shared.db"
-    fast_dir, slow_dir = tmp_path / "fast", tmp_path / "slow"
-    fast_dir.mkdir()
-    slow_dir.mkdir()
-    fast = write_config(fast_dir, sandbox, receiver, base_url=sandbox.url, database=str(db))
-    slow = write_config(
-        slow_dir, sandbox, receiver, base_url=sandbox.view_url(SLOW_VIEW), database=str(db)
-    )
+    db, fast, slow = _shared_configs(sandbox, receiver, tmp_path, "fast", "slow")
     sandbox.misbehave("v1", "slow", view=SLOW_VIEW, delay=SLOW_S)
     await sandbox.append("v1", 5)
     try:

@@ -29,8 +29,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from monitor.config import load_config
 from monitor.daemon import open_monitor
@@ -43,7 +41,8 @@ from monitor.logs.http import (
 from monitor.note import sign_note
 from monitor.sandbox import Sandbox
 from monitor.sandbox.notes import NoteKey
-from tests.integration.receivers import LOCALHOST, HttpReceiver, free_port
+from tests.helpers import monitor_table, notify_table, write_keys
+from tests.integration.receivers import HttpReceiver, LocalServer, free_port
 from tests.integration.test_tls import _self_signed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +53,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass
-class Server:
+class Server(LocalServer):
     """A small aiohttp server on 127.0.0.1: `routes` maps a path to a handler; every request's
     path is recorded in `seen`."""
 
@@ -64,12 +63,6 @@ class Server:
     ssl_context: ssl.SSLContext | None = None
     _runner: web.AppRunner | None = None
 
-    @property
-    def url(self) -> str:
-        """The base URL."""
-        scheme = "https" if self.ssl_context else "http"
-        return f"{scheme}://{LOCALHOST}:{self.port}"
-
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.seen.append(request.path)
         handler = self.routes.get(request.path)
@@ -77,31 +70,13 @@ class Server:
             return web.Response(status=404, text="not found")
         return await handler(request)
 
-    async def start(self) -> None:
-        """Listen on `self.port`."""
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, LOCALHOST, self.port, ssl_context=self.ssl_context).start()
-
-    async def stop(self) -> None:
-        """Stop listening."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-
 
 @pytest.fixture
-async def sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
-    """The honest log, with a few entries."""
-    sb = Sandbox(tmp_path / "sandbox-state")
-    await sb.start(LOCALHOST, 0)
-    await sb.append("v1", 3)
-    await sb.append("tiles", 3)
-    try:
-        yield sb
-    finally:
-        await sb.stop()
+async def sandbox(sandbox: Sandbox) -> Sandbox:
+    """The honest log (the suite's sandbox), with a few entries."""
+    await sandbox.append("v1", 3)
+    await sandbox.append("tiles", 3)
+    return sandbox
 
 
 @pytest.fixture
@@ -120,25 +95,6 @@ async def servers() -> AsyncIterator[Callable[..., Awaitable[Server]]]:
         await server.stop()
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[HttpReceiver]:
-    """The apprise receiver alerts are delivered to."""
-    r = HttpReceiver()
-    await r.start()
-    try:
-        yield r
-    finally:
-        await r.stop()
-
-
-def tiles_pem(sandbox: Sandbox) -> str:
-    """The sandbox tiles log's public key, PEM."""
-    key = Ed25519PublicKey.from_public_bytes(sandbox.tiles_verifier().public_bytes)
-    return key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
-
-
 def write_config(
     directory: Path,
     sandbox: Sandbox,
@@ -150,8 +106,7 @@ def write_config(
 ) -> Path:
     """Two logs: "honest" (the sandbox's v1 log) and "hostile" (`hostile_type` at
     `hostile_url`, signed with the sandbox's keys); error_grace 0s, alerts to `receiver`."""
-    (directory / "v1.pem").write_bytes(sandbox.v1_public_key_pem)
-    (directory / "tiles.pem").write_text(tiles_pem(sandbox))
+    write_keys(directory, sandbox)
     key, origin = (
         ("v1.pem", sandbox.v1_key_name)
         if hostile_type == "rekor-v1"
@@ -159,16 +114,12 @@ def write_config(
     )
     path = directory / "config.toml"
     path.write_text(
-        f"""
-[monitor]
-database = "monitor.db"
-interval = "60s"
-max_stale = "1h"
-error_grace = "0s"
-http_listen = ""
-request_timeout = "5s"
-max_response_bytes = "{max_response_bytes}"
-
+        monitor_table(
+            interval="60s",
+            request_timeout="5s",
+            extra=f'max_response_bytes = "{max_response_bytes}"',
+        )
+        + f"""
 [[log]]
 name = "honest"
 type = "rekor-v1"
@@ -182,12 +133,8 @@ type = "{hostile_type}"
 url = "{hostile_url}"
 public_key = "{key}"
 origin = "{origin}"
-
-[[notify]]
-name = "ops"
-urls = ["{receiver.url("alerts")}"]
-min_severity = "info"
 """
+        + notify_table(receiver)
     )
     return path
 

@@ -9,13 +9,9 @@ sandbox's and every alert was delivered exactly once.
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 import tracemalloc
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,10 +20,16 @@ from monitor.config import load_config
 from monitor.daemon import Monitor, open_monitor
 from monitor.severity import Severity
 from tests.faults.conftest import Hostile
-from tests.faults.harness import WATCHED, Tally, audit_deliveries, states, urgent_alerts
+from tests.faults.harness import (
+    WATCHED,
+    Tally,
+    audit_deliveries,
+    run_check,
+    states,
+    urgent_alerts,
+)
 from tests.faults.hostile import Kind
 
-ROOT = Path(__file__).resolve().parents[2]
 MEMORY_BOUND = 64 * 1024 * 1024
 """Peak Python allocations of one faulty pass; the 16 MiB response cap plus working room."""
 
@@ -189,26 +191,14 @@ async def test_check_exits_3_not_1_on_a_faulty_log(hostile: Hostile, tally: Tall
     env = hostile
     figures = tally.scenario("http: `check` against faulty logs")
     await grow(env)
-    assert (await run_check(env))[0] == 0
+    assert (await run_check(env.config_path))[0] == 0
     await grow(env)
     proof = env.proxy.inject(Kind.PROOF_LENGTH, V1_PROOF, params={"delta": 1})
     note = env.proxy.inject(Kind.INVALID_UTF8, TILES_CHECKPOINT)
-    code, err = await run_check(env)
+    code, err = await run_check(env.config_path)
     figures.injected += proof.hits + note.hits
     assert code == 3, err
     assert "Traceback" not in err
     assert "expected" in err and "hashes" in err, err
     assert urgent_alerts(env.db) == []
     figures.survived = True
-
-
-async def run_check(env: Hostile) -> tuple[int, str]:
-    """`tlog-monitor check` as a subprocess: exit code and stderr."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "monitor.cli", "--config", str(env.config_path), "check",
-        cwd=env.dir, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    _, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, err.decode(errors="replace")

@@ -1,8 +1,10 @@
-"""Integration fixtures: a real sandbox log on 127.0.0.1 and an HTTP client session."""
+"""Integration fixtures: a real sandbox log on 127.0.0.1, a permissive umask and an HTTP client
+session."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -20,6 +22,17 @@ async def sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
         yield sb
     finally:
         await sb.stop()
+
+
+@pytest.fixture
+def permissive_umask() -> Iterator[None]:
+    """A umask that would make every file world-readable, as on many desktops (modules that
+    test file modes use it for every test: `pytest.mark.usefixtures("permissive_umask")`)."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@
 `HttpReceiver` is an aiohttp server that records the JSON bodies posted to it (what apprise's
 `json://` plugin sends); it can answer 500 (`failing = True`) or stop listening altogether and come
 back on the same port. `SmtpReceiver` is an aiosmtpd server (its own thread) that requires AUTH
-over plain SMTP and collects the messages it accepts.
+over plain SMTP and collects the messages it accepts. `LocalServer` is the base of the tests' own
+small servers (hostile logs, peers).
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ import asyncio
 import email
 import email.policy
 import json
+import math
+import re
 import socket
+import ssl
 import threading
+import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
@@ -21,6 +26,8 @@ from typing import Any
 from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from monitor.notify import DIGEST_MARK
 
 LOCALHOST = "127.0.0.1"
 
@@ -30,6 +37,38 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((LOCALHOST, 0))
         return int(s.getsockname()[1])
+
+
+class LocalServer:
+    """An aiohttp server on 127.0.0.1, `self.port`, that hands every request (of `methods`, any
+    path) to `_handle`; over TLS when `ssl_context` is set. Subclasses set `port`."""
+
+    port: int
+    methods = "*"
+    ssl_context: ssl.SSLContext | None = None
+    _runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL."""
+        scheme = "https" if self.ssl_context else "http"
+        return f"{scheme}://{LOCALHOST}:{self.port}"
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        """Listen on `self.port`."""
+        app = web.Application()
+        app.router.add_route(self.methods, "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, LOCALHOST, self.port, ssl_context=self.ssl_context).start()
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._runner is not None:
+            await self._runner.cleanup()
 
 
 @dataclass(frozen=True)
@@ -43,7 +82,9 @@ class Post:
 
 class HttpReceiver:
     """Records JSON posts; `failing` makes it answer 500, `delay` makes it answer late (the post is
-    recorded on arrival), `stop()` makes it refuse connections."""
+    recorded on arrival), `stop()` makes it refuse connections. `rate_limit` (seconds) makes it
+    a rate-limited receiver: a post less than that long after the last accepted one is refused
+    with 429 Too Many Requests and a Retry-After header (counted in `rate_limited_posts`)."""
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
@@ -51,6 +92,9 @@ class HttpReceiver:
         self.failing = False
         self.delay = 0.0
         self.refused_posts = 0
+        self.rate_limit = 0.0
+        self.rate_limited_posts = 0
+        self._last_accepted = float("-inf")
         self._runner: web.AppRunner | None = None
 
     def url(self, path: str = "hook", user: str | None = None, password: str | None = None) -> str:
@@ -62,6 +106,13 @@ class HttpReceiver:
         if self.failing:
             self.refused_posts += 1
             return web.Response(status=500, text="receiver failing on purpose")
+        if self.rate_limit:
+            wait = self._last_accepted + self.rate_limit - time.monotonic()
+            if wait > 0:
+                self.rate_limited_posts += 1
+                retry = str(max(1, math.ceil(wait)))
+                return web.Response(status=429, text="slow down", headers={"Retry-After": retry})
+            self._last_accepted = time.monotonic()
         body = json.loads(await request.read())
         self.posts.append(Post(request.path, body, request.headers.get("Authorization")))
         if self.delay:
@@ -89,6 +140,24 @@ class HttpReceiver:
     def titles(self) -> list[str]:
         """The titles of every accepted post, in arrival order."""
         return [str(p.body.get("title")) for p in self.posts]
+
+
+_DIGEST_RANGE = re.compile(r"#(\d+)(?:-#(\d+))?")
+_ALERT_ID = re.compile(r"alert #(\d+)")
+
+
+def message_alert_ids(text: str) -> list[int]:
+    """The ids of the alerts a message body stands for: every id of a digest's
+    `DIGEST_MARK` line (ranges expanded), else the first "alert #N"."""
+    for line in text.splitlines():
+        if line.startswith(DIGEST_MARK):
+            ids: list[int] = []
+            for found in _DIGEST_RANGE.finditer(line):
+                low = int(found.group(1))
+                ids += range(low, int(found.group(2) or low) + 1)
+            return ids
+    found = _ALERT_ID.search(text)
+    return [int(found.group(1))] if found else []
 
 
 class _Collector:

@@ -17,8 +17,8 @@ from aiohttp import web
 
 from monitor.sandbox import Sandbox
 from monitor.store import Store
-from tests.integration.receivers import LOCALHOST, HttpReceiver, free_port
-from tests.integration.test_engine import Env, states
+from tests.integration.receivers import LOCALHOST, free_port
+from tests.integration.test_engine import Env, started_env, states
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,16 +62,9 @@ async def wait_until(predicate: object, timeout: float = 20.0) -> None:
 
 @pytest.fixture
 async def env(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[Env]:
-    receiver = HttpReceiver()
-    await receiver.start()
-    e = Env(sandbox, tmp_path, tmp_path / "config.toml", receiver)
-    e.write_config(views=[sandbox.view_url("mirror")])
-    await sandbox.append("v1", 10)
-    await sandbox.append("tiles", 100)
-    try:
+    views = [sandbox.view_url("mirror")]
+    async with started_env(sandbox, tmp_path, v1=10, tiles=100, views=views) as e:
         yield e
-    finally:
-        await receiver.stop()
 
 
 async def start_run(env: Env, notify: NotifySocket, cwd: Path) -> asyncio.subprocess.Process:

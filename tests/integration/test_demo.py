@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from monitor.demo import MARKER, run_demo
+from tests.helpers import cli_command
 
 KINDS = ("split_view", "rollback", "bad_signature")
-
-
-def _cli() -> list[str]:
-    """The installed console script next to this interpreter, else the module."""
-    script = Path(sys.executable).with_name("tlog-monitor")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "monitor.cli"]
 
 
 def _run_demo(state: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
     return subprocess.run(
-        [*_cli(), "demo", "--state", str(state)],
+        [*cli_command(), "demo", "--state", str(state)],
         capture_output=True,
         text=True,
         encoding="utf-8",

@@ -12,19 +12,18 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from monitor.config import load_config
 from monitor.daemon import CheckOutcome, Monitor, open_monitor
 from monitor.sandbox import Sandbox
 from monitor.store import Store
+from tests.helpers import monitor_table, notify_table, write_keys
 from tests.integration.receivers import HttpReceiver, SmtpReceiver
 
 CLI = [sys.executable, "-m", "monitor.cli"]
@@ -43,31 +42,12 @@ class Env:
         self, *, views: Sequence[str] = (), extra_monitor: str = "", notify: str = ""
     ) -> Path:
         sb = self.sandbox
-        tiles_pem = (
-            Ed25519PublicKey.from_public_bytes(sb.tiles_verifier().public_bytes)
-            .public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-            .decode()
-        )
-        (self.dir / "v1.pem").write_bytes(sb.v1_public_key_pem)
-        (self.dir / "tiles.pem").write_text(tiles_pem)
+        write_keys(self.dir, sb)
         views_toml = json.dumps(list(views))
-        channel = notify or (
-            '[[notify]]\nname = "ops"\n'
-            f'urls = ["{self.receiver.url("alerts")}"]\nmin_severity = "warning"\n'
-        )
+        channel = notify or notify_table(self.receiver, "warning")
         self.config_path.write_text(
-            f"""
-[monitor]
-database = "monitor.db"
-interval = "1s"
-max_stale = "1h"
-error_grace = "0s"
-http_listen = ""
-request_timeout = "5s"
-{extra_monitor}
-
+            monitor_table(request_timeout="5s", extra=extra_monitor)
+            + f"""
 [[log]]
 name = "rekor-sandbox"
 type = "rekor-v1"
@@ -95,18 +75,28 @@ origin = "{sb.tiles_origin}"
         return open_monitor(config, clock) if clock else open_monitor(config)
 
 
-@pytest.fixture
-async def env(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[Env]:
+@asynccontextmanager
+async def started_env(
+    sandbox: Sandbox, tmp_path: Path, *, v1: int, tiles: int, views: Sequence[str] = ()
+) -> AsyncIterator[Env]:
+    """An Env in `tmp_path` with a started receiver and its config written (`views` of the
+    rekor log), after `v1` and `tiles` entries are appended to the sandbox's logs."""
     receiver = HttpReceiver()
     await receiver.start()
     e = Env(sandbox, tmp_path, tmp_path / "config.toml", receiver)
-    e.write_config()
-    await sandbox.append("v1", 20)
-    await sandbox.append("tiles", 300)
+    e.write_config(views=views)
+    await sandbox.append("v1", v1)
+    await sandbox.append("tiles", tiles)
     try:
         yield e
     finally:
         await receiver.stop()
+
+
+@pytest.fixture
+async def env(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[Env]:
+    async with started_env(sandbox, tmp_path, v1=20, tiles=300) as e:
+        yield e
 
 
 def kinds(outcome: CheckOutcome) -> list[str]:

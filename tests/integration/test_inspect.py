@@ -8,7 +8,6 @@ import asyncio
 import base64
 import json
 import os
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 
 from monitor.inspect import MAX_INPUT_BYTES
 from monitor.sandbox import Sandbox
+from tests.helpers import Run, cli_command
 
 ROOT = Path(__file__).resolve().parents[2]
 GITHUB = "https://token.actions.githubusercontent.com"
@@ -25,26 +25,10 @@ REPO = "https://github.com/example/project"
 RELEASE = f"{REPO}/.github/workflows/release.yml@refs/tags/v1.0.0"
 
 
-def _cli() -> list[str]:
-    """The installed console script next to this interpreter, else the module."""
-    script = Path(sys.executable).with_name("tlog-monitor")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "monitor.cli"]
-
-
-@dataclass(frozen=True)
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def __str__(self) -> str:
-        return f"exit {self.code}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
-
-
 async def inspect(*args: str, stdin: bytes | None = None) -> Run:
     """`tlog-monitor <args>` in a subprocess (asynchronous: the sandbox shares the loop)."""
     proc = await asyncio.create_subprocess_exec(
-        *_cli(),
+        *cli_command(),
         *args,
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
@@ -135,6 +119,28 @@ async def test_real_bundle_is_verified_and_its_rule_matches(
     assert any(reason in line for line in matched[0]["reasons"])
     assert all(r["first_failure"] is not None for r in report["rules"] if not r["matched"])
     assert report["signers"][0]["trusted"] is True
+
+
+@pytest.mark.parametrize(
+    ("bundle", "rule"),
+    [(bundle, rule) for bundle, rule, _ in REAL_BUNDLES if "rekor-v2" in bundle],
+)
+async def test_bare_rekor_v2_entry_is_verified(
+    shared_fixtures: Path, tmp_path: Path, bundle: str, rule: str
+) -> None:
+    # What Rekor v2 answers to a write (a TransparencyLogEntry), not wrapped in a bundle.
+    config = tmp_path / "config.toml"
+    config.write_text(REAL_CONFIG)
+    doc = json.loads((shared_fixtures / "sigstore-bundles" / bundle).read_bytes())
+    entry = tmp_path / "entry.json"
+    entry.write_text(json.dumps(doc["verificationMaterial"]["tlogEntries"][0]))
+    run = await inspect("--config", str(config), "inspect", str(entry))
+    assert run.code == 0, run
+    assert "Rekor v2 TransparencyLogEntry" in run.out
+    assert "  ok   inclusion proof: " in run.out
+    assert "  ok   checkpoint: " in run.out
+    assert "  result: verified\n" in run.out
+    assert f"  MATCH {rule}: identity_seen\n" in run.out
 
 
 async def test_without_a_config_it_still_verifies_and_says_no_rules(
@@ -304,7 +310,8 @@ async def test_tampered_sandbox_entries_fail_with_a_clear_line(fetched: SandboxE
         (b"[1, 2]", "tlog-monitor: inspect: input: expected a JSON object"),
         (
             b'{"kind": "hashedrekord"}',
-            "tlog-monitor: inspect: input: expected a Rekor v1 LogEntry ({uuid: {body, ...}}) "
+            "tlog-monitor: inspect: input: expected a Rekor v1 LogEntry ({uuid: {body, ...}}), "
+            "a Rekor v2 TransparencyLogEntry ({canonicalizedBody, inclusionProof, ...}) "
             "or a Sigstore bundle",
         ),
         (

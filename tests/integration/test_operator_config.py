@@ -16,23 +16,13 @@ import pytest
 from monitor.cli import main
 from monitor.config import load_config
 from monitor.notify import send_test, url_problem
+from tests.helpers import REKOR_PRODUCTION
 from tests.integration.receivers import LOCALHOST, SmtpReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "config.toml"
 CONFIGURATION_MD = ROOT / "docs" / "configuration.md"
 
-LOG = """
-[monitor]
-database = "monitor.db"
-http_listen = ""
-
-[[log]]
-name = "rekor"
-type = "rekor-v1"
-url = "https://rekor.sigstore.dev"
-trust_root = "production"
-"""
 
 # (URL, its redacted form, the words of the reason, secrets that must not be shown)
 BROKEN = [
@@ -52,7 +42,7 @@ BROKEN = [
 
 def write(tmp_path: Path, notify: str, mode: int = 0o600) -> Path:
     path = tmp_path / "config.toml"
-    path.write_text(LOG + notify)
+    path.write_text(REKOR_PRODUCTION + notify)
     path.chmod(mode)
     return path
 

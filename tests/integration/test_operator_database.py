@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +22,8 @@ from monitor.store import Store, StoreError
 OTHER_UID = 65534  # nobody: "another user" (the tests run as root or as a normal user)
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
+pytestmark = pytest.mark.usefixtures("permissive_umask")
+
 CONFIG = """
 [monitor]
 database = "{database}"
@@ -33,16 +35,6 @@ type = "rekor-v1"
 url = "http://127.0.0.1:9"
 trust_root = "production"
 """
-
-
-@pytest.fixture(autouse=True)
-def permissive_umask() -> Iterator[None]:
-    """A umask that would make every file world-readable, as on many desktops."""
-    old = os.umask(0o022)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 def write_config(tmp_path: Path, database: Path) -> Path:

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from monitor.sandbox import Sandbox
-from tests.integration.receivers import HttpReceiver
-from tests.integration.test_engine import Env
+from tests.integration.test_engine import Env, started_env
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_SECONDS = 4.0
@@ -23,16 +22,8 @@ RUN_SECONDS = 4.0
 
 @pytest.fixture
 async def env(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[Env]:
-    receiver = HttpReceiver()
-    await receiver.start()
-    e = Env(sandbox, tmp_path, tmp_path / "config.toml", receiver)
-    e.write_config()
-    await sandbox.append("v1", 5)
-    await sandbox.append("tiles", 5)
-    try:
+    async with started_env(sandbox, tmp_path, v1=5, tiles=5) as e:
         yield e
-    finally:
-        await receiver.stop()
 
 
 async def run_for(env: Env, *options: str) -> list[str]:

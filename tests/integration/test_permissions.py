@@ -5,9 +5,7 @@ read are warned about. Real files, real SQLite."""
 from __future__ import annotations
 
 import logging
-import os
 import stat
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,29 +13,11 @@ import pytest
 
 from monitor.config import load_config
 from monitor.store import Store
+from tests.helpers import REKOR_PRODUCTION
 
 NOTIFY_INLINE = '[[notify]]\nname = "ops"\nurls = ["json://hooks.example/secret-path"]\n'
-LOG = """
-[monitor]
-database = "monitor.db"
-http_listen = ""
 
-[[log]]
-name = "rekor"
-type = "rekor-v1"
-url = "https://rekor.sigstore.dev"
-trust_root = "production"
-"""
-
-
-@pytest.fixture(autouse=True)
-def permissive_umask() -> Iterator[None]:
-    """A umask that would make every file world-readable, as on many desktops."""
-    old = os.umask(0o022)
-    try:
-        yield
-    finally:
-        os.umask(old)
+pytestmark = pytest.mark.usefixtures("permissive_umask")
 
 
 def mode(path: Path) -> int:
@@ -93,7 +73,7 @@ def write_config(tmp_path: Path, text: str, file_mode: int) -> Path:
 def test_config_file_permissions(
     tmp_path: Path, file_mode: int, inline: bool, expected: list[str]
 ) -> None:
-    path = write_config(tmp_path, LOG + (NOTIFY_INLINE if inline else ""), file_mode)
+    path = write_config(tmp_path, REKOR_PRODUCTION + (NOTIFY_INLINE if inline else ""), file_mode)
     warnings = [w for w in load_config(path, environ={}).warnings if "(mode 0" in w]
     assert len(warnings) == len(expected), warnings
     for warning, text in zip(warnings, expected, strict=True):
@@ -106,7 +86,9 @@ def test_urls_file_permissions(tmp_path: Path, file_mode: int, warned: bool) -> 
     urls = tmp_path / "urls"
     urls.write_text("json://hooks.example/secret-path\n")
     urls.chmod(file_mode)
-    path = write_config(tmp_path, LOG + '[[notify]]\nname = "ops"\nurls_file = "urls"\n', 0o644)
+    path = write_config(
+        tmp_path, REKOR_PRODUCTION + '[[notify]]\nname = "ops"\nurls_file = "urls"\n', 0o644
+    )
     warnings = load_config(path, environ={}).warnings
     assert [("urls_file" in w and "chmod 0600" in w) for w in warnings] == (
         [True] if warned else []

@@ -408,6 +408,37 @@ async def test_identities_and_self_signed(sandbox: Sandbox, http: aiohttp.Client
         assert r.status == 400
 
 
+async def test_self_signed_long_workflow_uri_is_served(
+    sandbox: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    # A workflow URI is usually longer than the 64 characters X.509 allows in a common name;
+    # the sandbox used to put the SAN there for self-signed leaves and answer 500.
+    uri = (
+        "https://github.com/some-organisation/a-rather-long-repository-name/"
+        ".github/workflows/release-and-publish.yml@refs/tags/v1.2.3"
+    )
+    assert len(uri) > 64
+    parse_entry = parse_entry_or_skip()
+    for log in ("v1", "tiles"):
+        async with http.post(
+            f"{sandbox.admin_url}/append",
+            json={"log": log, "identity": {"uri": uri}, "self_signed": True},
+        ) as r:
+            assert r.status == 200, await r.text()
+    body = base64.b64decode((await v1_entry(http, sandbox.url, 0))[1]["body"])
+    cert = v1_material(body)[2]
+    cert.verify_directly_issued_by(cert)
+    assert parse_entry(body).signers[0].certificate.uris == (uri,)
+
+    # An identity x509 cannot encode is the caller's mistake: 400 with the reason, not 500.
+    async with http.post(
+        f"{sandbox.admin_url}/append",
+        json={"log": "v1", "identity": {"email": "\u00fc@example.com"}, "self_signed": True},
+    ) as r:
+        assert r.status == 400
+        assert "cannot issue a certificate" in (await r.json())["error"]
+
+
 # --- misbehaviour -----------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from monitor import config, reports, watch
-from monitor.alerts import AlertKind
+from monitor.alerts import ON_CALL, AlertKind, doc_link
 from monitor.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
@@ -95,6 +95,19 @@ def test_every_alert_kind_has_a_section(kind: AlertKind) -> None:
     assert kind.severity.value in body, f"{kind.value}: severity {kind.severity.value} not stated"
 
 
+@pytest.mark.parametrize("kind", list(AlertKind), ids=[k.value for k in AlertKind])
+def test_on_call_line_is_the_documented_one(kind: AlertKind) -> None:
+    # Messages print alerts.ON_CALL[kind] and link to doc_link(kind): both must be what the
+    # kind's section of docs/alerts.md says.
+    text = (DOCS / "alerts.md").read_text(encoding="utf-8")
+    body = _section(text, f"`{kind.value}`")
+    lines = re.findall(r"^\*\*On call:\*\* (.+)$", body, re.MULTILINE)
+    assert lines == [ON_CALL[kind]], f"{kind.value}: docs/alerts.md's 'On call' line differs"
+    path, _, anchor = doc_link(kind).partition("#")
+    assert (REPO / path).resolve() == (DOCS / "alerts.md").resolve()
+    assert anchor == kind.value  # GitHub's anchor of the heading "## `kind`"
+
+
 @pytest.mark.parametrize(
     ("report", "columns"),
     [
@@ -146,3 +159,44 @@ def test_relative_links_resolve() -> None:
                 continue
             path = (doc.parent / target.split("#", 1)[0]).resolve()
             assert path.exists(), f"{doc.name}: broken link {target}"
+
+
+def _report_parser() -> argparse.ArgumentParser:
+    return dict((path, sub) for path, _, sub in _subcommands(build_parser()))[("report",)]
+
+
+def test_report_synopsis_lists_every_report_and_option() -> None:
+    report = _report_parser()
+    text = (DOCS / "reports.md").read_text(encoding="utf-8")
+    synopsis = re.search(r"^tlog-monitor \[--config PATH\] report \{([a-z|]+)\}(.*)$", text, re.M)
+    assert synopsis, "docs/reports.md: no 'tlog-monitor [--config PATH] report {...}' synopsis"
+    what = next(a for a in report._actions if a.dest == "what")
+    assert set(synopsis.group(1).split("|")) == set(what.choices or ())
+    global_options = {o for a in build_parser()._actions for o in a.option_strings}
+    options = {
+        o
+        for a in report._actions
+        for o in a.option_strings
+        if o.startswith("--") and o not in global_options and o != "--help"
+    }
+    documented_rows = set(re.findall(r"^\| `(--[a-z-]+)", text, re.MULTILINE))
+    for option in sorted(options):
+        assert f"[{option} " in synopsis.group(2), f"{option} is not in the report synopsis"
+        assert option in documented_rows, f"{option} has no row in docs/reports.md's options"
+
+
+@pytest.mark.parametrize(
+    ("report", "columns"),
+    [
+        ("alerts", reports.ALERT_COLUMNS),
+        ("matches", reports.MATCH_COLUMNS),
+        ("checkpoints", reports.CHECKPOINT_COLUMNS),
+        ("status", reports.STATUS_COLUMNS),
+    ],
+)
+def test_csv_examples_show_every_column(report: str, columns: tuple[str, ...]) -> None:
+    # CSV keeps every column, so an example of it shows the code's columns exactly.
+    body = _section((DOCS / "reports.md").read_text(encoding="utf-8"), f"report {report}")
+    headers = re.findall(rf"^\$ tlog-monitor .*report {report} .*--format csv.*\n(.+)$", body, re.M)
+    for header in headers:
+        assert header == ",".join(columns), f"report {report}: CSV example header is outdated"

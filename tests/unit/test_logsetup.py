@@ -188,11 +188,12 @@ def test_libraries_log_warnings_only_unless_verbose(
             configure_logging(verbose=verbose, fmt=LogFormat.TEXT, stream=stream, environ={})
             logging.getLogger("apscheduler.executors.default").info('Running job "poll"')
             logging.getLogger("aiohttp.access").info("GET /metrics")
-            logging.getLogger("apprise").warning("apprise: delivery slow")
+            # A word no other test registers as a secret: the redactor is process-wide.
+            logging.getLogger("apprise").warning("apprise: delivery-q7 late")
             logging.getLogger("monitor.daemon").info("polled rekor")
             stream.seek(0)
             text = stream.read()
-        assert "polled rekor" in text and "delivery slow" in text
+        assert "polled rekor" in text and "delivery-q7 late" in text
         assert ("Running job" in text) is verbose and ("GET /metrics" in text) is verbose
 
 
