@@ -35,14 +35,14 @@ import aiohttp
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from monitor.config import load_config
-from monitor.daemon import open_monitor
+from monitor.config.settings import load_config
+from monitor.core.merkle import CompactRange, leaf_hash
+from monitor.core.note import parse_vkey
 from monitor.logs.http import HttpPolicy
-from monitor.logs.rekor_v1 import RekorV1Client
-from monitor.logs.tiles import TilesClient
-from monitor.merkle import CompactRange, leaf_hash
-from monitor.note import parse_vkey
-from monitor.sources import RekorV1Source, TilesSource
+from monitor.logs.rekor_v1.client import RekorV1Client
+from monitor.logs.tiles.client import TilesClient
+from monitor.service.daemon import open_monitor
+from monitor.service.wiring import RekorV1Source, TilesSource
 
 REPO = "https://github.com/example/project"
 GITHUB = "https://token.actions.githubusercontent.com"
@@ -62,7 +62,7 @@ def sandbox(state: Path) -> Iterator[str]:
         [
             sys.executable,
             "-m",
-            "monitor.cli",
+            "monitor.cli.main",
             "sandbox",
             "--port",
             str(port),

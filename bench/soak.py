@@ -198,7 +198,7 @@ async def soak(
     db = workdir / "monitor.db"
     log_file = (workdir / "monitor.log").open("wb")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "monitor.cli", "--config", str(config), "run",
+        sys.executable, "-m", "monitor.cli.main", "--config", str(config), "run",
         cwd=workdir, env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=log_file, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip

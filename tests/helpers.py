@@ -31,7 +31,7 @@ trust_root = "production"
 def cli_command() -> list[str]:
     """The installed console script next to this interpreter, else the module."""
     script = Path(sys.executable).with_name("tlog-monitor")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "monitor.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "monitor.cli.main"]
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ EntryMismatch          VerificationError    the log misbehaved: bad_entry (rekor
 ValueError                                  a caller's bug (bad sizes, indexes, widths)
 =====================  ===================  =============================================
 
-Proof hashes are returned unverified: verify them (``monitor.merkle``) against the roots of
+Proof hashes are returned unverified: verify them (``monitor.core.merkle``) against the roots of
 signed checkpoints you hold; a ``ProofError`` there is the log misbehaving.
 """
 
@@ -30,8 +30,8 @@ from monitor.logs.http import (
     LogUnavailable,
     RequestBudget,
 )
-from monitor.logs.rekor_v1 import EntryMismatch, RekorV1Client, TreeHead, V1Entry, V1LogInfo
-from monitor.logs.tiles import TilesClient
+from monitor.logs.rekor_v1.client import EntryMismatch, RekorV1Client, TreeHead, V1Entry, V1LogInfo
+from monitor.logs.tiles.client import TilesClient
 
 __all__ = [
     "EntryMismatch",

@@ -12,7 +12,7 @@ Every request made to a log goes through ``get_bytes`` / ``get_json`` / ``post_j
              MAX_REDIRECTS hops; a redirect anywhere else is refused without contacting
              the target (LogRedirectError)
 
-Errors, in the project's families (``monitor.errors``):
+Errors, in the project's families (``monitor.core.errors``):
 
 - ``LogUnavailable`` (NetworkError): the log could not be reached or kept failing; retry later.
 - ``LogNotReady`` (NetworkError): the log does not know what was asked *yet* (a lagging
@@ -46,7 +46,7 @@ import aiohttp
 from yarl import URL
 
 from monitor import __version__
-from monitor.errors import NetworkError, ParseError
+from monitor.core.errors import NetworkError, ParseError
 
 __all__ = [
     "MAX_BODY_BYTES_IN_FLIGHT",

@@ -40,7 +40,7 @@ from typing import Any, Final, TypeVar
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from monitor.merkle import TreeRangeError, leaf_hash
+from monitor.core.merkle import TreeRangeError, leaf_hash
 from monitor.sandbox import notes
 from monitor.sandbox.bodies import BodyFactory, BodyKind
 from monitor.sandbox.ca import Identity, IdentityError, LocalCA

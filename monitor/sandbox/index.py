@@ -28,7 +28,7 @@ from collections.abc import Callable
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from monitor.merkle import leaf_hash
+from monitor.core.merkle import leaf_hash
 
 __all__ = ["IndexQueryError", "SearchIndex", "body_keys", "query_keys"]
 

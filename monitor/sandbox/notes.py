@@ -1,6 +1,7 @@
-"""Checkpoint signing for the sandbox, on top of :mod:`monitor.note` (honest and dishonest).
+"""Checkpoint signing for the sandbox, on top of :mod:`monitor.core.note` (honest and dishonest).
 
-Honest checkpoints are :func:`monitor.note.sign_note` over :func:`monitor.note.format_checkpoint`.
+Honest checkpoints are :func:`monitor.core.note.sign_note` over
+:func:`monitor.core.note.format_checkpoint`.
 The dishonest variants are built from valid notes by editing the signature line:
 :func:`corrupt_signature` flips one bit of the signature (the hint is kept, so a verifier
 finds the key and must reject the signature); :func:`replace_hint` presents a signature by
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from monitor.note import (
+from monitor.core.note import (
     Checkpoint,
     EcdsaNoteSigner,
     Ed25519NoteSigner,

@@ -34,8 +34,8 @@ from typing import Any
 
 from aiohttp import web
 
-from monitor.errors import MonitorError
-from monitor.note import EcdsaNoteVerifier, Ed25519NoteVerifier
+from monitor.core.errors import MonitorError
+from monitor.core.note import EcdsaNoteVerifier, Ed25519NoteVerifier
 from monitor.sandbox import witness as sandbox_witness
 from monitor.sandbox.ca import Identity
 from monitor.sandbox.core import AppendResult, LogName, Reply, SandboxCore, SandboxError

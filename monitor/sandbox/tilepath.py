@@ -15,14 +15,14 @@ from typing import Final
 
 # One encoding of tile paths in the project: the client's. The sandbox adds only what a server
 # needs on top of it (parsing request paths and deciding what is available).
-from monitor.logs.tiles import (
+from monitor.logs.tiles.client import (
     MAX_TILE_LEVEL,
     TILE_HEIGHT,
     TILE_WIDTH,
     encode_index,
     entries_path,
 )
-from monitor.logs.tiles import tile_path as tiles_tile_path
+from monitor.logs.tiles.client import tile_path as tiles_tile_path
 
 __all__ = [
     "TILE_HEIGHT",

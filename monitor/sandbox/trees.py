@@ -1,6 +1,6 @@
 """The sandbox's Merkle trees and their entries: an honest log tree and forked alternatives.
 
-A :class:`LeafLog` is a :class:`monitor.merkle.MerkleTree` over the records of a
+A :class:`LeafLog` is a :class:`monitor.core.merkle.MerkleTree` over the records of a
 :class:`~monitor.sandbox.storage.LeafFile`; it is rebuilt from the file on startup. A
 :class:`ForkTree` is a split-view alternative: the same first ``at`` leaves as its base, then
 leaves of its own (kept in memory: forks are for drills and tests), grown whenever the base
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from monitor.merkle import MerkleTree, leaf_hash
+from monitor.core.merkle import MerkleTree, leaf_hash
 from monitor.sandbox.storage import LeafFile
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from monitor.note import CosignatureSigner, cosign_note, parse_signed_note
+from monitor.core.note import CosignatureSigner, cosign_note, parse_signed_note
 from monitor.sandbox.core import LogName, SandboxCore, SandboxError
 
 WITNESS_NAME = "sandbox.witness.local"

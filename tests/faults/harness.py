@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from monitor.notify import REPEAT_MARK
+from monitor.notify.notifier import REPEAT_MARK
 from monitor.sandbox import Sandbox
 from tests.helpers import monitor_table, notify_table, write_keys
 from tests.integration.receivers import HttpReceiver, message_alert_ids
@@ -75,7 +75,7 @@ email = "{WATCHED_EMAIL}"
 async def run_check(config: Path) -> tuple[int, str]:
     """`tlog-monitor check` on `config` as a subprocess in its directory: exit code and stderr."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "monitor.cli", "--config", str(config), "check",
+        sys.executable, "-m", "monitor.cli.main", "--config", str(config), "check",
         cwd=config.parent, env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip

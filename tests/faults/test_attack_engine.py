@@ -21,13 +21,13 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from monitor.config import load_config
-from monitor.daemon import PRIMARY_VIEW, open_monitor
-from monitor.engine import Head
-from monitor.note import sign_note
+from monitor.config.settings import load_config
+from monitor.core.note import sign_note
 from monitor.sandbox import Sandbox
 from monitor.sandbox.notes import NoteKey, corrupt_signature, sign_checkpoint
-from monitor.scanner import ScanResult
+from monitor.service.daemon import PRIMARY_VIEW, open_monitor
+from monitor.service.engine import Head
+from monitor.service.scanner import ScanResult
 from tests.faults.harness import Tally, connect, run_check
 from tests.helpers import monitor_table, notify_table, write_keys
 from tests.integration.receivers import HttpReceiver, LocalServer, free_port

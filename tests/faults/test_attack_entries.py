@@ -26,10 +26,10 @@ from pathlib import Path
 import aiohttp
 from cryptography import x509
 
-from monitor.config import load_config
-from monitor.daemon import open_monitor
+from monitor.config.settings import load_config
 from monitor.sandbox import Sandbox
 from monitor.sandbox.ca import Identity, LocalCA
+from monitor.service.daemon import open_monitor
 from tests.faults.harness import WATCHED, WATCHED_EMAIL, Tally, connect, states, write_config
 from tests.integration.receivers import HttpReceiver
 from tests.integration.test_engine import run_cli

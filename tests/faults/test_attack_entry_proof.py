@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from monitor.cli import main
+from monitor.cli.main import main
 from monitor.sandbox import Sandbox
 from tests.integration.receivers import HttpReceiver, LocalServer, free_port
 from tests.integration.test_engine import Env

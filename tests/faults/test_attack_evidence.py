@@ -19,8 +19,8 @@ import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from monitor import evidence
-from monitor.note import EcdsaNoteSigner, parse_checkpoint, parse_signed_note, sign_note
+from monitor.core import evidence
+from monitor.core.note import EcdsaNoteSigner, parse_checkpoint, parse_signed_note, sign_note
 from monitor.sandbox import Sandbox
 from tests.helpers import Run, cli_command
 

@@ -13,9 +13,9 @@ import time
 from contextlib import closing
 from pathlib import Path
 
-from monitor.config import load_config
-from monitor.daemon import open_monitor
+from monitor.config.settings import load_config
 from monitor.sandbox import Sandbox
+from monitor.service.daemon import open_monitor
 from tests.faults.harness import Tally, alert_kinds, connect, states, write_config
 from tests.integration.receivers import HttpReceiver
 

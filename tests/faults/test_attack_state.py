@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import load_config
-from monitor.daemon import open_monitor
+from monitor.config.settings import load_config
 from monitor.sandbox import Sandbox
+from monitor.service.daemon import open_monitor
 from tests.faults.harness import alert_kinds, connect, integrity, states, write_config
 from tests.integration.receivers import HttpReceiver
 
@@ -73,7 +73,7 @@ def _shared_configs(
 
 async def _spawn(config: Path, *args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "monitor.cli", "-v", "--config", str(config), *args,
+        sys.executable, "-m", "monitor.cli.main", "-v", "--config", str(config), *args,
         cwd=config.parent, env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip

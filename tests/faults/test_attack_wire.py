@@ -30,17 +30,17 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from monitor.config import load_config
-from monitor.daemon import open_monitor
+from monitor.config.settings import load_config
+from monitor.core.note import sign_note
 from monitor.logs.http import (
     MAX_REDIRECTS,
     HttpPolicy,
     LogRedirectError,
     get_bytes,
 )
-from monitor.note import sign_note
 from monitor.sandbox import Sandbox
 from monitor.sandbox.notes import NoteKey
+from monitor.service.daemon import open_monitor
 from tests.helpers import monitor_table, notify_table, write_keys
 from tests.integration.receivers import HttpReceiver, LocalServer, free_port
 from tests.integration.test_tls import _self_signed
@@ -142,7 +142,7 @@ origin = "{origin}"
 async def run_check(config: Path, *, python: list[str] | None = None) -> tuple[int, str, str]:
     """`tlog-monitor --config CONFIG check` as a subprocess: (exit code, stdout, stderr)."""
     proc = await asyncio.create_subprocess_exec(
-        *(python or [sys.executable, "-m", "monitor.cli"]),
+        *(python or [sys.executable, "-m", "monitor.cli.main"]),
         "--config",
         str(config),
         "check",
@@ -194,7 +194,7 @@ TOO_BIG = 2**63
 
 
 def sign_text(origin: str, size: int, root: bytes, key: NoteKey) -> str:
-    """A checkpoint note signed by `key`, written by hand: `monitor.note.Checkpoint` itself
+    """A checkpoint note signed by `key`, written by hand: `monitor.core.note.Checkpoint` itself
     refuses such sizes, but a hostile log's signer does not."""
     text = f"{origin}\n{size}\n{base64.b64encode(root).decode()}\n"
     return sign_note(text, [key.signer]).to_text()
@@ -384,7 +384,7 @@ async def test_response_cap_past_the_memory_limit_is_refused(
         tmp_path, sandbox, receiver, "tiles", sandbox.tiles_url, max_response_bytes="256MiB"
     )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "monitor.cli", "--config", str(config), "config", "check",
+        sys.executable, "-m", "monitor.cli.main", "--config", str(config), "config", "check",
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
@@ -399,7 +399,7 @@ MEMORY_MAX = 1024**3
 
 _MEASURE = (
     "import resource, sys\n"
-    "from monitor.cli import main\n"
+    "from monitor.cli.main import main\n"
     "try:\n"
     "    code = main(sys.argv[1:])\n"
     "finally:\n"

@@ -26,9 +26,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from monitor.config import load_config
-from monitor.daemon import open_monitor
+from monitor.config.settings import load_config
 from monitor.sandbox import Sandbox
+from monitor.service.daemon import open_monitor
 from tests.faults.harness import (
     WATCHED_EMAIL,
     Tally,

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from monitor.config import load_config
-from monitor.daemon import Monitor, open_monitor
-from monitor.severity import Severity
+from monitor.config.settings import load_config
+from monitor.core.severity import Severity
+from monitor.service.daemon import Monitor, open_monitor
 from tests.faults.conftest import Hostile
 from tests.faults.harness import (
     WATCHED,

@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from monitor.config import load_config
-from monitor.daemon import open_monitor
+from monitor.config.settings import load_config
+from monitor.service.daemon import open_monitor
 from tests.faults.conftest import Hostile
 from tests.faults.harness import (
     WATCHED,
@@ -40,7 +40,7 @@ async def _run_until(env: Hostile, trigger: str, target: int) -> str:
     returns where it was killed."""
     forwarded, posts = env.proxy.forwarded, len(env.receiver.posts)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "monitor.cli", "--config", str(env.config_path), "run",
+        sys.executable, "-m", "monitor.cli.main", "--config", str(env.config_path), "run",
         cwd=env.dir, env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip

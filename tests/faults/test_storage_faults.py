@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import load_config
-from monitor.daemon import open_monitor
+from monitor.config.settings import load_config
+from monitor.service.daemon import open_monitor
 from tests.faults.conftest import Hostile
 from tests.faults.harness import (
     WATCHED,
@@ -44,7 +44,7 @@ async def monitor_cli(
     """`tlog-monitor --config CONFIG ARGS...` as a subprocess (under `wrapper`, a command
     prefix), stdout and stderr piped."""
     return await asyncio.create_subprocess_exec(
-        *wrapper, sys.executable, "-m", "monitor.cli", "--config", str(config), *args,
+        *wrapper, sys.executable, "-m", "monitor.cli.main", "--config", str(config), *args,
         cwd=config.parent,
         env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1",
              "HOME": str(config.parent)},

@@ -8,9 +8,9 @@ from __future__ import annotations
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 
-from monitor.config import load_config
-from monitor.daemon import Monitor, open_monitor
-from monitor.severity import Severity
+from monitor.config.settings import load_config
+from monitor.core.severity import Severity
+from monitor.service.daemon import Monitor, open_monitor
 from tests.faults.conftest import Hostile
 from tests.faults.harness import WATCHED, Tally, audit_deliveries, connect, states
 

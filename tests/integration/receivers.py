@@ -27,7 +27,7 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from monitor.notify import DIGEST_MARK
+from monitor.notify.notifier import DIGEST_MARK
 
 LOCALHOST = "127.0.0.1"
 

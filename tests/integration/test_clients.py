@@ -19,7 +19,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from monitor.errors import NetworkError, ParseError
+from monitor.core.errors import NetworkError, ParseError
+from monitor.core.merkle import ProofError, leaf_hash, verify_consistency, verify_inclusion
+from monitor.core.note import verify_checkpoint
 from monitor.logs.http import (
     HttpPolicy,
     LogNotFound,
@@ -32,13 +34,11 @@ from monitor.logs.http import (
     get_json,
     post_json,
 )
-from monitor.logs.rekor_v1 import (
+from monitor.logs.rekor_v1.client import (
     EntryMismatch,
     RekorV1Client,
 )
-from monitor.logs.tiles import TilesClient, tile_width
-from monitor.merkle import ProofError, leaf_hash, verify_consistency, verify_inclusion
-from monitor.note import verify_checkpoint
+from monitor.logs.tiles.client import TilesClient, tile_width
 from monitor.sandbox import Sandbox
 
 FAST = HttpPolicy(timeout=5, connect_timeout=2, retries=2, backoff_base=0.01, backoff_max=0.05)

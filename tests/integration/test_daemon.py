@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from monitor.sandbox import Sandbox
-from monitor.store import Store
+from monitor.store.database import Store
 from tests.integration.receivers import LOCALHOST, free_port
 from tests.integration.test_engine import Env, started_env, states
 
@@ -73,7 +73,7 @@ async def start_run(env: Env, notify: NotifySocket, cwd: Path) -> asyncio.subpro
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "monitor.cli",
+        "monitor.cli.main",
         "--config",
         str(env.config_path),
         "run",

@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from monitor.demo import MARKER, run_demo
+from monitor.cli.demo import MARKER, run_demo
 from tests.helpers import cli_command
 
 KINDS = ("split_view", "rollback", "bad_signature")

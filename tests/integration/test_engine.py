@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import load_config
-from monitor.daemon import CheckOutcome, Monitor, open_monitor
+from monitor.config.settings import load_config
 from monitor.sandbox import Sandbox
-from monitor.store import Store
+from monitor.service.daemon import CheckOutcome, Monitor, open_monitor
+from monitor.store.database import Store
 from tests.helpers import monitor_table, notify_table, write_keys
 from tests.integration.receivers import HttpReceiver, SmtpReceiver
 
-CLI = [sys.executable, "-m", "monitor.cli"]
+CLI = [sys.executable, "-m", "monitor.cli.main"]
 
 
 @dataclass
@@ -372,7 +372,7 @@ async def test_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     with store.transaction() as c:
         c.execute("INSERT INTO schema_migrations VALUES ('999_future', 'now')")
     store.close()
-    from monitor.store import StoreError
+    from monitor.store.database import StoreError
 
     with pytest.raises(StoreError, match="newer tlog-monitor"):
         Store.open(path)

@@ -22,14 +22,14 @@ import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from monitor.cli import main
-from monitor.config import ListenAddress, load_config
-from monitor.daemon import Daemon, Monitor, open_monitor
-from monitor.httpd import HttpServer
-from monitor.note import CosignatureSigner, parse_signed_note, parse_vkey, verify_note
+from monitor.cli.main import main
+from monitor.config.settings import ListenAddress, load_config
+from monitor.core.note import CosignatureSigner, parse_signed_note, parse_vkey, verify_note
+from monitor.core.witness import check_witnesses
 from monitor.sandbox import Sandbox
 from monitor.sandbox.witness import witness_vkey
-from monitor.witness import check_witnesses
+from monitor.service.daemon import Daemon, Monitor, open_monitor
+from monitor.service.httpd import HttpServer
 
 LOG = "rekor-sandbox"
 OTHER_WITNESS = CosignatureSigner(

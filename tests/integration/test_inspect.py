@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from monitor.inspect import MAX_INPUT_BYTES
+from monitor.cli.inspect import MAX_INPUT_BYTES
 from monitor.sandbox import Sandbox
 from tests.helpers import Run, cli_command
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from monitor.config import ListenAddress
-from monitor.httpd import IDLE_TIMEOUT_S, HttpServer, connection_cap
+from monitor.config.settings import ListenAddress
 from monitor.sandbox import Sandbox
-from monitor.store import AsyncStore, Store
+from monitor.service.httpd import IDLE_TIMEOUT_S, HttpServer, connection_cap
+from monitor.store.database import AsyncStore, Store
 from tests.integration.receivers import LOCALHOST, HttpReceiver, free_port
 from tests.integration.test_daemon import NotifySocket, start_run, wait_until
 from tests.integration.test_engine import Env

@@ -16,12 +16,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from monitor.alerts import Alert, AlertKind
-from monitor.config import ListenAddress
-from monitor.daemon import Monitor
-from monitor.httpd import HttpServer
+from monitor.config.settings import ListenAddress
+from monitor.core.alerts import Alert, AlertKind
 from monitor.sandbox import Sandbox
-from monitor.store import AsyncStore, Store
+from monitor.service.daemon import Monitor
+from monitor.service.httpd import HttpServer
+from monitor.store.database import AsyncStore, Store
 from tests.integration.test_engine import Env, started_env
 from tests.integration.test_metrics_http import labels, samples
 
@@ -88,7 +88,10 @@ async def big(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[tuple[Env, Moni
         await asyncio.to_thread(seed, tmp_path / "monitor.db", sandbox.tiles_url, ALERTS)
         async with env.open() as monitor:
             server = HttpServer(
-                ListenAddress("127.0.0.1", 0), monitor.store, list(monitor.logs), monitor.stats
+                ListenAddress("127.0.0.1", 0),
+                monitor.store,
+                list(monitor.logs),
+                monitor.stats,
             )
             await server.start()
             try:

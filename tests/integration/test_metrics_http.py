@@ -10,10 +10,10 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.config import ListenAddress
-from monitor.daemon import Monitor
-from monitor.httpd import HttpServer
-from monitor.metrics import CONTENT_TYPE
+from monitor.config.settings import ListenAddress
+from monitor.service.daemon import Monitor
+from monitor.service.httpd import HttpServer
+from monitor.service.metrics import CONTENT_TYPE
 from tests.integration.test_engine import Env, env
 
 __all__ = ["env"]  # the fixture, re-used

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from monitor.alerts import Alert, AlertKind, fact_key
-from monitor.config import NotifyChannel
-from monitor.notify import (
+from monitor.config.settings import NotifyChannel
+from monitor.core.alerts import Alert, AlertKind, fact_key
+from monitor.core.severity import Severity
+from monitor.notify.notifier import (
     REDACTED,
     REPEAT_MARK,
     Backoff,
@@ -30,8 +31,7 @@ from monitor.notify import (
     url_id,
     url_secrets,
 )
-from monitor.severity import Severity
-from monitor.store import AsyncStore, Store
+from monitor.store.database import AsyncStore, Store
 from tests.integration.receivers import (
     HttpReceiver,
     SmtpReceiver,
@@ -476,7 +476,7 @@ def test_target_names_are_stable_and_collisions_refused(monkeypatch: pytest.Monk
     assert url_id(url) != url_id(url + "x")
     assert target_name("security", url) != target_name("ops", url)
 
-    monkeypatch.setattr("monitor.notify.url_id", lambda _url: "3fa2c1d0")
+    monkeypatch.setattr("monitor.notify.notifier.url_id", lambda _url: "3fa2c1d0")
     clash = channel("security", [f"json://{TOKEN}.example/a", "json://other.example/b"])
     with pytest.raises(NotifyError) as refused:
         delivery_targets([clash], Severity.CRITICAL)
@@ -492,7 +492,7 @@ async def test_colliding_ids_refused_at_set_channels(
     good = channel("security", [http.url("a"), http.url("b")])
     notifier = outbox.notifier([good])
     before = notifier.targets
-    monkeypatch.setattr("monitor.notify.url_id", lambda _url: "3fa2c1d0")
+    monkeypatch.setattr("monitor.notify.notifier.url_id", lambda _url: "3fa2c1d0")
     with pytest.raises(NotifyError, match="have the same id"):
         notifier.set_channels([good])
     assert notifier.targets == before  # the previous configuration stays in force
@@ -618,7 +618,7 @@ async def test_message_is_bounded_and_single_line_fields(
     message = render_message(delivery)
     assert len(message.body) <= 4000
     first, *rest = message.body.splitlines()
-    # Escaped as monitor.terminal.printable does: one line, and the reader sees what was sent.
+    # Escaped as monitor.core.terminal.printable does: one line, and the reader sees what was sent.
     assert first == r"rekor: entry 7 does not hash into the tree\x0aFAKE: injected line\x1b[31m"
     assert "\x1b" not in message.body
     assert f"alert #{alert_id}, critical, raised {delivery.created_at}" in rest

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from monitor.alerts import Alert, AlertKind, fact_key
-from monitor.cli import main
-from monitor.notify import (
+from monitor.cli.main import main
+from monitor.cli.reports import alerts_report
+from monitor.core.alerts import Alert, AlertKind, fact_key
+from monitor.notify.notifier import (
     DIGEST_AFTER,
     DIGEST_MARK,
     REPEAT_MARK,
@@ -23,8 +24,7 @@ from monitor.notify import (
     MessageOrigin,
     channel_targets,
 )
-from monitor.reports import alerts_report
-from monitor.store import Store
+from monitor.store.database import Store
 from tests.helpers import REKOR_PRODUCTION, cli_command
 from tests.integration.receivers import HttpReceiver, message_alert_ids
 from tests.integration.test_notify import FAST, Outbox, channel, split_view

@@ -23,12 +23,18 @@ from typing import Any
 
 import pytest
 
-from monitor.alerts import ON_CALL, Alert, AlertKind, doc_link, fact_key
-from monitor.cli import main
-from monitor.config import load_config
-from monitor.notify import MAX_BODY, MessageOrigin, Notifier, delivery_targets, render_message
+from monitor.cli.main import main
+from monitor.config.settings import load_config
+from monitor.core.alerts import ON_CALL, Alert, AlertKind, doc_link, fact_key
+from monitor.notify.notifier import (
+    MAX_BODY,
+    MessageOrigin,
+    Notifier,
+    delivery_targets,
+    render_message,
+)
 from monitor.sandbox import Sandbox
-from monitor.store import AsyncStore, Delivery, Store
+from monitor.store.database import AsyncStore, Delivery, Store
 from tests.helpers import Run, cli_command
 from tests.integration.receivers import HttpReceiver, SmtpReceiver
 from tests.integration.test_engine import Env

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from monitor import reports
-from monitor.cli import build_parser
-from monitor.config import parse_config
+from monitor.cli import reports
+from monitor.cli.main import build_parser
+from monitor.config.settings import parse_config
 from monitor.sandbox import Sandbox
-from monitor.store import Store
+from monitor.store.database import Store
 from tests.helpers import Run
 from tests.integration.receivers import HttpReceiver
 from tests.integration.test_engine import Env
@@ -34,10 +34,10 @@ ROOT = Path(__file__).resolve().parents[2]
 # The CLI with the system configuration directory and the service's state directory moved
 # into the test's own directory (the rule is the code's; only the two places are the test's).
 RELOCATED = (
-    "import sys; from pathlib import Path; import monitor.config as c; "
+    "import sys; from pathlib import Path; import monitor.config.settings as c; "
     "c.SYSTEM_CONFIG_DIRECTORY = Path(sys.argv.pop(1)); "
     "c.SYSTEM_STATE_DIRECTORY = Path(sys.argv.pop(1)); "
-    "from monitor.cli import main; sys.exit(main())"
+    "from monitor.cli.main import main; sys.exit(main())"
 )
 LONG_SIGNER = f"{REPO}/.github/workflows/{'release-' * 12}pipeline.yml@refs/tags/v1.2.3"
 
@@ -45,7 +45,7 @@ LONG_SIGNER = f"{REPO}/.github/workflows/{'release-' * 12}pipeline.yml@refs/tags
 async def cli(
     *args: str, cwd: Path, env: Mapping[str, str | None] | None = None, prefix: tuple[str, ...] = ()
 ) -> Run:
-    """`tlog-monitor ARGS...` as a subprocess (`prefix` replaces `-m monitor.cli`); `env` adds
+    """`tlog-monitor ARGS...` as a subprocess (`prefix` replaces `-m monitor.cli.main`); `env` adds
     variables to the test's environment, or removes those given as None."""
     environ = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     environ.update(PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1")
@@ -55,7 +55,7 @@ async def cli(
         else:
             environ[key] = value
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, *(prefix or ("-m", "monitor.cli")), *args,
+        sys.executable, *(prefix or ("-m", "monitor.cli.main")), *args,
         cwd=cwd, env=environ,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip

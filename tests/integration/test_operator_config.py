@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.cli import main
-from monitor.config import load_config
-from monitor.notify import send_test, url_problem
+from monitor.cli.main import main
+from monitor.config.settings import load_config
+from monitor.notify.notifier import send_test, url_problem
 from tests.helpers import REKOR_PRODUCTION
 from tests.integration.receivers import LOCALHOST, SmtpReceiver
 
@@ -98,7 +98,7 @@ def test_shipped_config_validates_in_a_clean_environment(tmp_path: Path) -> None
 
     async def config_check() -> tuple[int, str, str]:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "monitor.cli", "--config", str(SHIPPED), "config", "check",
+            sys.executable, "-m", "monitor.cli.main", "--config", str(SHIPPED), "config", "check",
             cwd=tmp_path,
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
                  "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"},

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.alerts import Alert, AlertKind
-from monitor.cli import main
-from monitor.store import Store, StoreError
+from monitor.cli.main import main
+from monitor.core.alerts import Alert, AlertKind
+from monitor.store.database import Store, StoreError
 
 OTHER_UID = 65534  # nobody: "another user" (the tests run as root or as a normal user)
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -29,7 +29,7 @@ async def env(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[Env]:
 async def run_for(env: Env, *options: str) -> list[str]:
     """The lines `tlog-monitor [options] run` logs in RUN_SECONDS (text format), then SIGTERM."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "monitor.cli", *options, "--log-format", "text",
+        sys.executable, "-m", "monitor.cli.main", *options, "--log-format", "text",
         "--config", str(env.config_path), "run",
         cwd=env.dir,
         env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"},
@@ -44,7 +44,7 @@ async def run_for(env: Env, *options: str) -> list[str]:
 
 
 def logger_of(line: str) -> str:
-    """`2026-03-01 12:00:00,000 INFO monitor.daemon: ...` -> `monitor.daemon`."""
+    """`2026-03-01 12:00:00,000 INFO monitor.service.daemon: ...` -> `monitor.service.daemon`."""
     return line.split(" ", 4)[3].rstrip(":")
 
 

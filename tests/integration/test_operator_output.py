@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from monitor.core.terminal import json_printable, printable
 from monitor.sandbox import Sandbox
-from monitor.terminal import json_printable, printable
 from tests.integration.receivers import HttpReceiver
 from tests.integration.test_engine import Env
 from tests.integration.test_scanner import GITHUB, REPO, scan_config
@@ -53,7 +53,7 @@ async def cli(env: Env, *args: str, run_for: float | None = None) -> tuple[int, 
     """`tlog-monitor --config CONFIG ARGS...` as a subprocess; with `run_for`, SIGTERM after that
     many seconds. Output decoded without touching any character."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "monitor.cli", "--config", str(env.config_path), *args,
+        sys.executable, "-m", "monitor.cli.main", "--config", str(env.config_path), *args,
         cwd=env.dir,
         env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

@@ -103,10 +103,10 @@ def _documentation_paths() -> list[str]:
 
 
 def test_packaged_example_is_the_repository_config() -> None:
-    shipped = ROOT / "monitor" / "data" / "config.toml"
+    shipped = ROOT / "monitor" / "config" / "example" / "config.toml"
     assert shipped.read_bytes() == (ROOT / "config.toml").read_bytes(), (
-        "monitor/data/config.toml (printed by `tlog-monitor config example`) must be a copy of "
-        "config.toml: cp config.toml monitor/data/config.toml"
+        "monitor/config/example/config.toml (printed by `tlog-monitor config example`) must be "
+        "a copy of config.toml: cp config.toml monitor/config/example/config.toml"
     )
 
 
@@ -133,13 +133,15 @@ def test_wheel_ships_what_an_installed_copy_needs(dist: Dist) -> None:
         if "__pycache__" not in p.parts
     }
     assert modules <= names, sorted(modules - names)
-    migrations = {p.relative_to(ROOT).as_posix() for p in (ROOT / "monitor/schema").glob("*.sql")}
+    migrations = {
+        p.relative_to(ROOT).as_posix() for p in (ROOT / "monitor/store/schema").glob("*.sql")
+    }
     assert migrations and migrations <= names, sorted(migrations - names)
-    assert {"monitor/py.typed", "monitor/data/config.toml"} <= names
+    assert {"monitor/py.typed", "monitor/config/example/config.toml"} <= names
     with zipfile.ZipFile(dist.wheel) as zf:
-        assert zf.read("monitor/data/config.toml") == (ROOT / "config.toml").read_bytes()
+        assert zf.read("monitor/config/example/config.toml") == (ROOT / "config.toml").read_bytes()
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
-        assert "tlog-monitor = monitor.cli:main" in zf.read(entry_points).decode()
+        assert "tlog-monitor = monitor.cli.main:main" in zf.read(entry_points).decode()
     docs = ["README.md", "config.toml", "systemd/tlog-monitor.service"] + [
         f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")
     ]
@@ -154,7 +156,12 @@ def test_sdist_builds_the_same_wheel_contents(dist: Dist) -> None:
     # the files an sdist user reads directly are there too.
     with tarfile.open(dist.sdist) as tf:
         names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
-    assert {"pyproject.toml", "README.md", "config.toml", "monitor/data/config.toml"} <= names
+    assert {
+        "pyproject.toml",
+        "README.md",
+        "config.toml",
+        "monitor/config/example/config.toml",
+    } <= names
     assert "systemd/tlog-monitor.service" in names and "docs/systemd.md" in names
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import load_config
-from monitor.store import Store
+from monitor.config.settings import load_config
+from monitor.store.database import Store
 from tests.helpers import REKOR_PRODUCTION
 
 NOTIFY_INLINE = '[[notify]]\nname = "ops"\nurls = ["json://hooks.example/secret-path"]\n'
@@ -47,7 +47,7 @@ def test_loose_existing_database_is_tightened_with_a_warning(
     db = tmp_path / "monitor.db"
     Store.open(db).close()
     db.chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger="monitor.store"):
+    with caplog.at_level(logging.WARNING, logger="monitor.store.database"):
         Store.open(db).close()
     assert mode(db) == 0o600
     assert "made it owner-only" in caplog.text and "0644" in caplog.text

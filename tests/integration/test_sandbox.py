@@ -1,7 +1,7 @@
 """The sandbox log over real HTTP: honest data verifies, every misbehaviour is detectable.
 
 Everything a monitor would fetch is fetched with aiohttp from the sandbox on 127.0.0.1 and
-checked with the project's pure core (monitor.note, monitor.merkle, monitor.entries).
+checked with the project's pure core (monitor.core.note, monitor.core.merkle, monitor.core.entries).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-from monitor.merkle import (
+from monitor.core.merkle import (
     CompactRange,
     ProofError,
     leaf_hash,
@@ -34,7 +34,7 @@ from monitor.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from monitor.note import (
+from monitor.core.note import (
     EcdsaNoteVerifier,
     NoteVerificationError,
     VerifiedCheckpoint,
@@ -165,9 +165,9 @@ class TileReader:
 
 def parse_entry_or_skip() -> Callable[[bytes], Any]:
     try:
-        from monitor.entries import parse_entry
+        from monitor.core.entries import parse_entry
     except ImportError as e:  # pragma: no cover - only while entries.py is being written
-        pytest.skip(f"monitor.entries is not importable yet: {e}")
+        pytest.skip(f"monitor.core.entries is not importable yet: {e}")
     return parse_entry
 
 
@@ -771,7 +771,16 @@ def test_leaf_file_cuts_a_torn_record(tmp_path: Path) -> None:
 
 async def test_cli_serves_until_signalled(tmp_path: Path, http: aiohttp.ClientSession) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "monitor.cli", "sandbox", "--port", "0", "--state", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "monitor.cli.main",
+            "sandbox",
+            "--port",
+            "0",
+            "--state",
+            str(tmp_path),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.reports import matches_report
+from monitor.cli.reports import matches_report
 from monitor.sandbox import Sandbox
-from monitor.store import Store
+from monitor.store.database import Store
 from tests.integration.receivers import HttpReceiver
 from tests.integration.test_engine import Env
 
@@ -189,7 +189,7 @@ async def test_sigkill_mid_scan_resumes_without_skipping_or_repeating(env: Env) 
 
     async def start() -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "monitor.cli", "--config", str(env.config_path), "run",
+            sys.executable, "-m", "monitor.cli.main", "--config", str(env.config_path), "run",
             cwd=env.dir,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdout=asyncio.subprocess.DEVNULL,

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.reports import status_report
+from monitor.cli.reports import status_report
 from monitor.sandbox import Sandbox
-from monitor.store import Store
+from monitor.store.database import Store
 from tests.integration.receivers import HttpReceiver
 from tests.integration.test_engine import Env
 

@@ -77,7 +77,7 @@ class Scene:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "monitor.cli",
+            "monitor.cli.main",
             "--config",
             str(self.env.config_path),
             *args,
@@ -134,7 +134,7 @@ async def run_daemon_until_delivered(scene: Scene, log_format: str) -> str:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "monitor.cli",
+            "monitor.cli.main",
             "-v",
             "--log-format",
             log_format,

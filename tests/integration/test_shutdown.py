@@ -12,8 +12,8 @@ from pathlib import Path
 import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from monitor.daemon import _drain
-from monitor.store import Store
+from monitor.service.daemon import _drain
+from monitor.store.database import Store
 from tests.integration.receivers import LOCALHOST, free_port
 from tests.integration.test_daemon import NotifySocket, env, start_run, wait_until
 from tests.integration.test_engine import Env

@@ -111,16 +111,16 @@ def test_unit_exposure_is_low(tmp_path: Path) -> None:
 
 
 def test_unit_keeps_journald_priorities_and_private_mounts() -> None:
-    # The daemon's log lines start with "<N>" priorities (monitor.logsetup): journald reads them
-    # only with SyslogLevelPrefix=yes (the default) and stderr going to the journal.
+    # The daemon's log lines start with "<N>" priorities (monitor.service.logsetup): journald reads
+    # them only with SyslogLevelPrefix=yes (the default) and stderr going to the journal.
     assert _values("SyslogLevelPrefix") in ([], ["yes"], ["true"])
     assert _values("StandardError") in ([], ["journal"])
     assert _values("PrivateMounts") == ["yes"]
 
 
 def test_unit_stop_timeout_covers_the_drain() -> None:
-    from monitor.daemon import DRAIN_TIMEOUT_S, LAST_ROUND_TIMEOUT_S
-    from monitor.durations import parse_duration
+    from monitor.core.durations import parse_duration
+    from monitor.service.daemon import DRAIN_TIMEOUT_S, LAST_ROUND_TIMEOUT_S
 
     [timeout] = _values("TimeoutStopSec")
     # Running jobs, then the last delivery round, then closing: all before systemd's SIGKILL.

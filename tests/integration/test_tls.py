@@ -21,10 +21,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from monitor.config import NotifyChannel, load_config
-from monitor.daemon import open_monitor
-from monitor.notify import NotifyError, send_test
-from monitor.severity import Severity
+from monitor.config.settings import NotifyChannel, load_config
+from monitor.core.severity import Severity
+from monitor.notify.notifier import NotifyError, send_test
+from monitor.service.daemon import open_monitor
 from tests.integration.receivers import LOCALHOST, free_port
 
 

@@ -2,7 +2,7 @@
 
 Everything here is test data, made with ``cryptography``: an ephemeral CA, leaf certificates that
 carry the SANs and Fulcio extensions a test asks for (including deliberately malformed values),
-and canonical-looking Rekor v1 and v2 entry bodies of every kind ``monitor.entries`` parses.
+and canonical-looking Rekor v1 and v2 entry bodies of every kind ``monitor.core.entries`` parses.
 
 Fulcio's encodings (fulcio docs/oid-info.md): extensions ``1.3.6.1.4.1.57264.1.1`` to ``.1.6``
 hold the raw UTF-8 bytes of the value; ``.1.8`` onwards a DER UTF8String; usernames are an

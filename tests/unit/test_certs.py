@@ -1,4 +1,5 @@
-"""Tests for monitor.certs: real Fulcio certificates, every Fulcio extension, SAN kinds, garbage."""
+"""Tests for monitor.core.certs: real Fulcio certificates, every Fulcio extension, SAN kinds,
+garbage."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from monitor.certs import (
+from monitor.core.certs import (
     FULCIO_EXTENSIONS,
     MAX_CERTIFICATE_BYTES,
     MAX_SANS,
@@ -27,7 +28,7 @@ from monitor.certs import (
     parse_verifier,
     public_key_fingerprint,
 )
-from monitor.errors import ParseError
+from monitor.core.errors import ParseError
 from tests.unit import certgen
 from tests.unit.certgen import (
     FULCIO_ARC,

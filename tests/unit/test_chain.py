@@ -18,19 +18,20 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from monitor.certs import CertificateIdentity, parse_certificate
-from monitor.chain import (
+from monitor.cli.inspect import load_input
+from monitor.config.settings import load_config
+from monitor.config.trust_roots import fulcio_trust
+from monitor.core.certs import CertificateIdentity, parse_certificate
+from monitor.core.chain import (
     MAX_BUNDLE_BYTES,
     MAX_BUNDLE_CERTIFICATES,
     CertificateTrust,
     TrustError,
-    trust_for_log,
 )
-from monitor.config import load_config
-from monitor.entries import parse_entry
-from monitor.errors import ConfigError
-from monitor.inspect import load_input
+from monitor.core.entries import parse_entry
+from monitor.core.errors import ConfigError
 from monitor.sandbox.ca import Identity, LocalCA
+from monitor.service.wiring import trust_for_log
 from tests.unit import certgen as g
 
 PRODUCTION_LEAVES = [
@@ -70,13 +71,13 @@ def test_real_leaves_chain_to_their_trust_root_only(
     shared_fixtures: Path, name: str, root: str, other: str
 ) -> None:
     cert, at = real_leaf(shared_fixtures, name)
-    trust = CertificateTrust.from_trust_root(root)
+    trust = fulcio_trust(root)
     assert trust.is_trusted(cert, at)
     assert trust.is_trusted(cert)  # no time: signature only (tiled logs carry no time)
     issuer = trust.issuer_of(cert)
     assert issuer is not None and issuer.subject.rfc4514_string() == cert.issuer_dn
-    assert not CertificateTrust.from_trust_root(other).is_trusted(cert, at)
-    assert CertificateTrust.from_trust_root(other).issuer_of(cert) is None
+    assert not fulcio_trust(other).is_trusted(cert, at)
+    assert fulcio_trust(other).issuer_of(cert) is None
 
 
 def test_issuer_agrees_with_the_chain_a_bundle_ships(shared_fixtures: Path) -> None:
@@ -86,7 +87,7 @@ def test_issuer_agrees_with_the_chain_a_bundle_ships(shared_fixtures: Path) -> N
     leaf_der, intermediate_der, root_der = (
         base64.b64decode(c["rawBytes"]) for c in chain["certificates"]
     )
-    trust = CertificateTrust.from_trust_root("production")
+    trust = fulcio_trust("production")
     issuer = trust.issuer_of(parse_certificate(leaf_der))
     assert issuer is not None
     assert issuer.public_bytes(serialization.Encoding.DER) == intermediate_der
@@ -100,17 +101,15 @@ def test_issuer_agrees_with_the_chain_a_bundle_ships(shared_fixtures: Path) -> N
 
 
 def test_named_roots_are_built_once() -> None:
-    assert CertificateTrust.from_trust_root("production") is CertificateTrust.from_trust_root(
-        "production"
-    )
-    roots = CertificateTrust.from_trust_root("production").authorities
+    assert fulcio_trust("production") is fulcio_trust("production")
+    roots = fulcio_trust("production").authorities
     assert all(c.issuer == c.subject for c in roots[:1]), "roots first"
 
 
 def test_real_leaf_outside_its_ten_minutes_is_not_trusted(shared_fixtures: Path) -> None:
     cert, at = real_leaf(shared_fixtures, PRODUCTION_LEAVES[0])
     assert at is not None
-    trust = CertificateTrust.from_trust_root("production")
+    trust = fulcio_trust("production")
     assert trust.is_trusted(cert, cert.not_before)
     assert trust.is_trusted(cert, cert.not_after)
     assert not trust.is_trusted(cert, cert.not_before - dt.timedelta(seconds=1))
@@ -128,7 +127,7 @@ def test_sandbox_leaves_chain_only_to_the_sandbox_ca(tmp_path: Path) -> None:
     identity = Identity(email="security@example.com")
     leaf = parse_certificate(ca.signer(identity).cert_der)
     spam = parse_certificate(ca.signer(identity, self_signed=True).cert_der)
-    production = CertificateTrust.from_trust_root("production")
+    production = fulcio_trust("production")
     assert not production.is_trusted(leaf) and not production.is_trusted(spam)
     sandbox = CertificateTrust.from_pem_bundle(ca.root_pem, source="ca.pem")
     assert sandbox.is_trusted(leaf)
@@ -322,7 +321,7 @@ def test_trust_for_log_takes_the_trust_roots_authorities(tmp_path: Path) -> None
         {},
     )
     (log,) = load_config(path).logs
-    assert trust_for_log(log) is CertificateTrust.from_trust_root("staging")
+    assert trust_for_log(log) is fulcio_trust("staging")
 
 
 def test_trust_for_log_is_none_for_a_pinned_key_without_a_bundle(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.cli import main
-from monitor.config import (
+from monitor.cli.main import main
+from monitor.config.settings import (
     Config,
     ListenAddress,
     LogType,
@@ -22,8 +22,8 @@ from monitor.config import (
     load_config,
     redact_url,
 )
-from monitor.durations import MAX_DURATION, format_duration, parse_duration
-from monitor.errors import ConfigError
+from monitor.core.durations import MAX_DURATION, format_duration, parse_duration
+from monitor.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 REKOR_PEM = """-----BEGIN PUBLIC KEY-----

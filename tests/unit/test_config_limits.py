@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import (
+from monitor.config.settings import (
     MAX_CONFIG_BYTES,
     MAX_KEY_FILE_BYTES,
     MAX_URLS_FILE_BYTES,
     load_config,
 )
-from monitor.errors import ConfigError
+from monitor.core.errors import ConfigError
 
 ENDLESS = Path("/dev/zero")
 LOG = """

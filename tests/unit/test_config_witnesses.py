@@ -9,9 +9,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from monitor.config import ViewConfig, ViewKind, parse_config
-from monitor.errors import ConfigError
-from monitor.note import CosignatureSigner, Ed25519NoteSigner
+from monitor.config.settings import ViewConfig, ViewKind, parse_config
+from monitor.core.errors import ConfigError
+from monitor.core.note import CosignatureSigner, Ed25519NoteSigner
 
 KEY = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"config witness").digest())
 VKEY = CosignatureSigner("w1.example", KEY).verifier().vkey

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from monitor import config, reports, watch
-from monitor.alerts import ON_CALL, AlertKind, doc_link
-from monitor.cli import build_parser
+from monitor.cli import reports
+from monitor.cli.main import build_parser
+from monitor.config import settings as config
+from monitor.core import watch
+from monitor.core.alerts import ON_CALL, AlertKind, doc_link
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -123,7 +125,7 @@ def test_every_report_column_is_documented(report: str, columns: tuple[str, ...]
     assert rows == list(columns), f"report {report}: documented columns differ from the code"
 
 
-# The key sets monitor.config (and monitor.watch) use to reject unknown keys.
+# The key sets monitor.config.settings (and monitor.core.watch) use to reject unknown keys.
 CONFIG_SECTIONS = [
     ("`[monitor]`", config._MONITOR_KEYS),
     ("`[[log]]`", config._LOG_KEYS),

@@ -1,5 +1,6 @@
-"""Tests for monitor.entries: real Rekor v1/v2 bodies, every kind built from minted certificates,
-malformed bodies, and a property: nothing but EntryParseError ever escapes parse_entry."""
+"""Tests for monitor.core.entries: real Rekor v1/v2 bodies, every kind built from minted
+certificates, malformed bodies, and a property: nothing but EntryParseError ever escapes
+parse_entry."""
 
 from __future__ import annotations
 
@@ -20,8 +21,13 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.certs import MAX_SANS, CertificateIdentity, parse_certificate, public_key_fingerprint
-from monitor.entries import (
+from monitor.core.certs import (
+    MAX_SANS,
+    CertificateIdentity,
+    parse_certificate,
+    public_key_fingerprint,
+)
+from monitor.core.entries import (
     MAX_BODY_BYTES,
     MAX_SKIPPED_KEPT,
     SUPPORTED_KINDS,
@@ -32,7 +38,7 @@ from monitor.entries import (
     UnsupportedEntryError,
     parse_entry,
 )
-from monitor.errors import ParseError
+from monitor.core.errors import ParseError
 from tests.conftest import SHARED_FIXTURES
 from tests.unit import certgen
 from tests.unit.certgen import (
@@ -480,7 +486,7 @@ def test_a_certificate_cryptography_cannot_decode_is_an_entry_error() -> None:
 def test_an_unexpected_decoder_error_is_contained(monkeypatch: pytest.MonkeyPatch) -> None:
     # Whatever a decoder raises on hostile bytes: the signature is skipped by itself, and a
     # single-signature entry raises EntryParseError, never the decoder's exception.
-    from monitor import entries
+    from monitor.core import entries
 
     real = entries.parse_verifier
 

@@ -28,8 +28,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.certs import CertificateParseError, parse_certificate, parse_verifier
-from monitor.entries import Entry, EntryParseError, parse_entry
+from monitor.core.certs import CertificateParseError, parse_certificate, parse_verifier
+from monitor.core.entries import Entry, EntryParseError, parse_entry
 from tests.conftest import SHARED_FIXTURES
 from tests.unit.certgen import dsse_v001, dsse_v002, encode, hashedrekord_v001, v2_verifier
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.entry_proof import (
+from monitor.core.entry_proof import (
     EntryEvidence,
     EntryProofError,
     consistency_sizes,
@@ -19,8 +19,8 @@ from monitor.entry_proof import (
     verify_entry,
     verify_set,
 )
-from monitor.keys import verifier_from_pem
-from monitor.note import EcdsaNoteVerifier
+from monitor.core.keys import verifier_from_pem
+from monitor.core.note import EcdsaNoteVerifier
 
 # Production Rekor v1 entries with their checkpoints: three shards' worth of keyless,
 # managed-key, hashedrekord and DSSE entries.

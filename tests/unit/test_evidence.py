@@ -12,12 +12,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor import evidence
-from monitor.cli import main
-from monitor.evidence import EvidenceInvalid, EvidenceUnreadable, KnownKey, known_key
-from monitor.keys import verifier_from_pem
-from monitor.merkle import MerkleTree, leaf_hash
-from monitor.note import (
+from monitor.cli.main import main
+from monitor.core import evidence
+from monitor.core.evidence import EvidenceInvalid, EvidenceUnreadable, KnownKey, known_key
+from monitor.core.keys import verifier_from_pem
+from monitor.core.merkle import MerkleTree, leaf_hash
+from monitor.core.note import (
     Checkpoint,
     EcdsaNoteSigner,
     Ed25519NoteSigner,

@@ -16,23 +16,25 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from monitor.errors import ConfigError
-from monitor.keys import (
-    REKOR_V1_LEGACY_ORIGIN,
-    KeyLoadError,
-    LogApi,
+from monitor.config.trust_roots import (
     TrustedLog,
     find_trusted_log,
     fulcio_authorities,
     fulcio_roots,
+    trusted_logs,
+)
+from monitor.core.errors import ConfigError
+from monitor.core.keys import (
+    REKOR_V1_LEGACY_ORIGIN,
+    KeyLoadError,
+    LogApi,
     rekor_v1_key_name,
     rekor_v1_origin,
     tiles_origin,
-    trusted_logs,
     verifier_from_der,
     verifier_from_pem,
 )
-from monitor.note import EcdsaNoteVerifier, Ed25519NoteVerifier
+from monitor.core.note import EcdsaNoteVerifier, Ed25519NoteVerifier
 
 # The public Rekor v1 production key (also in ../shared/fixtures/rekor-production).
 REKOR_V1_PROD_PEM = """-----BEGIN PUBLIC KEY-----

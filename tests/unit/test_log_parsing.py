@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.errors import VerificationError
+from monitor.core.errors import VerificationError
+from monitor.core.merkle import leaf_hash, verify_inclusion
 from monitor.logs.http import (
     LogResponseError,
     RequestBudget,
@@ -23,14 +24,13 @@ from monitor.logs.http import (
     parse_retry_after,
     safe_url,
 )
-from monitor.logs.rekor_v1 import (
+from monitor.logs.rekor_v1.client import (
     EntryMismatch,
     parse_consistency_proof,
     parse_entries,
     parse_entry_map,
     parse_log_info,
 )
-from monitor.merkle import leaf_hash, verify_inclusion
 
 
 def _load(shared_fixtures: Path, name: str) -> object:

@@ -14,14 +14,14 @@ from typing import TextIO
 
 import pytest
 
-from monitor.logsetup import (
+from monitor.notify.notifier import install_log_redaction
+from monitor.service.logsetup import (
     JsonFormatter,
     LogFormat,
     configure_logging,
     is_journal_stream,
     syslog_priority,
 )
-from monitor.notify import install_log_redaction
 
 SECRET_URL = "json://127.0.0.1:9/hooks/logsetupSecret-9Xw"
 
@@ -100,8 +100,8 @@ def test_auto_under_the_journal_writes_prefixed_json(
     with (tmp_path / "journal").open("w+") as stream:
         handler = configure_logging(stream=stream, environ=journal_env(stream))
         assert handler is not None
-        logging.getLogger("monitor.engine").warning("log %s failed", "rekor")
-        logging.getLogger("monitor.engine").debug("not shown without -v")
+        logging.getLogger("monitor.service.engine").warning("log %s failed", "rekor")
+        logging.getLogger("monitor.service.engine").debug("not shown without -v")
         handler.flush()
         stream.seek(0)
         lines = stream.read().splitlines()
@@ -119,7 +119,7 @@ def test_text_under_the_journal_prefixes_every_line(
         configure_logging(
             verbose=True, fmt=LogFormat.TEXT, stream=stream, environ=journal_env(stream)
         )
-        log = logging.getLogger("monitor.daemon")
+        log = logging.getLogger("monitor.service.daemon")
         try:
             raise RuntimeError("inner")
         except RuntimeError:
@@ -127,7 +127,7 @@ def test_text_under_the_journal_prefixes_every_line(
         log.debug("detail")
         stream.seek(0)
         lines = stream.read().splitlines()
-    assert lines[0].startswith("<3>") and "ERROR monitor.daemon: crashed" in lines[0]
+    assert lines[0].startswith("<3>") and "ERROR monitor.service.daemon: crashed" in lines[0]
     assert all(line.startswith("<3>") for line in lines[1:-1])  # the traceback stays an error
     assert lines[-1].startswith("<7>")
 
@@ -136,10 +136,10 @@ def test_terminal_gets_plain_text(clean_root: Callable[[], None], tmp_path: Path
     clean_root()
     with (tmp_path / "tty").open("w+") as stream:
         configure_logging(stream=stream, environ={})
-        logging.getLogger("monitor.cli").info("hello")
+        logging.getLogger("monitor.cli.main").info("hello")
         stream.seek(0)
         text = stream.read()
-    assert " INFO monitor.cli: hello" in text and not text.startswith("<")
+    assert " INFO monitor.cli.main: hello" in text and not text.startswith("<")
 
 
 def test_third_party_records_are_redacted_ours_are_not(
@@ -151,7 +151,7 @@ def test_third_party_records_are_redacted_ours_are_not(
         configure_logging(verbose=True, fmt=LogFormat.JSON, stream=stream, environ={})
         logging.getLogger("requests.sessions").debug("GET %s", SECRET_URL)
         logging.getLogger("urllib3.poolmanager").debug("Redirecting to /hooks/logsetupSecret-9Xw")
-        logging.getLogger("monitor.daemon").info("monitoring 127.0.0.1")
+        logging.getLogger("monitor.service.daemon").info("monitoring 127.0.0.1")
         stream.seek(0)
         text = stream.read()
     assert "logsetupSecret-9Xw" not in text
@@ -190,7 +190,7 @@ def test_libraries_log_warnings_only_unless_verbose(
             logging.getLogger("aiohttp.access").info("GET /metrics")
             # A word no other test registers as a secret: the redactor is process-wide.
             logging.getLogger("apprise").warning("apprise: delivery-q7 late")
-            logging.getLogger("monitor.daemon").info("polled rekor")
+            logging.getLogger("monitor.service.daemon").info("polled rekor")
             stream.seek(0)
             text = stream.read()
         assert "polled rekor" in text and "delivery-q7 late" in text
@@ -202,11 +202,13 @@ def test_text_and_json_lines_escape_control_characters(
 ) -> None:
     """A SAN with ESC, BEL, a newline (a forged second line) and a bidi override."""
     clean_root()
-    san = "evil\x1b]0;x\x07\n2026-01-01 00:00:00,000 INFO monitor.daemon: all clear\u202e\x9b"
+    san = (
+        "evil\x1b]0;x\x07\n2026-01-01 00:00:00,000 INFO monitor.service.daemon: all clear\u202e\x9b"
+    )
     for fmt in (LogFormat.TEXT, LogFormat.JSON):
         with (tmp_path / f"log-{fmt}").open("w+", encoding="utf-8") as stream:
             configure_logging(fmt=fmt, stream=stream, environ={})
-            logging.getLogger("monitor.scanner").warning("signed by %s", san)
+            logging.getLogger("monitor.service.scanner").warning("signed by %s", san)
             stream.seek(0)
             text = stream.read()
         assert text.count("\n") == 1, text

@@ -1,8 +1,8 @@
-"""Tests for monitor.merkle: RFC 6962/9162 vectors, degenerate cases, and properties.
+"""Tests for monitor.core.merkle: RFC 6962/9162 vectors, degenerate cases, and properties.
 
 The reference implementation at the top is written straight from the recursive definitions in
 RFC 6962 section 2.1 (MTH, PATH, SUBPROOF), slow and obviously correct, so that the iterative
-bit arithmetic in monitor.merkle is checked against the specification and not against itself.
+bit arithmetic in monitor.core.merkle is checked against the specification and not against itself.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.errors import MonitorError, VerificationError
-from monitor.merkle import (
+from monitor.core.errors import MonitorError, VerificationError
+from monitor.core.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
     CompactRange,

@@ -1,4 +1,4 @@
-"""Cross-check monitor.merkle against an implementation we did not write: sigstore-python.
+"""Cross-check monitor.core.merkle against an implementation we did not write: sigstore-python.
 
 sigstore-python verifies Rekor inclusion proofs in ``sigstore._internal.merkle`` with
 ``verify_merkle_inclusion(entry)``. It takes a ``TransparencyLogEntry`` (it reads only
@@ -36,7 +36,7 @@ from sigstore.errors import VerificationError as SigstoreVerificationError
 from sigstore.models import Bundle, InvalidBundle, TransparencyLogEntry
 from sigstore_models.rekor import v1 as rekor_v1
 
-from monitor.merkle import MerkleTree, ProofError, leaf_hash, verify_inclusion
+from monitor.core.merkle import MerkleTree, ProofError, leaf_hash, verify_inclusion
 from tests.conftest import SHARED_FIXTURES
 
 # --- the two verifiers, on the same JSON --------------------------------------------------------

@@ -1,5 +1,5 @@
-"""The Prometheus text exposition of monitor.metrics, cross-checked with the reference parser
-(prometheus_client, which we did not write): escaping, value spelling, counter naming."""
+"""The Prometheus text exposition of monitor.service.metrics, cross-checked with the reference
+parser (prometheus_client, which we did not write): escaping, value spelling, counter naming."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.metrics import (
+from monitor.service.metrics import (
     Family,
     PollOutcome,
     PollStats,

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.errors import ConfigError, ParseError, VerificationError
-from monitor.note import (
+from monitor.core.errors import ConfigError, ParseError, VerificationError
+from monitor.core.note import (
     MAX_NOTE_BYTES,
     MAX_SIGNATURES,
     Checkpoint,

@@ -8,8 +8,8 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.notify import DIGEST_MARK, MessageOrigin, render_digest
-from monitor.store import Delivery, DueGroup
+from monitor.notify.notifier import DIGEST_MARK, MessageOrigin, render_digest
+from monitor.store.database import Delivery, DueGroup
 from tests.integration.receivers import message_alert_ids
 
 ORIGIN = MessageOrigin("monitor-1", Path("/etc/tlog-monitor/config.toml"))

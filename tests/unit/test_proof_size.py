@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.merkle import consistency_proof, consistency_proof_size, node_hash
+from monitor.core.merkle import consistency_proof, consistency_proof_size, node_hash
 from tests.conftest import SHARED_FIXTURES
 
 HAPPY = sorted((SHARED_FIXTURES / "merkle-testdata" / "consistency").rglob("happy-path.json"))

@@ -12,16 +12,10 @@ from typing import Any
 
 import pytest
 
-from monitor import merkle
-from monitor.keys import (
-    REKOR_V1_LEGACY_ORIGIN,
-    LogApi,
-    TrustedLog,
-    rekor_v1_origin,
-    trusted_logs,
-    verifier_from_pem,
-)
-from monitor.note import (
+from monitor.config.trust_roots import TrustedLog, trusted_logs
+from monitor.core import merkle
+from monitor.core.keys import REKOR_V1_LEGACY_ORIGIN, LogApi, rekor_v1_origin, verifier_from_pem
+from monitor.core.note import (
     CosignatureVerifier,
     NoteFormatError,
     NoteVerificationError,

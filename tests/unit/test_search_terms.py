@@ -8,16 +8,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.logs.http import LogResponseError
-from monitor.logs.rekor_v1 import parse_uuid_list
-from monitor.search_terms import (
+from monitor.core.search_terms import (
     SearchTerm,
     TermKind,
     classify_term,
     rule_search_terms,
     search_terms,
 )
-from monitor.watch import compile_rule
+from monitor.core.watch import compile_rule
+from monitor.logs.http import LogResponseError
+from monitor.logs.rekor_v1.client import parse_uuid_list
 
 PEM = "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----"
 WORKFLOW = "https://github.com/o/r/.github/workflows/release.yml@refs/tags/v1"

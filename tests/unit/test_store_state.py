@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.store import LogState, StaleState, Store, StoreError, utc_iso
+from monitor.store.database import LogState, StaleState, Store, StoreError, utc_iso
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 TREE = "tree-1"

@@ -1,6 +1,7 @@
-"""Tile paths, entry bundles and the tile-node arithmetic of monitor.logs.tiles (pure, no HTTP).
+"""Tile paths, entry bundles and the tile-node arithmetic of monitor.logs.tiles.client (pure, no
+HTTP).
 
-Proofs computed from tiles are checked against monitor.merkle.MerkleTree: the tiles are cut
+Proofs computed from tiles are checked against monitor.core.merkle.MerkleTree: the tiles are cut
 from the tree exactly as a log of a given size would serve them (partial tiles at the right
 edge), so a proof that reads past a partial tile's width fails.
 """
@@ -14,8 +15,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitor.core.merkle import (
+    MerkleTree,
+    TreeRangeError,
+    leaf_hash,
+    subtree_root,
+    verify_consistency,
+    verify_inclusion,
+)
 from monitor.logs.http import LogResponseError
-from monitor.logs.tiles import (
+from monitor.logs.tiles.client import (
     TILE_WIDTH,
     TileNodes,
     TilesClient,
@@ -29,14 +38,6 @@ from monitor.logs.tiles import (
     tile_path,
     tile_width,
     tiles_for_nodes,
-)
-from monitor.merkle import (
-    MerkleTree,
-    TreeRangeError,
-    leaf_hash,
-    subtree_root,
-    verify_consistency,
-    verify_inclusion,
 )
 from monitor.sandbox.tilepath import parse_tile_path
 
@@ -213,14 +214,14 @@ def served_tiles(tree: MerkleTree, needed: Mapping[tuple[int, int], int]) -> Til
 
 
 def consistency_from_tiles(tree: MerkleTree, size1: int, size2: int) -> list[bytes]:
-    from monitor.merkle import consistency_proof
+    from monitor.core.merkle import consistency_proof
 
     nodes = nodes_for_consistency(size1, size2)
     return consistency_proof(size1, size2, served_tiles(tree, tiles_for_nodes(nodes, size2)))
 
 
 def inclusion_from_tiles(tree: MerkleTree, index: int, size: int) -> list[bytes]:
-    from monitor.merkle import inclusion_proof
+    from monitor.core.merkle import inclusion_proof
 
     nodes = nodes_for_inclusion(index, size)
     return inclusion_proof(index, size, served_tiles(tree, tiles_for_nodes(nodes, size)))

@@ -26,14 +26,13 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, event, given, reject, settings
 from hypothesis import strategies as st
 
-from monitor.chain import CertificateTrust
-from monitor.config import load_config
-from monitor.entries import Entry, parse_entry
-from monitor.errors import ConfigError
-from monitor.inspect import load_input
-from monitor.sandbox.bodies import BodyFactory, BodyKind
-from monitor.sandbox.ca import Identity, LocalCA
-from monitor.watch import (
+from monitor.cli.inspect import load_input
+from monitor.config.settings import load_config
+from monitor.config.trust_roots import fulcio_trust
+from monitor.core.chain import CertificateTrust
+from monitor.core.entries import Entry, parse_entry
+from monitor.core.errors import ConfigError
+from monitor.core.watch import (
     _PEM_HINT,
     _PEM_NEEDLES,
     _UNSAFE_FOLD,
@@ -44,6 +43,8 @@ from monitor.watch import (
     WatchRule,
     compile_rule,
 )
+from monitor.sandbox.bodies import BodyFactory, BodyKind
+from monitor.sandbox.ca import Identity, LocalCA
 from tests.unit import certgen as g
 
 GITHUB = "https://token.actions.githubusercontent.com"
@@ -243,7 +244,7 @@ def test_rules_for_real_identities(
     want: MatchOutcome | None,
 ) -> None:
     item = real(shared_fixtures, fixture)
-    matcher = Matcher([rule(**raw)], CertificateTrust.from_trust_root(root))
+    matcher = Matcher([rule(**raw)], fulcio_trust(root))
     found = matcher.match_entry(item.entry, at=item.at)
     assert outcomes(found) == ([] if want is None else [(0, want)])
     if found:
@@ -258,9 +259,7 @@ def test_real_match_carries_reasons_identity_and_certificate(shared_fixtures: Pa
         san="https://github.com/trailofbits/*",
         allowed_signers=["https://github.com/trailofbits/*/release.yml@refs/tags/*"],
     )
-    (found,) = Matcher([r], CertificateTrust.from_trust_root("production")).match_entry(
-        item.entry, at=item.at
-    )
+    (found,) = Matcher([r], fulcio_trust("production")).match_entry(item.entry, at=item.at)
     assert found.rule == "r" and found.outcome is SEEN
     assert found.reasons == (
         f"issuer = {GITHUB}",
@@ -282,7 +281,7 @@ def test_real_certificate_outside_its_validity_is_untrusted(shared_fixtures: Pat
     assert item.at is not None
     matcher = Matcher(
         [rule(issuer=GOOGLE, email="thomas@python.org")],
-        CertificateTrust.from_trust_root("production"),
+        fulcio_trust("production"),
     )
     assert outcomes(matcher.match_entry(item.entry, at=item.at)) == [(0, SEEN)]
     late = item.at + dt.timedelta(hours=1)  # Fulcio certificates live ten minutes

@@ -16,7 +16,7 @@ from cryptography import x509
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from monitor.watch import (
+from monitor.core.watch import (
     Matcher,
     MatchOutcome,
     _fold_fragments,

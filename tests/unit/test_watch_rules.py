@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.errors import ConfigError
-from monitor.watch import (
+from monitor.core.errors import ConfigError
+from monitor.core.watch import (
     FULCIO_EXTENSIONS,
     MAX_PATTERN_LENGTH,
     PatternError,

@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.errors import ConfigError
-from monitor.keys import find_trusted_log
-from monitor.note import (
+from monitor.config.trust_roots import find_trusted_log
+from monitor.core.errors import ConfigError
+from monitor.core.note import (
     CosignatureSigner,
     Ed25519NoteSigner,
     NoteSignature,
@@ -25,7 +25,7 @@ from monitor.note import (
     verify_checkpoint,
     verify_note,
 )
-from monitor.witness import (
+from monitor.core.witness import (
     WitnessReport,
     WitnessSignature,
     check_witnesses,

@@ -1,0 +1,451 @@
+"""Identity monitoring on Rekor v1 through its search index.
+
+Public Rekor v1 is too large to scan (billions of entries, 10 per request), so for the watched
+identities the monitor asks the index instead, each poll, after the checkpoint is verified:
+
+    for each term (email, subject, hash, public key) of the log's watch rules:
+        POST /api/v1/index/retrieve --> every UUID the index lists for it
+        minus those already dealt with (search_seen) --> new UUIDs (at most MAX_FETCH a round)
+        POST /api/v1/log/entries/retrieve by entryUUIDs, 10 per request
+        each entry: UUID = leaf hash of body (client), SET by the log key, inclusion proof
+                    against its signed checkpoint, that checkpoint consistent with the verified
+                    state of its tree (one proof per checkpoint size, cached for the round)
+            fails --> bad_entry (alerted once; the entry is not fetched again), and a validly
+                      signed checkpoint that does not fit the verified tree goes to the engine
+                      as the view "entry-proof" (recorded; split_view with evidence)
+            holds --> parse, match (scanner.examine_entry, as the scanner) --> matches, alerts
+                      (unreadable_entry when the body or some signatures cannot be read)
+        one transaction per batch: matches, alerts and "seen" marks together
+
+The index is filled asynchronously and may lag or miss entries; there is no time filter and no
+pagination, so each poll asks for every term's whole list and new arrivals, however late, are
+simply UUIDs not seen before. An entry is alerted at most once whichever way it is found (the
+alert's dedup key is the scanner's). Entries the log integrated before a term was first
+searched (its baseline) are history: recorded as matches with source "backfill", not alerted.
+
+Every request goes through the log's one RequestBudget (shared with polls, proofs and scans).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from monitor.config.settings import Config, LogConfig, LogType
+from monitor.core.alerts import Alert, AlertKind, fact_key
+from monitor.core.entry_proof import (
+    EntryEvidence,
+    EntryProofError,
+    consistency_sizes,
+    verify_entry,
+)
+from monitor.core.errors import ConfigError, NetworkError, ParseError, VerificationError
+from monitor.core.merkle import ProofError, verify_consistency
+from monitor.core.note import Checkpoint, EcdsaNoteVerifier, verify_checkpoint
+from monitor.core.search_terms import SearchTerm, search_terms
+from monitor.core.watch import Matcher
+from monitor.logs.http import RequestBudget
+from monitor.logs.rekor_v1.client import RETRIEVE_BATCH, EntryMismatch, V1Entry
+from monitor.service.engine import ENTRY_PROOF_VIEW, PRIMARY_VIEW, Head, LogMonitor, LogSpec
+from monitor.service.scanner import (
+    FoundMatch,
+    examine_entry,
+    match_alert,
+    store_matches,
+    unreadable_alert,
+)
+from monitor.service.wiring import RekorV1Source, trust_for_log
+from monitor.store.database import AsyncStore, LogState, Store, parse_utc
+
+log = logging.getLogger(__name__)
+
+MAX_FETCH = 1000
+"""Most new entries fetched in one round (100 requests); the rest wait for the next poll, so a
+first search of a busy identity backfills over several polls instead of blocking one."""
+BATCH = 4 * RETRIEVE_BATCH
+"""Entries fetched, proven and committed together."""
+
+
+@dataclass
+class SearchResult:
+    """What one search round did."""
+
+    terms: int = 0
+    fetched: int = 0
+    matches: int = 0
+    alerts: list[tuple[int, Alert]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """One fetched entry, dealt with: its tree, index in it, and what came of it."""
+
+    leaf: bytes
+    tree_id: str
+    index: int
+    seen: str
+    found: list[FoundMatch] = field(default_factory=list)
+    alert: Alert | None = None
+    error: str | None = None
+
+
+def evidence(entry: V1Entry) -> EntryEvidence:
+    """The evidence the log served with an entry, for `monitor.core.entry_proof`."""
+    return EntryEvidence(
+        body=entry.body,
+        log_index=entry.log_index,
+        integrated_time=entry.integrated_time,
+        log_id=entry.log_id,
+        signed_entry_timestamp=entry.set,
+        tree_index=entry.tree_index,
+        proof_tree_size=entry.proof_tree_size,
+        proof_root=entry.proof_root,
+        proof_hashes=entry.proof_hashes,
+        checkpoint=entry.checkpoint,
+    )
+
+
+def log_key(spec: LogSpec) -> EcdsaNoteVerifier:
+    """The log's ECDSA key, which signs SETs; raises ConfigError for a log without one."""
+    for verifier in spec.verifiers:
+        if isinstance(verifier, EcdsaNoteVerifier):
+            return verifier
+    raise ConfigError(
+        f"log {spec.name}: searching a rekor-v1 index needs the log's ECDSA P-256 key (it signs "
+        "each entry's timestamp); the configured key is not one: remove the rule's search terms "
+        "for this log or pin the log's ECDSA key with public_key"
+    )
+
+
+def searcher_for(
+    config: Config,
+    cfg: LogConfig,
+    spec: LogSpec,
+    log_id: int,
+    source: object,
+    store: AsyncStore,
+    targets: Callable[[Alert], list[str]],
+    clock: Callable[[], datetime],
+) -> Searcher | None:
+    """The searcher of a configured log: a rekor-v1 log one of whose watch rules has search
+    terms; None for other logs. Raises ConfigError (see `log_key`)."""
+    if cfg.type is not LogType.REKOR_V1 or not isinstance(source, RekorV1Source):
+        return None
+    rules = config.rules_for_log(cfg.name)
+    terms = search_terms(rules)
+    if not terms:
+        return None
+    matcher = Matcher(rules, trust_for_log(cfg))
+    return Searcher(spec, log_id, source, matcher, terms, store, targets, clock)
+
+
+def _tree_of_uuid(uuid: str) -> str | None:
+    """The tree ID an 80-hex-digit UUID names (its first 16 hex digits), else None."""
+    return str(int(uuid[:16], 16)) if len(uuid) == 80 else None
+
+
+class Searcher:
+    """Searches one Rekor v1 log's index for the watched identities' entries."""
+
+    def __init__(
+        self,
+        spec: LogSpec,
+        log_id: int,
+        source: RekorV1Source,
+        matcher: Matcher,
+        terms: Sequence[SearchTerm],
+        store: AsyncStore,
+        targets: Callable[[Alert], list[str]],
+        clock: Callable[[], datetime],
+        *,
+        max_fetch: int = MAX_FETCH,
+    ) -> None:
+        """Raises ConfigError when the log's key cannot check SETs."""
+        self.spec = spec
+        self.log_name = spec.name
+        self.log_id = log_id
+        self.source = source
+        self.client = source.client
+        self.matcher = matcher
+        self.terms = tuple(terms)
+        self.store = store
+        self.targets = targets
+        self.clock = clock
+        self.budget: RequestBudget | None = source.client.budget
+        """The log's request budget, shared with its polls; its figures go to `report status`."""
+        self.max_fetch = max_fetch
+        self.key = log_key(spec)
+        self._proofs: dict[tuple[str, int, int], list[bytes]] = {}
+        # The log's own endpoint is the primary: proofs for carried checkpoints come from it.
+        self.engine = LogMonitor(spec, log_id, {PRIMARY_VIEW: source}, store, targets, clock)
+        """Decides on checkpoints carried by entries (`_carried`), as a poll decides on heads."""
+
+    async def search(self) -> SearchResult:
+        """One round over every term; network and parse failures end a term's lookup (or the
+        round, for network failures) and are reported, never mark an entry seen."""
+        result = SearchResult()
+        store = self.store.store
+        states = {s.tree_id: s for s in await self.store.call(store.log_states, self.log_id)}
+        if not states:
+            return result  # nothing verified yet to prove entries against
+        baselines = await self.store.call(
+            store.search_baselines, self.log_id, [t.key for t in self.terms], self.clock()
+        )
+        self._proofs.clear()
+        handled: set[bytes] = set()
+        fetch_left = self.max_fetch
+        for term in self.terms:
+            try:
+                uuids = await self.client.search_index(term.request())
+            except (NetworkError, ParseError) as e:
+                message = f"search {term.key}: {type(e).__name__}: {e}"
+                log.warning("%s: %s", self.log_name, message)
+                result.errors.append(message)
+                await self.store.call(
+                    store.record_search, self.log_id, term.key, 0, message, self.clock()
+                )
+                if isinstance(e, NetworkError):
+                    break  # the log is unreachable or throttling: the next poll retries
+                continue
+            result.terms += 1
+            await self.store.call(
+                store.record_search, self.log_id, term.key, len(uuids), None, self.clock()
+            )
+            leaves = [bytes.fromhex(u[-64:]) for u in uuids]
+            skip = handled | await self.store.call(store.search_seen, self.log_id, leaves)
+            new = [u for u, leaf in zip(uuids, leaves, strict=True) if leaf not in skip]
+            handled.update(bytes.fromhex(u[-64:]) for u in new)
+            if len(new) > fetch_left:
+                log.info(
+                    "%s: %s lists %d new entries; fetching %d this round, the rest next poll",
+                    self.log_name, term.key, len(new), fetch_left,
+                )  # fmt: skip
+                new = new[:fetch_left]
+            fetch_left -= len(new)
+            baseline = int(parse_utc(baselines[term.key]).timestamp())
+            try:
+                for i in range(0, len(new), BATCH):
+                    await self._batch(new[i : i + BATCH], states, baseline, term, result)
+            except (NetworkError, ParseError) as e:
+                message = f"search {term.key}: fetching entries: {type(e).__name__}: {e}"
+                log.warning("%s: %s", self.log_name, message)
+                result.errors.append(message)
+        await self.store.call(
+            store.record_search_progress,
+            self.log_id,
+            terms=result.terms,
+            fetched=result.fetched,
+            requests_last_min=self.budget.recent() if self.budget else 0,
+            requests_per_minute=round(self.budget.requests_per_minute) if self.budget else 0,
+            now=self.clock(),
+        )
+        return result
+
+    async def _fetch(self, uuids: Sequence[str]) -> list[V1Entry | tuple[str, EntryMismatch]]:
+        """The entries of `uuids`; when a body does not match its UUID, each is fetched alone
+        so the mismatch is pinned on the right entry."""
+        try:
+            return list((await self.client.entries_by_uuid(uuids)).values())
+        except EntryMismatch:
+            if len(uuids) == 1:
+                raise
+        out: list[V1Entry | tuple[str, EntryMismatch]] = []
+        for uuid in uuids:
+            try:
+                out.extend((await self.client.entries_by_uuid([uuid])).values())
+            except EntryMismatch as e:
+                out.append((uuid, e))
+        return out
+
+    async def _batch(
+        self,
+        uuids: Sequence[str],
+        states: dict[str, LogState],
+        baseline: int,
+        term: SearchTerm,
+        result: SearchResult,
+    ) -> None:
+        got = await self._fetch(uuids)
+        result.fetched += sum(1 for e in got if isinstance(e, V1Entry))
+        outcomes: list[_Outcome] = []
+        for item in got:
+            if isinstance(item, tuple):
+                uuid, mismatch = item
+                outcomes.append(
+                    self._bad(uuid, _tree_of_uuid(uuid) or "", mismatch.log_index, mismatch, term)
+                )
+                continue
+            outcome = await self._examine(item, states, baseline, term, result)
+            if outcome is not None:
+                outcomes.append(outcome)
+        if len(got) < len(uuids):
+            result.errors.append(
+                f"search {term.key}: the log returned {len(got)} of {len(uuids)} entries the "
+                "index listed; the others are retried next poll"
+            )
+        if outcomes:
+            await self._commit(outcomes, result)
+
+    async def _examine(
+        self,
+        entry: V1Entry,
+        states: dict[str, LogState],
+        baseline: int,
+        term: SearchTerm,
+        result: SearchResult,
+    ) -> _Outcome | None:
+        """Prove and match one entry; None when it cannot be proven yet (its tree has no
+        verified checkpoint), so it is fetched again next poll. An entry that does not prove is
+        a bad_entry, and its signed checkpoint, when that does not fit the verified tree, goes
+        to the engine (`_carried`)."""
+        leaf = entry.leaf_hash
+        tree = None
+        if entry.tree_index is not None:
+            tree = self.source.tree_for(entry.log_index, entry.tree_index)
+        named = _tree_of_uuid(entry.uuid)
+        index = entry.tree_index if entry.tree_index is not None else entry.log_index
+        try:
+            if named is not None and tree is not None and named != tree:
+                raise EntryProofError(
+                    f"entry {entry.log_index}: its UUID names tree {named}, but its indexes "
+                    f"place it in tree {tree}"
+                )
+            if tree is None and entry.tree_index is not None:
+                return None  # a shard the last poll did not list: wait for it
+            state = states.get(tree) if tree is not None else None
+            if tree is not None and state is None:
+                return None
+            origin = self.spec.expected_origin(tree) if tree is not None else None
+            cp = verify_entry(evidence(entry), self.key, self.spec.verifiers, origin)
+            if tree is None or state is None:  # pragma: no cover - verify_entry needs a proof
+                return None
+            await self._prove_consistent(tree, cp, state)
+        except EntryProofError as e:
+            if tree is not None and tree in states:
+                await self._carried(tree, entry.checkpoint, states[tree], result)
+            return self._bad(entry.uuid, tree or named or "", index, e, term)
+        at = datetime.fromtimestamp(entry.integrated_time, UTC)
+        past = entry.integrated_time < baseline
+        matches, unreadable = examine_entry(self.matcher, entry.body, at=at)
+        found = []
+        for match in matches:
+            alert = (
+                None if past else match_alert(self.log_name, tree, index, match, entry.log_index)
+            )
+            channels = self.targets(alert) if alert is not None else []
+            found.append(
+                FoundMatch(
+                    index, entry.log_index, match, alert, channels, "backfill" if past else "search"
+                )
+            )
+        if unreadable is None:
+            return _Outcome(leaf, tree, index, "verified", found=found)
+        # History (before the term's baseline) is recorded, not alerted, as for matches.
+        problem = (
+            None
+            if past
+            else unreadable_alert(self.log_name, tree, index, entry.log_index, unreadable)
+        )
+        seen = "unparseable" if unreadable.error is not None else "verified"
+        return _Outcome(leaf, tree, index, seen, found=found, alert=problem, error=unreadable.text)
+
+    async def _carried(
+        self, tree: str, note: str | None, state: LogState, result: SearchResult
+    ) -> None:
+        """The log's own signed checkpoint served with an entry, when it does not fit the
+        verified tree, is decided on by the consistency engine as the view `entry-proof`: it is
+        recorded, and a fork it proves is a split_view with evidence, not only a bad_entry."""
+        if note is None:
+            return
+        try:
+            cp = verify_checkpoint(note, self.spec.verifiers, self.spec.expected_origin(tree))
+        except (VerificationError, ParseError):
+            return  # not the log's statement: the entry's bad_entry says why
+        try:
+            await self._prove_consistent(tree, cp.checkpoint, state)
+        except EntryProofError:
+            log.warning(
+                "%s: the checkpoint served with an entry (size %d) does not fit the verified "
+                "tree %s; deciding on it as the view %s",
+                self.log_name, cp.checkpoint.size, tree, ENTRY_PROOF_VIEW,
+            )  # fmt: skip
+            decided = await self.engine.observe_carried(
+                ENTRY_PROOF_VIEW, Head(tree_id=tree, note=note)
+            )
+            result.alerts.extend(decided.alerts)
+            result.errors.extend(decided.errors)
+
+    async def _prove_consistent(self, tree: str, cp: Checkpoint, state: LogState) -> None:
+        """The entry's checkpoint and the verified one must be one growing tree."""
+        sizes = consistency_sizes(cp.size, state.verified_size)
+        if sizes is None:
+            if cp.root != state.verified_root:
+                raise EntryProofError(
+                    f"tree {tree}: the entry's checkpoint has root {cp.root.hex()} at size "
+                    f"{cp.size}, the verified checkpoint {state.verified_root.hex()}"
+                )
+            return
+        small, large = sizes
+        if small == cp.size:
+            roots = (cp.root, state.verified_root)
+        else:
+            roots = (state.verified_root, cp.root)
+        key = (tree, small, large)
+        if key not in self._proofs:
+            self._proofs[key] = await self.source.consistency_proof(tree, small, large)
+        try:
+            verify_consistency(small, large, roots[0], roots[1], self._proofs[key])
+        except ProofError as e:
+            raise EntryProofError(
+                f"tree {tree}: the entry's checkpoint (size {cp.size}) is not consistent with "
+                f"the verified one (size {state.verified_size}): {e}"
+            ) from e
+
+    def _bad(
+        self, uuid: str, tree: str, index: int, error: Exception, term: SearchTerm
+    ) -> _Outcome:
+        leaf_hex = uuid[-64:].lower()
+        alert = Alert(
+            kind=AlertKind.BAD_ENTRY,
+            dedup_key=fact_key(AlertKind.BAD_ENTRY, self.log_name, "search", leaf_hex),
+            summary=(
+                f"{self.log_name}: entry {uuid} found through the search index does not prove "
+                f"part of the verified log: {error}"
+            ),
+            log=self.log_name,
+            details={
+                "uuid": uuid,
+                "tree_id": tree,
+                "log_index": index,
+                "found_by": term.key,
+                "error": str(error),
+            },
+        )
+        return _Outcome(bytes.fromhex(leaf_hex), tree, index, "bad_entry", alert=alert)
+
+    async def _commit(self, outcomes: Sequence[_Outcome], result: SearchResult) -> None:
+        now = self.clock()
+        bad_targets = [self.targets(o.alert) if o.alert else [] for o in outcomes]
+
+        def write(store: Store) -> list[tuple[int, Alert]]:
+            created: list[tuple[int, Alert]] = []
+            with store.transaction() as conn:
+                for o, channels in zip(outcomes, bad_targets, strict=True):
+                    if o.alert is not None:
+                        alert_id = store.add_alert(conn, o.alert, self.log_id, channels, now)
+                        if alert_id is not None:
+                            created.append((alert_id, o.alert))
+                    if o.error is not None:
+                        store.add_scan_error(conn, self.log_id, o.tree_id, o.index, o.error, now)
+                    created += store_matches(store, conn, self.log_id, o.tree_id, o.found, now)
+                    store.mark_seen(conn, self.log_id, o.leaf, o.tree_id, o.index, o.seen, now)
+            return created
+
+        created = await self.store.call(write, self.store.store)
+        result.matches += sum(len(o.found) for o in outcomes)
+        for alert_id, alert in created:
+            log.warning("alert %d %s: %s", alert_id, alert.kind.value, alert.summary)
+            result.alerts.append((alert_id, alert))

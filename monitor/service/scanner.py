@@ -1,0 +1,534 @@
+"""The scanner: reads every new entry of a log, proves the entries are the verified tree's
+contents, and matches them against the watch rules.
+
+    verified state (size M, root R)  <- engine
+    scan cursor C, compact range at C
+        for each chunk [C, E), E <= M:
+            fetch bodies --leaf hashes--> compact range at E
+                       --pre-filter, parse, match--> matches (held, not yet stored)
+                                   unreadable (unparseable, or signatures skipped) --> held
+            prove: E == M ? root(E) == R : consistency proof E -> M verifies with root(E), R
+                fails --> bad_entry (cursor stays; nothing from the chunk is stored)
+                holds --> one transaction: matches, alerts (unreadable_entry for each
+                          unreadable entry), scan errors, cursor E, compact range
+
+An entry that cannot be read never stops the scan: it is recorded and alerted, and the scan goes
+on past it (`examine_entry`).
+
+A crash anywhere repeats at most the chunk in flight, whose matches were never stored: no entry is
+skipped and, with alerts keyed by (log, tree, index, rule), no alert is repeated. Memory is one
+chunk of bodies plus the compact range, however long the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Protocol
+
+from monitor.core.alerts import Alert, AlertKind, fact_key
+from monitor.core.entries import Entry, EntryParseError, SkippedSignature, parse_entry
+from monitor.core.errors import NetworkError, ParseError
+from monitor.core.merkle import CompactRange, ProofError, leaf_hash, verify_consistency
+from monitor.core.watch import Match, Matcher, MatchOutcome
+from monitor.store.database import AsyncStore, LogState, StaleState, Store
+
+log = logging.getLogger(__name__)
+
+CHUNK = 4096
+"""Entries fetched, proven and committed together (16 full tiles)."""
+PROGRESS_EVERY_S = 10.0
+STATE_RETRIES = 3
+"""How often a tree's scan goes on from a cursor another process moved, in one round."""
+
+
+class EntrySource(Protocol):
+    """What the scanner needs from a log client."""
+
+    async def entries(self, tree_id: str, start: int, end: int, tree_size: int) -> list[bytes]:
+        """The bodies of entries [start, end) of a tree of `tree_size` entries, in order."""
+
+    async def frontier(self, tree_id: str, size: int, tree_size: int) -> list[bytes]:
+        """The hashes of the perfect subtrees covering [0, size), largest first (the compact
+        range at `size`), read from a tree of `tree_size` entries."""
+
+    async def consistency_proof(self, tree_id: str, size1: int, size2: int) -> list[bytes]:
+        """A consistency proof between two sizes of one tree."""
+
+    def first_index(self, tree_id: str) -> int:
+        """The global log index of the tree's first entry (a Rekor v1 shard starts where the
+        shards before it end)."""
+
+
+def frontier_nodes(size: int) -> list[tuple[int, int]]:
+    """(level, index) of the perfect subtrees covering [0, size), largest first: one per set
+    bit of `size`, each starting where the previous one ends."""
+    nodes: list[tuple[int, int]] = []
+    start = 0
+    for level in reversed(range(size.bit_length())):
+        if size >> level & 1:
+            nodes.append((level, start >> level))
+            start += 1 << level
+    return nodes
+
+
+@dataclass
+class ScanResult:
+    """What one scan of a log did."""
+
+    scanned: int = 0
+    alerts: list[tuple[int, Alert]] = field(default_factory=list)
+    matches: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Found:
+    index: int
+    match: Match
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """Why an entry that passed the pre-filter could not be read whole: `error` when it could
+    not be read at all, else the signatures skipped (the others were matched)."""
+
+    error: str | None = None
+    skipped: tuple[SkippedSignature, ...] = ()
+    skipped_count: int = 0
+    signers_read: int = 0
+
+    @property
+    def text(self) -> str:
+        """One line for a person and for `scan_errors`."""
+        if self.error is not None:
+            return self.error
+        first = self.skipped[0].reason if self.skipped else "?"
+        total = self.skipped_count + self.signers_read
+        return (
+            f"{self.skipped_count} of {total} signatures skipped, the other "
+            f"{self.signers_read} matched; first skipped: {first}"
+        )
+
+
+def examine_entry(
+    matcher: Matcher, body: bytes, *, at: datetime | None = None
+) -> tuple[list[Match], Unreadable | None]:
+    """Parse and match one entry body: its matches (`signer_index` is the signature's position
+    in the entry) and, when it could not be read whole, why.
+
+    Never raises: an entry that cannot be read is a finding about that entry, and must not stop
+    the scan of the entries after it (a hostile certificate would blind the monitor).
+    """
+    try:
+        entry = parse_entry(body)
+    except EntryParseError as e:
+        return [], Unreadable(error=str(e))
+    try:
+        matches = [_positioned(entry, m) for m in matcher.match_entry(entry, at=at)]
+    except Exception as e:
+        # Matching runs on parsed, bounded values and should not fail; if hostile content still
+        # makes it, the entry is reported like one that does not parse rather than stopping
+        # the scan.
+        log.warning("matching an entry failed", exc_info=True)
+        return [], Unreadable(error=f"matching failed: {type(e).__name__}: {str(e)[:200]}")
+    if not entry.skipped_count:
+        return matches, None
+    return matches, Unreadable(
+        skipped=entry.skipped,
+        skipped_count=entry.skipped_count,
+        signers_read=len(entry.signers),
+    )
+
+
+def _positioned(entry: Entry, match: Match) -> Match:
+    """`match` with `signer_index` naming the signature's position in the entry rather than
+    its index among the signatures that could be read (they differ once one was skipped)."""
+    position = entry.signers[match.signer_index].position
+    return match if position == match.signer_index else replace(match, signer_index=position)
+
+
+def unreadable_alert(
+    log_name: str, tree_id: str, index: int, log_index: int, unreadable: Unreadable
+) -> Alert:
+    """The `unreadable_entry` alert for an entry the watch rules could not check whole.
+
+    `index` is the entry's index in its tree (the fact's identity), `log_index` the global one.
+    """
+    if unreadable.error is not None:
+        summary = (
+            f"{log_name}: entry {log_index} could not be read, so no watch rule could check "
+            f"it: {unreadable.error}"
+        )
+    else:
+        summary = (
+            f"{log_name}: entry {log_index} was read only in part, {unreadable.skipped_count} "
+            f"signature(s) skipped: {unreadable.text}"
+        )
+    return Alert(
+        kind=AlertKind.UNREADABLE_ENTRY,
+        dedup_key=fact_key(AlertKind.UNREADABLE_ENTRY, log_name, tree_id, index),
+        summary=summary[:1000],
+        log=log_name,
+        details={
+            "tree_id": tree_id,
+            "tree_index": index,
+            "log_index": log_index,
+            "error": unreadable.error,
+            "signers_read": unreadable.signers_read,
+            "skipped_count": unreadable.skipped_count,
+            "skipped": [{"position": s.position, "reason": s.reason} for s in unreadable.skipped],
+        },
+    )
+
+
+def match_alert(
+    log_name: str, tree_id: str, index: int, match: Match, log_index: int
+) -> Alert | None:
+    """The alert a match raises: unexpected_signer or identity_seen; None for an untrusted one.
+
+    `index` is the entry's index in its tree (the fact's identity, stable across shards);
+    `log_index` the global one users look entries up by (they differ on a Rekor v1 shard that
+    is not the first)."""
+    if match.outcome is MatchOutcome.UNTRUSTED:
+        return None
+    kind = (
+        AlertKind.UNEXPECTED_SIGNER
+        if match.outcome is MatchOutcome.UNEXPECTED_SIGNER
+        else AlertKind.IDENTITY_SEEN
+    )
+    who = _signer_text(match)
+    if kind is AlertKind.UNEXPECTED_SIGNER:
+        summary = (
+            f"{log_name}: entry {log_index} matches rule {match.rule} but was signed by {who}, "
+            "which is not an allowed signer"
+        )
+    else:
+        summary = f"{log_name}: entry {log_index} signed by {who} (rule {match.rule})"
+    return Alert(
+        kind=kind,
+        dedup_key=fact_key(kind, log_name, tree_id, index, match.rule, match.signer_index),
+        summary=summary,
+        log=log_name,
+        rule=match.rule,
+        details={
+            "tree_id": tree_id,
+            "tree_index": index,
+            "log_index": log_index,
+            "signer_index": match.signer_index,
+            "identity": dict(match.identity),
+            "reasons": list(match.reasons),
+        },
+    )
+
+
+@dataclass(frozen=True)
+class FoundMatch:
+    """A match to record: the entry's index in its tree and in the log, the match, the alert it
+    raises (None: recorded only), that alert's delivery targets, and how the entry was found."""
+
+    index: int
+    log_index: int
+    match: Match
+    alert: Alert | None
+    channels: list[str]
+    source: str
+
+
+def store_matches(
+    store: Store,
+    conn: sqlite3.Connection,
+    log_id: int,
+    tree_id: str,
+    found: Sequence[FoundMatch],
+    now: datetime,
+) -> list[tuple[int, Alert]]:
+    """Write matches and their alerts inside the caller's transaction (shared by the scanner
+    and the search); returns the alerts that are new (an alert's dedup key makes the same
+    fact one alert, whichever way the entry was found)."""
+    created: list[tuple[int, Alert]] = []
+    for f in found:
+        alert_id = None
+        if f.alert is not None:
+            alert_id = store.add_alert(conn, f.alert, log_id, f.channels, now)
+            if alert_id is not None:
+                created.append((alert_id, f.alert))
+        store.add_match(
+            conn,
+            log_id=log_id,
+            tree_id=tree_id,
+            log_index=f.index,
+            global_index=f.log_index,
+            rule=f.match.rule,
+            signer_index=f.match.signer_index,
+            outcome=f.match.outcome.value,
+            source=f.source,
+            identity=f.match.identity,
+            certificate=f.match.certificate,
+            alert_id=alert_id,
+            now=now,
+        )
+    return created
+
+
+def _signer_text(match: Match) -> str:
+    identity = match.identity
+    for key in ("build_signer_uri", "sans"):
+        value = identity.get(key)
+        if isinstance(value, list) and value:
+            return ", ".join(str(v) for v in value)
+        if isinstance(value, str) and value:
+            return value
+    return f"key {identity.get('key_fingerprint', '?')}"
+
+
+class Scanner:
+    """Scans one log's verified trees for entries matching the watch rules."""
+
+    def __init__(
+        self,
+        log_name: str,
+        log_id: int,
+        source: EntrySource,
+        matcher: Matcher,
+        store: AsyncStore,
+        targets: Callable[[Alert], list[str]],
+        clock: Callable[[], datetime],
+        *,
+        start: int | None,
+        source_name: str = "scan",
+        chunk: int = CHUNK,
+    ) -> None:
+        self.log_name = log_name
+        self.log_id = log_id
+        self.source = source
+        self.matcher = matcher
+        self.store = store
+        self.targets = targets
+        self.clock = clock
+        self.start = start
+        self.source_name = source_name
+        self.chunk = chunk
+
+    async def scan(self) -> ScanResult:
+        """Scan every tree of the log up to its verified size; network and parse failures stop
+        the scan where it is (to resume next time), never move the cursor past unproven data."""
+        result = ScanResult()
+        states: list[LogState] = await self.store.call(self.store.store.log_states, self.log_id)
+        for state in states:
+            try:
+                await self._scan_tree_fresh(state, result)
+            except (NetworkError, ParseError) as e:
+                message = f"scan of {state.tree_id}: {type(e).__name__}: {e}"
+                log.warning("%s: %s", self.log_name, message)
+                result.errors.append(message)
+        return result
+
+    async def _scan_tree_fresh(self, state: LogState, result: ScanResult) -> None:
+        """Scan one tree; when another process on the database moves its cursor meanwhile (the
+        cursor's write is a compare-and-swap), go on from where that process got to."""
+        for _ in range(STATE_RETRIES):
+            try:
+                await self._scan_tree(state, result)
+                return
+            except StaleState as e:
+                log.info("%s: %s; going on from the fresh cursor", self.log_name, e)
+                fresh = await self.store.call(
+                    self.store.store.log_state, self.log_id, state.tree_id
+                )
+                if fresh is None:  # pragma: no cover - log_state rows are never deleted
+                    return
+                state = fresh
+        log.info(
+            "%s: scan of %s left to the other process for this round", self.log_name, state.tree_id
+        )
+
+    async def _scan_tree(self, state: LogState, result: ScanResult) -> None:
+        size, root, tree = state.verified_size, state.verified_root, state.tree_id
+        if state.scan_cursor is None:
+            cursor = size if self.start is None else min(self.start, size)
+            cr = await self._initial_range(tree, cursor, size, root)
+            if cr is None:
+                await self._bad_entry(result, state, cursor, "the frontier read from the log")
+                return
+            await self._commit(result, tree, cursor, cr, [], [], expected=None)
+        else:
+            cursor = state.scan_cursor
+            cr = CompactRange.from_hashes(cursor, _split(state.compact_range or b""))
+        begun, last_report, first = time.monotonic(), time.monotonic(), cursor
+        # The next chunk downloads while this one is hashed, matched and committed.
+        fetch: asyncio.Task[list[bytes]] | None = None
+        try:
+            while cursor < size:
+                end = min(size, cursor + self.chunk)
+                if fetch is None:
+                    fetch = asyncio.create_task(self.source.entries(tree, cursor, end, size))
+                bodies = await fetch
+                fetch = None
+                if end < size:
+                    following = min(size, end + self.chunk)
+                    fetch = asyncio.create_task(self.source.entries(tree, end, following, size))
+                if len(bodies) != end - cursor:
+                    raise ParseError(
+                        f"entries {cursor}-{end}: expected {end - cursor}, got {len(bodies)}"
+                    )
+                extended, found, unparseable = self._examine(cr, cursor, bodies)
+                if not await self._proves(tree, end, extended.root(), size, root):
+                    await self._bad_entry(result, state, cursor, f"entries {cursor}-{end - 1}")
+                    return
+                await self._commit(result, tree, end, extended, found, unparseable, expected=cursor)
+                result.scanned += end - cursor
+                cursor, cr = end, extended
+                now = time.monotonic()
+                if now - last_report >= PROGRESS_EVERY_S:
+                    rate = (cursor - first) / (now - begun)
+                    log.info(
+                        "%s: scanned %d of %d entries (%.0f/s, %d left)",
+                        self.log_name, cursor, size, rate, size - cursor,
+                    )  # fmt: skip
+                    last_report = now
+        finally:
+            if fetch is not None:
+                fetch.cancel()
+                with contextlib.suppress(asyncio.CancelledError, NetworkError, ParseError):
+                    await fetch
+
+    def _examine(
+        self, cr: CompactRange, cursor: int, bodies: Sequence[bytes]
+    ) -> tuple[CompactRange, list[_Found], list[tuple[int, Unreadable]]]:
+        """Hash a chunk onto a copy of the compact range and match its entries (pure CPU)."""
+        extended = cr.copy()
+        found: list[_Found] = []
+        unparseable: list[tuple[int, Unreadable]] = []
+        might_match = self.matcher.might_match
+        append = extended.append
+        for offset, body in enumerate(bodies):
+            append(leaf_hash(body))
+            if not might_match(body):
+                continue
+            index = cursor + offset
+            matches, unreadable = examine_entry(self.matcher, body)
+            if unreadable is not None:
+                unparseable.append((index, unreadable))
+            found.extend(_Found(index, m) for m in matches)
+        return extended, found, unparseable
+
+    async def _initial_range(
+        self, tree: str, cursor: int, size: int, root: bytes
+    ) -> CompactRange | None:
+        """The compact range at `cursor`, read from the log and proven against the verified
+        root; None when it does not prove."""
+        if cursor == 0:
+            return CompactRange()
+        hashes = await self.source.frontier(tree, cursor, size)
+        try:
+            cr = CompactRange.from_hashes(cursor, hashes)
+        except ProofError:
+            return None
+        return cr if await self._proves(tree, cursor, cr.root(), size, root) else None
+
+    async def _proves(self, tree: str, size1: int, root1: bytes, size2: int, root2: bytes) -> bool:
+        """Whether a tree of `size1` entries with `root1` is a prefix of the verified one."""
+        if size1 == size2:
+            return root1 == root2
+        proof = await self.source.consistency_proof(tree, size1, size2)
+        try:
+            verify_consistency(size1, size2, root1, root2, proof)
+        except ProofError:
+            return False
+        return True
+
+    async def _bad_entry(self, result: ScanResult, state: LogState, cursor: int, what: str) -> None:
+        alert = Alert(
+            kind=AlertKind.BAD_ENTRY,
+            dedup_key=fact_key(
+                AlertKind.BAD_ENTRY, self.log_name, state.tree_id, cursor, state.verified_size
+            ),
+            summary=(
+                f"{self.log_name}: {what} served by the log do not hash into the verified tree "
+                f"of size {state.verified_size}"
+            ),
+            log=self.log_name,
+            details={
+                "tree_id": state.tree_id,
+                "scan_cursor": cursor,
+                "verified_size": state.verified_size,
+                "verified_root": state.verified_root.hex(),
+                "verified_note": state.verified_note,
+                "what": what,
+            },
+        )
+        log.warning("%s: %s", self.log_name, alert.summary)
+        result.alerts.extend(
+            await self.store.call(
+                self.store.store.raise_alerts,
+                self.log_id,
+                [(alert, self.targets(alert))],
+                self.clock(),
+            )
+        )
+
+    async def _commit(
+        self,
+        result: ScanResult,
+        tree: str,
+        cursor: int,
+        cr: CompactRange,
+        found: Sequence[_Found],
+        unparseable: Sequence[tuple[int, Unreadable]],
+        *,
+        expected: int | None,
+    ) -> None:
+        first = self.source.first_index(tree) if found or unparseable else 0
+        alerts = [
+            match_alert(self.log_name, tree, f.index, f.match, first + f.index) for f in found
+        ]
+        targets = [self.targets(a) if a is not None else [] for a in alerts]
+        unreadable = [
+            unreadable_alert(self.log_name, tree, index, first + index, u)
+            for index, u in unparseable
+        ]
+        unreadable_targets = [self.targets(a) for a in unreadable]
+        now = self.clock()
+        packed = b"".join(cr.hashes)
+
+        def write(store: Store) -> list[tuple[int, Alert]]:
+            with store.transaction() as conn:
+                created = store_matches(
+                    store,
+                    conn,
+                    self.log_id,
+                    tree,
+                    [
+                        FoundMatch(
+                            f.index, first + f.index, f.match, alert, channels, self.source_name
+                        )
+                        for f, alert, channels in zip(found, alerts, targets, strict=True)
+                    ],
+                    now,
+                )
+                for (index, u), alert, channels in zip(
+                    unparseable, unreadable, unreadable_targets, strict=True
+                ):
+                    store.add_scan_error(conn, self.log_id, tree, index, u.text, now)
+                    alert_id = store.add_alert(conn, alert, self.log_id, channels, now)
+                    if alert_id is not None:
+                        created.append((alert_id, alert))
+                store.advance_scan(conn, self.log_id, tree, cursor, packed, now, expected=expected)
+            return created
+
+        created = await self.store.call(write, self.store.store)
+        result.matches += len(found)
+        for alert_id, alert in created:
+            log.warning("alert %d %s: %s", alert_id, alert.kind.value, alert.summary)
+            result.alerts.append((alert_id, alert))
+
+
+def _split(packed: bytes) -> list[bytes]:
+    return [packed[i : i + 32] for i in range(0, len(packed), 32)]

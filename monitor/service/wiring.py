@@ -1,0 +1,235 @@
+"""Wiring between the configuration, the log clients and the consistency engine.
+
+`log_spec` resolves a `[[log]]` table into what the engine verifies with (keys, expected
+origins); `checkpoint_source` adapts a view's URL to the engine's `CheckpointSource`;
+`trust_for_log` picks the Fulcio CAs a log's watch rules check certificates against.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+
+import aiohttp
+
+from monitor.config.settings import Config, LogConfig, LogType
+from monitor.config.trust_roots import find_trusted_log, fulcio_trust
+from monitor.core.chain import CertificateTrust
+from monitor.core.errors import ConfigError
+from monitor.core.keys import rekor_v1_key_name, tiles_origin, verifier_from_der
+from monitor.core.merkle import CompactRange, frontier_from_inclusion_proof
+from monitor.core.note import NoteVerifier
+from monitor.logs.http import HttpPolicy, LogResponseError, RequestBudget, gather_bounded
+from monitor.logs.rekor_v1.client import RekorV1Client
+from monitor.logs.tiles.client import TILE_WIDTH, TilesClient, tile_width
+from monitor.service.engine import Head, LogSpec
+from monitor.service.scanner import frontier_nodes
+
+TILES_TREE = "tiles"
+"""The tree id under which a tiled log's single tree is kept (it has no shards)."""
+
+
+def trust_for_log(log: LogConfig) -> CertificateTrust | None:
+    """The Fulcio CAs of a configured log: its `fulcio_roots` bundle, else its trust root's
+    authorities, else None (a pinned `public_key` and no bundle: every certificate is untrusted
+    unless a rule has `any_issuer`). Raises `TrustError` (or `KeyLoadError` for an unreadable
+    trust root)."""
+    if log.fulcio_roots_pem is not None:
+        where = str(log.fulcio_roots_file) if log.fulcio_roots_file else "fulcio_roots"
+        return CertificateTrust.from_pem_bundle(log.fulcio_roots_pem, source=where)
+    if log.trust_root is not None:
+        return fulcio_trust(log.trust_root.value)
+    return None
+
+
+def log_spec(config: Config, log: LogConfig) -> LogSpec:
+    """Resolve the keys and expected origins of one log.
+
+    Rekor v1 checkpoints are signed under the key name "<host>" and carry the origin
+    "<host> - <treeID>"; `origin` in the config replaces "<host>" (for private deployments whose
+    key name differs from their URL). A tiled log has one fixed origin: the configured one, or
+    the trusted root's, or the URL without its scheme.
+    """
+    expected: Callable[[str], str | None]
+    verifier: NoteVerifier
+    if log.trust_root is not None:
+        trusted = find_trusted_log(log.trust_root.value, log.url)
+        verifier = trusted.verifier
+        if log.type is LogType.REKOR_V1:
+            prefix = log.origin or trusted.key_name
+            expected = lambda tree_id: f"{prefix} - {tree_id}"  # noqa: E731
+        else:
+            fixed = log.origin or trusted.expected_origin()
+            expected = lambda _tree_id: fixed  # noqa: E731
+    else:
+        der = log.public_key_der
+        if der is None:  # config guarantees one of the two; keep mypy and readers honest
+            raise ValueError(f"log {log.name}: neither trust_root nor public_key is set")
+        if log.type is LogType.REKOR_V1:
+            name = log.origin or rekor_v1_key_name(log.url)
+            verifier = verifier_from_der(name, der)
+            expected = lambda tree_id: f"{name} - {tree_id}"  # noqa: E731
+        else:
+            origin = log.origin or tiles_origin(log.url)
+            verifier = verifier_from_der(origin, der)
+            expected = lambda _tree_id: origin  # noqa: E731
+    return LogSpec(
+        name=log.name,
+        verifiers=(verifier,),
+        expected_origin=expected,
+        max_stale=log.max_stale,
+        error_grace=config.monitor.error_grace,
+        poll_deadline=poll_deadline(config, log),
+    )
+
+
+POLL_DEADLINE_REQUESTS = 4
+"""A poll may last this many request timeouts (or the log's interval, if longer)."""
+
+
+def poll_deadline(config: Config, log: LogConfig) -> timedelta:
+    """How long one poll of a log's views may take: the larger of its interval and
+    `POLL_DEADLINE_REQUESTS` request timeouts (room for a retry or two of a slow answer)."""
+    return max(log.interval, POLL_DEADLINE_REQUESTS * config.monitor.request_timeout)
+
+
+def resolve_logs(config: Config) -> dict[str, LogSpec]:
+    """Every log's keys and origins resolved; raises ConfigError naming the log that fails."""
+    specs: dict[str, LogSpec] = {}
+    for log in config.logs:
+        try:
+            specs[log.name] = log_spec(config, log)
+        except ConfigError as e:
+            raise ConfigError(f"{config.path.name}: log {log.name!r}: {e}") from e
+    return specs
+
+
+class RekorV1Source:
+    """A Rekor v1 REST endpoint as the engine and scanner see it: the active tree and every
+    frozen shard, entries addressed by tree and index within it."""
+
+    def __init__(self, client: RekorV1Client) -> None:
+        self.client = client
+        self._offsets: dict[str, int] = {}
+
+    async def heads(self) -> Sequence[Head]:
+        """The active tree's checkpoint, then each inactive shard's final one."""
+        info = await self.client.log_info()
+        # Rekor numbers entries globally: each shard starts where the ones before it ended
+        # (inactiveShards lists them oldest first).
+        offset = 0
+        for shard in info.inactive:
+            self._offsets[shard.tree_id] = offset
+            offset += shard.size
+        self._offsets[info.active.tree_id] = offset
+        heads = [Head(tree_id=info.active.tree_id, note=info.active.note)]
+        heads.extend(Head(tree_id=t.tree_id, note=t.note, frozen=True) for t in info.inactive)
+        return heads
+
+    async def consistency_proof(self, tree_id: str, size1: int, size2: int) -> list[bytes]:
+        """From the proof endpoint (its rootHash is ignored: roots come from signed notes)."""
+        return await self.client.consistency_proof(size1, size2, tree_id)
+
+    def first_index(self, tree_id: str) -> int:
+        """The global log index of the shard's first entry (where the shards before it end);
+        raises LogResponseError for a shard the last `heads()` did not list."""
+        try:
+            return self._offsets[tree_id]
+        except KeyError:
+            raise LogResponseError(
+                f"tree {tree_id}: not listed by the log (active or inactive), so its entries' "
+                "global indexes are unknown"
+            ) from None
+
+    def tree_for(self, log_index: int, tree_index: int) -> str | None:
+        """The tree whose entry `tree_index` has the global index `log_index`, among those the
+        last `heads()` listed; None when no tree starts at `log_index - tree_index`."""
+        offset = log_index - tree_index
+        return next((t for t, o in self._offsets.items() if o == offset), None)
+
+    async def entries(self, tree_id: str, start: int, end: int, tree_size: int) -> list[bytes]:
+        """Entries [start, end) of a shard, fetched by global index (10 per request)."""
+        offset = self.first_index(tree_id)
+        got = await self.client.entries(range(offset + start, offset + end))
+        missing = [i - offset for i in range(offset + start, offset + end) if i not in got]
+        if missing:
+            raise LogResponseError(
+                f"tree {tree_id}: the log did not return entries {missing[:5]}"
+                f"{' ...' if len(missing) > 5 else ''} of {start}-{end - 1}"
+            )
+        return [got[offset + i].body for i in range(start, end)]
+
+    async def frontier(self, tree_id: str, size: int, tree_size: int) -> list[bytes]:
+        """The compact range at `size`, from the inclusion proof of entry `size - 1`."""
+        offset = self.first_index(tree_id)
+        entry = await self.client.entry(offset + size - 1)
+        if entry is None or entry.proof_tree_size is None or entry.tree_index != size - 1:
+            raise LogResponseError(
+                f"tree {tree_id}: entry {size - 1} came without an inclusion proof at its index"
+            )
+        left = frontier_from_inclusion_proof(size - 1, entry.proof_tree_size, entry.proof_hashes)
+        cr = CompactRange.from_hashes(size - 1, left)
+        cr.append(entry.leaf_hash)
+        return list(cr.hashes)
+
+
+class TilesSource:
+    """A tlog-tiles endpoint: one tree; proofs are computed from its hash tiles and entries read
+    from its entry bundles."""
+
+    def __init__(self, client: TilesClient) -> None:
+        self.client = client
+
+    async def heads(self) -> Sequence[Head]:
+        """The log's one checkpoint."""
+        return [Head(tree_id=TILES_TREE, note=await self.client.checkpoint())]
+
+    async def consistency_proof(self, tree_id: str, size1: int, size2: int) -> list[bytes]:
+        """Computed from the tiles of the tree at `size2`."""
+        return await self.client.consistency_proof(size1, size2)
+
+    def first_index(self, tree_id: str) -> int:
+        """A tiled log is one tree: its entries' indexes are the log's."""
+        return 0
+
+    async def entries(self, tree_id: str, start: int, end: int, tree_size: int) -> list[bytes]:
+        """Entries [start, end) from the bundles of a tree of `tree_size` entries (full bundles,
+        and the partial one at the tree's right edge), fetched concurrently."""
+        first, last = start // TILE_WIDTH, (end - 1) // TILE_WIDTH
+        jobs = [
+            functools.partial(self.client.entry_bundle, n, tile_width(0, n, tree_size))
+            for n in range(first, last + 1)
+        ]
+        bundles = await gather_bounded(jobs, self.client.concurrency)
+        bodies = [body for bundle in bundles for body in bundle]
+        skip = start - first * TILE_WIDTH
+        return bodies[skip : skip + end - start]
+
+    async def frontier(self, tree_id: str, size: int, tree_size: int) -> list[bytes]:
+        """The compact range at `size`, read from the hash tiles of the tree of `tree_size`."""
+        nodes = frontier_nodes(size)
+        node = await self.client.node_fn(nodes, tree_size)
+        return [node(level, index) for level, index in nodes]
+
+
+def http_policy(config: Config) -> HttpPolicy:
+    """The HTTP limits every log client uses."""
+    return HttpPolicy(
+        timeout=config.monitor.request_timeout.total_seconds(),
+        max_body_bytes=config.monitor.max_response_bytes,
+        user_agent=config.monitor.user_agent,
+    )
+
+
+def checkpoint_source(
+    log: LogConfig,
+    url: str,
+    session: aiohttp.ClientSession,
+    policy: HttpPolicy,
+    budget: RequestBudget | None,
+) -> RekorV1Source | TilesSource:
+    """The engine's view of the endpoint at `url` (the log's own URL or one of its views)."""
+    if log.type is LogType.REKOR_V1:
+        return RekorV1Source(RekorV1Client(session, url, policy, budget))
+    return TilesSource(TilesClient(session, url, policy, budget))

@@ -1,0 +1,1340 @@
+"""SQLite state: the only module that speaks SQL.
+
+One `Store` owns one connection and is used from one thread; async code goes through
+`AsyncStore`, which runs every call on a single dedicated writer thread, so SQLite never sees two
+writers from this process and the event loop never blocks on disk.
+
+Units of work are methods that run in one transaction (`BEGIN IMMEDIATE ... COMMIT`): state that
+depends on a verification is written together with the record of that verification, or not at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import logging
+import os
+import sqlite3
+import stat
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import sqlite_utils
+
+from monitor.core.alerts import Alert
+from monitor.core.errors import MonitorError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_PACKAGE = "monitor.store.schema"
+BUSY_TIMEOUT_MS = 10_000
+MAX_ALERT_RANGES = 20
+"""At most this many ranges of alert ids are read for a digest (`DueGroup.alert_ranges`)."""
+# Delivery order: most severe first. An unknown severity (a newer database) counts as critical,
+# as `monitor.notify.notifier.notify_type` treats it.
+_SEVERITY_RANK = (
+    "CASE a.severity WHEN 'info' THEN 0 WHEN 'warning' THEN 1 WHEN 'high' THEN 2 ELSE 3 END"
+)
+# A group: one target, one kind, severity, log and rule (NULLs group together in a window).
+_GROUP_BY = "d.channel, a.kind, a.severity, a.log_id, a.rule"
+_DUE = "d.status = 'pending' AND (d.next_try <= ? OR d.next_try > ?)"
+_IN_GROUP = (
+    f"{_DUE} AND d.channel = ? AND d.id <= ? AND a.kind = ? AND a.severity = ? "
+    "AND a.log_id IS ? AND a.rule IS ?"
+)
+
+
+class StoreError(MonitorError):
+    """The database cannot be opened, migrated or written."""
+
+
+class StaleState(StoreError):
+    """A compare-and-swap of a tree's verified state or scan cursor lost a race: the row moved
+    after it was read. The caller decides again from fresh state."""
+
+
+def utc_iso(moment: datetime) -> str:
+    """The canonical text form of a time in the database: UTC, ISO-8601, microseconds."""
+    if moment.tzinfo is None:
+        raise ValueError("store: expected a timezone-aware datetime, got a naive one")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def parse_utc(text: str) -> datetime:
+    """Inverse of `utc_iso`."""
+    return datetime.fromisoformat(text)
+
+
+def _migrations() -> list[tuple[str, str]]:
+    """The schema files shipped with the package, as (name, sql), in order."""
+    files = [
+        f
+        for f in resources.files(SCHEMA_PACKAGE).iterdir()
+        if f.name.endswith(".sql") and f.name[:3].isdigit()
+    ]
+    return [
+        (f.name.removesuffix(".sql"), f.read_text(encoding="utf-8"))
+        for f in sorted(files, key=lambda f: f.name)
+    ]
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_COMPANIONS = ("-wal", "-shm", "-journal")
+"""Files SQLite keeps next to the database and opens by name: as trusted as the database."""
+
+
+def _refuse(path: Path, problem: str, fix: str) -> StoreError:
+    return StoreError(f"database {path}: {problem}; {fix}. Nothing was changed")
+
+
+def _check_owner_and_mode(path: Path, st: os.stat_result, what: str) -> None:
+    """Refuse a file another user owns or can write: whoever can write the database can move
+    the verified state back (and re-trust a forked log) and mark alerts delivered."""
+    euid = os.geteuid()
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_uid != euid:
+        raise _refuse(
+            path,
+            f"{what} is owned by uid {st.st_uid}, not by this user (uid {euid})",
+            "run tlog-monitor as the user that owns it, or give a database path of this user's",
+        )
+    if mode & 0o022:
+        raise _refuse(
+            path,
+            f"{what} is writable by group or others (mode {mode:04o})",
+            f"check nobody else has written to it, then run: chmod go-w {path}",
+        )
+
+
+def _check_directory(path: Path) -> None:
+    """Refuse a database directory that another user owns (root excepted) or can write: they
+    could replace the database, or plant its -wal or -shm before SQLite opens them."""
+    directory = path.parent
+    # Followed on purpose: under DynamicUser= the state directory is a symlink that systemd
+    # made into /var/lib/private.
+    st = directory.stat()
+    mode = stat.S_IMODE(st.st_mode)
+    if not stat.S_ISDIR(st.st_mode):
+        raise _refuse(path, f"{directory} is not a directory", "correct [monitor] database")
+    if st.st_uid not in (os.geteuid(), 0):
+        raise _refuse(
+            path,
+            f"its directory {directory} is owned by uid {st.st_uid}, not by this user "
+            f"(uid {os.geteuid()}) or root",
+            "keep the database in a directory of its own (systemd: StateDirectory=)",
+        )
+    if mode & 0o022:
+        raise _refuse(
+            path,
+            f"its directory {directory} is writable by group or others (mode {mode:04o})",
+            "keep the database in a directory only this user can write "
+            "(systemd: StateDirectory=, StateDirectoryMode=0700)",
+        )
+
+
+def _prepare_directory(path: Path) -> None:
+    """Create the database's own directory (0700) when it is missing and its parent exists,
+    as systemd's StateDirectory= would; never a longer chain, which is most likely a typo that
+    would start a fresh database and trust every log's next checkpoint anew."""
+    directory = path.parent
+    if directory.exists():
+        return
+    if not directory.parent.is_dir():
+        raise _refuse(
+            path,
+            f"directory {directory.parent} does not exist",
+            "correct [monitor] database, or create the directory (tlog-monitor creates at most "
+            "the database's own directory)",
+        )
+    directory.mkdir(mode=0o700)
+    directory.chmod(0o700)  # whatever the umask
+    log.info("created database directory %s (mode 0700)", directory)
+
+
+def _tighten(fd: int, file: Path, st: os.stat_result) -> None:
+    """Take read permission away from group and others on a file that is ours and that
+    nobody else can write (a copied or restored file may arrive world-readable), saying so."""
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        os.fchmod(fd, mode & 0o700)
+        log.warning(
+            "database file %s was readable by others (mode %04o); made it owner-only (%04o)",
+            file,
+            mode,
+            mode & 0o700,
+        )
+
+
+def _open_nofollow(file: Path) -> int | None:
+    """An O_NOFOLLOW descriptor of `file`, None when it does not exist; StoreError for a
+    symbolic link (whose target we would otherwise chmod and write)."""
+    try:
+        # O_NONBLOCK: a FIFO planted at the path must not hang the open.
+        return os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise _refuse(
+                file,
+                "is a symbolic link",
+                "give the real path of the database in [monitor] database",
+            ) from e
+        raise
+
+
+def _make_private(path: Path) -> bool:
+    """Check the database (if it exists) and its companions before SQLite opens them: regular
+    files, ours, writable by nobody else, the database an SQLite file (or empty); then take
+    read permission away from others. Nothing is changed unless every check passes. Returns
+    whether the database exists."""
+    checked: list[tuple[int, Path, os.stat_result]] = []
+    exists = False
+    try:
+        for suffix in ("", *_COMPANIONS):
+            file = Path(f"{path}{suffix}")
+            fd = _open_nofollow(file)
+            if fd is None:
+                continue
+            exists = exists or not suffix
+            checked.append((fd, file, os.fstat(fd)))
+            st = checked[-1][2]
+            what = "the database" if not suffix else f"its {suffix[1:]} file {file}"
+            if not stat.S_ISREG(st.st_mode):
+                kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+                raise _refuse(path, f"{what} is {kind}", "correct [monitor] database")
+            _check_owner_and_mode(path, st, what)
+            if not suffix and st.st_size:
+                header = os.pread(fd, len(_SQLITE_MAGIC), 0)
+                if header != _SQLITE_MAGIC:
+                    raise _refuse(
+                        path,
+                        "is not an SQLite database",
+                        "correct [monitor] database (it must name the monitor's own file)",
+                    )
+        for fd, file, st in checked:
+            _tighten(fd, file, st)
+    finally:
+        for fd, _, _ in checked:
+            os.close(fd)
+    return exists
+
+
+def _create(path: Path) -> None:
+    """Create the database file, 0600 before SQLite touches it (it holds alert details and
+    evidence; SQLite gives -wal and -shm the database's mode). O_EXCL: an existing name, a
+    dangling symbolic link included, is never followed or reused."""
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class LogState:
+    """Verified state of one tree of one log (a Rekor v1 shard, or a tiled log's tree)."""
+
+    log_id: int
+    tree_id: str
+    origin: str
+    verified_size: int
+    verified_root: bytes
+    verified_note: str
+    high_water: int
+    scan_cursor: int | None
+    compact_range: bytes | None
+    frozen: bool
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    """A distinct checkpoint seen from one view."""
+
+    id: int
+    log_id: int
+    tree_id: str
+    view: str
+    origin: str
+    size: int
+    root: bytes
+    note: str
+    first_seen: str
+    last_seen: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One alert to be delivered to one channel."""
+
+    id: int
+    alert_id: int
+    channel: str
+    attempts: int
+    kind: str
+    severity: str
+    summary: str
+    details: Mapping[str, Any]
+    log_name: str | None
+    rule: str | None
+    created_at: str
+    maybe_sent: bool = False
+    """An earlier send of this row began and was never recorded: the receiver may have it."""
+
+
+@dataclass(frozen=True)
+class DueGroup:
+    """The due deliveries of one target for one alert kind, severity, log and rule: what one
+    round sends as separate messages or, when there are many, as one digest.
+
+    `count` and `last_id` describe every due row of the group when it was read; `deliveries`
+    holds only the oldest few (see `Store.due_groups`), so a flood is never loaded whole.
+    The `mark_group_*` methods act on exactly the rows counted: pending, due at `due_at`
+    (`latest` as in `due_deliveries`), with a delivery id up to `last_id`.
+    """
+
+    channel: str
+    kind: str
+    severity: str
+    log_id: int | None
+    log_name: str | None
+    rule: str | None
+    count: int
+    last_id: int
+    due_at: str
+    latest: str
+    maybe_sent: bool
+    """Some row of the group may already have reached the receiver (see `Delivery.maybe_sent`)."""
+    deliveries: tuple[Delivery, ...]
+    alert_ranges: tuple[tuple[int, int], ...] = ()
+    """For a group larger than its sample: the ids of its alerts as ranges of consecutive ids
+    (at most `MAX_ALERT_RANGES`), lowest first."""
+    more_ranges: bool = False
+    """More ranges exist than `alert_ranges` holds."""
+
+
+@dataclass(frozen=True)
+class ViewHealth:
+    """Reachability of one view of one log."""
+
+    log_id: int
+    view: str
+    last_ok_at: str | None
+    last_growth_at: str | None
+    error_since: str | None
+    last_error: str | None
+    errors: int
+
+
+# Column lists are constants of this module, never data: the S608 exemptions below rely on it.
+_STATE_COLUMNS = (
+    "log_id, tree_id, origin, verified_size, verified_root, verified_note, high_water, "
+    "scan_cursor, compact_range, frozen, updated_at"
+)
+_STATE_PLACEHOLDERS = ", ".join("?" * len(_STATE_COLUMNS.split(",")))
+
+
+class Store:
+    """The monitor's database. Open with `Store.open(path)`; close with `close()`."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.db = sqlite_utils.Database(conn)
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> Store:
+        """Open an existing database for reading only (reports): no file is created or written,
+        so running a report as another user never leaves files the daemon cannot write."""
+        try:
+            conn = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+            )
+            store = cls(conn)
+            applied = {r[0] for r in conn.execute("SELECT name FROM schema_migrations")}
+        except sqlite3.Error as e:
+            raise StoreError(
+                f"database {path}: cannot open for reading: {_with_hint(e, reading=True)}"
+            ) from e
+        known = {name for name, _ in _migrations()}
+        if applied != known:
+            conn.close()
+            raise StoreError(
+                f"database {path}: schema {sorted(applied)} differs from this tlog-monitor's "
+                f"{sorted(known)}; run the daemon (or 'check') once to migrate, or upgrade"
+            )
+        return store
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        """Open (creating with owner-only permissions if needed) and migrate the database.
+
+        Raises StoreError when the file cannot be opened or was written by a newer version.
+        """
+        try:
+            _prepare_directory(path)
+            _check_directory(path)
+            if not _make_private(path):
+                _create(path)
+            conn = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+            )
+        except (OSError, sqlite3.Error) as e:
+            raise StoreError(f"database {path}: cannot open: {e}") from e
+        store = cls(conn)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            store._migrate()
+        except sqlite3.Error as e:
+            conn.close()
+            raise StoreError(f"database {path}: {_with_hint(e)}") from e
+        except StoreError:
+            conn.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def _migrate(self) -> None:
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL) STRICT"
+        )
+        applied = {r[0] for r in self._conn.execute("SELECT name FROM schema_migrations")}
+        known = _migrations()
+        unknown = applied - {name for name, _ in known}
+        if unknown:
+            raise StoreError(
+                f"written by a newer tlog-monitor (unknown migrations {sorted(unknown)}); "
+                "upgrade tlog-monitor or point it at another database"
+            )
+        for name, sql in known:
+            if name in applied:
+                continue
+            log.info("applying database migration %s", name)
+            now = utc_iso(datetime.now(UTC))
+            # One script so the migration and its record commit together or not at all.
+            script = (
+                f"BEGIN IMMEDIATE;\n{sql}\n"
+                f"INSERT INTO schema_migrations (name, applied_at) VALUES ('{name}', '{now}');\n"
+                "COMMIT;"
+            )
+            try:
+                self._conn.executescript(script)
+            except sqlite3.Error:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: committed when the block ends, rolled back if it raises.
+
+        SQLite's own failures (locked past the busy timeout, disk full, read-only file) raise
+        StoreError: an operational failure the daemon survives and `check` exits 3 on, never a
+        library exception (found by the fault suite, tests/faults/test_storage_faults.py).
+        """
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise _write_failed(self._conn, e) from e
+        try:
+            yield self._conn
+            self._conn.execute("COMMIT")
+        except BaseException as e:
+            if self._conn.in_transaction:
+                # A failed COMMIT may already have rolled back; nothing of the unit stays.
+                with suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+            if isinstance(e, sqlite3.Error):
+                raise _write_failed(self._conn, e) from e
+            raise
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """A read: SQLite's failures (a damaged file, an I/O error, locked past the busy
+        timeout) raise StoreError naming the database, never a library exception, so every
+        command reports them in one line with exit 3."""
+        try:
+            yield self._conn
+        except sqlite3.Error as e:
+            raise _read_failed(self._conn, e) from e
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Every row of a read query (see `reading`)."""
+        with self.reading() as c:
+            return c.execute(sql, params).fetchall()
+
+    def _read_one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first row of a read query, or None (see `reading`)."""
+        with self.reading() as c:
+            return c.execute(sql, params).fetchone()
+
+    # -- logs ------------------------------------------------------------------------------
+
+    def ensure_log(self, name: str, type_: str, url: str, now: datetime) -> int:
+        """The id of the log named `name`, recording it on first sight (its type and URL kept
+        current)."""
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO logs (name, type, url, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET type = excluded.type, url = excluded.url",
+                (name, type_, url, utc_iso(now)),
+            )
+            row = c.execute("SELECT id FROM logs WHERE name = ?", (name,)).fetchone()
+        return int(row[0])
+
+    def log_names(self) -> dict[int, str]:
+        """Every known log, id to name."""
+        with self.reading() as c:
+            return {int(r[0]): str(r[1]) for r in c.execute("SELECT id, name FROM logs")}
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def record_checkpoint(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        log_id: int,
+        tree_id: str,
+        view: str,
+        origin: str,
+        size: int,
+        root: bytes,
+        note: str,
+        cosigners: Sequence[str],
+        now: datetime,
+    ) -> bool:
+        """Record a checkpoint seen from `view` inside the caller's transaction.
+
+        Returns True when this (view, origin, size, root) is new.
+        """
+        ts = utc_iso(now)
+        cur = conn.execute(
+            "INSERT INTO checkpoints (log_id, tree_id, view, origin, size, root, note, cosigners, "
+            "first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (log_id, view, origin, size, root) DO NOTHING",
+            (
+                log_id,
+                tree_id,
+                view,
+                origin,
+                size,
+                root,
+                note,
+                json.dumps(sorted(cosigners)),
+                ts,
+                ts,
+            ),
+        )
+        if cur.rowcount:
+            return True
+        conn.execute(
+            "UPDATE checkpoints SET last_seen = ? "
+            "WHERE log_id = ? AND view = ? AND origin = ? AND size = ? AND root = ?",
+            (ts, log_id, view, origin, size, root),
+        )
+        if cosigners:
+            # A witness view gathers cosignatures over time: keep everyone who cosigned.
+            row = conn.execute(
+                "SELECT cosigners FROM checkpoints "
+                "WHERE log_id = ? AND view = ? AND origin = ? AND size = ? AND root = ?",
+                (log_id, view, origin, size, root),
+            ).fetchone()
+            merged = sorted(set(json.loads(row[0])) | set(cosigners))
+            conn.execute(
+                "UPDATE checkpoints SET cosigners = ? "
+                "WHERE log_id = ? AND view = ? AND origin = ? AND size = ? AND root = ?",
+                (json.dumps(merged), log_id, view, origin, size, root),
+            )
+        return False
+
+    def record_cosignatures(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        log_id: int,
+        tree_id: str,
+        origin: str,
+        size: int,
+        root: bytes,
+        view: str,
+        signatures: Sequence[tuple[str, int | None, str]],
+        now: datetime,
+    ) -> None:
+        """Record verified witness signatures, (witness key id, timestamp, signature line), on
+        one checkpoint body inside the caller's transaction; the first line per witness stays."""
+        conn.executemany(
+            "INSERT INTO cosignatures (log_id, tree_id, origin, size, root, witness, timestamp, "
+            "line, view, first_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (log_id, origin, size, root, witness) DO NOTHING",
+            [
+                (log_id, tree_id, origin, size, root, w, t, line, view, utc_iso(now))
+                for w, t, line in signatures
+            ],
+        )
+
+    def latest_checkpoint(self, log_name: str) -> tuple[str, list[str]] | None:
+        """The latest verified checkpoint of a log's active tree (the most recently advanced
+        one), as (signed note, witness signature lines recorded for its body); None before the
+        first verified checkpoint or for an unknown log."""
+        row = self._read_one(
+            "SELECT s.log_id, s.origin, s.verified_size, s.verified_root, s.verified_note "
+            "FROM log_state s JOIN logs l ON l.id = s.log_id WHERE l.name = ? "
+            "ORDER BY s.frozen, s.updated_at DESC LIMIT 1",
+            (log_name,),
+        )
+        if row is None:
+            return None
+        lines = [
+            str(r[0])
+            for r in self._read(
+                "SELECT line FROM cosignatures WHERE log_id = ? AND origin = ? AND size = ? "
+                "AND root = ? ORDER BY id",
+                (row[0], row[1], row[2], row[3]),
+            )
+        ]
+        return str(row[4]), lines
+
+    def checkpoints_at(self, log_id: int, tree_id: str, size: int) -> list[StoredCheckpoint]:
+        """Every checkpoint of a tree recorded at `size`, from any view."""
+        rows = self._read(
+            "SELECT id, log_id, tree_id, view, origin, size, root, note, first_seen, last_seen "
+            "FROM checkpoints WHERE log_id = ? AND tree_id = ? AND size = ? ORDER BY id",
+            (log_id, tree_id, size),
+        )
+        return [StoredCheckpoint(*r) for r in rows]
+
+    # -- verified state --------------------------------------------------------------------
+
+    def _state_from_row(self, r: Sequence[Any]) -> LogState:
+        return LogState(
+            log_id=r[0],
+            tree_id=r[1],
+            origin=r[2],
+            verified_size=r[3],
+            verified_root=r[4],
+            verified_note=r[5],
+            high_water=r[6],
+            scan_cursor=r[7],
+            compact_range=r[8],
+            frozen=bool(r[9]),
+            updated_at=r[10],
+        )
+
+    def log_state(self, log_id: int, tree_id: str) -> LogState | None:
+        """The verified state of one tree, or None before its first verified checkpoint."""
+        row = self._read_one(
+            f"SELECT {_STATE_COLUMNS} FROM log_state WHERE log_id = ? AND tree_id = ?",
+            (log_id, tree_id),
+        )
+        return None if row is None else self._state_from_row(row)
+
+    def log_states(self, log_id: int | None = None) -> list[LogState]:
+        """Verified state of every tree (of one log, or of all)."""
+        sql = f"SELECT {_STATE_COLUMNS} FROM log_state"
+        params: tuple[Any, ...] = ()
+        if log_id is not None:
+            sql += " WHERE log_id = ?"
+            params = (log_id,)
+        rows = self._read(sql + " ORDER BY log_id, updated_at", params)
+        return [self._state_from_row(r) for r in rows]
+
+    def put_state(
+        self, conn: sqlite3.Connection, state: LogState, *, expected: LogState | None
+    ) -> None:
+        """Write one tree's verified state inside the caller's transaction, as a compare-and-swap
+        from `expected`, the state the decision to write it was made on (None: there was no row).
+
+        Raises StaleState when the row no longer holds `expected`'s verified size and root (or a
+        row appeared meanwhile): another process on the same database (a `check` next to the
+        daemon) moved it, and the caller must decide again from fresh state. Whatever the
+        caller passes, the verified size never goes below `expected`'s, the high-water mark is
+        never lowered and a frozen tree stays frozen. The scan position is set only when the
+        row is created; after that only `advance_scan` moves it, so a stale copy of the state
+        can never undo a scan.
+        """
+        if expected is not None and (
+            (state.log_id, state.tree_id) != (expected.log_id, expected.tree_id)
+            or state.verified_size < expected.verified_size
+        ):
+            raise StoreError(
+                f"log {state.log_id} tree {state.tree_id}: refusing to replace verified size "
+                f"{expected.verified_size} of tree {expected.tree_id} with {state.verified_size}"
+                " (the verified state only grows)"
+            )
+        if expected is None:
+            cur = conn.execute(
+                f"INSERT INTO log_state ({_STATE_COLUMNS}) VALUES ({_STATE_PLACEHOLDERS}) "
+                "ON CONFLICT (log_id, tree_id) DO NOTHING",
+                (
+                    state.log_id,
+                    state.tree_id,
+                    state.origin,
+                    state.verified_size,
+                    state.verified_root,
+                    state.verified_note,
+                    max(state.high_water, state.verified_size),
+                    state.scan_cursor,
+                    state.compact_range,
+                    int(state.frozen),
+                    state.updated_at,
+                ),
+            )
+        else:
+            cur = conn.execute(
+                "UPDATE log_state SET origin = ?, verified_size = ?, verified_root = ?, "
+                "verified_note = ?, high_water = max(high_water, ?, ?), frozen = max(frozen, ?), "
+                "updated_at = ? "
+                "WHERE log_id = ? AND tree_id = ? AND verified_size = ? AND verified_root = ?",
+                (
+                    state.origin,
+                    state.verified_size,
+                    state.verified_root,
+                    state.verified_note,
+                    state.high_water,
+                    state.verified_size,
+                    int(state.frozen),
+                    state.updated_at,
+                    state.log_id,
+                    state.tree_id,
+                    expected.verified_size,
+                    expected.verified_root,
+                ),
+            )
+        if cur.rowcount != 1:
+            raise StaleState(
+                f"log {state.log_id} tree {state.tree_id}: the verified state changed while "
+                "this process was deciding (another tlog-monitor process writes this database)"
+            )
+
+    def advance_scan(
+        self,
+        conn: sqlite3.Connection,
+        log_id: int,
+        tree_id: str,
+        cursor: int,
+        compact_range: bytes,
+        now: datetime,
+        *,
+        expected: int | None,
+    ) -> None:
+        """Move a tree's scan position, inside the transaction that stores what the scan of the
+        entries before it found, as a compare-and-swap from `expected`, the cursor the scan
+        started from (None: not set yet). The cursor never passes the verified size and never
+        goes backwards.
+
+        Raises StaleState when another process moved the cursor meanwhile (the caller re-reads
+        the state), StoreError when `cursor` is behind `expected` or beyond the verified size.
+        """
+        if expected is not None and cursor < expected:
+            raise StoreError(
+                f"scan of log {log_id} tree {tree_id}: refusing to move the cursor back from "
+                f"{expected} to {cursor}"
+            )
+        cur = conn.execute(
+            "UPDATE log_state SET scan_cursor = ?, compact_range = ?, updated_at = ? "
+            "WHERE log_id = ? AND tree_id = ? AND verified_size >= ? AND scan_cursor IS ?",
+            (cursor, compact_range, utc_iso(now), log_id, tree_id, cursor, expected),
+        )
+        if cur.rowcount == 1:
+            return
+        row = conn.execute(
+            "SELECT scan_cursor FROM log_state WHERE log_id = ? AND tree_id = ?",
+            (log_id, tree_id),
+        ).fetchone()
+        if row is not None and row[0] != expected:
+            raise StaleState(
+                f"scan of log {log_id} tree {tree_id}: the cursor moved from {expected} to "
+                f"{row[0]} while this process scanned (another tlog-monitor process writes "
+                "this database)"
+            )
+        raise StoreError(
+            f"scan of log {log_id} tree {tree_id}: cannot move the cursor to {cursor} "
+            "(beyond the verified size)"
+        )
+
+    def add_match(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        log_id: int,
+        tree_id: str,
+        log_index: int,
+        global_index: int,
+        rule: str,
+        signer_index: int,
+        outcome: str,
+        source: str,
+        identity: Mapping[str, Any],
+        certificate: bytes | None,
+        alert_id: int | None,
+        now: datetime,
+    ) -> bool:
+        """Record a watch-rule match (`log_index`: its index in the tree; `global_index`: in the
+        log); False when this entry, rule and signer were recorded already (a search can find
+        what a scan found)."""
+        cur = conn.execute(
+            "INSERT INTO matches (log_id, tree_id, log_index, global_index, rule, signer_index, "
+            "outcome, source, identity, certificate, alert_id, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (log_id, tree_id, log_index, rule, signer_index) DO NOTHING",
+            (
+                log_id,
+                tree_id,
+                log_index,
+                global_index,
+                rule,
+                signer_index,
+                outcome,
+                source,
+                json.dumps(identity, sort_keys=True, default=str),
+                certificate,
+                alert_id,
+                utc_iso(now),
+            ),
+        )
+        return bool(cur.rowcount)
+
+    def add_scan_error(
+        self,
+        conn: sqlite3.Connection,
+        log_id: int,
+        tree_id: str,
+        log_index: int,
+        error: str,
+        now: datetime,
+    ) -> None:
+        """Record an entry the scan could not parse."""
+        conn.execute(
+            "INSERT INTO scan_errors (log_id, tree_id, log_index, error, created_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (log_id, tree_id, log_index) DO NOTHING",
+            (log_id, tree_id, log_index, error[:1000], utc_iso(now)),
+        )
+
+    # -- search index (monitor/service/index_search.py) -----------------------------------------
+
+    def search_baselines(self, log_id: int, terms: Sequence[str], now: datetime) -> dict[str, str]:
+        """Each term's `first_searched_at`, recording `now` for terms never searched before."""
+        ts = utc_iso(now)
+        with self.transaction() as c:
+            c.executemany(
+                "INSERT INTO search_terms (log_id, term, first_searched_at, last_searched_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (log_id, term) DO NOTHING",
+                [(log_id, t, ts, ts) for t in terms],
+            )
+            rows = c.execute(
+                "SELECT term, first_searched_at FROM search_terms WHERE log_id = ?", (log_id,)
+            ).fetchall()
+        wanted = set(terms)
+        return {r[0]: r[1] for r in rows if r[0] in wanted}
+
+    def record_search(
+        self, log_id: int, term: str, results: int, error: str | None, now: datetime
+    ) -> None:
+        """A term's latest lookup: how many UUIDs the index listed, or why it failed."""
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE search_terms SET last_searched_at = ?, "
+                "results = CASE WHEN ? IS NULL THEN ? ELSE results END, last_error = ? "
+                "WHERE log_id = ? AND term = ?",
+                (utc_iso(now), error, results, None if error is None else error[:1000],
+                 log_id, term),
+            )  # fmt: skip
+
+    def search_seen(self, log_id: int, leaf_hashes: Sequence[bytes]) -> set[bytes]:
+        """Which of `leaf_hashes` a search has dealt with already."""
+        seen: set[bytes] = set()
+        for i in range(0, len(leaf_hashes), 500):
+            batch = list(leaf_hashes[i : i + 500])
+            marks = ", ".join("?" * len(batch))
+            seen.update(
+                r[0]
+                for r in self._read(
+                    "SELECT leaf_hash FROM search_seen WHERE log_id = ? "
+                    f"AND leaf_hash IN ({marks})",
+                    (log_id, *batch),
+                )
+            )
+        return seen
+
+    def mark_seen(
+        self,
+        conn: sqlite3.Connection,
+        log_id: int,
+        leaf: bytes,
+        tree_id: str,
+        log_index: int,
+        outcome: str,
+        now: datetime,
+    ) -> None:
+        """Record, in the caller's transaction, that a search dealt with this entry."""
+        conn.execute(
+            "INSERT INTO search_seen (log_id, leaf_hash, tree_id, log_index, outcome, first_seen) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (log_id, leaf_hash) DO NOTHING",
+            (log_id, leaf, tree_id, log_index, outcome, utc_iso(now)),
+        )
+
+    def record_search_progress(
+        self,
+        log_id: int,
+        *,
+        terms: int,
+        fetched: int,
+        requests_last_min: int,
+        requests_per_minute: int,
+        now: datetime,
+    ) -> None:
+        """One search round's figures for `report status` (`fetched` adds up)."""
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO search_progress (log_id, terms, fetched, requests_last_min, "
+                "requests_per_minute, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (log_id) DO UPDATE SET terms = excluded.terms, "
+                "fetched = search_progress.fetched + excluded.fetched, "
+                "requests_last_min = excluded.requests_last_min, "
+                "requests_per_minute = excluded.requests_per_minute, "
+                "updated_at = excluded.updated_at",
+                (log_id, terms, fetched, requests_last_min, requests_per_minute, utc_iso(now)),
+            )
+
+    # -- view health -----------------------------------------------------------------------
+
+    def view_health(self, log_id: int, view: str) -> ViewHealth | None:
+        """Reachability of one view, or None before its first poll."""
+        row = self._read_one(
+            "SELECT log_id, view, last_ok_at, last_growth_at, error_since, last_error, errors "
+            "FROM view_health WHERE log_id = ? AND view = ?",
+            (log_id, view),
+        )
+        return None if row is None else ViewHealth(*row)
+
+    def all_view_health(self) -> list[ViewHealth]:
+        """Reachability of every view of every log."""
+        rows = self._read(
+            "SELECT log_id, view, last_ok_at, last_growth_at, error_since, last_error, errors "
+            "FROM view_health ORDER BY log_id, view"
+        )
+        return [ViewHealth(*r) for r in rows]
+
+    def record_view_ok(
+        self, conn: sqlite3.Connection, log_id: int, view: str, *, grew: bool, now: datetime
+    ) -> None:
+        """A poll of `view` succeeded (and the log grew, if `grew`)."""
+        ts = utc_iso(now)
+        conn.execute(
+            "INSERT INTO view_health (log_id, view, last_ok_at, last_growth_at, errors) "
+            "VALUES (?, ?, ?, ?, 0) ON CONFLICT (log_id, view) DO UPDATE SET "
+            "last_ok_at = excluded.last_ok_at, "
+            "last_growth_at = coalesce(excluded.last_growth_at, view_health.last_growth_at), "
+            "error_since = NULL, last_error = NULL, errors = 0",
+            (log_id, view, ts, ts if grew else None),
+        )
+
+    def record_view_error(self, log_id: int, view: str, error: str, now: datetime) -> ViewHealth:
+        """A poll of `view` failed; returns the updated health (error_since is the first failure
+        of the current run of failures)."""
+        ts = utc_iso(now)
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO view_health (log_id, view, error_since, last_error, errors) "
+                "VALUES (?, ?, ?, ?, 1) ON CONFLICT (log_id, view) DO UPDATE SET "
+                "error_since = coalesce(view_health.error_since, excluded.error_since), "
+                "last_error = excluded.last_error, errors = view_health.errors + 1",
+                (log_id, view, ts, error[:2000]),
+            )
+        health = self.view_health(log_id, view)
+        if health is None:  # pragma: no cover - the row was just written
+            raise StoreError("view_health row vanished")
+        return health
+
+    # -- alerts and the outbox ---------------------------------------------------------------
+
+    def add_alert(
+        self,
+        conn: sqlite3.Connection,
+        alert: Alert,
+        log_id: int | None,
+        channels: Sequence[str],
+        now: datetime,
+    ) -> int | None:
+        """Record an alert and its pending deliveries inside the caller's transaction.
+
+        Returns the new alert's id, or None when an alert with the same dedup key exists (the
+        same fact is alerted once, across restarts).
+        """
+        ts = utc_iso(now)
+        cur = conn.execute(
+            "INSERT INTO alerts (kind, severity, log_id, rule, dedup_key, summary, details, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedup_key) DO NOTHING",
+            (
+                alert.kind.value,
+                alert.severity.value,
+                log_id,
+                alert.rule,
+                alert.dedup_key,
+                alert.summary,
+                json.dumps(alert.details, sort_keys=True),
+                ts,
+            ),
+        )
+        if not cur.rowcount:
+            return None
+        alert_id = int(cur.lastrowid or 0)
+        conn.executemany(
+            "INSERT INTO deliveries (alert_id, channel, status, attempts, next_try) "
+            "VALUES (?, ?, 'pending', 0, ?)",
+            [(alert_id, ch, ts) for ch in channels],
+        )
+        return alert_id
+
+    def raise_alerts(
+        self,
+        log_id: int | None,
+        alerts: Sequence[tuple[Alert, Sequence[str]]],
+        now: datetime,
+    ) -> list[tuple[int, Alert]]:
+        """Record alerts (each with its delivery targets) in one transaction of their own;
+        returns the new ones with their ids (known facts are skipped)."""
+        created: list[tuple[int, Alert]] = []
+        with self.transaction() as conn:
+            for alert, channels in alerts:
+                alert_id = self.add_alert(conn, alert, log_id, channels, now)
+                if alert_id is not None:
+                    created.append((alert_id, alert))
+        return created
+
+    def due_deliveries(
+        self, now: datetime, limit: int = 100, *, latest: datetime | None = None
+    ) -> list[Delivery]:
+        """Pending deliveries whose next try is due, oldest first.
+
+        `latest` is the furthest a retry can be scheduled from `now`; a next try beyond it was
+        scheduled before the clock went back, and is due now rather than once the clock has
+        caught up again (found by the fault suite, tests/faults/test_time_faults.py).
+        """
+        rows = self._read(
+            "SELECT d.id, d.alert_id, d.channel, d.attempts, a.kind, a.severity, a.summary, "
+            "a.details, l.name, a.rule, a.created_at, "
+            "d.maybe_sent OR d.sending_since IS NOT NULL FROM deliveries d "
+            "JOIN alerts a ON a.id = d.alert_id LEFT JOIN logs l ON l.id = a.log_id "
+            "WHERE d.status = 'pending' AND (d.next_try <= ? OR d.next_try > ?) "
+            "ORDER BY d.id LIMIT ?",
+            # Without `latest`, "9999" sorts after every ISO time: no row counts as too far.
+            (utc_iso(now), utc_iso(latest) if latest else "9999", limit),
+        )
+        return [
+            Delivery(
+                id=r[0],
+                alert_id=r[1],
+                channel=r[2],
+                attempts=r[3],
+                kind=r[4],
+                severity=r[5],
+                summary=r[6],
+                details=json.loads(r[7]),
+                log_name=r[8],
+                rule=r[9],
+                created_at=r[10],
+                maybe_sent=bool(r[11]),
+            )
+            for r in rows
+        ]
+
+    def mark_sending(self, delivery_id: int, now: datetime) -> None:
+        """A send of this delivery begins; until its outcome is recorded, a retry is a possible
+        repeat (see `Delivery.maybe_sent`)."""
+        with self.transaction() as c:
+            # A send still marked as begun was cut off: the receiver may have had it since.
+            c.execute(
+                "UPDATE deliveries SET maybe_sent = (maybe_sent OR sending_since IS NOT NULL), "
+                "sending_since = ? WHERE id = ? AND status = 'pending'",
+                (utc_iso(now), delivery_id),
+            )
+
+    def mark_delivered(self, delivery_id: int, now: datetime) -> None:
+        """A delivery succeeded: it is never attempted again."""
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, "
+                "delivered_at = ?, last_error = NULL, sending_since = NULL "
+                "WHERE id = ? AND status = 'pending'",
+                (utc_iso(now), delivery_id),
+            )
+
+    def mark_failed(
+        self, delivery_id: int, error: str, next_try: datetime, *, maybe_sent: bool = False
+    ) -> None:
+        """A delivery failed: record why (already redacted by the caller) and when to retry.
+        `maybe_sent`: the send was abandoned, not refused (a timeout), so the receiver may
+        still get it: every retry is marked as a possible repeat."""
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_try = ?, "
+                "maybe_sent = (maybe_sent OR ?), sending_since = NULL "
+                "WHERE id = ? AND status = 'pending'",
+                (error[:2000], utc_iso(next_try), maybe_sent, delivery_id),
+            )
+
+    def due_groups(
+        self,
+        now: datetime,
+        limit: int = 100,
+        *,
+        latest: datetime | None = None,
+        sample: int = 10,
+        exclude: Sequence[str] = (),
+    ) -> list[DueGroup]:
+        """Due deliveries grouped by target, kind, severity, log and rule; most severe first,
+        then oldest first (by the group's oldest row), each group's rows oldest first.
+
+        A group carries its `count` of due rows and at most `sample` of its oldest rows; a group
+        larger than `sample` also carries its alert id ranges (a digest lists them). At most
+        `limit` rows are read in all, so a round never loads a flood: 100,000 due rows of one
+        group cost one sorted pass in SQLite and `sample` rows here. `exclude` names targets
+        left out (paused after a failure). `latest` as in `due_deliveries`.
+        """
+        due_at = utc_iso(now)
+        # Without `latest`, "9999" sorts after every ISO time: no row counts as too far.
+        far = utc_iso(latest) if latest else "9999"
+        # The window runs over small columns only; details are joined for the sampled rows.
+        rows = self._read(
+            "WITH due AS (SELECT d.id, d.alert_id, "
+            f"row_number() OVER (PARTITION BY {_GROUP_BY} ORDER BY d.id) AS rn, "
+            "count(*) OVER w AS n, min(d.id) OVER w AS first_id, max(d.id) OVER w AS last_id, "
+            "max(d.maybe_sent OR d.sending_since IS NOT NULL) OVER w AS any_maybe, "
+            f"{_SEVERITY_RANK} AS rank "
+            "FROM deliveries d JOIN alerts a ON a.id = d.alert_id "
+            f"WHERE {_DUE} AND d.channel NOT IN (SELECT value FROM json_each(?)) "
+            f"WINDOW w AS (PARTITION BY {_GROUP_BY})) "
+            "SELECT d.id, d.alert_id, d.channel, d.attempts, a.kind, a.severity, a.summary, "
+            "a.details, l.name, a.rule, a.created_at, "
+            "d.maybe_sent OR d.sending_since IS NOT NULL, a.log_id, due.n, due.last_id, "
+            "due.any_maybe FROM due JOIN deliveries d ON d.id = due.id "
+            "JOIN alerts a ON a.id = due.alert_id LEFT JOIN logs l ON l.id = a.log_id "
+            "WHERE due.rn <= ? ORDER BY due.rank DESC, due.first_id, due.id LIMIT ?",
+            (due_at, far, json.dumps(list(exclude)), max(1, sample), max(0, limit)),
+        )
+        groups: dict[tuple[Any, ...], tuple[list[Any], list[Delivery]]] = {}
+        for r in rows:
+            key = (r[2], r[4], r[5], r[12], r[9])
+            groups.setdefault(key, (list(r), []))[1].append(
+                Delivery(
+                    id=r[0],
+                    alert_id=r[1],
+                    channel=r[2],
+                    attempts=r[3],
+                    kind=r[4],
+                    severity=r[5],
+                    summary=r[6],
+                    details=json.loads(r[7]),
+                    log_name=r[8],
+                    rule=r[9],
+                    created_at=r[10],
+                    maybe_sent=bool(r[11]),
+                )
+            )
+        result: list[DueGroup] = []
+        for first, deliveries in groups.values():
+            group = DueGroup(
+                channel=first[2],
+                kind=first[4],
+                severity=first[5],
+                log_id=first[12],
+                log_name=first[8],
+                rule=first[9],
+                count=int(first[13]),
+                last_id=int(first[14]),
+                due_at=due_at,
+                latest=far,
+                maybe_sent=bool(first[15]),
+                deliveries=tuple(deliveries),
+            )
+            if group.count > sample:
+                ranges = self._alert_ranges(group, MAX_ALERT_RANGES + 1)
+                group = replace(
+                    group,
+                    alert_ranges=tuple(ranges[:MAX_ALERT_RANGES]),
+                    more_ranges=len(ranges) > MAX_ALERT_RANGES,
+                )
+            result.append(group)
+        return result
+
+    @staticmethod
+    def _group_params(group: DueGroup) -> tuple[Any, ...]:
+        return (
+            group.due_at,
+            group.latest,
+            group.channel,
+            group.last_id,
+            group.kind,
+            group.severity,
+            group.log_id,
+            group.rule,
+        )
+
+    def _alert_ranges(self, group: DueGroup, limit: int) -> list[tuple[int, int]]:
+        """The group's alert ids as ranges of consecutive ids (gaps and islands), lowest first."""
+        rows = self._read(
+            "SELECT min(alert_id), max(alert_id) FROM (SELECT d.alert_id, "
+            "d.alert_id - row_number() OVER (ORDER BY d.alert_id) AS island "
+            f"FROM deliveries d JOIN alerts a ON a.id = d.alert_id WHERE {_IN_GROUP}) "
+            "GROUP BY island ORDER BY 1 LIMIT ?",
+            (*self._group_params(group), limit),
+        )
+        return [(int(r[0]), int(r[1])) for r in rows]
+
+    def _update_group(self, assignments: str, params: Sequence[Any], group: DueGroup) -> int:
+        # `assignments` are constants of the mark_group_* methods, never data.
+        with self.transaction() as c:
+            cur = c.execute(
+                f"UPDATE deliveries SET {assignments} WHERE id IN (SELECT d.id FROM deliveries d "
+                f"JOIN alerts a ON a.id = d.alert_id WHERE {_IN_GROUP})",
+                (*params, *self._group_params(group)),
+            )
+            return int(cur.rowcount)
+
+    def mark_group_sending(self, group: DueGroup, now: datetime) -> int:
+        """`mark_sending` for every row of `group` (a digest covering them begins)."""
+        return self._update_group(
+            "maybe_sent = (maybe_sent OR sending_since IS NOT NULL), sending_since = ?",
+            (utc_iso(now),),
+            group,
+        )
+
+    def mark_group_delivered(self, group: DueGroup, now: datetime) -> int:
+        """`mark_delivered` for every row of `group`; returns how many rows that was."""
+        return self._update_group(
+            "status = 'delivered', attempts = attempts + 1, delivered_at = ?, "
+            "last_error = NULL, sending_since = NULL",
+            (utc_iso(now),),
+            group,
+        )
+
+    def mark_group_failed(
+        self, group: DueGroup, error: str, next_try: datetime, *, maybe_sent: bool = False
+    ) -> int:
+        """`mark_failed` for every row of `group`; returns how many rows that was."""
+        return self._update_group(
+            "attempts = attempts + 1, last_error = ?, next_try = ?, "
+            "maybe_sent = (maybe_sent OR ?), sending_since = NULL",
+            (error[:2000], utc_iso(next_try), maybe_sent),
+            group,
+        )
+
+    def pending_count(self) -> int:
+        """How many deliveries are still pending."""
+        return int(self._read_one("SELECT count(*) FROM deliveries WHERE status = 'pending'")[0])
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def start_run(self, command: str, now: datetime) -> int:
+        """Record the start of a `run` or `check`."""
+        with self.transaction() as c:
+            cur = c.execute(
+                "INSERT INTO runs (command, started_at) VALUES (?, ?)", (command, utc_iso(now))
+            )
+        return int(cur.lastrowid or 0)
+
+    def finish_run(
+        self, run_id: int, outcome: str, details: Mapping[str, Any], now: datetime
+    ) -> None:
+        """Record how a run ended."""
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE runs SET finished_at = ?, outcome = ?, details = ? WHERE id = ?",
+                (utc_iso(now), outcome, json.dumps(details, sort_keys=True), run_id),
+            )
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        """Rows of a read-only query as dicts (for reports); SQLite's failures raise
+        StoreError."""
+        with self.reading():
+            return list(self.db.query(sql, params))
+
+    def change_marker(self) -> tuple[int, int]:
+        """A cheap marker of the database's content: rows this connection has changed since it
+        opened, and SQLite's `data_version` (bumped by every commit of another connection). Two
+        equal markers mean nothing was written in between, so figures read from the first
+        still hold (`/metrics` re-reads only then)."""
+        with self.reading() as c:
+            return c.total_changes, int(c.execute("PRAGMA data_version").fetchone()[0])
+
+
+def _db_path(conn: sqlite3.Connection) -> str:
+    """The file of the connection's main database, for messages."""
+    try:
+        path = next((str(r[2]) for r in conn.execute("PRAGMA database_list") if r[1] == "main"), "")
+    except sqlite3.Error:
+        path = ""
+    return path or "(unknown)"
+
+
+def _write_failed(conn: sqlite3.Connection, e: sqlite3.Error) -> StoreError:
+    """A StoreError naming the database file and what the operator can do about `e`."""
+    return StoreError(f"database {_db_path(conn)}: cannot write: {_with_hint(e)}")
+
+
+def _read_failed(conn: sqlite3.Connection, e: sqlite3.Error) -> StoreError:
+    """A StoreError naming the database file and what the operator can do about a failed read."""
+    return StoreError(f"database {_db_path(conn)}: cannot read: {_with_hint(e, reading=True)}")
+
+
+def _with_hint(e: sqlite3.Error, *, reading: bool = False) -> str:
+    """SQLite's message and what the operator can do about it."""
+    text = str(e)
+    if "locked" in text or "busy" in text:
+        hint = (
+            f"another process held it locked for more than {BUSY_TIMEOUT_MS // 1000} s; "
+            "run one tlog-monitor per database"
+        )
+    elif "malformed" in text or "not a database" in text or "corrupt" in text:
+        hint = (
+            "the file is damaged: stop tlog-monitor, keep a copy of the file, and restore a "
+            "backup or rebuild it with sqlite3's .recover"
+        )
+    elif "full" in text or "readonly" in text or "read-only" in text or "I/O" in text:
+        hint = "check free space, file size limits and write permission on the file and directory"
+    elif reading:
+        hint = "check the file and its directory are readable and the disk is sound"
+    else:
+        hint = "nothing of the failed write was kept"
+    return f"{text} ({hint})"
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class AsyncStore:
+    """Runs `Store` calls on one dedicated thread: the single writer for async code."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+
+    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `fn(*args, **kwargs)` on the writer thread and await its result."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    def close(self) -> None:
+        """Finish queued calls, then close the database."""
+        self._executor.shutdown(wait=True)
+        self.store.close()
