@@ -24,7 +24,8 @@ unit: $(STAMP)
 test: lint typecheck
 	$(BIN)/pytest -q -m "not slow"
 
-# The long variants (the 50,000-case entry fuzz, many processes racing on one database).
+# The long variants (the 50,000-case entry fuzz, many processes racing on one database, the
+# 20 s soak); `test` runs their short versions.
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow
 
@@ -32,7 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 # 30 minutes of `tlog-monitor run` against a log growing at 500 entries/s through a hostile
-# proxy; prints the figures and fails if an invariant broke (tests/faults has a 20 s version).
+# proxy; prints the figures and fails if an invariant broke (tests/faults has 6 s and 20 s versions).
 SOAK_MINUTES ?= 30
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES)

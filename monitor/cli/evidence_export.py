@@ -1,8 +1,7 @@
 """`tlog-monitor evidence export|verify`: the IO around `monitor.core.evidence`.
 
-Export reads one alert from the database (read-only) and writes its evidence document: the one
-attached to the alert when it was raised, or, for a split view recorded before documents were
-attached, one built from the alert's notes and the log's key as configured now.
+Export reads one alert from the database (read-only) and writes the evidence document attached
+to it when it was raised.
 
 Verify reads the document and the keys it may be checked against: keys pinned with `--key`
 (PEM files), or else the logs of a configuration given with `--config` and the logs of the
@@ -27,6 +26,7 @@ from monitor.core.errors import ConfigError, MonitorError, UsageError
 from monitor.core.keys import verifier_from_pem
 from monitor.service.wiring import log_spec
 from monitor.store.database import Store
+from monitor.store.reports import alert_evidence
 
 
 class EvidenceExportError(UsageError):
@@ -123,16 +123,12 @@ def trusted_root_keys() -> list[evidence.KnownKey]:
     return keys
 
 
-def export_alert(store: Store, config: Config, alert_id: int) -> bytes:
-    """The canonical evidence document of split-view alert `alert_id`."""
-    rows = store.query(
-        "SELECT a.kind, a.details, l.name AS log FROM alerts a LEFT JOIN logs l "
-        "ON l.id = a.log_id WHERE a.id = ?",
-        (alert_id,),
-    )
-    if not rows:
+def export_alert(store: Store, alert_id: int) -> bytes:
+    """The canonical evidence document of split-view alert `alert_id`, as attached to the
+    alert when it was raised."""
+    row = alert_evidence(store, alert_id)
+    if row is None:
         raise EvidenceExportError(f"evidence export: no alert #{alert_id} in the database")
-    row = rows[0]
     if row["kind"] != "split_view":
         raise EvidenceExportError(
             f"evidence export: alert #{alert_id} is a {row['kind']} alert; only split_view "
@@ -140,23 +136,9 @@ def export_alert(store: Store, config: Config, alert_id: int) -> bytes:
         )
     details: dict[str, Any] = json.loads(row["details"])
     attached = details.get("evidence")
-    if isinstance(attached, dict):
-        return evidence.dump(attached)
-    try:
-        log_config = config.log(str(row["log"]))
-    except KeyError:
+    if not isinstance(attached, dict):
         raise EvidenceExportError(
-            f"evidence export: alert #{alert_id} is of log {row['log']!r}, which is no longer "
-            "configured: its key is needed to build the evidence"
-        ) from None
-    proof = details.get("proof")
-    document = evidence.build_split_view(
-        log_name=log_config.name,
-        tree_id=str(details["tree_id"]),
-        verifier=log_spec(config, log_config).verifiers[0],
-        a=(str(details["view_a"]), str(details["note_a"])),
-        b=(str(details["view_b"]), str(details["note_b"])),
-        proof=None if proof is None else [bytes.fromhex(h) for h in proof],
-        reason=str(details.get("reason", "")),
-    )
-    return evidence.dump(document)
+            f"evidence export: alert #{alert_id} carries no evidence document; the database was "
+            "edited by hand or written by something other than tlog-monitor"
+        )
+    return evidence.dump(attached)

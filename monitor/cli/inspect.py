@@ -23,24 +23,32 @@ covers it: a checkpoint whose root the inclusion proof reproduces, or a valid in
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from monitor.config.trust_roots import fulcio_trust, trusted_logs
 from monitor.core.entries import Entry, EntryParseError, parse_entry
+from monitor.core.entry_proof import (
+    EntryEvidence,
+    EntryProofError,
+    check_inclusion,
+    check_proof_checkpoint,
+    integration_time,
+    verify_set,
+)
 from monitor.core.errors import ConfigError, MonitorError, ParseError
-from monitor.core.fields import MAX_INT64, MAX_UNIX_TIME
+from monitor.core.fields import MAX_UNIX_TIME, JsonReader, echo
 from monitor.core.keys import REKOR_V1_LEGACY_ORIGIN, LogApi
-from monitor.core.merkle import ProofError, leaf_hash, verify_inclusion
-from monitor.core.note import NoteVerifier, parse_signed_note, verify_checkpoint
+from monitor.core.merkle import leaf_hash
+from monitor.core.note import EcdsaNoteVerifier, NoteVerifier, parse_signed_note
 from monitor.core.watch import FULCIO_EXTENSIONS, Evaluation, Matcher, identity_summary
+from monitor.logs.http import LogResponseError
+from monitor.logs.rekor_v1.client import EntryMismatch, V1Entry, check_uuid, read_log_entry
 
 if TYPE_CHECKING:
     from monitor.config.settings import Config
@@ -64,6 +72,9 @@ _DECIMAL = re.compile(r"[0-9]{1,20}")
 
 class InputError(ParseError):
     """The input is not a LogEntry or a Sigstore bundle, or a field of it is malformed."""
+
+
+_JSON = JsonReader(InputError, echo)
 
 
 # --- input ------------------------------------------------------------------------------------
@@ -92,59 +103,54 @@ class LoadedEntry:
     uuid: str | None
     log_index: int | None
     """The global log index."""
-    integrated_time: int | None
-    """Seconds since the epoch; None when absent or 0 (Rekor v2 entries carry no time)."""
+    integrated_time: int
+    """Seconds since the epoch as the input states it; 0 when absent (Rekor v2 entries carry
+    none). `integration_time` says what it means."""
     log_id: bytes | None
     kind_version: tuple[str, str] | None
     """The bundle's claim about the body's kind and version."""
     proof: Proof | None
     signed_entry_timestamp: bytes | None
     notes: tuple[str, ...] = ()
+    v1: V1Entry | None = None
+    """The Rekor v1 entry as `monitor.logs.rekor_v1` reads it, for a LogEntry input."""
+
+    def evidence(self, log_id: str) -> EntryEvidence:
+        """The entry's evidence for `monitor.core.entry_proof`; ``log_id`` (hex) stands in for
+        a log ID the input does not state."""
+        proof = self.proof
+        return EntryEvidence(
+            body=self.body,
+            log_index=self.log_index if self.log_index is not None else 0,
+            integrated_time=self.integrated_time,
+            log_id=self.log_id.hex() if self.log_id is not None else log_id,
+            signed_entry_timestamp=self.signed_entry_timestamp,
+            tree_index=proof.index if proof else None,
+            proof_tree_size=proof.size if proof else None,
+            proof_root=proof.root if proof else None,
+            proof_hashes=proof.hashes if proof else (),
+            checkpoint=proof.checkpoint if proof else None,
+        )
 
 
 def _field(obj: object, key: str, where: str) -> object:
-    if not isinstance(obj, dict):
-        raise InputError(f"{where}: expected an object, got {type(obj).__name__}")
-    if key not in obj:
-        raise InputError(f"{where}.{key}: missing")
-    return obj[key]
+    return _JSON.field(_JSON.obj(obj, where), key, where)
 
 
 def _str_field(obj: object, key: str, where: str) -> str:
-    value = _field(obj, key, where)
-    if not isinstance(value, str):
-        raise InputError(f"{where}.{key}: expected a string, got {type(value).__name__}")
-    return value
+    return _JSON.text(_field(obj, key, where), f"{where}.{key}")
 
 
-def _int_field(obj: object, key: str, where: str, maximum: int = MAX_INT64) -> int:
-    """An integer, or a decimal string (protobuf JSON writes int64 as strings), at most
-    `maximum`."""
+def _int_field(obj: object, key: str, where: str, maximum: int | None = None) -> int:
+    """An integer, or a decimal string (protobuf JSON writes int64 as strings)."""
     value = _field(obj, key, where)
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise InputError(f"{where}.{key}: expected an integer, got {type(value).__name__}")
-    if isinstance(value, str):
-        if not _DECIMAL.fullmatch(value):
-            raise InputError(f"{where}.{key}: expected a decimal integer, got {value[:40]!r}")
-        value = int(value)
-    if not 0 <= value <= maximum:
-        upper = "2^63 - 1" if maximum == MAX_INT64 else str(maximum)
-        raise InputError(f"{where}.{key}: expected an integer from 0 to {upper}, got {value}")
-    return value
+    if maximum is None:
+        return _JSON.integer(value, f"{where}.{key}", decimal=True)
+    return _JSON.integer(value, f"{where}.{key}", hi=maximum, decimal=True)
 
 
 def _b64(text: str, where: str) -> bytes:
-    try:
-        return binascii.a2b_base64(text, strict_mode=True)
-    except (binascii.Error, ValueError) as e:
-        raise InputError(f"{where}: expected base64, got {e}") from e
-
-
-def _hex(text: str, where: str) -> bytes:
-    try:
-        return bytes.fromhex(text)
-    except ValueError as e:
-        raise InputError(f"{where}: expected hex, got {text[:40]!r}") from e
+    return _JSON.base64(text, where)
 
 
 def load_input(data: bytes) -> LoadedEntry:
@@ -180,54 +186,32 @@ def load_input(data: bytes) -> LoadedEntry:
     )
 
 
-def _load_log_entry(uuid: str, entry: dict[str, object]) -> LoadedEntry:
-    where = "entry"
-    body = _b64(_str_field(entry, "body", where), f"{where}.body")
-    log_index = _int_field(entry, "logIndex", where) if "logIndex" in entry else None
-    integrated = (
-        _int_field(entry, "integratedTime", where, MAX_UNIX_TIME)
-        if "integratedTime" in entry
-        else None
-    )
-    log_id = _hex(_str_field(entry, "logID", where), f"{where}.logID") if "logID" in entry else None
+def _load_log_entry(uuid: str, entry: object) -> LoadedEntry:
+    """A Rekor v1 LogEntry, read exactly as the monitor reads the log's answers."""
+    try:
+        v1 = read_log_entry(uuid, entry, "entry")
+    except LogResponseError as e:
+        raise InputError(str(e)) from e
     proof = None
-    sig = None
-    verification = entry.get("verification")
-    if verification is not None:
-        vwhere = f"{where}.verification"
-        if not isinstance(verification, dict):
-            raise InputError(f"{vwhere}: expected an object")
-        if "signedEntryTimestamp" in verification:
-            sig = _b64(
-                _str_field(verification, "signedEntryTimestamp", vwhere),
-                f"{vwhere}.signedEntryTimestamp",
-            )
-        raw_proof = verification.get("inclusionProof")
-        if raw_proof is not None:
-            pwhere = f"{vwhere}.inclusionProof"
-            hashes = _field(raw_proof, "hashes", pwhere)
-            if not isinstance(hashes, list) or not all(isinstance(h, str) for h in hashes):
-                raise InputError(f"{pwhere}.hashes: expected an array of hex strings")
-            checkpoint = None
-            if isinstance(raw_proof, dict) and "checkpoint" in raw_proof:
-                checkpoint = _str_field(raw_proof, "checkpoint", pwhere)
-            proof = Proof(
-                index=_int_field(raw_proof, "logIndex", pwhere),
-                size=_int_field(raw_proof, "treeSize", pwhere),
-                root=_hex(_str_field(raw_proof, "rootHash", pwhere), f"{pwhere}.rootHash"),
-                hashes=tuple(_hex(h, f"{pwhere}.hashes[{i}]") for i, h in enumerate(hashes)),
-                checkpoint=checkpoint,
-            )
+    if v1.tree_index is not None and v1.proof_tree_size is not None and v1.proof_root is not None:
+        proof = Proof(
+            index=v1.tree_index,
+            size=v1.proof_tree_size,
+            root=v1.proof_root,
+            hashes=v1.proof_hashes,
+            checkpoint=v1.checkpoint,
+        )
     return LoadedEntry(
         source="Rekor v1 LogEntry",
-        body=body,
-        uuid=uuid,
-        log_index=log_index,
-        integrated_time=integrated or None,
-        log_id=log_id,
+        body=v1.body,
+        uuid=v1.uuid,
+        log_index=v1.log_index,
+        integrated_time=v1.integrated_time,
+        log_id=bytes.fromhex(v1.log_id),
         kind_version=None,
         proof=proof,
-        signed_entry_timestamp=sig,
+        signed_entry_timestamp=v1.set,
+        v1=v1,
     )
 
 
@@ -256,9 +240,9 @@ def _load_tlog_entry(entry: object, where: str, source: str, notes: tuple[str, .
             _str_field(kv, "kind", f"{where}.kindVersion"),
             _str_field(kv, "version", f"{where}.kindVersion"),
         )
-    integrated = None
+    integrated = 0
     if isinstance(entry, dict) and entry.get("integratedTime") is not None:
-        integrated = _int_field(entry, "integratedTime", where, MAX_UNIX_TIME) or None
+        integrated = _int_field(entry, "integratedTime", where, MAX_UNIX_TIME)
     sig = None
     promise = entry.get("inclusionPromise") if isinstance(entry, dict) else None
     if isinstance(promise, dict) and "signedEntryTimestamp" in promise:
@@ -437,13 +421,15 @@ class Step:
 def _verify(
     loaded: LoadedEntry, log: _KnownLog, extra_checkpoint: str | None
 ) -> tuple[list[Step], bool]:
-    """The checks that apply, and whether something the log signed covers the entry."""
+    """The checks that apply, and whether something the log signed covers the entry. Each
+    check is the one the scanner and the search path make (`check_uuid`,
+    `monitor.core.entry_proof`), its error shown as the step's detail."""
     steps: list[Step] = []
     leaf = leaf_hash(loaded.body)
-    if loaded.uuid is not None:
-        if loaded.uuid.lower()[-64:] == leaf.hex():
-            steps.append(Step("uuid", True, f"the UUID ends in the body's leaf hash {leaf.hex()}"))
-        else:
+    if loaded.v1 is not None:
+        try:
+            check_uuid(loaded.v1, "entry")
+        except EntryMismatch:
             steps.append(
                 Step(
                     "uuid",
@@ -451,15 +437,19 @@ def _verify(
                     f"the UUID {loaded.uuid} does not end in the body's leaf hash {leaf.hex()}",
                 )
             )
+        else:
+            steps.append(Step("uuid", True, f"the UUID ends in the body's leaf hash {leaf.hex()}"))
+    key_id = log.log_id.hex() if log.log_id is not None else ""
+    evidence = loaded.evidence(key_id)
     covered = False
     proof = loaded.proof
-    proof_ok = False
     if proof is None:
         steps.append(Step("inclusion proof", None, "the input carries no inclusion proof"))
     else:
+        proof_ok = False
         try:
-            verify_inclusion(leaf, proof.index, proof.size, proof.hashes, proof.root)
-        except ProofError as e:
+            check_inclusion(evidence)
+        except EntryProofError as e:
             steps.append(Step("inclusion proof", False, str(e)))
         else:
             proof_ok = True
@@ -479,11 +469,11 @@ def _verify(
                 Step("checkpoint", None, "no checkpoint: the proof's root is not signed here")
             )
         for name, text in notes:
-            step = _verify_checkpoint(name, text, proof, log)
+            step = _verify_checkpoint(name, text, evidence, log)
             steps.append(step)
             covered = covered or (step.ok is True and proof_ok)
     if loaded.signed_entry_timestamp is not None:
-        step = _verify_set(loaded, log)
+        step = _verify_set(evidence, log)
         steps.append(step)
         covered = covered or step.ok is True
     else:
@@ -491,27 +481,16 @@ def _verify(
     return steps, covered
 
 
-def _verify_checkpoint(name: str, text: str, proof: Proof, log: _KnownLog) -> Step:
+def _verify_checkpoint(name: str, text: str, evidence: EntryEvidence, log: _KnownLog) -> Step:
+    # The origin is the log's own rule here (any tree of a Rekor v1 log), checked below.
     try:
-        verified = verify_checkpoint(text, [log.verifier])
-    except MonitorError as e:
+        verified = check_proof_checkpoint(evidence, text, [log.verifier], None)
+    except EntryProofError as e:
         return Step(name, False, f"{e}")
     cp = verified.checkpoint
     want = log.origin_ok(cp.origin)
     if want is not None:
         return Step(name, False, f"origin {cp.origin!r} is not the log's: expected {want}")
-    if cp.size != proof.size:
-        return Step(
-            name,
-            False,
-            f"signed tree size {cp.size} differs from the proof's tree size {proof.size}",
-        )
-    if cp.root != proof.root:
-        return Step(
-            name,
-            False,
-            f"signed root {cp.root.hex()} differs from the proof's root {proof.root.hex()}",
-        )
     signers = ", ".join(verified.signers)
     return Step(
         name,
@@ -521,40 +500,28 @@ def _verify_checkpoint(name: str, text: str, proof: Proof, log: _KnownLog) -> St
     )
 
 
-def _verify_set(loaded: LoadedEntry, log: _KnownLog) -> Step:
+def _verify_set(evidence: EntryEvidence, log: _KnownLog) -> Step:
     name = "inclusion promise"
-    sig = loaded.signed_entry_timestamp
-    if sig is None:  # pragma: no cover - callers check
-        return Step(name, None, "absent")
-    if loaded.log_index is None or loaded.integrated_time is None or log.log_id is None:
-        return Step(name, False, "a signed entry timestamp needs the log index, time and log ID")
-    payload = json.dumps(
-        {
-            "body": base64.b64encode(loaded.body).decode(),
-            "integratedTime": loaded.integrated_time,
-            "logID": log.log_id.hex(),
-            "logIndex": loaded.log_index,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-    ).encode()
-    if log.verifier.verify(payload, sig):
+    key = log.verifier
+    if not isinstance(key, EcdsaNoteVerifier):
         return Step(
-            name,
-            True,
-            f"signed entry timestamp verifies with the log's key: index {loaded.log_index}, "
-            f"integrated {_when(loaded.integrated_time)}",
+            name, False, "the log's key signs no entry timestamps (only Rekor v1 ECDSA keys do)"
         )
+    try:
+        verify_set(evidence, key)
+    except EntryProofError as e:
+        return Step(name, False, f"{e}")
+    at = integration_time(evidence.integrated_time)
     return Step(
         name,
-        False,
-        "the signed entry timestamp does not verify with the log's key "
-        "(body, integrated time, log ID or log index altered, or another log's key)",
+        True,
+        f"signed entry timestamp verifies with the log's key: index {evidence.log_index}, "
+        f"integrated {_when(at) if at else 'at no time (0)'}",
     )
 
 
-def _when(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+def _when(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
 
 
 # --- the report -------------------------------------------------------------------------------
@@ -580,13 +547,14 @@ class Report:
     def to_json(self) -> dict[str, object]:
         """A JSON-ready view."""
         loaded = self.loaded
+        at = integration_time(loaded.integrated_time)
         return {
             "input": self.source,
             "log": self.log,
             "log_found_by": self.log_found_by,
             "uuid": loaded.uuid,
             "log_index": loaded.log_index,
-            "integrated_time": _when(loaded.integrated_time) if loaded.integrated_time else None,
+            "integrated_time": _when(at) if at else None,
             "leaf_hash": leaf_hash(loaded.body).hex(),
             "verified": self.verified,
             "failure": self.failure,
@@ -640,8 +608,9 @@ class Report:
             out.append(f"uuid:      {loaded.uuid}")
         if loaded.log_index is not None:
             out.append(f"log index: {loaded.log_index}")
-        if loaded.integrated_time:
-            out.append(f"integrated: {_when(loaded.integrated_time)}")
+        at = integration_time(loaded.integrated_time)
+        if at is not None:
+            out.append(f"integrated: {_when(at)}")
         out.extend(f"note:      {n}" for n in loaded.notes)
         out.append("")
         out.append("verification:")
@@ -839,7 +808,7 @@ def inspect_entry(
         verified = False
         failure = "; ".join(f"{s.name}: {s.detail}" for s in steps if s.ok is False)
 
-    at = datetime.fromtimestamp(loaded.integrated_time, UTC) if loaded.integrated_time else None
+    at = integration_time(loaded.integrated_time)
     trust = log.trust() if log is not None else None
     trust_label = log.trust_label if log is not None else "no log identified"
     report = Report(

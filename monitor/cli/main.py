@@ -318,7 +318,7 @@ def _cmd_evidence_export(args: argparse.Namespace) -> int:
     _require_database(config)
     store = Store.open_readonly(config.monitor.database)
     try:
-        data = export_alert(store, config, args.alert_id)
+        data = export_alert(store, args.alert_id)
     finally:
         store.close()
     sys.stdout.buffer.write(data)
@@ -524,9 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--format", choices=["text", "json"], default="text")
     inspect.set_defaults(func=_cmd_inspect)
 
-    evidence = sub.add_parser(
-        "evidence", help="export or verify portable, offline-checkable evidence of a split view"
-    )
+    evidence_help = "export or verify portable, offline-checkable evidence of a split view"
+    evidence = sub.add_parser("evidence", help=evidence_help, description=evidence_help)
     evidence_sub = evidence.add_subparsers(dest="evidence_command", required=True, metavar="ACTION")
     export = evidence_sub.add_parser(
         "export",
@@ -603,44 +602,36 @@ def build_parser() -> argparse.ArgumentParser:
         "tlog-monitor config example > config.toml. Reads no configuration; exit 0.",
     )
     example.set_defaults(func=_cmd_config_example)
-    _accept_global_options(parser)
+    commands = [sandbox, run, check_all, report, notify_test, inspect, export, verify, demo]
+    for command in [*commands, check, example]:
+        _accept_global_options(command)
     return parser
 
 
-def _accept_global_options(parser: argparse.ArgumentParser) -> None:
-    """Give every command the global options too, so "check --config x" works as typed, and a
-    description to every command that has none. SUPPRESS keeps the value given before the
-    command (or its default) when the option is not repeated after it."""
-    for action in parser._actions:
-        if not isinstance(action, argparse._SubParsersAction):
-            continue
-        helps = {a.dest: a.help for a in action._choices_actions}
-        for name, sub in action.choices.items():
-            if sub.description is None:
-                sub.description = helps.get(name)
-            if any(isinstance(a, argparse._SubParsersAction) for a in sub._actions):
-                _accept_global_options(sub)
-                continue
-            group = sub.add_argument_group("global options (also accepted before the command)")
-            if "--config" not in sub._option_string_actions:
-                group.add_argument(
-                    "--config",
-                    default=argparse.SUPPRESS,
-                    help="path to config.toml (default ./config.toml)",
-                )
-            group.add_argument(
-                "-v",
-                "--verbose",
-                action="store_true",
-                default=argparse.SUPPRESS,
-                help="log debug messages, the libraries' included",
-            )
-            group.add_argument(
-                "--log-format",
-                choices=[f.value for f in LogFormat],
-                default=argparse.SUPPRESS,
-                help="log lines as text or JSON; auto: JSON when stderr is the systemd journal",
-            )
+def _accept_global_options(command: argparse.ArgumentParser) -> None:
+    """Give a command the global options too, so "check --config x" works as typed. SUPPRESS
+    keeps the value given before the command (or its default) when the option is not repeated
+    after it. A command with its own --config (inspect, evidence verify) keeps it."""
+    group = command.add_argument_group("global options (also accepted before the command)")
+    if command.get_default("config") is None:  # SUPPRESS (not None) when it has its own
+        group.add_argument(
+            "--config",
+            default=argparse.SUPPRESS,
+            help="path to config.toml (default ./config.toml)",
+        )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log debug messages, the libraries' included",
+    )
+    group.add_argument(
+        "--log-format",
+        choices=[f.value for f in LogFormat],
+        default=argparse.SUPPRESS,
+        help="log lines as text or JSON; auto: JSON when stderr is the systemd journal",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,7 +14,8 @@ from enum import StrEnum
 from typing import Any
 
 from monitor.core.terminal import printable
-from monitor.store.database import Store, utc_iso
+from monitor.store import reports as queries
+from monitor.store.database import Store
 
 
 class ReportFormat(StrEnum):
@@ -140,18 +141,6 @@ _MAX_UNDER = 600
 """Characters of one under-the-row value; longer ones (a hostile server's error) are cut."""
 
 
-def _filters(log: str | None, since: datetime | None, time_column: str) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    if log is not None:
-        clauses.append("l.name = ?")
-        params.append(log)
-    if since is not None:
-        clauses.append(f"{time_column} >= ?")
-        params.append(utc_iso(since))
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
-
-
 def alerts_report(
     store: Store,
     *,
@@ -164,25 +153,7 @@ def alerts_report(
     """Every alert, newest first, with its delivery progress (and its details, for JSON);
     only alert `alert_id` when given (the command in every notification's footer); only alerts
     of `kind` when given (the command in a digest notification)."""
-    where, params = _filters(log, since, "a.created_at")
-    if alert_id is not None:
-        where += (" AND " if where else " WHERE ") + "a.id = ?"
-        params.append(alert_id)
-    if kind is not None:
-        where += (" AND " if where else " WHERE ") + "a.kind = ?"
-        params.append(kind)
-    # `+d.status` keeps SQLite on the (alert_id, channel) index: on the status index each
-    # alert's count scanned every pending row, minutes for a flood of 100,000 alerts.
-    rows = store.query(
-        "SELECT a.id, a.created_at, a.severity, a.kind, l.name AS log, a.rule, a.summary, "
-        "a.details, "
-        "(SELECT count(*) FROM deliveries d WHERE d.alert_id = a.id AND +d.status = 'delivered') "
-        "AS delivered, "
-        "(SELECT count(*) FROM deliveries d WHERE d.alert_id = a.id AND +d.status = 'pending') "
-        "AS pending "
-        f"FROM alerts a LEFT JOIN logs l ON l.id = a.log_id{where} ORDER BY a.id DESC",
-        params,
-    )
+    rows = queries.alert_rows(store, log=log, since=since, alert_id=alert_id, kind=kind)
     columns = ALERT_COLUMNS + (("details",) if details else ())
     for row in rows:
         row["details"] = json.loads(row["details"])
@@ -193,13 +164,7 @@ def checkpoints_report(
     store: Store, *, log: str | None = None, since: datetime | None = None
 ) -> Report:
     """Every distinct checkpoint seen, per view, newest first."""
-    where, params = _filters(log, since, "c.last_seen")
-    rows = store.query(
-        "SELECT l.name AS log, c.tree_id, c.view, c.origin, c.size, c.root, c.first_seen, "
-        f"c.last_seen, c.cosigners FROM checkpoints c JOIN logs l ON l.id = c.log_id{where} "
-        "ORDER BY c.id DESC",
-        params,
-    )
+    rows = queries.checkpoint_rows(store, log=log, since=since)
     for row in rows:
         row["root"] = row["root"].hex()
         row["cosigners"] = ", ".join(json.loads(row["cosigners"])) or None
@@ -215,22 +180,7 @@ def matches_report(
     details: bool = False,
 ) -> Report:
     """Every entry that matched a watch rule, newest first (with the identity, for JSON)."""
-    where, params = _filters(log, since, "m.created_at")
-    if rule is not None:
-        where += (" AND " if where else " WHERE ") + "m.rule = ?"
-        params.append(rule)
-    # A database the daemon has not migrated yet (reports open it read-only) has no
-    # global_index; there, and on rows from before it, the tree index is the best known.
-    known = {r["name"] for r in store.query("PRAGMA table_info(matches)")}
-    log_index = (
-        "COALESCE(m.global_index, m.log_index)" if "global_index" in known else "m.log_index"
-    )
-    rows = store.query(
-        "SELECT m.id, m.created_at, l.name AS log, m.tree_id, m.log_index AS tree_index, "
-        f"{log_index} AS log_index, m.rule, m.outcome, m.source, m.identity, m.alert_id "
-        f"FROM matches m JOIN logs l ON l.id = m.log_id{where} ORDER BY m.id DESC",
-        params,
-    )
+    rows = queries.match_rows(store, log=log, since=since, rule=rule)
     columns = MATCH_COLUMNS + (("identity",) if details else ())
     for row in rows:
         identity = json.loads(row["identity"])
@@ -245,26 +195,7 @@ def matches_report(
 
 def status_report(store: Store, *, log: str | None = None) -> Report:
     """Per log and tree: verified state and the health of the log's own endpoint."""
-    where, params = _filters(log, None, "")
-    # A database the daemon has not migrated yet (reports open it read-only) has no
-    # search_progress table: its search columns are empty.
-    progress = (
-        "search_progress"
-        if store.query("SELECT 1 FROM sqlite_master WHERE name = 'search_progress'")
-        else "(SELECT NULL AS log_id, NULL AS terms, NULL AS fetched, "
-        "NULL AS requests_last_min, NULL AS requests_per_minute)"
-    )
-    rows = store.query(
-        "SELECT l.name AS log, s.tree_id, s.origin, s.verified_size, s.verified_root, "
-        "s.high_water, s.frozen, s.updated_at, h.last_ok_at, h.error_since, h.last_error, "
-        "p.terms AS search_terms, p.fetched AS search_fetched, p.requests_last_min, "
-        "p.requests_per_minute "
-        "FROM logs l LEFT JOIN log_state s ON s.log_id = l.id "
-        "LEFT JOIN view_health h ON h.log_id = l.id AND h.view = 'primary' "
-        f"LEFT JOIN {progress} p ON p.log_id = l.id"
-        f"{where} ORDER BY l.name, s.frozen, s.updated_at DESC",
-        params,
-    )
+    rows = queries.status_rows(store, log=log)
     for row in rows:
         if row["verified_root"] is not None:
             row["verified_root"] = row["verified_root"].hex()

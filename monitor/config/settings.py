@@ -13,13 +13,13 @@ directory of the config file. Durations are `datetime.timedelta` (see `monitor.c
 Secrets: notify URLs carry tokens. They are never part of a `ConfigError` message, of `repr()` of
 any config object, or of `Config.redacted()` (which shows them through `redact_url`).
 
-Alert routing (`Config.channels_for`): an alert goes to a channel only if the channel's
-`min_severity` admits it (severity >= min_severity). Log-level alerts (split_view, rollback,
-bad_signature, bad_entry, log_stale, log_error) go to every channel that admits them. Watch alerts
-(unexpected_signer, identity_seen) go to the channels the rule lists in `notify`, or to every
-channel when the list is empty, again only those that admit them. A channel that no rule lists
-still receives log-level alerts and the alerts of rules with an empty `notify`. A rule whose
-`notify` lists only channels that would drop all its alerts is a configuration error.
+Alert routing (applied by `monitor.notify.notifier.delivery_targets`): an alert goes to a channel
+only if the channel's `min_severity` admits it (severity >= min_severity). Log-level alerts
+(split_view, rollback, bad_signature, bad_entry, log_stale, log_error) go to every channel that
+admits them. Watch alerts (unexpected_signer, identity_seen) go to the channels the rule lists in
+`notify`, or to every channel when the list is empty, again only those that admit them. A channel
+that no rule lists still receives log-level alerts and the alerts of rules with an empty `notify`. A
+rule whose `notify` lists only channels that would drop all its alerts is a configuration error.
 """
 
 from __future__ import annotations
@@ -43,9 +43,8 @@ from monitor import __version__
 from monitor.core import fields as f
 from monitor.core.durations import format_duration, parse_duration
 from monitor.core.errors import ConfigError
-from monitor.core.search_terms import rule_search_terms
 from monitor.core.severity import Severity
-from monitor.core.watch import WatchRule, compile_rule
+from monitor.core.watch import WatchRule, compile_rule, rule_search_terms
 from monitor.notify.notifier import url_problem
 
 __all__ = [
@@ -319,18 +318,6 @@ class Config:
         """The watch rules that apply to entries of `log_name`."""
         return tuple(rule for rule in self.watches if rule.applies_to(log_name))
 
-    def channels_for(
-        self, severity: Severity, rule: WatchRule | None = None
-    ) -> tuple[NotifyChannel, ...]:
-        """The channels an alert goes to (see the module docstring for the routing rule).
-
-        `rule` is the watch rule that raised the alert, None for log-level alerts.
-        """
-        candidates = self.channels
-        if rule is not None and rule.notify:
-            candidates = tuple(c for c in self.channels if c.name in rule.notify)
-        return tuple(c for c in candidates if c.admits(severity))
-
     def redacted(self) -> dict[str, object]:
         """A JSON-serialisable view of the resolved configuration, safe to print or log.
 
@@ -402,18 +389,8 @@ def _redacted_log(log: LogConfig) -> dict[str, object]:
 
 def _redacted_rule(rule: WatchRule, config: Config) -> dict[str, object]:
     out: dict[str, object] = {"name": rule.name}
-    optional: dict[str, object] = {
-        "issuer": rule.issuer,
-        "san": rule.san,
-        "san_regex": rule.san_regex,
-        "email": rule.email,
-        "cert_fingerprint": rule.cert_fingerprint,
-        "key_fingerprint": rule.key_fingerprint,
-        "artifact_digest": rule.artifact_digest,
-    }
-    out.update({k: v for k, v in optional.items() if v is not None})
-    if rule.extensions:
-        out["extensions"] = {(e.name or e.oid): e.glob for e in rule.extensions}
+    for matcher in rule.matchers:
+        out.update(matcher.config())
     out["any_issuer"] = rule.any_issuer
     out["allowed_signers"] = list(rule.allowed_signers)
     out["search"] = list(rule.search)
@@ -714,7 +691,7 @@ def _warnings(
             for rule in rules
             if rule.applies_to(log.name)
             and not rule.any_issuer
-            and _matches_certificates(rule)
+            and rule.needs_certificate
             and (log.scan or (log.type is LogType.REKOR_V1 and bool(rule_search_terms(rule))))
         ]
         if blind:
@@ -725,13 +702,6 @@ def _warnings(
                 'alert; set fulcio_roots = "<CA bundle.pem>" (or any_issuer = true on the rule)'
             )
     return out
-
-
-def _matches_certificates(rule: WatchRule) -> bool:
-    """Whether a rule can only match signers with a certificate."""
-    return bool(
-        rule.issuer or rule.san_pattern or rule.email or rule.extensions or rule.cert_fingerprint
-    )
 
 
 # --- [monitor] -----------------------------------------------------------------------------

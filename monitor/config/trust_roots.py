@@ -61,6 +61,10 @@ TRUST_ROOT_NAMES: dict[str, str] = {
     "production": "https://tuf-repo-cdn.sigstore.dev",
     "staging": "https://tuf-repo-cdn.sigstage.dev",
 }
+EMBEDDED_ROOTS_PACKAGE = "sigstore._store"
+"""The one private part of a library the monitor relies on: sigstore-python's package data with
+its embedded trusted roots. Its public loaders either go to the network or write into a cache
+directory (see the module docstring); nothing else reads this package."""
 
 # --- trusted roots ----------------------------------------------------------------------------
 
@@ -133,7 +137,7 @@ def _read_trust_root_bytes(trust_root: str) -> tuple[bytes, bytes | None]:
         except OSError as e:
             raise KeyLoadError(f"trust root: could not read {path}: {e}") from e
     try:
-        store = importlib.resources.files("sigstore._store").joinpath(quote(url, safe=""))
+        store = importlib.resources.files(EMBEDDED_ROOTS_PACKAGE).joinpath(quote(url, safe=""))
         root = store.joinpath("trusted_root.json").read_bytes()
     except (ModuleNotFoundError, OSError) as e:
         raise KeyLoadError(

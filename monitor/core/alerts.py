@@ -8,12 +8,15 @@ another signature over the same checkpoint) is alerted once.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypedDict
 
+from monitor.core.evidence import build_split_view
+from monitor.core.note import NoteVerifier
 from monitor.core.severity import Severity
 
 
@@ -143,3 +146,503 @@ def fact_key(kind: AlertKind, *parts: object) -> str:
     if len(text) <= 200:
         return text
     return f"{kind.value}:sha256:{hashlib.sha256(text.encode()).hexdigest()}"
+
+
+# -- one constructor per kind --------------------------------------------------------------------
+#
+# Every alert the monitor raises is built by one of the functions below, so a kind's dedup key,
+# summary and evidence fields (documented in docs/alerts.md; tests/unit/test_alert_kinds.py
+# checks the keys against it) are decided in one place. Details are JSON-ready TypedDicts: the
+# store writes them as they are.
+
+PRIMARY_VIEW = "primary"
+"""The log's own endpoint, as a view."""
+VERIFIED_STATE = "verified state"
+"""Stands for our own verified checkpoint on the first side of a split view."""
+
+
+class SplitViewDetails(TypedDict, total=False):
+    """`split_view` evidence; `evidence` only when the log's key was at hand."""
+
+    tree_id: str
+    reason: str
+    view_a: str
+    note_a: str
+    view_b: str
+    note_b: str
+    sizes: list[int]
+    roots: list[str]
+    proof: list[str] | None
+    evidence: dict[str, Any]
+
+
+class RollbackDetails(TypedDict):
+    """`rollback` evidence."""
+
+    tree_id: str
+    view: str
+    note: str
+    size: int
+    high_water: int
+    high_water_note: str
+    consistent_with_verified: bool | None
+    proof_error: str | None
+
+
+class BadSignatureDetails(TypedDict):
+    """`bad_signature` evidence."""
+
+    view: str
+    tree_id: str
+    note: str
+    error: str
+
+
+class ViewErrorDetails(TypedDict):
+    """`view_error` evidence."""
+
+    view: str
+    reason: str
+    tree_id: str
+    note: str
+    error: str
+
+
+class WitnessQuorumDetails(TypedDict):
+    """`witness_quorum` evidence."""
+
+    view: str
+    size: int
+    root: str
+    note: str
+    quorum: int
+    cosigners: list[str]
+    invalid: list[str]
+
+
+class LogErrorDetails(TypedDict):
+    """`log_error` evidence."""
+
+    view: str
+    error_since: str
+    last_error: str
+
+
+class LogStaleDetails(TypedDict):
+    """`log_stale` evidence."""
+
+    tree_id: str
+    verified_size: int
+    last_growth_at: str
+    note: str
+
+
+class ScanBadEntryDetails(TypedDict):
+    """`bad_entry` evidence from a scan."""
+
+    tree_id: str
+    scan_cursor: int
+    verified_size: int
+    verified_root: str
+    verified_note: str
+    what: str
+
+
+class SearchBadEntryDetails(TypedDict):
+    """`bad_entry` evidence from a search."""
+
+    uuid: str
+    tree_id: str
+    log_index: int
+    found_by: str
+    error: str
+
+
+class MatchDetails(TypedDict):
+    """`unexpected_signer` and `identity_seen` evidence."""
+
+    tree_id: str
+    tree_index: int
+    log_index: int
+    signer_index: int
+    identity: dict[str, object]
+    reasons: list[str]
+
+
+class SkippedDetails(TypedDict):
+    """One skipped signature of an `unreadable_entry`."""
+
+    position: int
+    reason: str
+
+
+class UnreadableDetails(TypedDict):
+    """`unreadable_entry` evidence."""
+
+    tree_id: str
+    tree_index: int
+    log_index: int
+    error: str | None
+    signers_read: int
+    skipped_count: int
+    skipped: list[SkippedDetails]
+
+
+def _alert(
+    kind: AlertKind,
+    parts: tuple[object, ...],
+    summary: str,
+    log_name: str,
+    details: Mapping[str, object],
+    rule: str | None = None,
+) -> Alert:
+    return Alert(kind, fact_key(kind, *parts), summary, log=log_name, rule=rule, details=details)
+
+
+def note_digest(note: str) -> str:
+    """Identifies a note's signed body: v1 re-signs on every request, so signatures vary."""
+    body = note.split("\n\n", 1)[0]
+    return hashlib.sha256(body.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+def split_view_alert(
+    log_name: str,
+    tree_id: str,
+    a: tuple[str, str],
+    b: tuple[str, str],
+    *,
+    sizes: tuple[int, int],
+    roots: tuple[bytes, bytes],
+    proof: Sequence[bytes] | None,
+    reason: str,
+    day: str,
+    verifier: NoteVerifier | None = None,
+) -> Alert:
+    """Two validly signed checkpoints of one tree that cannot both be true.
+
+    `a` and `b` are (view, signed note); `b` is the checkpoint just observed. A forked view goes
+    on serving a growing tree that conflicts at every size, so the fact alerted is "these views
+    disagree about this tree", once per tree, disagreeing views and UTC day (`day`): one alert,
+    and a daily reminder while it lasts, rather than one per poll. The disagreeing views are the
+    non-primary ones involved (the primary only when it contradicts our own verified state), so
+    the same fork is one fact whichever side is observed first. Every conflicting checkpoint
+    stays recorded as evidence. With the log's key (`verifier`), the details carry a portable
+    evidence document (`monitor.core.evidence`) under "evidence".
+    """
+    odd = sorted({v for v, _ in (a, b) if v not in (PRIMARY_VIEW, VERIFIED_STATE)})
+    details: SplitViewDetails = {
+        "tree_id": tree_id,
+        "reason": reason,
+        "view_a": a[0],
+        "note_a": a[1],
+        "view_b": b[0],
+        "note_b": b[1],
+        "sizes": list(sizes),
+        "roots": [r.hex() for r in roots],
+        "proof": None if proof is None else [h.hex() for h in proof],
+    }
+    if verifier is not None:
+        details["evidence"] = build_split_view(
+            log_name=log_name,
+            tree_id=tree_id,
+            verifier=verifier,
+            a=a,
+            b=b,
+            proof=proof,
+            reason=reason,
+        )
+    summary = (
+        f"{log_name}: two validly signed checkpoints cannot both be true "
+        f"(size {sizes[0]} from {a[0]} vs size {sizes[1]} from {b[0]}): {reason}"
+    )
+    return _alert(
+        AlertKind.SPLIT_VIEW,
+        (log_name, tree_id, *(odd or [PRIMARY_VIEW]), day),
+        summary,
+        log_name,
+        details,
+    )
+
+
+def rollback_alert(
+    log_name: str,
+    tree_id: str,
+    view: str,
+    *,
+    note: str,
+    size: int,
+    root: bytes,
+    high_water: int,
+    high_water_note: str,
+    consistent: bool | None,
+    proof_error: str | None = None,
+) -> Alert:
+    """A validly signed checkpoint below the high-water mark; one fact per view, size and root.
+
+    `consistent` is None when no consistency proof could be had (`proof_error` says why).
+    """
+    unproven = "" if consistent is not None else " (the log served no consistency proof)"
+    details: RollbackDetails = {
+        "tree_id": tree_id,
+        "view": view,
+        "note": note,
+        "size": size,
+        "high_water": high_water,
+        "high_water_note": high_water_note,
+        "consistent_with_verified": consistent,
+        "proof_error": proof_error,
+    }
+    summary = (
+        f"{log_name}: {view} served a validly signed checkpoint of size {size}, below the "
+        f"high-water mark {high_water}{unproven}"
+    )
+    return _alert(
+        AlertKind.ROLLBACK, (log_name, tree_id, view, size, root), summary, log_name, details
+    )
+
+
+def bad_signature_alert(log_name: str, view: str, tree_id: str, note: str, error: str) -> Alert:
+    """The log's own endpoint served a checkpoint that does not verify; one fact per signed
+    body (`note_digest`)."""
+    details: BadSignatureDetails = {"view": view, "tree_id": tree_id, "note": note, "error": error}
+    summary = f"{log_name}: checkpoint from {view} failed verification: {error}"
+    return _alert(
+        AlertKind.BAD_SIGNATURE, (log_name, view, note_digest(note)), summary, log_name, details
+    )
+
+
+def view_error_alert(
+    log_name: str, view: str, *, reason: str, tree_id: str, note: str, error: str, day: str
+) -> Alert:
+    """A view other than the log's endpoint served a note that is not the log's checkpoint;
+    one fact per view, `reason` (a few fixed words) and UTC `day`."""
+    details: ViewErrorDetails = {
+        "view": view,
+        "reason": reason,
+        "tree_id": tree_id,
+        "note": note,
+        "error": error,
+    }
+    summary = (
+        f"{log_name}: {view} served a checkpoint that is not the log's ({reason}); "
+        f"ignored, not held against the log: {error}"
+    )
+    return _alert(AlertKind.VIEW_ERROR, (log_name, view, reason, day), summary, log_name, details)
+
+
+def witness_quorum_alert(
+    log_name: str,
+    view: str,
+    *,
+    size: int,
+    root: bytes,
+    note: str,
+    quorum: int,
+    cosigners: Sequence[str],
+    invalid: Sequence[str],
+    day: str,
+) -> Alert:
+    """A cosigned checkpoint that carries fewer valid witness signatures than the quorum.
+
+    One fact per log, view and UTC day: a witness endpoint that stays below quorum serves a new
+    checkpoint every poll, and each is the same news.
+    """
+    details: WitnessQuorumDetails = {
+        "view": view,
+        "size": size,
+        "root": root.hex(),
+        "note": note,
+        "quorum": quorum,
+        "cosigners": list(cosigners),
+        "invalid": list(invalid),
+    }
+    summary = (
+        f"{log_name}: checkpoint of size {size} from {view} carries {len(cosigners)} "
+        f"valid witness signature(s), below the quorum of {quorum}"
+    )
+    return _alert(AlertKind.WITNESS_QUORUM, (log_name, view, day), summary, log_name, details)
+
+
+def log_error_alert(
+    log_name: str, view: str, *, error_since: str, errors: int, last_error: str
+) -> Alert:
+    """A view (or a part of the poll) has failed every poll since `error_since`; one fact per
+    outage."""
+    details: LogErrorDetails = {
+        "view": view,
+        "error_since": error_since,
+        "last_error": last_error,
+    }
+    summary = (
+        f"{log_name}: {view} has failed since {error_since} ({errors} failed polls): {last_error}"
+    )
+    return _alert(AlertKind.LOG_ERROR, (log_name, view, error_since), summary, log_name, details)
+
+
+def log_stale_alert(
+    log_name: str,
+    tree_id: str,
+    *,
+    verified_size: int,
+    last_growth_at: str,
+    note: str,
+    max_stale: timedelta,
+) -> Alert:
+    """The verified size has not grown for `max_stale`; one fact per tree and stuck size."""
+    details: LogStaleDetails = {
+        "tree_id": tree_id,
+        "verified_size": verified_size,
+        "last_growth_at": last_growth_at,
+        "note": note,
+    }
+    summary = (
+        f"{log_name}: no newer verified checkpoint since {last_growth_at} "
+        f"(size {verified_size}, longer than max_stale {max_stale})"
+    )
+    return _alert(
+        AlertKind.LOG_STALE, (log_name, tree_id, verified_size), summary, log_name, details
+    )
+
+
+def scan_bad_entry_alert(
+    log_name: str,
+    tree_id: str,
+    *,
+    scan_cursor: int,
+    verified_size: int,
+    verified_root: bytes,
+    verified_note: str,
+    what: str,
+) -> Alert:
+    """Entries a scan read do not hash into the verified tree; one fact per failing range."""
+    details: ScanBadEntryDetails = {
+        "tree_id": tree_id,
+        "scan_cursor": scan_cursor,
+        "verified_size": verified_size,
+        "verified_root": verified_root.hex(),
+        "verified_note": verified_note,
+        "what": what,
+    }
+    summary = (
+        f"{log_name}: {what} served by the log do not hash into the verified tree "
+        f"of size {verified_size}"
+    )
+    return _alert(
+        AlertKind.BAD_ENTRY,
+        (log_name, tree_id, scan_cursor, verified_size),
+        summary,
+        log_name,
+        details,
+    )
+
+
+def search_bad_entry_alert(
+    log_name: str, uuid: str, tree_id: str, *, log_index: int, found_by: str, error: str
+) -> Alert:
+    """An entry the search index listed does not prove; one fact per leaf (the UUID's last 64
+    hex digits)."""
+    details: SearchBadEntryDetails = {
+        "uuid": uuid,
+        "tree_id": tree_id,
+        "log_index": log_index,
+        "found_by": found_by,
+        "error": error,
+    }
+    summary = (
+        f"{log_name}: entry {uuid} found through the search index does not prove "
+        f"part of the verified log: {error}"
+    )
+    return _alert(
+        AlertKind.BAD_ENTRY, (log_name, "search", uuid[-64:].lower()), summary, log_name, details
+    )
+
+
+@dataclass(frozen=True)
+class SignerSeen:
+    """A watched identity's signer in one entry: what `unexpected_signer` and `identity_seen`
+    say. `tree_index` is the entry's index in its tree (the fact's identity, stable across
+    shards), `log_index` the global one users look entries up by."""
+
+    log_name: str
+    tree_id: str
+    tree_index: int
+    log_index: int
+    rule: str
+    signer_index: int
+    """The signature's position in the entry."""
+    signer: str
+    """Who signed, in a few words for the summary."""
+    identity: Mapping[str, object]
+    reasons: Sequence[str]
+
+    def alert(self, kind: AlertKind, summary: str) -> Alert:
+        """The alert of `kind`: both kinds share their dedup key and evidence."""
+        details: MatchDetails = {
+            "tree_id": self.tree_id,
+            "tree_index": self.tree_index,
+            "log_index": self.log_index,
+            "signer_index": self.signer_index,
+            "identity": dict(self.identity),
+            "reasons": list(self.reasons),
+        }
+        parts = (self.log_name, self.tree_id, self.tree_index, self.rule, self.signer_index)
+        return _alert(kind, parts, summary, self.log_name, details, rule=self.rule)
+
+
+def unexpected_signer_alert(seen: SignerSeen) -> Alert:
+    """A watched identity signed by someone outside `allowed_signers`; one fact per entry, rule
+    and signature."""
+    return seen.alert(
+        AlertKind.UNEXPECTED_SIGNER,
+        f"{seen.log_name}: entry {seen.log_index} matches rule {seen.rule} but was signed by "
+        f"{seen.signer}, which is not an allowed signer",
+    )
+
+
+def identity_seen_alert(seen: SignerSeen) -> Alert:
+    """A watched identity signed (the rule has no `allowed_signers`, or the signer is one);
+    keyed as `unexpected_signer_alert`."""
+    return seen.alert(
+        AlertKind.IDENTITY_SEEN,
+        f"{seen.log_name}: entry {seen.log_index} signed by {seen.signer} (rule {seen.rule})",
+    )
+
+
+def unreadable_entry_alert(
+    log_name: str,
+    tree_id: str,
+    tree_index: int,
+    *,
+    log_index: int,
+    error: str | None,
+    text: str,
+    signers_read: int,
+    skipped: Sequence[tuple[int, str]],
+    skipped_count: int,
+) -> Alert:
+    """An entry the watch rules could not check whole; one fact per entry (its index in its
+    tree). `error` when it could not be read at all, else `skipped` lists (position, reason) of
+    the signatures skipped; `text` is the one-line account for a person."""
+    if error is not None:
+        summary = (
+            f"{log_name}: entry {log_index} could not be read, so no watch rule could check "
+            f"it: {error}"
+        )
+    else:
+        summary = (
+            f"{log_name}: entry {log_index} was read only in part, {skipped_count} "
+            f"signature(s) skipped: {text}"
+        )
+    details: UnreadableDetails = {
+        "tree_id": tree_id,
+        "tree_index": tree_index,
+        "log_index": log_index,
+        "error": error,
+        "signers_read": signers_read,
+        "skipped_count": skipped_count,
+        "skipped": [{"position": p, "reason": r} for p, r in skipped],
+    }
+    summary = summary[:1000]
+    return _alert(
+        AlertKind.UNREADABLE_ENTRY, (log_name, tree_id, tree_index), summary, log_name, details
+    )

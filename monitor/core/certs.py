@@ -274,7 +274,7 @@ def _read_certificate(der: bytes) -> CertificateIdentity:
     not_before = cert.not_valid_before_utc
     not_after = cert.not_valid_after_utc
     serial = cert.serial_number
-    issuer_der, subject_der, spki_der = _tbs_parts(der)
+    issuer_der, subject_der, spki_der = tbs_parts(der)
     issuer_dn = _dn_string(issuer_der, cert, subject=False)
     subject_dn = _dn_string(subject_der, cert, subject=True)
 
@@ -432,7 +432,7 @@ def _der_string(raw: bytes, tags: tuple[int, ...]) -> str | None:
         return None
 
 
-def _tbs_parts(der: bytes) -> tuple[bytes, bytes, bytes]:
+def tbs_parts(der: bytes) -> tuple[bytes, bytes, bytes]:
     """(issuer, subject, subjectPublicKeyInfo) DER elements of a certificate cryptography accepted.
 
     Sliced from the DER rather than re-encoded through cryptography: cheaper, and the SPKI comes

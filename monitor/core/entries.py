@@ -44,7 +44,6 @@ identity that verifiers see.
 
 from __future__ import annotations
 
-import binascii
 import dataclasses
 import hashlib
 import json
@@ -60,6 +59,7 @@ from monitor.core.certs import (
     parse_verifier,
 )
 from monitor.core.errors import ParseError
+from monitor.core.fields import MISSING, JsonReader, json_type, reject_constant, short
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -94,8 +94,6 @@ _NON_X509_FORMATS: Final = frozenset({"pgp", "minisign", "ssh"})
 
 # JSON objects after parsing; values are narrowed with isinstance at each use.
 _Obj = dict[str, object]
-# Tells a missing key from an explicit null in error messages.
-_MISSING: Final = object()
 
 
 class EntryParseError(ParseError):
@@ -172,7 +170,7 @@ def parse_entry(body: bytes | bytearray) -> Entry:
         # records such an entry and goes on. Every decoder below is bounded and its known
         # failures are caught where they arise; this is the backstop for one that raises
         # something undocumented on hostile bytes, so it can never stop a log's scan.
-        raise EntryParseError(f"entry: unreadable ({type(e).__name__}: {_short(e)})") from e
+        raise EntryParseError(f"entry: unreadable ({type(e).__name__}: {short(e)})") from e
 
 
 def _parse_entry(body: bytes | bytearray) -> Entry:
@@ -182,13 +180,13 @@ def _parse_entry(body: bytes | bytearray) -> Entry:
         raise EntryParseError(f"entry: expected at most {MAX_BODY_BYTES} bytes, got {len(body)}")
     try:
         # Decode explicitly: json.loads(bytes) would also accept UTF-16 and UTF-32.
-        doc = json.loads(body.decode("utf-8"), parse_constant=_no_constant)
+        doc = json.loads(body.decode("utf-8"), parse_constant=reject_constant)
     except (ValueError, RecursionError) as e:
         # ValueError covers JSONDecodeError, UnicodeDecodeError and oversized integers;
         # RecursionError deeply nested arrays.
-        raise EntryParseError(f"entry: expected a UTF-8 JSON object, got {_short(e)}") from e
+        raise EntryParseError(f"entry: expected a UTF-8 JSON object, got {short(e)}") from e
     if not isinstance(doc, dict):
-        raise EntryParseError(f"entry: expected a JSON object, got {_json_type(doc)}")
+        raise EntryParseError(f"entry: expected a JSON object, got {json_type(doc)}")
     kind = _str(doc, "kind", "entry")
     version = _str(doc, "apiVersion", "entry")
     parser = _PARSERS.get((kind, version))
@@ -197,9 +195,9 @@ def _parse_entry(body: bytes | bytearray) -> Entry:
             f"entry: expected a kind/apiVersion among {', '.join(SUPPORTED_KINDS)},"
             f" got {kind[:40]!r} {version[:20]!r}"
         )
-    spec = doc.get("spec", _MISSING)
+    spec = doc.get("spec", MISSING)
     if not isinstance(spec, dict):
-        raise EntryParseError(f"{kind} {version}: spec: expected an object, got {_json_type(spec)}")
+        raise EntryParseError(f"{kind} {version}: spec: expected an object, got {json_type(spec)}")
     digest, signers, skipped = parser(spec, f"{kind} {version}: spec")
     return Entry(
         kind=kind,
@@ -367,18 +365,16 @@ def _v2_signer(verifier: _Obj, where: str, seen: dict[bytes, Signer]) -> Signer:
 
 def _signatures(obj: _Obj, where: str) -> list[object]:
     """The ``signatures`` array of ``obj``: not empty; its items are checked one by one."""
-    sigs = obj.get("signatures", _MISSING)
+    sigs = obj.get("signatures", MISSING)
     if not isinstance(sigs, list):
-        raise EntryParseError(f"{where}.signatures: expected an array, got {_json_type(sigs)}")
+        raise EntryParseError(f"{where}.signatures: expected an array, got {json_type(sigs)}")
     if not sigs:
         raise EntryParseError(f"{where}.signatures: expected at least one signature, got none")
     return sigs
 
 
 def _sig_obj(value: object, where: str) -> _Obj:
-    if not isinstance(value, dict):
-        raise EntryParseError(f"{where}: expected an object, got {_json_type(value)}")
-    return value
+    return _JSON.obj(value, where)
 
 
 def _each_signature(
@@ -398,7 +394,7 @@ def _each_signature(
         except Exception as e:  # noqa: BLE001 - turned into this signature's EntryParseError
             # Not expected (see parse_entry's backstop), but whatever one hostile signature
             # makes a decoder raise must not cost its co-signers either.
-            problem = EntryParseError(f"{at}: unreadable ({type(e).__name__}: {_short(e)})")
+            problem = EntryParseError(f"{at}: unreadable ({type(e).__name__}: {short(e)})")
             problem.__cause__ = e
         else:
             placed = signer if signer.position == i else dataclasses.replace(signer, position=i)
@@ -459,55 +455,20 @@ def _v2_digest(h: _Obj, where: str) -> tuple[str, str]:
     return name, digest.hex()
 
 
-# --- typed field access -------------------------------------------------------------------------
+# --- typed field access ------------------------------------------------------------------------
+
+# Messages name the type found, never the value: a body is the log's, and may be anything.
+_JSON: Final = JsonReader(EntryParseError)
 
 
 def _obj(obj: _Obj, key: str, where: str) -> _Obj:
-    value = obj.get(key, _MISSING)
-    if not isinstance(value, dict):
-        raise EntryParseError(f"{where}.{key}: expected an object, got {_json_type(value)}")
-    return value
+    return _JSON.obj(obj.get(key, MISSING), f"{where}.{key}")
 
 
 def _str(obj: _Obj, key: str, where: str) -> str:
-    value = obj.get(key, _MISSING)
-    if not isinstance(value, str):
-        raise EntryParseError(f"{where}.{key}: expected a string, got {_json_type(value)}")
-    return value
+    return _JSON.text(obj.get(key, MISSING), f"{where}.{key}")
 
 
 def _b64_field(obj: _Obj, key: str, where: str) -> bytes:
     """A non-empty standard, padded base64 string field, decoded."""
-    text = _str(obj, key, where)
-    try:
-        raw = binascii.a2b_base64(text, strict_mode=True)
-    except (binascii.Error, ValueError) as e:
-        # ValueError: non-ASCII characters in the string.
-        raise EntryParseError(f"{where}.{key}: expected base64, got {_short(e)}") from e
-    if not raw:
-        raise EntryParseError(f"{where}.{key}: expected non-empty base64, got an empty string")
-    return raw
-
-
-def _json_type(value: object) -> str:
-    if value is _MISSING:
-        return "nothing"
-    return {
-        dict: "an object",
-        list: "an array",
-        str: "a string",
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        type(None): "null",
-    }.get(type(value), type(value).__name__)
-
-
-def _no_constant(name: str) -> object:
-    """json hook: refuse NaN and Infinity, which no Rekor (Go, protojson) body can contain."""
-    raise ValueError(f"non-standard JSON constant {name}")
-
-
-def _short(e: BaseException) -> str:
-    text = str(e)
-    return text if len(text) <= 200 else text[:200] + "..."
+    return _JSON.base64(_str(obj, key, where), f"{where}.{key}", non_empty=True)

@@ -25,6 +25,7 @@ import base64
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from monitor.core.errors import VerificationError
 from monitor.core.merkle import ProofError, leaf_hash, verify_inclusion
@@ -34,13 +35,17 @@ from monitor.core.note import (
     NoteFormatError,
     NoteVerificationError,
     NoteVerifier,
+    VerifiedCheckpoint,
     verify_checkpoint,
 )
 
 __all__ = [
     "EntryEvidence",
     "EntryProofError",
+    "check_inclusion",
+    "check_proof_checkpoint",
     "consistency_sizes",
+    "integration_time",
     "set_message",
     "verify_entry",
     "verify_inclusion_evidence",
@@ -105,44 +110,65 @@ def verify_set(evidence: EntryEvidence, key: EcdsaNoteVerifier) -> None:
         )
 
 
+def check_inclusion(evidence: EntryEvidence) -> None:
+    """Check that the body's leaf hash, at its index within the shard, hashes up to the
+    inclusion proof's root. Raises EntryProofError."""
+    index, size, root = _proof_of(evidence)
+    try:
+        verify_inclusion(leaf_hash(evidence.body), index, size, evidence.proof_hashes, root)
+    except ProofError as e:
+        raise EntryProofError(f"entry {evidence.log_index}: {e}") from e
+
+
+def _proof_of(evidence: EntryEvidence) -> tuple[int, int, bytes]:
+    """The inclusion proof's (tree index, tree size, root); EntryProofError when absent."""
+    if (
+        evidence.tree_index is None
+        or evidence.proof_tree_size is None
+        or evidence.proof_root is None
+    ):
+        raise EntryProofError(f"entry {evidence.log_index}: expected an inclusion proof, got none")
+    return evidence.tree_index, evidence.proof_tree_size, evidence.proof_root
+
+
+def check_proof_checkpoint(
+    evidence: EntryEvidence, note: str, verifiers: Sequence[NoteVerifier], origin: str | None
+) -> VerifiedCheckpoint:
+    """Check that ``note`` is a checkpoint signed by ``verifiers`` (with ``origin``, unless
+    None) whose size and root are the inclusion proof's. Raises EntryProofError."""
+    where = f"entry {evidence.log_index}"
+    try:
+        verified = verify_checkpoint(note, verifiers, origin)
+    except (NoteVerificationError, NoteFormatError) as e:
+        raise EntryProofError(f"{where}: the inclusion proof's checkpoint: {e}") from e
+    cp = verified.checkpoint
+    if (cp.size, cp.root) != (evidence.proof_tree_size, evidence.proof_root):
+        got_root = evidence.proof_root.hex() if evidence.proof_root is not None else None
+        raise EntryProofError(
+            f"{where}: expected the inclusion proof's treeSize and rootHash to be its signed "
+            f"checkpoint's ({cp.size}, {cp.root.hex()}), got "
+            f"({evidence.proof_tree_size}, {got_root})"
+        )
+    return verified
+
+
 def verify_inclusion_evidence(
     evidence: EntryEvidence, verifiers: Sequence[NoteVerifier], origin: str | None
 ) -> Checkpoint:
     """Check the inclusion proof against the signed checkpoint served with it.
 
     The checkpoint must verify with ``verifiers`` and carry ``origin``; its size and root must
-    be the proof's. Returns the verified checkpoint, which the caller must still prove
+    be the proof's (``check_proof_checkpoint``), and the body must hash up to that root
+    (``check_inclusion``). Returns the verified checkpoint, which the caller must still prove
     consistent with its verified state. Raises EntryProofError.
     """
-    where = f"entry {evidence.log_index}"
-    if (
-        evidence.tree_index is None
-        or evidence.proof_tree_size is None
-        or evidence.proof_root is None
-    ):
-        raise EntryProofError(f"{where}: expected an inclusion proof, got none")
+    _proof_of(evidence)
     if evidence.checkpoint is None:
-        raise EntryProofError(f"{where}: expected a signed checkpoint with the inclusion proof")
-    try:
-        cp = verify_checkpoint(evidence.checkpoint, verifiers, origin).checkpoint
-    except (NoteVerificationError, NoteFormatError) as e:
-        raise EntryProofError(f"{where}: the inclusion proof's checkpoint: {e}") from e
-    if (cp.size, cp.root) != (evidence.proof_tree_size, evidence.proof_root):
         raise EntryProofError(
-            f"{where}: expected the inclusion proof's treeSize and rootHash to be its signed "
-            f"checkpoint's ({cp.size}, {cp.root.hex()}), got "
-            f"({evidence.proof_tree_size}, {evidence.proof_root.hex()})"
+            f"entry {evidence.log_index}: expected a signed checkpoint with the inclusion proof"
         )
-    try:
-        verify_inclusion(
-            leaf_hash(evidence.body),
-            evidence.tree_index,
-            cp.size,
-            evidence.proof_hashes,
-            cp.root,
-        )
-    except ProofError as e:
-        raise EntryProofError(f"{where}: {e}") from e
+    cp = check_proof_checkpoint(evidence, evidence.checkpoint, verifiers, origin).checkpoint
+    check_inclusion(evidence)
     return cp
 
 
@@ -155,6 +181,16 @@ def verify_entry(
     """``verify_set`` then ``verify_inclusion_evidence``; returns the proof's checkpoint."""
     verify_set(evidence, key)
     return verify_inclusion_evidence(evidence, verifiers, origin)
+
+
+def integration_time(seconds: int) -> datetime | None:
+    """The time a log says it integrated an entry, or None for 0.
+
+    0 is "no time": what protobuf JSON leaves out and Rekor v2 entries carry. It is still the
+    value a SET signs, but never a time: an entry without one is not in the past (the search
+    path alerts on it) and a certificate is not checked against 1970.
+    """
+    return datetime.fromtimestamp(seconds, UTC) if seconds else None
 
 
 def consistency_sizes(proof_size: int, verified_size: int) -> tuple[int, int] | None:

@@ -40,6 +40,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 
 from monitor.core.errors import MonitorError, ParseError, VerificationError
+from monitor.core.fields import MISSING, JsonReader, reject_constant
 from monitor.core.keys import verifier_from_der
 from monitor.core.merkle import ProofError, verify_consistency
 from monitor.core.note import (
@@ -178,10 +179,6 @@ def dump(document: Mapping[str, Any]) -> bytes:
     return _canonical(document)
 
 
-def _reject_constant(name: str) -> object:
-    raise ValueError(f"non-standard JSON constant {name}")
-
-
 def _too_deep(value: object, limit: int) -> bool:
     """Whether `value` nests containers deeper than `limit`; iterative, so any depth is safe."""
     stack: list[tuple[object, int]] = [(value, 1)]
@@ -207,7 +204,7 @@ def _parse(data: bytes) -> dict[str, Any]:
             "got more"
         )
     try:
-        doc = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+        doc = json.loads(data.decode("utf-8"), parse_constant=reject_constant)
     except RecursionError as e:
         # The C parser stops at the interpreter's recursion limit; anything that deep is an
         # attack on the parser, not a document.
@@ -229,11 +226,8 @@ def _parse(data: bytes) -> dict[str, Any]:
     return doc
 
 
-def _field(doc: Mapping[str, Any], key: str, kind: type, where: str = "evidence") -> Any:
-    value = doc.get(key)
-    if not isinstance(value, kind):
-        raise EvidenceInvalid(f"{where}: expected {key!r} to be a {kind.__name__}")
-    return value
+# A document that parses but does not hold together is invalid (exit 1), not unreadable.
+_JSON = JsonReader(EvidenceInvalid)
 
 
 def _verify_note(note: object, verifier: NoteVerifier, which: str) -> VerifiedCheckpoint:
@@ -278,15 +272,18 @@ def verify(data: bytes, known: Sequence[KnownKey] = (), *, any_key: bool = False
             f"evidence: expected version {VERSION} and kind 'split_view', "
             f"got version {doc.get('version')!r} and kind {doc.get('kind')!r}"
         )
-    log = _field(doc, "log", dict)
-    key = _field(log, "key", dict, "evidence.log")
-    name, spki = _field(key, "name", str, "log.key"), _field(key, "spki", str, "log.key")
+    log = _JSON.obj(doc.get("log", MISSING), "evidence.log")
+    key = _JSON.obj(log.get("key", MISSING), "evidence.log.key")
+    name = _JSON.text(key.get("name", MISSING), "evidence.log.key.name")
+    spki = _JSON.text(key.get("spki", MISSING), "evidence.log.key.spki")
     try:
         der = base64.b64decode(spki, validate=True)
         verifier = verifier_from_der(name, der)
     except (binascii.Error, ValueError, MonitorError) as e:
         raise EvidenceInvalid(f"evidence: the log's key does not load: {e}") from e
-    notes = _field(doc, "notes", list)
+    notes = doc.get("notes", MISSING)
+    if not isinstance(notes, list):
+        raise _JSON.fail("evidence.notes", "an array", notes)
     if len(notes) != 2:
         raise EvidenceInvalid(f"evidence: expected 2 notes, got {len(notes)}")
     a, b = (_verify_note(n, verifier, w) for n, w in zip(notes, "ab", strict=True))

@@ -1,5 +1,10 @@
-"""Typed readers over parsed TOML tables, shared by `monitor.config.settings` and
-`monitor.core.watch`.
+"""Typed readers over parsed values: the one place that checks a field's type and range.
+
+Two families. The TOML readers (`as_str`, `as_int`, `opt_str_list`, ...) serve
+`monitor.config.settings` and `monitor.core.watch`. `JsonReader` serves every JSON document
+read from a log, a peer or a file (Rekor v1 answers, entry bodies, `inspect` input, evidence
+documents), each with its own error class.
+
 
 Every reader raises `ConfigError` with a message that starts with the location of the value,
 e.g. `config.toml: log[2].interval: expected ..., got ...`. `where` is always the location of the
@@ -10,14 +15,16 @@ is not echoed.
 
 from __future__ import annotations
 
+import binascii
 import difflib
 import json
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Final
 
-from monitor.core.errors import ConfigError
+from monitor.core.errors import ConfigError, MonitorError
 
 MAX_INT64: Final = (1 << 63) - 1
 """The largest integer SQLite stores (and Rekor's and Go's int64 sizes, indexes and tree IDs
@@ -35,23 +42,36 @@ _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _MAX_ECHO = 120
 
 
+_TOML_TYPES: Final[tuple[tuple[type | tuple[type, ...], str], ...]] = (
+    (bool, "a boolean"),  # before int: a bool is an int
+    (int, "an integer"),
+    (float, "a float"),
+    (str, "a string"),
+    (list, "an array"),
+    (dict, "a table"),
+    ((datetime, date, time), "a date/time"),
+)
+_JSON_TYPES: Final[tuple[tuple[type | tuple[type, ...], str], ...]] = (
+    (type(None), "null"),
+    (bool, "a boolean"),
+    (int, "an integer"),
+    (float, "a number"),
+    (str, "a string"),
+    (list, "an array"),
+    (dict, "an object"),
+)
+
+
+def _type_name(value: object, names: tuple[tuple[type | tuple[type, ...], str], ...]) -> str:
+    for kind, name in names:
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
+
+
 def toml_type(value: object) -> str:
     """The TOML name of a parsed value's type, for messages."""
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a float"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, datetime | date | time):
-        return "a date/time"
-    return type(value).__name__
+    return _type_name(value, _TOML_TYPES)
 
 
 def echo(value: str) -> str:
@@ -197,3 +217,120 @@ def as_name(value: object, where: str) -> str:
             f'digit (e.g. "rekor", "release-signing"), got {echo(text)}',
         )
     return text
+
+
+# --- JSON ---------------------------------------------------------------------------------------
+
+
+class _Missing:
+    """The value of an absent key, so that messages can say "got nothing"."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+"""What `JsonReader.get` returns for an absent key."""
+
+_HEX_HASH = re.compile(r"[0-9a-fA-F]{64}")
+_DECIMAL = re.compile(r"[0-9]{1,20}")
+
+
+def json_type(value: object) -> str:
+    """The JSON name of a parsed value's type, for messages; "nothing" for `MISSING`."""
+    return "nothing" if value is MISSING else _type_name(value, _JSON_TYPES)
+
+
+def reject_constant(name: str) -> object:
+    """`json.loads` hook: refuse NaN and Infinity, which no Go or protobuf JSON contains."""
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+@dataclass(frozen=True)
+class JsonReader:
+    """Typed reads of parsed JSON; every failure is ``error("<where>: expected ..., got ...")``.
+
+    ``show`` quotes a string value for a message (e.g. a shortened excerpt); without it,
+    messages name only the type found, never the value.
+    """
+
+    error: Callable[[str], MonitorError]
+    show: Callable[[str], str] | None = None
+
+    def fail(self, where: str, expected: str, value: object) -> MonitorError:
+        """The error for `value` at `where` not being `expected`."""
+        got = json_type(value)
+        if isinstance(value, str) and self.show is not None:
+            got += f" {self.show(value)}"
+        elif isinstance(value, int) and not isinstance(value, bool) and self.show is not None:
+            got += f" {value}"
+        return self.error(f"{where}: expected {expected}, got {got}")
+
+    def obj(self, value: object, where: str) -> dict[str, object]:
+        """`value` as a JSON object."""
+        if not isinstance(value, dict):
+            raise self.fail(where, "an object", value)
+        return value
+
+    def field(self, obj: Mapping[str, object], key: str, where: str) -> object:
+        """The value of a required key of `obj` (the object at `where`)."""
+        if key not in obj:
+            raise self.error(f"{where}: expected a field {key!r}, got none")
+        return obj[key]
+
+    def text(self, value: object, where: str) -> str:
+        """`value` as a string."""
+        if not isinstance(value, str):
+            raise self.fail(where, "a string", value)
+        return value
+
+    def integer(
+        self, value: object, where: str, *, lo: int = 0, hi: int = MAX_INT64, decimal: bool = False
+    ) -> int:
+        """`value` as an integer in [lo, hi]: by default what SQLite and Go's int64 hold.
+
+        With `decimal`, a string of decimal digits is read too (protobuf JSON writes int64 so).
+        Booleans and floats are not integers.
+        """
+        upper = "2^63 - 1" if hi == MAX_INT64 else str(hi)
+        expected = f"an integer from {lo} to {upper}"
+        number = value
+        if decimal and isinstance(value, str) and _DECIMAL.fullmatch(value):
+            number = int(value)
+        if isinstance(number, bool) or not isinstance(number, int) or not lo <= number <= hi:
+            raise self.fail(where, expected, value)
+        return number
+
+    def base64(self, value: object, where: str, *, non_empty: bool = False) -> bytes:
+        """`value` as standard, padded base64, decoded (strictly: no stray characters)."""
+        if not isinstance(value, str):
+            raise self.fail(where, "a base64 string", value)
+        try:
+            raw = binascii.a2b_base64(value, strict_mode=True)
+        except (binascii.Error, ValueError) as e:
+            # ValueError: non-ASCII characters. Without `show`, the decoder's reason stands in
+            # for the value, which is not echoed.
+            if self.show is None:
+                raise self.error(f"{where}: expected a base64 string, got {short(e)}") from e
+            raise self.fail(where, "a base64 string", value) from e
+        if non_empty and not raw:
+            raise self.error(f"{where}: expected non-empty base64, got an empty string")
+        return raw
+
+    def hex_hash(self, value: object, where: str) -> bytes:
+        """`value` as a SHA-256 hash in 64 hex digits."""
+        if not isinstance(value, str) or not _HEX_HASH.fullmatch(value):
+            raise self.fail(where, "a 32-byte hash as 64 hex digits", value)
+        return bytes.fromhex(value)
+
+    def hex_hashes(self, value: object, where: str) -> tuple[bytes, ...]:
+        """`value` as an array of hashes in hex (`hex_hash`)."""
+        if not isinstance(value, list):
+            raise self.fail(where, "an array of hex hashes", value)
+        return tuple(self.hex_hash(h, f"{where}[{i}]") for i, h in enumerate(value))
+
+
+def short(e: BaseException) -> str:
+    """An exception's message for another message, cut at 200 characters."""
+    text = str(e)
+    return text if len(text) <= 200 else text[:200] + "..."

@@ -941,14 +941,12 @@ class Notifier:
         """
         timeout = self._send_timeout if send_timeout is None else send_timeout
         async with self._lock:
-            store = self._store.store
             now = self._clock()
             # A pause further ahead than the backoff cap was set before the clock went back:
             # it ends now, as such a row's retry does (`Store.due_deliveries`).
             cap = now + self._backoff.cap
             self._paused = {t: until for t, until in self._paused.items() if now < until <= cap}
-            groups = await self._store.call(
-                store.due_groups,
+            groups = await self._store.outbox.due_groups(
                 now,
                 limit,
                 latest=now + self._backoff.cap,
@@ -1005,17 +1003,11 @@ class Notifier:
                 if route is None:
                     failed += await self._failed(item, self._unrouted(target))
                     continue
-                store = self._store.store
                 if isinstance(item, DueGroup):
                     message = render_digest(item, self._max_body, origin=self._origin)
-                    await asyncio.shield(
-                        self._store.call(store.mark_group_sending, item, self._clock())
-                    )
                 else:
                     message = render_message(item, self._max_body, origin=self._origin)
-                    await asyncio.shield(
-                        self._store.call(store.mark_sending, item.id, self._clock())
-                    )
+                await asyncio.shield(self._store.outbox.mark_sending(item, self._clock()))
                 outcome = await _send(route.url, message, notify_type(item.severity), timeout)
                 if outcome.ok:
                     delivered += await self._delivered(item)
@@ -1043,11 +1035,8 @@ class Notifier:
     async def _delivered(self, item: Delivery | DueGroup) -> int:
         """Record a successful send; returns how many deliveries it ended."""
         # Shielded: once the receiver has the message, a cancelled round must still record it.
-        store = self._store.store
+        count = await asyncio.shield(self._store.outbox.mark_delivered(item, self._clock()))
         if isinstance(item, DueGroup):
-            count = await asyncio.shield(
-                self._store.call(store.mark_group_delivered, item, self._clock())
-            )
             first = item.deliveries[0].alert_id if item.deliveries else 0
             log.info(
                 "%d %s alerts (oldest #%d) delivered to %s in one digest",
@@ -1057,9 +1046,8 @@ class Notifier:
                 item.channel,
             )
             return count
-        await asyncio.shield(self._store.call(store.mark_delivered, item.id, self._clock()))
         log.info("alert #%d delivered to %s", item.alert_id, item.channel)
-        return 1
+        return count
 
     async def _failed(
         self,
@@ -1073,7 +1061,6 @@ class Notifier:
         is skipped until then. Returns how many deliveries it covered."""
         # `error` is built from the target name and redacted reasons; redacting it again could
         # blank a channel name that happens to equal a URL component.
-        store = self._store.store
         if isinstance(item, DueGroup):
             attempts = max((d.attempts for d in item.deliveries), default=0)
         else:
@@ -1081,18 +1068,12 @@ class Notifier:
         next_try = self._clock() + self._backoff.delay(attempts, self._rng)
         if pause is not None:
             self._paused[pause] = next_try
+        count = await asyncio.shield(
+            self._store.outbox.mark_failed(item, error, next_try, maybe_sent=maybe_sent)
+        )
         if isinstance(item, DueGroup):
-            count = await asyncio.shield(
-                self._store.call(
-                    store.mark_group_failed, item, error, next_try, maybe_sent=maybe_sent
-                )
-            )
             what = f"{count} {item.kind} alerts (one digest)"
         else:
-            await asyncio.shield(
-                self._store.call(store.mark_failed, item.id, error, next_try, maybe_sent=maybe_sent)
-            )
-            count = 1
             what = f"alert #{item.alert_id}"
         log.warning(
             "%s not delivered (attempt %d): %s; next try at %s",

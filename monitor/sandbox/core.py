@@ -223,8 +223,11 @@ class SandboxCore:
         v1_name: str | None = None,
         tiles_origin: str | None = None,
         workers: int | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.state_dir = Path(state_dir)
+        self.clock = clock
+        """Seconds since the epoch: the integratedTime of appended entries (tests inject one)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.lock = threading.RLock()
         self._append_lock = threading.Lock()
@@ -449,7 +452,7 @@ class SandboxCore:
         kind = BodyKind.V1 if mb.log is LogName.V1 else BodyKind.V2
         signer = self.ca.signer(identity)
         for chunk in self.factory.bodies(kind, signer, fork.missing):
-            fork.append(chunk, int(time.time()))
+            fork.append(chunk, int(self.clock()))
 
     def before_request(
         self, name: LogName, view: str | None, endpoint: str
@@ -811,7 +814,7 @@ class SandboxCore:
                 target = self._log(name)
                 first = target.size + (self.v1_offset(self.active) if name is LogName.V1 else 0)
             for chunk in self.factory.bodies(kind, signer, count):
-                when = int(time.time())
+                when = int(self.clock())
                 with self.lock:
                     target.append(chunk, when)
                     for mb in self.misbehaviours:

@@ -27,9 +27,9 @@ import logging
 import signal
 import socket
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
@@ -252,9 +252,10 @@ class Sandbox:
         v1_name: str | None = None,
         tiles_origin: str | None = None,
         workers: int | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.core = SandboxCore(
-            state_dir, v1_name=v1_name, tiles_origin=tiles_origin, workers=workers
+            state_dir, v1_name=v1_name, tiles_origin=tiles_origin, workers=workers, clock=clock
         )
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -289,12 +290,7 @@ class Sandbox:
             await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *_: object) -> None:
         await self.stop()
 
     # --- URLs and keys ---

@@ -1,4 +1,5 @@
-"""The daemon: one job per log, a delivery job and a health job, on an asyncio scheduler.
+"""The daemon: one job per log, a delivery job and a systemd watchdog job, on an asyncio
+scheduler.
 
     config ──> Monitor ──> LogMonitor (engine) per log ──> views (clients) ──> logs
                   │                 └──> AsyncStore (one writer thread) <──┐
@@ -11,6 +12,7 @@ configuration on SIGHUP, and speaks the systemd notify protocol (READY, WATCHDOG
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -18,20 +20,20 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import ParamSpec, Protocol, TypeVar
 
 import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor.config.settings import Config, LogConfig, ViewKind, load_config
-from monitor.core.alerts import Alert
+from monitor.core.alerts import PRIMARY_VIEW, Alert
 from monitor.core.errors import ConfigError, MonitorError
 from monitor.core.severity import Severity
 from monitor.core.watch import Matcher
 from monitor.core.witness import parse_witness_vkey
 from monitor.logs.http import RequestBudget
 from monitor.notify.notifier import DeliveryRound, MessageOrigin, Notifier, delivery_targets
-from monitor.service.engine import PRIMARY_VIEW, CheckpointSource, LogMonitor, LogSpec, PollResult
+from monitor.service.engine import CheckpointSource, LogMonitor, LogSpec, PollResult
 from monitor.service.httpd import HttpServer
 from monitor.service.index_search import Searcher, searcher_for
 from monitor.service.metrics import PollStats, classify_poll
@@ -93,6 +95,7 @@ class CheckOutcome:
 
 
 _Part = TypeVar("_Part", bound=_PartResult)
+_P = ParamSpec("_P")
 
 
 def view_name(index: int, url: str) -> str:
@@ -162,8 +165,8 @@ class Monitor:
                     sources[name] = checkpoint_source(cfg, view.url, self.session, policy, budget)
                 if view.kind is ViewKind.WITNESS:
                     cosigned.append(name)
-            log_id = await self.store.call(
-                self.store.store.ensure_log, cfg.name, cfg.type.value, cfg.url, self.clock()
+            log_id = await self.store.state.ensure_log(
+                cfg.name, cfg.type.value, cfg.url, self.clock()
             )
             logs[cfg.name] = LogMonitor(
                 spec,
@@ -307,14 +310,14 @@ class Monitor:
             raise store_error
         outcome.scanned = self.entries_read - read_before
         for name in names:
-            states = await self.store.call(self.store.store.log_states, self.logs[name].log_id)
+            states = await self.store.state.log_states(self.logs[name].log_id)
             # A Rekor v1 log's size is its active shard's; frozen shards stay in report status.
             active = [s.verified_size for s in states if not s.frozen]
             every = [s.verified_size for s in states]
             outcome.sizes[name] = max(active or every) if every else None
         delivered = await self.deliver()
         outcome.delivered = delivered.delivered
-        outcome.undelivered = await self.store.call(self.store.store.pending_count)
+        outcome.undelivered = await self.store.outbox.pending_count()
         return outcome
 
 
@@ -341,11 +344,10 @@ async def check_once(config: Config) -> CheckOutcome:
     """`tlog-monitor check`: one pass of every job, recorded as a run."""
     async with open_monitor(config) as monitor:
         store = monitor.store
-        run_id = await store.call(store.store.start_run, "check", utcnow())
+        run_id = await store.reports.start_run("check", utcnow())
         outcome = await monitor.check()
         result = "alert" if outcome.urgent else ("error" if outcome.errors else "clean")
-        await store.call(
-            store.store.finish_run,
+        await store.reports.finish_run(
             run_id,
             result,
             {"alerts": [i for i, _ in outcome.alerts], "errors": outcome.errors},
@@ -397,12 +399,13 @@ class Daemon:
 
     async def _serve(self, config: Config) -> None:
         async with open_monitor(config, stats=self.stats) as monitor:
-            run_id = await monitor.store.call(monitor.store.store.start_run, "run", utcnow())
+            run_id = await monitor.store.reports.start_run("run", utcnow())
             scheduler = AsyncIOScheduler(timezone=UTC)
+            jobs = RunningJobs()
             for cfg in config.logs:
                 interval = cfg.interval.total_seconds()
                 scheduler.add_job(
-                    monitor.poll_and_alert,
+                    jobs.track(monitor.poll_and_alert),
                     "interval",
                     args=[cfg.name],
                     id=f"poll:{cfg.name}",
@@ -414,7 +417,7 @@ class Daemon:
                     next_run_time=utcnow(),
                 )
             scheduler.add_job(
-                monitor.deliver,
+                jobs.track(monitor.deliver),
                 "interval",
                 id="deliver",
                 seconds=DELIVERY_INTERVAL_S,
@@ -453,14 +456,13 @@ class Daemon:
                 # No new jobs; running polls and deliveries finish (or are abandoned, each
                 # committing or rolling back as a whole) before the store and session close.
                 scheduler.pause()
-                await _drain(scheduler)
+                await jobs.drain()
                 scheduler.shutdown(wait=False)
                 if httpd is not None:
                     await httpd.stop()
                 if self._stop.is_set():
                     await _last_delivery_round(monitor)
-                await monitor.store.call(
-                    monitor.store.store.finish_run,
+                await monitor.store.reports.finish_run(
                     run_id,
                     "reload" if self._reload.is_set() else "stopped",
                     {"stopped_at": utc_iso(utcnow())},
@@ -468,21 +470,48 @@ class Daemon:
                 )
 
 
-async def _drain(scheduler: AsyncIOScheduler, timeout: float = DRAIN_TIMEOUT_S) -> None:
-    """Wait up to `timeout` for the jobs APScheduler started (its asyncio executor keeps them
-    as futures), then cancel the rest and wait until they have unwound, so none of them runs
-    on after the store and HTTP session close. A cancelled poll loses only its own unfinished
-    transaction: the store's writer thread commits or rolls back each one whole."""
-    executor = scheduler._executors.get("default")
-    pending = set(getattr(executor, "_pending_futures", ()))
-    if not pending:
-        return
-    _, late = await asyncio.wait(pending, timeout=timeout)
-    if late:
-        log.warning("stopping: abandoning %d job(s) still running after %gs", len(late), timeout)
-        for future in late:
-            future.cancel()
-        await asyncio.wait(late)
+class RunningJobs:
+    """The daemon's own record of its running jobs, so a stop can wait for them.
+
+    APScheduler has no public way to wait for the jobs it started, so each job is wrapped: the
+    wrapper registers the asyncio task it runs in for as long as it runs.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[object]] = set()
+
+    def track(self, job: Callable[_P, Awaitable[object]]) -> Callable[_P, Awaitable[None]]:
+        """`job` as a coroutine function whose runs `drain` waits for."""
+
+        @functools.wraps(job)
+        async def tracked(*args: _P.args, **kwargs: _P.kwargs) -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                self._tasks.add(task)
+            try:
+                await job(*args, **kwargs)
+            finally:
+                if task is not None:
+                    self._tasks.discard(task)
+
+        return tracked
+
+    async def drain(self, timeout: float = DRAIN_TIMEOUT_S) -> None:
+        """Wait up to `timeout` for the running jobs, then cancel the rest and wait until they
+        have unwound, so none of them runs on after the store and HTTP session close. A
+        cancelled poll loses only its own unfinished transaction: the store's writer thread
+        commits or rolls back each one whole."""
+        pending = set(self._tasks)
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=timeout)
+        if late:
+            log.warning(
+                "stopping: abandoning %d job(s) still running after %gs", len(late), timeout
+            )
+            for task in late:
+                task.cancel()
+            await asyncio.wait(late)
 
 
 async def _last_delivery_round(monitor: Monitor) -> None:

@@ -155,7 +155,7 @@ async def checkpoints(request: web.Request) -> web.StreamResponse:
     if name not in ctx.log_names:
         # Only configured names reach the database; the name is echoed only once known safe.
         return _text("unknown log\n", 404)
-    found = await ctx.store.call(ctx.store.store.latest_checkpoint, name)
+    found = await ctx.store.state.latest_checkpoint(name)
     if found is None:
         return _text(f"no verified checkpoint of {name} yet\n", 404)
     note, lines = found
@@ -173,7 +173,7 @@ async def readyz(request: web.Request) -> web.StreamResponse:
     is an alert (log_error) and a metric, and restarting the monitor would not help."""
     ctx = request.app[ENDPOINT]
     try:
-        await ctx.store.call(ctx.store.store.query, "SELECT 1")
+        await ctx.store.reports.ping()
     except (StoreError, sqlite3.Error, RuntimeError) as e:  # RuntimeError: the store is closing
         return _text(f"not ready: database: {type(e).__name__}\n", 503)
     waiting = sorted(ctx.log_names - ctx.stats.polled())

@@ -31,24 +31,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from monitor.config.settings import Config, LogConfig, LogType
-from monitor.core.alerts import Alert, AlertKind, fact_key
+from monitor.core.alerts import PRIMARY_VIEW, Alert, search_bad_entry_alert
+from monitor.core.decide import LogState
 from monitor.core.entry_proof import (
-    EntryEvidence,
     EntryProofError,
     consistency_sizes,
+    integration_time,
     verify_entry,
 )
 from monitor.core.errors import ConfigError, NetworkError, ParseError, VerificationError
 from monitor.core.merkle import ProofError, verify_consistency
 from monitor.core.note import Checkpoint, EcdsaNoteVerifier, verify_checkpoint
-from monitor.core.search_terms import SearchTerm, search_terms
-from monitor.core.watch import Matcher
+from monitor.core.watch import Matcher, SearchTerm, search_terms
 from monitor.logs.http import RequestBudget
 from monitor.logs.rekor_v1.client import RETRIEVE_BATCH, EntryMismatch, V1Entry
-from monitor.service.engine import ENTRY_PROOF_VIEW, PRIMARY_VIEW, Head, LogMonitor, LogSpec
+from monitor.service.engine import ENTRY_PROOF_VIEW, Head, LogMonitor, LogSpec
 from monitor.service.scanner import (
     FoundMatch,
     examine_entry,
@@ -57,7 +57,7 @@ from monitor.service.scanner import (
     unreadable_alert,
 )
 from monitor.service.wiring import RekorV1Source, trust_for_log
-from monitor.store.database import AsyncStore, LogState, Store, parse_utc
+from monitor.store.database import AsyncStore, Store, parse_utc
 
 log = logging.getLogger(__name__)
 
@@ -90,22 +90,6 @@ class _Outcome:
     found: list[FoundMatch] = field(default_factory=list)
     alert: Alert | None = None
     error: str | None = None
-
-
-def evidence(entry: V1Entry) -> EntryEvidence:
-    """The evidence the log served with an entry, for `monitor.core.entry_proof`."""
-    return EntryEvidence(
-        body=entry.body,
-        log_index=entry.log_index,
-        integrated_time=entry.integrated_time,
-        log_id=entry.log_id,
-        signed_entry_timestamp=entry.set,
-        tree_index=entry.tree_index,
-        proof_tree_size=entry.proof_tree_size,
-        proof_root=entry.proof_root,
-        proof_hashes=entry.proof_hashes,
-        checkpoint=entry.checkpoint,
-    )
 
 
 def log_key(spec: LogSpec) -> EcdsaNoteVerifier:
@@ -187,12 +171,11 @@ class Searcher:
         """One round over every term; network and parse failures end a term's lookup (or the
         round, for network failures) and are reported, never mark an entry seen."""
         result = SearchResult()
-        store = self.store.store
-        states = {s.tree_id: s for s in await self.store.call(store.log_states, self.log_id)}
+        states = {s.tree_id: s for s in await self.store.state.log_states(self.log_id)}
         if not states:
             return result  # nothing verified yet to prove entries against
-        baselines = await self.store.call(
-            store.search_baselines, self.log_id, [t.key for t in self.terms], self.clock()
+        baselines = await self.store.scan.search_baselines(
+            self.log_id, [t.key for t in self.terms], self.clock()
         )
         self._proofs.clear()
         handled: set[bytes] = set()
@@ -204,18 +187,16 @@ class Searcher:
                 message = f"search {term.key}: {type(e).__name__}: {e}"
                 log.warning("%s: %s", self.log_name, message)
                 result.errors.append(message)
-                await self.store.call(
-                    store.record_search, self.log_id, term.key, 0, message, self.clock()
-                )
+                await self.store.scan.record_search(self.log_id, term.key, 0, message, self.clock())
                 if isinstance(e, NetworkError):
                     break  # the log is unreachable or throttling: the next poll retries
                 continue
             result.terms += 1
-            await self.store.call(
-                store.record_search, self.log_id, term.key, len(uuids), None, self.clock()
+            await self.store.scan.record_search(
+                self.log_id, term.key, len(uuids), None, self.clock()
             )
             leaves = [bytes.fromhex(u[-64:]) for u in uuids]
-            skip = handled | await self.store.call(store.search_seen, self.log_id, leaves)
+            skip = handled | await self.store.scan.search_seen(self.log_id, leaves)
             new = [u for u, leaf in zip(uuids, leaves, strict=True) if leaf not in skip]
             handled.update(bytes.fromhex(u[-64:]) for u in new)
             if len(new) > fetch_left:
@@ -233,8 +214,7 @@ class Searcher:
                 message = f"search {term.key}: fetching entries: {type(e).__name__}: {e}"
                 log.warning("%s: %s", self.log_name, message)
                 result.errors.append(message)
-        await self.store.call(
-            store.record_search_progress,
+        await self.store.scan.record_search_progress(
             self.log_id,
             terms=result.terms,
             fetched=result.fetched,
@@ -319,7 +299,7 @@ class Searcher:
             if tree is not None and state is None:
                 return None
             origin = self.spec.expected_origin(tree) if tree is not None else None
-            cp = verify_entry(evidence(entry), self.key, self.spec.verifiers, origin)
+            cp = verify_entry(entry.evidence, self.key, self.spec.verifiers, origin)
             if tree is None or state is None:  # pragma: no cover - verify_entry needs a proof
                 return None
             await self._prove_consistent(tree, cp, state)
@@ -327,8 +307,9 @@ class Searcher:
             if tree is not None and tree in states:
                 await self._carried(tree, entry.checkpoint, states[tree], result)
             return self._bad(entry.uuid, tree or named or "", index, e, term)
-        at = datetime.fromtimestamp(entry.integrated_time, UTC)
-        past = entry.integrated_time < baseline
+        at = integration_time(entry.integrated_time)
+        # An entry without a time cannot be placed before the baseline: it is new, and alerts.
+        past = at is not None and entry.integrated_time < baseline
         matches, unreadable = examine_entry(self.matcher, entry.body, at=at)
         found = []
         for match in matches:
@@ -408,21 +389,8 @@ class Searcher:
         self, uuid: str, tree: str, index: int, error: Exception, term: SearchTerm
     ) -> _Outcome:
         leaf_hex = uuid[-64:].lower()
-        alert = Alert(
-            kind=AlertKind.BAD_ENTRY,
-            dedup_key=fact_key(AlertKind.BAD_ENTRY, self.log_name, "search", leaf_hex),
-            summary=(
-                f"{self.log_name}: entry {uuid} found through the search index does not prove "
-                f"part of the verified log: {error}"
-            ),
-            log=self.log_name,
-            details={
-                "uuid": uuid,
-                "tree_id": tree,
-                "log_index": index,
-                "found_by": term.key,
-                "error": str(error),
-            },
+        alert = search_bad_entry_alert(
+            self.log_name, uuid, tree, log_index=index, found_by=term.key, error=str(error)
         )
         return _Outcome(bytes.fromhex(leaf_hex), tree, index, "bad_entry", alert=alert)
 
@@ -444,7 +412,7 @@ class Searcher:
                     store.mark_seen(conn, self.log_id, o.leaf, o.tree_id, o.index, o.seen, now)
             return created
 
-        created = await self.store.call(write, self.store.store)
+        created = await self.store.run(write)
         result.matches += sum(len(o.found) for o in outcomes)
         for alert_id, alert in created:
             log.warning("alert %d %s: %s", alert_id, alert.kind.value, alert.summary)

@@ -3,7 +3,7 @@
     PollStats (in-process)  ──────────────────────────────┐
                                                           ├─> families() ─> render() ─> text
     SQLite ─> read_gauges(), read_new_alerts() ─> DatabaseFigures       (pure)
-              (store thread; MetricsSource decides when)
+              (monitor.store.reports, on the store thread; MetricsSource decides when)
 
 Where each number comes from, and why:
 
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from monitor.store.database import AsyncStore, Store, parse_utc
+from monitor.store.database import AsyncStore, parse_utc
 
 __all__ = [
     "CONTENT_TYPE",
@@ -174,77 +174,6 @@ class DatabaseFigures:
     """delivered, pending (never tried) and failing (pending after a failed attempt)."""
 
 
-@dataclass(frozen=True)
-class Gauges:
-    """The part of the figures re-read whole on each refresh: every query here is bounded by
-    the configuration (logs, trees, views) or answered from an index."""
-
-    trees: tuple[dict[str, Any], ...]
-    views: tuple[dict[str, Any], ...]
-    deliveries: dict[str, int]
-    log_names: dict[int, str]
-    seconds: float
-    """How long the reads took on the database thread."""
-
-
-def read_gauges(store: Store) -> Gauges:
-    """Read the gauges (call on the store's thread, `AsyncStore.call`)."""
-    started = time.perf_counter()
-    trees = store.query(
-        "SELECT l.name AS log, s.tree_id, s.verified_size, s.scan_cursor, s.frozen, "
-        # The largest size, not the newest row: the (log_id, tree_id, size) index answers it
-        # without reading the tree's whole checkpoint history on every refresh.
-        "(SELECT max(c.size) FROM checkpoints c WHERE c.log_id = s.log_id "
-        " AND c.tree_id = s.tree_id AND c.view = 'primary') AS tree_size "
-        "FROM log_state s JOIN logs l ON l.id = s.log_id ORDER BY l.name, s.tree_id"
-    )
-    views = store.query(
-        "SELECT l.name AS log, h.view, h.last_ok_at, h.error_since FROM view_health h "
-        "JOIN logs l ON l.id = h.log_id ORDER BY l.name, h.view"
-    )
-    # Counted from the (status, next_try) index without reading the rows; only pending rows
-    # (the outbox's backlog, not its history) are read, for their attempts.
-    by_status = {
-        str(r["status"]): int(r["n"])
-        for r in store.query("SELECT status, count(*) AS n FROM deliveries GROUP BY status")
-    }
-    failing = int(
-        store.query(
-            "SELECT count(*) AS n FROM deliveries WHERE status = 'pending' AND attempts > 0"
-        )[0]["n"]
-    )
-    names = {int(r["id"]): str(r["name"]) for r in store.query("SELECT id, name FROM logs")}
-    return Gauges(
-        trees=tuple(trees),
-        views=tuple(views),
-        deliveries={
-            "delivered": by_status.get("delivered", 0),
-            "pending": by_status.get("pending", 0) - failing,
-            "failing": failing,
-        },
-        log_names=names,
-        seconds=time.perf_counter() - started,
-    )
-
-
-def read_new_alerts(
-    store: Store, after: int, limit: int
-) -> tuple[list[tuple[int | None, str, str, int]], int, int]:
-    """Alerts with an id above `after`, at most `limit` of them, counted by (log id, kind,
-    severity); returns the counts, the last id read and how many rows were read (call on the
-    store's thread). Alerts are never deleted and a new alert's id is above every earlier one,
-    so counting from the last id read never misses or repeats one."""
-    rows = store.query(
-        "SELECT log_id, kind, severity, count(*) AS n, max(id) AS last FROM "
-        "(SELECT id, log_id, kind, severity FROM alerts WHERE id > ? ORDER BY id LIMIT ?) "
-        "GROUP BY 1, 2, 3",
-        (after, limit),
-    )
-    counts = [(r["log_id"], str(r["kind"]), str(r["severity"]), int(r["n"])) for r in rows]
-    last = max((int(r["last"]) for r in rows), default=after)
-    return counts, last, sum(n for *_, n in counts)
-
-
 ALERT_CHUNK = 5000
 """Alerts counted per call on the database thread: a first count of a large database is split
 so that polls' own database calls run in between (about 10 ms each at 5,000 alerts)."""
@@ -305,14 +234,12 @@ class MetricsSource:
             return self._figures
         store = self.store
         # Read before the figures: a write in between only makes the next refresh re-read.
-        marker = await store.call(store.store.change_marker)
+        marker = await store.reports.change_marker()
         if self._figures is not None and marker == self._marker:
             return self._figures
-        gauges = await store.call(read_gauges, store.store)
+        gauges = await store.reports.gauges()
         while True:
-            counts, last, read = await store.call(
-                read_new_alerts, store.store, self._alert_cursor, ALERT_CHUNK
-            )
+            counts, last, read = await store.reports.new_alerts(self._alert_cursor, ALERT_CHUNK)
             for log_id, kind, severity, n in counts:
                 self._alerts[log_id, kind, severity] += n
             self._alert_cursor = last

@@ -32,12 +32,20 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
-from monitor.core.alerts import Alert, AlertKind, fact_key
+from monitor.core.alerts import (
+    Alert,
+    SignerSeen,
+    identity_seen_alert,
+    scan_bad_entry_alert,
+    unexpected_signer_alert,
+    unreadable_entry_alert,
+)
+from monitor.core.decide import LogState
 from monitor.core.entries import Entry, EntryParseError, SkippedSignature, parse_entry
 from monitor.core.errors import NetworkError, ParseError
 from monitor.core.merkle import CompactRange, ProofError, leaf_hash, verify_consistency
 from monitor.core.watch import Match, Matcher, MatchOutcome
-from monitor.store.database import AsyncStore, LogState, StaleState, Store
+from monitor.store.database import AsyncStore, StaleState, Store
 
 log = logging.getLogger(__name__)
 
@@ -161,30 +169,16 @@ def unreadable_alert(
 
     `index` is the entry's index in its tree (the fact's identity), `log_index` the global one.
     """
-    if unreadable.error is not None:
-        summary = (
-            f"{log_name}: entry {log_index} could not be read, so no watch rule could check "
-            f"it: {unreadable.error}"
-        )
-    else:
-        summary = (
-            f"{log_name}: entry {log_index} was read only in part, {unreadable.skipped_count} "
-            f"signature(s) skipped: {unreadable.text}"
-        )
-    return Alert(
-        kind=AlertKind.UNREADABLE_ENTRY,
-        dedup_key=fact_key(AlertKind.UNREADABLE_ENTRY, log_name, tree_id, index),
-        summary=summary[:1000],
-        log=log_name,
-        details={
-            "tree_id": tree_id,
-            "tree_index": index,
-            "log_index": log_index,
-            "error": unreadable.error,
-            "signers_read": unreadable.signers_read,
-            "skipped_count": unreadable.skipped_count,
-            "skipped": [{"position": s.position, "reason": s.reason} for s in unreadable.skipped],
-        },
+    return unreadable_entry_alert(
+        log_name,
+        tree_id,
+        index,
+        log_index=log_index,
+        error=unreadable.error,
+        text=unreadable.text,
+        signers_read=unreadable.signers_read,
+        skipped=[(s.position, s.reason) for s in unreadable.skipped],
+        skipped_count=unreadable.skipped_count,
     )
 
 
@@ -198,33 +192,23 @@ def match_alert(
     is not the first)."""
     if match.outcome is MatchOutcome.UNTRUSTED:
         return None
-    kind = (
-        AlertKind.UNEXPECTED_SIGNER
+    build = (
+        unexpected_signer_alert
         if match.outcome is MatchOutcome.UNEXPECTED_SIGNER
-        else AlertKind.IDENTITY_SEEN
+        else identity_seen_alert
     )
-    who = _signer_text(match)
-    if kind is AlertKind.UNEXPECTED_SIGNER:
-        summary = (
-            f"{log_name}: entry {log_index} matches rule {match.rule} but was signed by {who}, "
-            "which is not an allowed signer"
+    return build(
+        SignerSeen(
+            log_name,
+            tree_id,
+            index,
+            log_index,
+            match.rule,
+            match.signer_index,
+            _signer_text(match),
+            match.identity,
+            match.reasons,
         )
-    else:
-        summary = f"{log_name}: entry {log_index} signed by {who} (rule {match.rule})"
-    return Alert(
-        kind=kind,
-        dedup_key=fact_key(kind, log_name, tree_id, index, match.rule, match.signer_index),
-        summary=summary,
-        log=log_name,
-        rule=match.rule,
-        details={
-            "tree_id": tree_id,
-            "tree_index": index,
-            "log_index": log_index,
-            "signer_index": match.signer_index,
-            "identity": dict(match.identity),
-            "reasons": list(match.reasons),
-        },
     )
 
 
@@ -263,7 +247,7 @@ def store_matches(
             conn,
             log_id=log_id,
             tree_id=tree_id,
-            log_index=f.index,
+            tree_index=f.index,
             global_index=f.log_index,
             rule=f.match.rule,
             signer_index=f.match.signer_index,
@@ -320,7 +304,7 @@ class Scanner:
         """Scan every tree of the log up to its verified size; network and parse failures stop
         the scan where it is (to resume next time), never move the cursor past unproven data."""
         result = ScanResult()
-        states: list[LogState] = await self.store.call(self.store.store.log_states, self.log_id)
+        states = await self.store.state.log_states(self.log_id)
         for state in states:
             try:
                 await self._scan_tree_fresh(state, result)
@@ -339,9 +323,7 @@ class Scanner:
                 return
             except StaleState as e:
                 log.info("%s: %s; going on from the fresh cursor", self.log_name, e)
-                fresh = await self.store.call(
-                    self.store.store.log_state, self.log_id, state.tree_id
-                )
+                fresh = await self.store.state.log_state(self.log_id, state.tree_id)
                 if fresh is None:  # pragma: no cover - log_state rows are never deleted
                     return
                 state = fresh
@@ -445,32 +427,19 @@ class Scanner:
         return True
 
     async def _bad_entry(self, result: ScanResult, state: LogState, cursor: int, what: str) -> None:
-        alert = Alert(
-            kind=AlertKind.BAD_ENTRY,
-            dedup_key=fact_key(
-                AlertKind.BAD_ENTRY, self.log_name, state.tree_id, cursor, state.verified_size
-            ),
-            summary=(
-                f"{self.log_name}: {what} served by the log do not hash into the verified tree "
-                f"of size {state.verified_size}"
-            ),
-            log=self.log_name,
-            details={
-                "tree_id": state.tree_id,
-                "scan_cursor": cursor,
-                "verified_size": state.verified_size,
-                "verified_root": state.verified_root.hex(),
-                "verified_note": state.verified_note,
-                "what": what,
-            },
+        alert = scan_bad_entry_alert(
+            self.log_name,
+            state.tree_id,
+            scan_cursor=cursor,
+            verified_size=state.verified_size,
+            verified_root=state.verified_root,
+            verified_note=state.verified_note,
+            what=what,
         )
         log.warning("%s: %s", self.log_name, alert.summary)
         result.alerts.extend(
-            await self.store.call(
-                self.store.store.raise_alerts,
-                self.log_id,
-                [(alert, self.targets(alert))],
-                self.clock(),
+            await self.store.outbox.raise_alerts(
+                self.log_id, [(alert, self.targets(alert))], self.clock()
             )
         )
 
@@ -523,7 +492,7 @@ class Scanner:
                 store.advance_scan(conn, self.log_id, tree, cursor, packed, now, expected=expected)
             return created
 
-        created = await self.store.call(write, self.store.store)
+        created = await self.store.run(write)
         result.matches += len(found)
         for alert_id, alert in created:
             log.warning("alert %d %s: %s", alert_id, alert.kind.value, alert.summary)

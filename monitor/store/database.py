@@ -29,7 +29,13 @@ from typing import Any, ParamSpec, TypeVar
 import sqlite_utils
 
 from monitor.core.alerts import Alert
+from monitor.core.decide import LogState
 from monitor.core.errors import MonitorError
+from monitor.store import reports
+
+# Re-exported: the store's callers take its time format from it.
+from monitor.store.times import parse_utc as parse_utc  # noqa: PLC0414
+from monitor.store.times import utc_iso as utc_iso  # noqa: PLC0414
 
 log = logging.getLogger(__name__)
 
@@ -58,18 +64,6 @@ class StoreError(MonitorError):
 class StaleState(StoreError):
     """A compare-and-swap of a tree's verified state or scan cursor lost a race: the row moved
     after it was read. The caller decides again from fresh state."""
-
-
-def utc_iso(moment: datetime) -> str:
-    """The canonical text form of a time in the database: UTC, ISO-8601, microseconds."""
-    if moment.tzinfo is None:
-        raise ValueError("store: expected a timezone-aware datetime, got a naive one")
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def parse_utc(text: str) -> datetime:
-    """Inverse of `utc_iso`."""
-    return datetime.fromisoformat(text)
 
 
 def _migrations() -> list[tuple[str, str]]:
@@ -236,23 +230,6 @@ def _create(path: Path) -> None:
         os.fchmod(fd, 0o600)  # whatever the umask
     finally:
         os.close(fd)
-
-
-@dataclass(frozen=True)
-class LogState:
-    """Verified state of one tree of one log (a Rekor v1 shard, or a tiled log's tree)."""
-
-    log_id: int
-    tree_id: str
-    origin: str
-    verified_size: int
-    verified_root: bytes
-    verified_note: str
-    high_water: int
-    scan_cursor: int | None
-    compact_range: bytes | None
-    frozen: bool
-    updated_at: str
 
 
 @dataclass(frozen=True)
@@ -776,7 +753,7 @@ class Store:
         *,
         log_id: int,
         tree_id: str,
-        log_index: int,
+        tree_index: int,
         global_index: int,
         rule: str,
         signer_index: int,
@@ -787,18 +764,18 @@ class Store:
         alert_id: int | None,
         now: datetime,
     ) -> bool:
-        """Record a watch-rule match (`log_index`: its index in the tree; `global_index`: in the
+        """Record a watch-rule match (`tree_index`: its index in the tree; `global_index`: in the
         log); False when this entry, rule and signer were recorded already (a search can find
         what a scan found)."""
         cur = conn.execute(
-            "INSERT INTO matches (log_id, tree_id, log_index, global_index, rule, signer_index, "
+            "INSERT INTO matches (log_id, tree_id, tree_index, global_index, rule, signer_index, "
             "outcome, source, identity, certificate, alert_id, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (log_id, tree_id, log_index, rule, signer_index) DO NOTHING",
+            "ON CONFLICT (log_id, tree_id, tree_index, rule, signer_index) DO NOTHING",
             (
                 log_id,
                 tree_id,
-                log_index,
+                tree_index,
                 global_index,
                 rule,
                 signer_index,
@@ -817,15 +794,15 @@ class Store:
         conn: sqlite3.Connection,
         log_id: int,
         tree_id: str,
-        log_index: int,
+        tree_index: int,
         error: str,
         now: datetime,
     ) -> None:
         """Record an entry the scan could not parse."""
         conn.execute(
-            "INSERT INTO scan_errors (log_id, tree_id, log_index, error, created_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (log_id, tree_id, log_index) DO NOTHING",
-            (log_id, tree_id, log_index, error[:1000], utc_iso(now)),
+            "INSERT INTO scan_errors (log_id, tree_id, tree_index, error, created_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (log_id, tree_id, tree_index) DO NOTHING",
+            (log_id, tree_id, tree_index, error[:1000], utc_iso(now)),
         )
 
     # -- search index (monitor/service/index_search.py) -----------------------------------------
@@ -880,15 +857,15 @@ class Store:
         log_id: int,
         leaf: bytes,
         tree_id: str,
-        log_index: int,
+        tree_index: int,
         outcome: str,
         now: datetime,
     ) -> None:
         """Record, in the caller's transaction, that a search dealt with this entry."""
         conn.execute(
-            "INSERT INTO search_seen (log_id, leaf_hash, tree_id, log_index, outcome, first_seen) "
+            "INSERT INTO search_seen (log_id, leaf_hash, tree_id, tree_index, outcome, first_seen) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (log_id, leaf_hash) DO NOTHING",
-            (log_id, leaf, tree_id, log_index, outcome, utc_iso(now)),
+            (log_id, leaf, tree_id, tree_index, outcome, utc_iso(now)),
         )
 
     def record_search_progress(
@@ -924,14 +901,6 @@ class Store:
             (log_id, view),
         )
         return None if row is None else ViewHealth(*row)
-
-    def all_view_health(self) -> list[ViewHealth]:
-        """Reachability of every view of every log."""
-        rows = self._read(
-            "SELECT log_id, view, last_ok_at, last_growth_at, error_since, last_error, errors "
-            "FROM view_health ORDER BY log_id, view"
-        )
-        return [ViewHealth(*r) for r in rows]
 
     def record_view_ok(
         self, conn: sqlite3.Connection, log_id: int, view: str, *, grew: bool, now: datetime
@@ -1039,23 +1008,7 @@ class Store:
             # Without `latest`, "9999" sorts after every ISO time: no row counts as too far.
             (utc_iso(now), utc_iso(latest) if latest else "9999", limit),
         )
-        return [
-            Delivery(
-                id=r[0],
-                alert_id=r[1],
-                channel=r[2],
-                attempts=r[3],
-                kind=r[4],
-                severity=r[5],
-                summary=r[6],
-                details=json.loads(r[7]),
-                log_name=r[8],
-                rule=r[9],
-                created_at=r[10],
-                maybe_sent=bool(r[11]),
-            )
-            for r in rows
-        ]
+        return [_delivery(r) for r in rows]
 
     def mark_sending(self, delivery_id: int, now: datetime) -> None:
         """A send of this delivery begins; until its outcome is recorded, a retry is a possible
@@ -1134,22 +1087,7 @@ class Store:
         groups: dict[tuple[Any, ...], tuple[list[Any], list[Delivery]]] = {}
         for r in rows:
             key = (r[2], r[4], r[5], r[12], r[9])
-            groups.setdefault(key, (list(r), []))[1].append(
-                Delivery(
-                    id=r[0],
-                    alert_id=r[1],
-                    channel=r[2],
-                    attempts=r[3],
-                    kind=r[4],
-                    severity=r[5],
-                    summary=r[6],
-                    details=json.loads(r[7]),
-                    log_name=r[8],
-                    rule=r[9],
-                    created_at=r[10],
-                    maybe_sent=bool(r[11]),
-                )
-            )
+            groups.setdefault(key, (list(r), []))[1].append(_delivery(r))
         result: list[DueGroup] = []
         for first, deliveries in groups.values():
             group = DueGroup(
@@ -1277,6 +1215,24 @@ class Store:
             return c.total_changes, int(c.execute("PRAGMA data_version").fetchone()[0])
 
 
+def _delivery(r: Sequence[Any]) -> Delivery:
+    """A `Delivery` from the first twelve columns of the outbox queries."""
+    return Delivery(
+        id=r[0],
+        alert_id=r[1],
+        channel=r[2],
+        attempts=r[3],
+        kind=r[4],
+        severity=r[5],
+        summary=r[6],
+        details=json.loads(r[7]),
+        log_name=r[8],
+        rule=r[9],
+        created_at=r[10],
+        maybe_sent=bool(r[11]),
+    )
+
+
 def _db_path(conn: sqlite3.Connection) -> str:
     """The file of the connection's main database, for messages."""
     try:
@@ -1322,17 +1278,209 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class AsyncStore:
-    """Runs `Store` calls on one dedicated thread: the single writer for async code."""
+class _OnWriter:
+    """A group of `AsyncStore` methods: each runs one `Store` call on the writer thread."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+    def __init__(self, executor: ThreadPoolExecutor, store: Store) -> None:
+        self._executor = executor
+        self._store = store
 
-    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run `fn(*args, **kwargs)` on the writer thread and await its result."""
+    async def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+
+class StateAccess(_OnWriter):
+    """What the checkpoint engine and the daemon read and write about logs, trees and views."""
+
+    async def ensure_log(self, name: str, type_: str, url: str, now: datetime) -> int:
+        """`Store.ensure_log`."""
+        return await self._call(self._store.ensure_log, name, type_, url, now)
+
+    async def log_state(self, log_id: int, tree_id: str) -> LogState | None:
+        """`Store.log_state`."""
+        return await self._call(self._store.log_state, log_id, tree_id)
+
+    async def log_states(self, log_id: int | None = None) -> list[LogState]:
+        """`Store.log_states`."""
+        return await self._call(self._store.log_states, log_id)
+
+    async def checkpoints_at(self, log_id: int, tree_id: str, size: int) -> list[StoredCheckpoint]:
+        """`Store.checkpoints_at`."""
+        return await self._call(self._store.checkpoints_at, log_id, tree_id, size)
+
+    async def latest_checkpoint(self, log_name: str) -> tuple[str, list[str]] | None:
+        """`Store.latest_checkpoint`."""
+        return await self._call(self._store.latest_checkpoint, log_name)
+
+    async def view_health(self, log_id: int, view: str) -> ViewHealth | None:
+        """`Store.view_health`."""
+        return await self._call(self._store.view_health, log_id, view)
+
+    async def record_view_error(
+        self, log_id: int, view: str, error: str, now: datetime
+    ) -> ViewHealth:
+        """`Store.record_view_error`."""
+        return await self._call(self._store.record_view_error, log_id, view, error, now)
+
+
+class ScanAccess(_OnWriter):
+    """What the Rekor v1 index search keeps between rounds (a scan's matches and cursor are
+    written in one unit of work: `AsyncStore.run`)."""
+
+    async def search_baselines(
+        self, log_id: int, terms: Sequence[str], now: datetime
+    ) -> dict[str, str]:
+        """`Store.search_baselines`."""
+        return await self._call(self._store.search_baselines, log_id, terms, now)
+
+    async def record_search(
+        self, log_id: int, term: str, results: int, error: str | None, now: datetime
+    ) -> None:
+        """`Store.record_search`."""
+        await self._call(self._store.record_search, log_id, term, results, error, now)
+
+    async def search_seen(self, log_id: int, leaf_hashes: Sequence[bytes]) -> set[bytes]:
+        """`Store.search_seen`."""
+        return await self._call(self._store.search_seen, log_id, leaf_hashes)
+
+    async def record_search_progress(
+        self,
+        log_id: int,
+        *,
+        terms: int,
+        fetched: int,
+        requests_last_min: int,
+        requests_per_minute: int,
+        now: datetime,
+    ) -> None:
+        """`Store.record_search_progress`."""
+        await self._call(
+            self._store.record_search_progress,
+            log_id,
+            terms=terms,
+            fetched=fetched,
+            requests_last_min=requests_last_min,
+            requests_per_minute=requests_per_minute,
+            now=now,
+        )
+
+
+class OutboxAccess(_OnWriter):
+    """Alerts and their deliveries: what raises them and what the notifier sends."""
+
+    async def raise_alerts(
+        self,
+        log_id: int | None,
+        alerts: Sequence[tuple[Alert, Sequence[str]]],
+        now: datetime,
+    ) -> list[tuple[int, Alert]]:
+        """`Store.raise_alerts`."""
+        return await self._call(self._store.raise_alerts, log_id, alerts, now)
+
+    async def due_groups(
+        self,
+        now: datetime,
+        limit: int = 100,
+        *,
+        latest: datetime | None = None,
+        sample: int = 10,
+        exclude: Sequence[str] = (),
+    ) -> list[DueGroup]:
+        """`Store.due_groups`."""
+        return await self._call(
+            self._store.due_groups, now, limit, latest=latest, sample=sample, exclude=exclude
+        )
+
+    async def mark_sending(self, item: Delivery | DueGroup, now: datetime) -> None:
+        """A send of one delivery, or of a digest covering a group, begins
+        (`Store.mark_sending`, `Store.mark_group_sending`)."""
+        if isinstance(item, DueGroup):
+            await self._call(self._store.mark_group_sending, item, now)
+        else:
+            await self._call(self._store.mark_sending, item.id, now)
+
+    async def mark_delivered(self, item: Delivery | DueGroup, now: datetime) -> int:
+        """A send succeeded; returns how many deliveries it ended (`Store.mark_delivered`,
+        `Store.mark_group_delivered`)."""
+        if isinstance(item, DueGroup):
+            return await self._call(self._store.mark_group_delivered, item, now)
+        await self._call(self._store.mark_delivered, item.id, now)
+        return 1
+
+    async def mark_failed(
+        self, item: Delivery | DueGroup, error: str, next_try: datetime, *, maybe_sent: bool
+    ) -> int:
+        """A send failed; returns how many deliveries it covered (`Store.mark_failed`,
+        `Store.mark_group_failed`)."""
+        if isinstance(item, DueGroup):
+            return await self._call(
+                self._store.mark_group_failed, item, error, next_try, maybe_sent=maybe_sent
+            )
+        await self._call(self._store.mark_failed, item.id, error, next_try, maybe_sent=maybe_sent)
+        return 1
+
+    async def pending_count(self) -> int:
+        """`Store.pending_count`."""
+        return await self._call(self._store.pending_count)
+
+
+class ReportAccess(_OnWriter):
+    """Runs, `/metrics`, `/healthz` and `/checkpoints`: reads for people and their tools."""
+
+    async def start_run(self, command: str, now: datetime) -> int:
+        """`Store.start_run`."""
+        return await self._call(self._store.start_run, command, now)
+
+    async def finish_run(
+        self, run_id: int, outcome: str, details: Mapping[str, Any], now: datetime
+    ) -> None:
+        """`Store.finish_run`."""
+        await self._call(self._store.finish_run, run_id, outcome, details, now)
+
+    async def change_marker(self) -> tuple[int, int]:
+        """`Store.change_marker`."""
+        return await self._call(self._store.change_marker)
+
+    async def gauges(self) -> reports.Gauges:
+        """`monitor.store.reports.read_gauges`."""
+        return await self._call(reports.read_gauges, self._store)
+
+    async def new_alerts(
+        self, after: int, limit: int
+    ) -> tuple[list[tuple[int | None, str, str, int]], int, int]:
+        """`monitor.store.reports.read_new_alerts`."""
+        return await self._call(reports.read_new_alerts, self._store, after, limit)
+
+    async def ping(self) -> None:
+        """Read the database once: StoreError when it cannot be read."""
+        await self._call(self._store.query, "SELECT 1")
+
+
+class AsyncStore(_OnWriter):
+    """The store for async code: every call runs on one dedicated thread, the single writer
+    of this process, so SQLite never sees two writers from it and the event loop never blocks
+    on disk. Methods are grouped by what they serve: `state`, `scan`, `outbox`, `reports`;
+    `run` takes a unit of work that needs more than one of them in one transaction."""
+
+    def __init__(self, store: Store) -> None:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        super().__init__(executor, store)
+        self.store = store
+        self.state = StateAccess(executor, store)
+        self.scan = ScanAccess(executor, store)
+        self.outbox = OutboxAccess(executor, store)
+        self.reports = ReportAccess(executor, store)
+
+    async def run(self, work: Callable[[Store], T]) -> T:
+        """Run `work(store)` on the writer thread: a unit of work that opens its own
+        `Store.transaction` (a checkpoint with its proof, a scan batch with its cursor)."""
+        return await self._call(work, self.store)
+
+    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run any `fn(*args, **kwargs)` on the writer thread (tests and tools; the monitor's
+        own code uses the typed groups)."""
+        return await self._call(fn, *args, **kwargs)
 
     def close(self) -> None:
         """Finish queued calls, then close the database."""

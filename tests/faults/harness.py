@@ -122,7 +122,7 @@ def match_count(db: Path) -> tuple[int, int]:
     with closing(connect(db)) as conn:
         total = conn.execute("SELECT count(*) FROM matches").fetchone()[0]
         distinct = conn.execute(
-            "SELECT count(*) FROM (SELECT DISTINCT log_id, tree_id, log_index, rule FROM matches)"
+            "SELECT count(*) FROM (SELECT DISTINCT log_id, tree_id, tree_index, rule FROM matches)"
         ).fetchone()[0]
     return int(total), int(distinct)
 

@@ -67,7 +67,7 @@ async def test_backtracking_regex_against_a_hostile_san_finishes_promptly(
             found = sorted(
                 (r[0], r[1])
                 for r in conn.execute(
-                    "SELECT log_index, outcome FROM matches WHERE rule = ?", ("hostile-regex",)
+                    "SELECT tree_index, outcome FROM matches WHERE rule = ?", ("hostile-regex",)
                 )
             )
         # The regex still means what it says: only the SANs ending in "/x" match; the self-signed

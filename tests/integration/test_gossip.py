@@ -192,14 +192,15 @@ async def test_exported_evidence_verifies_offline_and_fails_after_any_edit(
     assert main(["evidence", "verify", str(evidence_file)]) == 1
     assert b"key UNKNOWN" in capsysbinary.readouterr().out
 
-    # An alert raised before evidence was attached: rebuilt from its notes and the config's key.
+    # Every split_view carries its document; one without (a hand-edited database) is refused,
+    # never rebuilt from today's configuration.
     with sqlite3.connect(b.dir / "b.db") as db:
         db.execute(
             "UPDATE alerts SET details = json_remove(details, '$.evidence') WHERE id = ?",
             (alert_id,),
         )
-    assert main(["--config", str(b.dir / "config.toml"), "evidence", "export", str(alert_id)]) == 0
-    assert capsysbinary.readouterr().out == document
+    assert main(["--config", str(b.dir / "config.toml"), "evidence", "export", str(alert_id)]) == 2
+    assert b"carries no evidence document" in capsysbinary.readouterr().err
 
     note_at = document.index(b"sandbox.rekor.local")
     for i in (0, note_at, len(document) // 2, len(document) - 3):

@@ -93,11 +93,11 @@ REAL_BUNDLES = [
 
 @pytest.mark.parametrize(("bundle", "rule", "reason"), REAL_BUNDLES)
 async def test_real_bundle_is_verified_and_its_rule_matches(
-    shared_fixtures: Path, tmp_path: Path, bundle: str, rule: str, reason: str
+    real_data: Path, tmp_path: Path, bundle: str, rule: str, reason: str
 ) -> None:
     config = tmp_path / "config.toml"
     config.write_text(REAL_CONFIG)
-    path = str(shared_fixtures / "sigstore-bundles" / bundle)
+    path = str(real_data / "sigstore-bundles" / bundle)
 
     # --config before the subcommand, text; and after it, JSON.
     text, doc = await asyncio.gather(
@@ -126,12 +126,12 @@ async def test_real_bundle_is_verified_and_its_rule_matches(
     [(bundle, rule) for bundle, rule, _ in REAL_BUNDLES if "rekor-v2" in bundle],
 )
 async def test_bare_rekor_v2_entry_is_verified(
-    shared_fixtures: Path, tmp_path: Path, bundle: str, rule: str
+    real_data: Path, tmp_path: Path, bundle: str, rule: str
 ) -> None:
     # What Rekor v2 answers to a write (a TransparencyLogEntry), not wrapped in a bundle.
     config = tmp_path / "config.toml"
     config.write_text(REAL_CONFIG)
-    doc = json.loads((shared_fixtures / "sigstore-bundles" / bundle).read_bytes())
+    doc = json.loads((real_data / "sigstore-bundles" / bundle).read_bytes())
     entry = tmp_path / "entry.json"
     entry.write_text(json.dumps(doc["verificationMaterial"]["tlogEntries"][0]))
     run = await inspect("--config", str(config), "inspect", str(entry))
@@ -144,9 +144,9 @@ async def test_bare_rekor_v2_entry_is_verified(
 
 
 async def test_without_a_config_it_still_verifies_and_says_no_rules(
-    shared_fixtures: Path, tmp_path: Path
+    real_data: Path, tmp_path: Path
 ) -> None:
-    path = shared_fixtures / "sigstore-bundles" / "bundle_v3_github.whl.sigstore"
+    path = real_data / "sigstore-bundles" / "bundle_v3_github.whl.sigstore"
     run = await inspect(
         "--config", str(tmp_path / "absent.toml"), "inspect", "-", stdin=path.read_bytes()
     )
@@ -299,6 +299,21 @@ async def test_tampered_sandbox_entries_fail_with_a_clear_line(fetched: SandboxE
         assert "Traceback" not in run.err
 
 
+async def test_an_entry_whose_log_id_is_not_the_key_id_is_not_verified(
+    fetched: SandboxEntry,
+) -> None:
+    """The search path refuses an entry whose logID is not its key's ID; inspect, which once
+    found the log by its checkpoint and signed the SET over the key's ID instead, agrees."""
+    entry = fetched.copy()
+    value = next(iter(entry.values()))
+    value["logID"] = "ab" * 32
+    run = await inspect("--config", str(fetched.config), "inspect", fetched.write("id.json", entry))
+    assert run.code == 1, run
+    assert "(found by the checkpoint's signature " in run.out
+    assert "  FAIL inclusion promise: entry " in run.out and ": expected logID " in run.out
+    assert run.err.startswith("tlog-monitor: inspect: verification failed: inclusion promise")
+
+
 # --- input it must refuse -------------------------------------------------------------------
 
 
@@ -315,8 +330,9 @@ async def test_tampered_sandbox_entries_fail_with_a_clear_line(fetched: SandboxE
             "or a Sigstore bundle",
         ),
         (
-            b'{"abc": {"body": "not base64!"}}',
-            "tlog-monitor: inspect: entry.body: expected base64, got ",
+            # Read as the monitor reads the log's answers: every field named by its path.
+            b'{"' + b"ab" * 32 + b'": {"body": "not base64!", "logIndex": 1}}',
+            "tlog-monitor: inspect: entry (logIndex 1).body: expected a base64 string, got ",
         ),
         (
             b'{"verificationMaterial": {"tlogEntries": []}}',
@@ -341,10 +357,8 @@ async def test_unusable_input_exits_2_without_a_traceback(
     assert run.out == "" and "Traceback" not in run.err
 
 
-async def test_missing_file_and_bad_checkpoint_exit_2(
-    tmp_path: Path, shared_fixtures: Path
-) -> None:
-    bundle = str(shared_fixtures / "sigstore-bundles" / "Python-3.12.5.tgz.sigstore")
+async def test_missing_file_and_bad_checkpoint_exit_2(tmp_path: Path, real_data: Path) -> None:
+    bundle = str(real_data / "sigstore-bundles" / "Python-3.12.5.tgz.sigstore")
     absent = str(tmp_path / "absent.toml")
     missing = await inspect("--config", absent, "inspect", str(tmp_path / "nope.json"))
     assert missing.code == 2 and missing.err.startswith(

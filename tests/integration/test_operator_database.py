@@ -280,7 +280,6 @@ def test_every_store_read_raises_store_error(damaged: Path) -> None:
         store.log_states,
         lambda: store.search_seen(1, [b"\x00" * 32]),
         lambda: store.view_health(1, "primary"),
-        store.all_view_health,
         lambda: store.due_deliveries(NOW),
         store.pending_count,
         lambda: store.query("SELECT * FROM alerts"),

@@ -813,7 +813,7 @@ def _skeleton(value: Any) -> Any:
 
 
 async def test_shapes_match_real_rekor_data(
-    sandbox: Sandbox, http: aiohttp.ClientSession, shared_fixtures: Path
+    sandbox: Sandbox, http: aiohttp.ClientSession, real_data: Path
 ) -> None:
     """Entry bodies, log entries and log info have the exact shape of real Rekor data."""
     await sandbox.append("v1", 2)
@@ -825,10 +825,8 @@ async def test_shapes_match_real_rekor_data(
         data = json.loads(path.read_text())
         return base64.b64decode(data["verificationMaterial"]["tlogEntries"][0]["canonicalizedBody"])
 
-    real_v1 = bundle_body(shared_fixtures / "sigstore-bundles" / "Python-3.12.5.tgz.sigstore")
-    real_v2 = bundle_body(
-        shared_fixtures / "sigstore-bundles" / "staging-rekor-v2.txt.sigstore.json"
-    )
+    real_v1 = bundle_body(real_data / "sigstore-bundles" / "Python-3.12.5.tgz.sigstore")
+    real_v2 = bundle_body(real_data / "sigstore-bundles" / "staging-rekor-v2.txt.sigstore.json")
     _, entry = await v1_entry(http, sandbox.url, 3)
     ours_v1 = base64.b64decode(entry["body"])
     ours_v2 = (await TileReader(http, sandbox.tiles_url, 1).bundle(0))[0]
@@ -839,7 +837,7 @@ async def test_shapes_match_real_rekor_data(
         assert json.dumps(json.loads(real), sort_keys=True, separators=(",", ":")).encode() == real
 
     real_entry = json.loads(
-        (shared_fixtures / "rekor-production" / "sidekick_rekor-api-log-entry.json").read_text()
+        (real_data / "rekor-production" / "sidekick_rekor-api-log-entry.json").read_text()
     )
     ((real_uuid, real_value),) = real_entry.items()
     real_value.pop("attestation")  # empty in the real answer; the sandbox omits it
@@ -855,9 +853,7 @@ async def test_shapes_match_real_rekor_data(
     assert len(real_uuid) == 64 and len(our_uuid) == 80
 
     real_info = json.loads(
-        (
-            shared_fixtures / "rekor-production" / "securesign_mock_withdata_api_v1_log.json"
-        ).read_text()
+        (real_data / "rekor-production" / "securesign_mock_withdata_api_v1_log.json").read_text()
     )
     info = await get_json(http, f"{sandbox.url}/api/v1/log")
     shards = info.pop("inactiveShards")

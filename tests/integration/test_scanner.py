@@ -92,8 +92,8 @@ def matches(env: Env) -> list[tuple[str, int, str, str]]:
         return [
             (r[0], r[1], r[2], r[3])
             for r in db.execute(
-                "SELECT l.name, m.log_index, m.rule, m.outcome FROM matches m "
-                "JOIN logs l ON l.id = m.log_id ORDER BY l.name, m.log_index, m.rule"
+                "SELECT l.name, m.tree_index, m.rule, m.outcome FROM matches m "
+                "JOIN logs l ON l.id = m.log_id ORDER BY l.name, m.tree_index, m.rule"
             )
         ]
 

@@ -5,10 +5,11 @@ paging anyone, and one request budget that holds over a long run."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -60,8 +61,9 @@ def search_config(env: Env, *, rules: str = RULES, requests_per_minute: int | No
     env.config_path.write_text(text)
 
 
-@pytest.fixture
-async def env(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[Env]:
+@asynccontextmanager
+async def search_env(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[Env]:
+    """An Env in `tmp_path` with a started receiver, after 20 entries are appended to v1."""
     receiver = HttpReceiver()
     await receiver.start()
     e = Env(sandbox, tmp_path, tmp_path / "config.toml", receiver)
@@ -72,14 +74,20 @@ async def env(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[Env]:
         await receiver.stop()
 
 
+@pytest.fixture
+async def env(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[Env]:
+    async with search_env(sandbox, tmp_path) as e:
+        yield e
+
+
 def matches(env: Env) -> list[tuple[int, str, str, str, bool]]:
     """(tree index, rule, outcome, source, alerted) of every match, by index and rule."""
     with sqlite3.connect(env.dir / "monitor.db") as db:
         return [
             (r[0], r[1], r[2], r[3], r[4] is not None)
             for r in db.execute(
-                "SELECT log_index, rule, outcome, source, alert_id FROM matches "
-                "ORDER BY log_index, rule"
+                "SELECT tree_index, rule, outcome, source, alert_id FROM matches "
+                "ORDER BY tree_index, rule"
             )
         ]
 
@@ -131,18 +139,26 @@ async def test_new_entries_of_a_watched_email_and_workflow_are_found_within_one_
     assert 0 < row["requests_last_min"] <= row["requests_per_minute"] == 300
 
 
-async def test_history_is_recorded_as_backfill_without_alerts(env: Env) -> None:
-    search_config(env)
-    sb = env.sandbox
-    old = (await sb.append("v1", 3, {"uri": OTHER, "issuer": GITHUB})).first
-    await sb.append("v1", 1, {"email": EMAIL})
-    await asyncio.sleep(1.05)  # integratedTime has whole seconds: make the history older
-    async with env.open() as m:
-        first = await m.poll(LOG)
-        assert first.errors == [] and first.alerts == [], "past entries page no one"
-        new = (await sb.append("v1", 1, {"uri": OTHER, "issuer": GITHUB})).first
-        assert kinds((await m.poll(LOG)).alerts) == [("unexpected_signer", new)]
-    found = matches(env)
+async def test_history_is_recorded_as_backfill_without_alerts(tmp_path: Path) -> None:
+    # One clock for the log's integratedTime and the monitor: history is what the log
+    # integrated before the first search, and only whole seconds tell them apart.
+    now = [float(int(time.time()))]
+    sb = Sandbox(tmp_path / "sandbox-state", clock=lambda: now[0])
+    await sb.start("127.0.0.1", 0)
+    try:
+        async with search_env(sb, tmp_path) as env:
+            search_config(env)
+            old = (await sb.append("v1", 3, {"uri": OTHER, "issuer": GITHUB})).first
+            await sb.append("v1", 1, {"email": EMAIL})
+            now[0] += 1
+            async with env.open(clock=lambda: datetime.fromtimestamp(now[0], UTC)) as m:
+                first = await m.poll(LOG)
+                assert first.errors == [] and first.alerts == [], "past entries page no one"
+                new = (await sb.append("v1", 1, {"uri": OTHER, "issuer": GITHUB})).first
+                assert kinds((await m.poll(LOG)).alerts) == [("unexpected_signer", new)]
+            found = matches(env)
+    finally:
+        await sb.stop()
     assert [(i, source, alerted) for i, _, _, source, alerted in found] == [
         (old, "backfill", False),
         (old + 1, "backfill", False),

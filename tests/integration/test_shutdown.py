@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from monitor.service.daemon import _drain
+from monitor.service.daemon import RunningJobs
 from monitor.store.database import Store
 from tests.integration.receivers import LOCALHOST, free_port
 from tests.integration.test_daemon import NotifySocket, env, start_run, wait_until
@@ -102,15 +102,36 @@ async def test_drain_cancels_and_unwinds_jobs_that_outlive_it() -> None:
         finally:
             unwound.append("stuck")
 
+    jobs = RunningJobs()
     scheduler = AsyncIOScheduler()
     scheduler.start()
     try:
-        scheduler.add_job(quick)
-        scheduler.add_job(stuck)
+        scheduler.add_job(jobs.track(quick))
+        scheduler.add_job(jobs.track(stuck))
         await wait_until(lambda: len(started) == 2)
         scheduler.pause()
-        await _drain(scheduler, timeout=1.0)
+        await jobs.drain(timeout=1.0)
     finally:
         scheduler.shutdown(wait=False)
     assert finished == ["quick"]  # the drain waited for the job that could finish
     assert unwound == ["stuck"]  # and cancelled the other, whose cleanup ran before it returned
+    await jobs.drain(timeout=0.1)  # a finished or cancelled job is no longer tracked
+    assert unwound == ["stuck"]
+
+
+async def test_tracked_job_takes_the_jobs_arguments() -> None:
+    """APScheduler checks a job's arguments against its signature when it is added, and runs a
+    coroutine function on the event loop: the tracked job must look like the job to it."""
+    seen: list[str] = []
+
+    async def poll(name: str) -> None:
+        seen.append(name)
+
+    jobs = RunningJobs()
+    scheduler = AsyncIOScheduler()
+    scheduler.start()
+    try:
+        scheduler.add_job(jobs.track(poll), args=["rekor"])
+        await wait_until(lambda: seen == ["rekor"])
+    finally:
+        scheduler.shutdown(wait=False)

@@ -75,8 +75,8 @@ def _all_fixture_certificates(root: Path) -> list[bytes]:
 # --- real certificates ------------------------------------------------------------------------
 
 
-def test_python_release_certificate_names_email_and_google_issuer(shared_fixtures: Path) -> None:
-    der = _leaf_der(shared_fixtures / "sigstore-bundles" / "Python-3.12.5.tgz.sigstore")
+def test_python_release_certificate_names_email_and_google_issuer(real_data: Path) -> None:
+    der = _leaf_der(real_data / "sigstore-bundles" / "Python-3.12.5.tgz.sigstore")
     ident = parse_certificate(der)
     assert ident.sans == (SubjectAltName("email", "thomas@python.org"),)
     assert ident.emails == ("thomas@python.org",)
@@ -95,10 +95,10 @@ def test_python_release_certificate_names_email_and_google_issuer(shared_fixture
 
 
 def test_github_release_certificate_names_workflow_and_every_extension(
-    shared_fixtures: Path,
+    real_data: Path,
 ) -> None:
     ident = parse_certificate(
-        _leaf_der(shared_fixtures / "sigstore-bundles" / "bundle_v3_github.whl.sigstore")
+        _leaf_der(real_data / "sigstore-bundles" / "bundle_v3_github.whl.sigstore")
     )
     assert ident.sans == (SubjectAltName("uri", GITHUB_SAN),)
     assert ident.uris == (GITHUB_SAN,)
@@ -131,8 +131,8 @@ def test_github_release_certificate_names_workflow_and_every_extension(
     assert ident.not_before < ident.not_after
 
 
-def test_othername_san_is_decoded_with_its_type(shared_fixtures: Path) -> None:
-    der = _leaf_der(shared_fixtures / "more-bundles" / "sigstore-go" / "othername.sigstore.json")
+def test_othername_san_is_decoded_with_its_type(real_data: Path) -> None:
+    der = _leaf_der(real_data / "more-bundles" / "sigstore-go" / "othername.sigstore.json")
     with warnings.catch_warnings():
         # Its issuer DN has a three-letter country, which cryptography warns about.
         warnings.simplefilter("ignore", UserWarning)
@@ -143,9 +143,9 @@ def test_othername_san_is_decoded_with_its_type(shared_fixtures: Path) -> None:
 
 
 def test_public_key_hash_matches_cryptography_for_every_fixture_certificate(
-    shared_fixtures: Path,
+    real_data: Path,
 ) -> None:
-    ders = _all_fixture_certificates(shared_fixtures)
+    ders = _all_fixture_certificates(real_data)
     assert len(ders) >= 25
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -156,8 +156,8 @@ def test_public_key_hash_matches_cryptography_for_every_fixture_certificate(
             assert ident.serial == x509.load_der_x509_certificate(der).serial_number
 
 
-def test_pem_and_der_give_the_same_identity(shared_fixtures: Path) -> None:
-    der = _leaf_der(shared_fixtures / "sigstore-bundles" / "Python-3.12.5.tgz.sigstore")
+def test_pem_and_der_give_the_same_identity(real_data: Path) -> None:
+    der = _leaf_der(real_data / "sigstore-bundles" / "Python-3.12.5.tgz.sigstore")
     pem = cert_pem(x509.load_der_x509_certificate(der))
     assert parse_certificate(pem) == parse_certificate(der)
     assert parse_certificate(pem.replace(b"\n", b"\r\n")) == parse_certificate(der)

@@ -47,8 +47,8 @@ STAGING_LEAVES = [
 ]
 
 
-def real_leaf(shared_fixtures: Path, name: str) -> tuple[CertificateIdentity, dt.datetime | None]:
-    loaded = load_input((shared_fixtures / name).read_bytes())
+def real_leaf(real_data: Path, name: str) -> tuple[CertificateIdentity, dt.datetime | None]:
+    loaded = load_input((real_data / name).read_bytes())
     cert = parse_entry(loaded.body).signers[0].certificate
     assert cert is not None
     at = (
@@ -68,9 +68,9 @@ def real_leaf(shared_fixtures: Path, name: str) -> tuple[CertificateIdentity, dt
     + [(n, "staging", "production") for n in STAGING_LEAVES],
 )
 def test_real_leaves_chain_to_their_trust_root_only(
-    shared_fixtures: Path, name: str, root: str, other: str
+    real_data: Path, name: str, root: str, other: str
 ) -> None:
-    cert, at = real_leaf(shared_fixtures, name)
+    cert, at = real_leaf(real_data, name)
     trust = fulcio_trust(root)
     assert trust.is_trusted(cert, at)
     assert trust.is_trusted(cert)  # no time: signature only (tiled logs carry no time)
@@ -80,9 +80,9 @@ def test_real_leaves_chain_to_their_trust_root_only(
     assert fulcio_trust(other).issuer_of(cert) is None
 
 
-def test_issuer_agrees_with_the_chain_a_bundle_ships(shared_fixtures: Path) -> None:
+def test_issuer_agrees_with_the_chain_a_bundle_ships(real_data: Path) -> None:
     # sigstore-js's bundle carries leaf, intermediate and root: data we did not assemble.
-    path = shared_fixtures / "more-bundles/sigstore-js/bundleV01-full-cert-chain.sigstore.json"
+    path = real_data / "more-bundles/sigstore-js/bundleV01-full-cert-chain.sigstore.json"
     chain = json.loads(path.read_text())["verificationMaterial"]["x509CertificateChain"]
     leaf_der, intermediate_der, root_der = (
         base64.b64decode(c["rawBytes"]) for c in chain["certificates"]
@@ -106,8 +106,8 @@ def test_named_roots_are_built_once() -> None:
     assert all(c.issuer == c.subject for c in roots[:1]), "roots first"
 
 
-def test_real_leaf_outside_its_ten_minutes_is_not_trusted(shared_fixtures: Path) -> None:
-    cert, at = real_leaf(shared_fixtures, PRODUCTION_LEAVES[0])
+def test_real_leaf_outside_its_ten_minutes_is_not_trusted(real_data: Path) -> None:
+    cert, at = real_leaf(real_data, PRODUCTION_LEAVES[0])
     assert at is not None
     trust = fulcio_trust("production")
     assert trust.is_trusted(cert, cert.not_before)

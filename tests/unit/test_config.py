@@ -16,7 +16,6 @@ from monitor.config.settings import (
     Config,
     ListenAddress,
     LogType,
-    NotifyChannel,
     Severity,
     TrustRoot,
     load_config,
@@ -24,6 +23,7 @@ from monitor.config.settings import (
 )
 from monitor.core.durations import MAX_DURATION, format_duration, parse_duration
 from monitor.core.errors import ConfigError
+from monitor.notify.notifier import delivery_targets
 
 REPO = Path(__file__).resolve().parents[2]
 REKOR_PEM = """-----BEGIN PUBLIC KEY-----
@@ -606,8 +606,8 @@ def test_public_key_file_relative_to_config(tmp_path: Path) -> None:
     assert len(key["sha256"]) == 64
 
 
-def test_public_key_from_shared_fixture(tmp_path: Path, shared_fixtures: Path) -> None:
-    pem_path = shared_fixtures / "rekor-production" / "rekor_v1_prod.pub.pem"
+def test_public_key_from_shared_fixture(tmp_path: Path, real_data: Path) -> None:
+    pem_path = real_data / "rekor-production" / "rekor_v1_prod.pub.pem"
     log = load(tmp_path, log_table(trust_root=None, public_key=str(pem_path))).logs[0]
     assert log.public_key_pem == pem_path.read_text()
 
@@ -837,11 +837,8 @@ def test_watch_errors_in_file(tmp_path: Path, text: str, expected: str) -> None:
     assert message.startswith(expected) if expected.startswith("watch[") else expected in message
 
 
-def names(channels: tuple[NotifyChannel, ...]) -> list[str]:
-    return [c.name for c in channels]
-
-
 def test_routing(tmp_path: Path) -> None:
+    """The routing rule of docs/configuration.md, through the function the daemon routes by."""
     config = load(
         tmp_path,
         LOG
@@ -850,14 +847,19 @@ def test_routing(tmp_path: Path) -> None:
         + watch_table(name="to-security", notify=["security", "feed"], allowed_signers=["x"]),
     )
     everyone, listed = config.watches
+
+    def names(severity: Severity, only: tuple[str, ...] | None = None) -> list[str]:
+        targets = delivery_targets(config.channels, severity, only)
+        return [t.split("#")[0] for t in targets]
+
     # log-level alerts: every channel whose min_severity admits them
-    assert names(config.channels_for(Severity.CRITICAL)) == ["security", "pager", "feed"]
-    assert names(config.channels_for(Severity.WARNING)) == ["security", "feed"]
+    assert names(Severity.CRITICAL) == ["security", "pager", "feed"]
+    assert names(Severity.WARNING) == ["security", "feed"]
     # watch alerts: the rule's channels, or all when it lists none; still filtered by severity
-    assert names(config.channels_for(Severity.INFO, everyone)) == ["feed"]
-    assert names(config.channels_for(Severity.HIGH, everyone)) == ["security", "feed"]
-    assert names(config.channels_for(Severity.HIGH, listed)) == ["security", "feed"]
-    assert names(config.channels_for(Severity.INFO, listed)) == ["feed"]
+    assert names(Severity.INFO, everyone.notify) == ["feed"]
+    assert names(Severity.HIGH, everyone.notify) == ["security", "feed"]
+    assert names(Severity.HIGH, listed.notify) == ["security", "feed"]
+    assert names(Severity.INFO, listed.notify) == ["feed"]
     assert config.rules_for_log("rekor") == (everyone, listed)
 
 

@@ -39,7 +39,7 @@ from monitor.core.entries import (
     parse_entry,
 )
 from monitor.core.errors import ParseError
-from tests.conftest import SHARED_FIXTURES
+from tests.conftest import REAL_DATA, real_files
 from tests.unit import certgen
 from tests.unit.certgen import (
     DIGEST,
@@ -70,10 +70,10 @@ GITHUB_SAN = (
 
 def _bundle_paths() -> list[Path]:
     """Every fixture file that is a Sigstore bundle with tlog entries (collected at import time,
-    so the ids are stable; the tests still skip through ``shared_fixtures`` when it is absent)."""
+    so the ids are stable; missing data fails the collection)."""
     paths: list[Path] = []
     for pattern in ("*bundles/**/*.sigstore", "*bundles/**/*.json"):
-        for path in sorted(SHARED_FIXTURES.glob(pattern)):
+        for path in real_files(pattern):
             doc = json.loads(path.read_text())
             if isinstance(doc, dict) and doc.get("verificationMaterial", {}).get("tlogEntries"):
                 paths.append(path)
@@ -127,8 +127,8 @@ def _parse_quietly(body: bytes) -> Entry:
         return parse_entry(body)
 
 
-@pytest.mark.parametrize("path", _bundle_paths(), ids=lambda p: str(p.relative_to(SHARED_FIXTURES)))
-def test_bundle_entry_matches_the_bundle(shared_fixtures: Path, path: Path) -> None:
+@pytest.mark.parametrize("path", _bundle_paths(), ids=lambda p: str(p.relative_to(REAL_DATA)))
+def test_bundle_entry_matches_the_bundle(real_data: Path, path: Path) -> None:
     """Each real entry parses; its kind, signer and digest agree with the bundle around it."""
     doc = _load(path)
     for i, tlog in enumerate(doc["verificationMaterial"]["tlogEntries"]):
@@ -164,7 +164,7 @@ def test_bundle_entry_matches_the_bundle(shared_fixtures: Path, path: Path) -> N
             assert entry.artifact_digest == expected_digest
 
 
-def test_bundles_cover_every_real_kind(shared_fixtures: Path) -> None:
+def test_bundles_cover_every_real_kind(real_data: Path) -> None:
     seen = {
         (e.kind, e.api_version) for p in _bundle_paths() for e in [_parse_quietly(_body(_load(p)))]
     }
@@ -176,10 +176,8 @@ def test_bundles_cover_every_real_kind(shared_fixtures: Path) -> None:
     }
 
 
-def test_python_release_entry(shared_fixtures: Path) -> None:
-    entry = parse_entry(
-        _body(_load(shared_fixtures / "sigstore-bundles" / "Python-3.12.5.tgz.sigstore"))
-    )
+def test_python_release_entry(real_data: Path) -> None:
+    entry = parse_entry(_body(_load(real_data / "sigstore-bundles" / "Python-3.12.5.tgz.sigstore")))
     assert entry.kind == "hashedrekord"
     assert entry.api_version == "0.0.1"
     assert entry.artifact_digest == (
@@ -192,9 +190,9 @@ def test_python_release_entry(shared_fixtures: Path) -> None:
     assert cert.issuer == "https://accounts.google.com"
 
 
-def test_github_release_entry(shared_fixtures: Path) -> None:
+def test_github_release_entry(real_data: Path) -> None:
     entry = parse_entry(
-        _body(_load(shared_fixtures / "sigstore-bundles" / "bundle_v3_github.whl.sigstore"))
+        _body(_load(real_data / "sigstore-bundles" / "bundle_v3_github.whl.sigstore"))
     )
     cert = entry.signers[0].certificate
     assert cert is not None
@@ -210,20 +208,18 @@ def test_github_release_entry(shared_fixtures: Path) -> None:
 @pytest.mark.parametrize(
     "name", ["staging-rekor-v2.txt.sigstore.json", "a.dsse.staging-rekor-v2.txt.sigstore.json"]
 )
-def test_rekor_v2_staging_entries(shared_fixtures: Path, name: str) -> None:
-    entry = parse_entry(_body(_load(shared_fixtures / "sigstore-bundles" / name)))
+def test_rekor_v2_staging_entries(real_data: Path, name: str) -> None:
+    entry = parse_entry(_body(_load(real_data / "sigstore-bundles" / name)))
     assert (entry.kind, entry.api_version) == ("hashedrekord", "0.0.2")
     assert entry.signers[0].certificate is not None
     if name == "staging-rekor-v2.txt.sigstore.json":
-        artifact = (shared_fixtures / "sigstore-bundles" / "staging-rekor-v2.txt").read_bytes()
+        artifact = (real_data / "sigstore-bundles" / "staging-rekor-v2.txt").read_bytes()
         assert entry.artifact_digest == ("sha256", hashlib.sha256(artifact).hexdigest())
         assert entry.signers[0].certificate.emails == ("jku@goto.fi",)
 
 
-def test_rekor_v2_production_entry_with_a_public_key(shared_fixtures: Path) -> None:
-    doc = _load(
-        shared_fixtures / "more-bundles" / "sigstore-js" / "rekor-v2-prod-entry-412114.json"
-    )
+def test_rekor_v2_production_entry_with_a_public_key(real_data: Path) -> None:
+    doc = _load(real_data / "more-bundles" / "sigstore-js" / "rekor-v2-prod-entry-412114.json")
     entry = parse_entry(_body(doc))
     assert (entry.kind, entry.api_version) == ("hashedrekord", "0.0.2")
     assert entry.artifact_digest == (
@@ -239,11 +235,11 @@ def test_rekor_v2_production_entry_with_a_public_key(shared_fixtures: Path) -> N
     assert signer.public_key_sha256 == public_key_fingerprint(signer.public_key_der)
 
 
-def test_rekor_v1_api_rekord_pgp_entry(shared_fixtures: Path) -> None:
+def test_rekor_v1_api_rekord_pgp_entry(real_data: Path) -> None:
     """Production log index 1: a rekord with a PGP key, from /api/v1/log/entries (not canonical
     key order)."""
     doc = json.loads(
-        (shared_fixtures / "rekor-production" / "sidekick_rekor-api-log-entry.json").read_text()
+        (real_data / "rekor-production" / "sidekick_rekor-api-log-entry.json").read_text()
     )
     (item,) = doc.values()
     entry = parse_entry(base64.b64decode(item["body"]))

@@ -1,6 +1,6 @@
 """Fuzzing entry and certificate parsing with mutations of real data.
 
-The seeds are the real Rekor entry bodies and certificates in ../shared/fixtures (Sigstore
+The seeds are the real Rekor entry bodies and certificates in tests/data (Sigstore
 bundles' canonicalized bodies, the certificates in their verification material and inside the
 bodies, a Rekor v1 API entry). Hypothesis mutates them (byte flips, truncations, insertions,
 deletions, splices with another seed) and checks the parsing contract a scan relies on:
@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from monitor.core.certs import CertificateParseError, parse_certificate, parse_verifier
 from monitor.core.entries import Entry, EntryParseError, parse_entry
-from tests.conftest import SHARED_FIXTURES
+from tests.conftest import real_files
 from tests.unit.certgen import dsse_v001, dsse_v002, encode, hashedrekord_v001, v2_verifier
 
 FAST_EXAMPLES = 750
@@ -41,11 +41,11 @@ SLOW_EXAMPLES = 15_000
 
 @functools.cache
 def _seeds() -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
-    """(entry bodies, DER certificates) found in the shared fixtures."""
+    """(entry bodies, DER certificates) found in the vendored real-world data."""
     bodies: dict[bytes, None] = {}
     certs: dict[bytes, None] = {}
-    for path in sorted(SHARED_FIXTURES.rglob("*")):
-        if path.suffix not in {".json", ".sigstore"} or not path.is_file():
+    for path in real_files("**/*"):
+        if path.suffix not in {".json", ".sigstore"}:
             continue
         try:
             doc = json.loads(path.read_text())
@@ -201,7 +201,7 @@ def _quiet(test: Callable[..., None]) -> Callable[..., None]:
 
 def _properties(examples: int) -> list[Callable[..., None]]:
     """The four properties, each run `examples` times."""
-    bodies, certs = _seeds() if SHARED_FIXTURES.is_dir() else ((b"{}",), (b"\x30\x00",))
+    bodies, certs = _seeds()
     run = settings(
         max_examples=examples,
         deadline=None,
@@ -246,7 +246,7 @@ def _properties(examples: int) -> list[Callable[..., None]]:
 _NAMES = ["body", "certificate", "decoy-before-real-signer", "certificate-alone"]
 
 
-def test_seeds_are_real_and_varied(shared_fixtures: Path) -> None:
+def test_seeds_are_real_and_varied(real_data: Path) -> None:
     bodies, certs = _seeds()
     assert len(bodies) >= 10 and len(certs) >= 10
     kinds = {(json.loads(b)["kind"], json.loads(b)["apiVersion"]) for b in bodies}
@@ -259,14 +259,12 @@ def test_seeds_are_real_and_varied(shared_fixtures: Path) -> None:
 
 @_quiet
 @pytest.mark.parametrize("index", range(4), ids=_NAMES)
-def test_mutations_raise_only_the_project_errors(shared_fixtures: Path, index: int) -> None:
+def test_mutations_raise_only_the_project_errors(real_data: Path, index: int) -> None:
     _properties(FAST_EXAMPLES)[index]()
 
 
 @pytest.mark.slow
 @_quiet
 @pytest.mark.parametrize("index", range(4), ids=_NAMES)
-def test_mutations_raise_only_the_project_errors_at_length(
-    shared_fixtures: Path, index: int
-) -> None:
+def test_mutations_raise_only_the_project_errors_at_length(real_data: Path, index: int) -> None:
     _properties(SLOW_EXAMPLES)[index]()

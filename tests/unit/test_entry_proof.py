@@ -11,16 +11,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitor.cli.inspect import load_input
 from monitor.core.entry_proof import (
     EntryEvidence,
     EntryProofError,
     consistency_sizes,
+    integration_time,
     set_message,
     verify_entry,
     verify_set,
 )
 from monitor.core.keys import verifier_from_pem
 from monitor.core.note import EcdsaNoteVerifier
+from monitor.logs.rekor_v1.client import parse_entry_map
 
 # Production Rekor v1 entries with their checkpoints: three shards' worth of keyless,
 # managed-key, hashedrekord and DSSE entries.
@@ -68,9 +71,9 @@ def bundle_evidence(fixtures: Path, name: str) -> tuple[EntryEvidence, str]:
 
 
 @pytest.mark.parametrize("name", BUNDLES)
-def test_real_production_entries_verify(shared_fixtures: Path, name: str) -> None:
-    key = production_key(shared_fixtures)
-    ev, origin = bundle_evidence(shared_fixtures, name)
+def test_real_production_entries_verify(real_data: Path, name: str) -> None:
+    key = production_key(real_data)
+    ev, origin = bundle_evidence(real_data, name)
     cp = verify_entry(ev, key, [key], origin)
     assert (cp.size, cp.root) == (ev.proof_tree_size, ev.proof_root)
 
@@ -97,26 +100,26 @@ def _replace(ev: EntryEvidence, **changes: object) -> EntryEvidence:
     ],
 )
 def test_each_piece_of_evidence_is_checked(
-    shared_fixtures: Path, change: dict[str, object], message: str
+    real_data: Path, change: dict[str, object], message: str
 ) -> None:
-    key = production_key(shared_fixtures)
-    ev, origin = bundle_evidence(shared_fixtures, BUNDLES[0])
+    key = production_key(real_data)
+    ev, origin = bundle_evidence(real_data, BUNDLES[0])
     with pytest.raises(EntryProofError, match=message):
         verify_entry(_replace(ev, **change), key, [key], origin)
 
 
-def test_a_checkpoint_of_another_origin_is_refused(shared_fixtures: Path) -> None:
-    key = production_key(shared_fixtures)
-    ev, _ = bundle_evidence(shared_fixtures, BUNDLES[0])
+def test_a_checkpoint_of_another_origin_is_refused(real_data: Path) -> None:
+    key = production_key(real_data)
+    ev, _ = bundle_evidence(real_data, BUNDLES[0])
     with pytest.raises(EntryProofError, match="origin"):
         verify_entry(ev, key, [key], "rekor.sigstore.dev - 1193050959916656506")
 
 
 @settings(max_examples=60, deadline=None)
 @given(position=st.integers(min_value=0), bit=st.integers(min_value=0, max_value=7))
-def test_any_bit_flip_in_the_body_fails(shared_fixtures: Path, position: int, bit: int) -> None:
-    key = production_key(shared_fixtures)
-    ev, _ = bundle_evidence(shared_fixtures, SET_ONLY)
+def test_any_bit_flip_in_the_body_fails(real_data: Path, position: int, bit: int) -> None:
+    key = production_key(real_data)
+    ev, _ = bundle_evidence(real_data, SET_ONLY)
     verify_set(ev, key)
     body = bytearray(ev.body)
     body[position % len(body)] ^= 1 << bit
@@ -136,3 +139,44 @@ def test_set_message_is_rekors_canonical_json() -> None:
 )
 def test_consistency_sizes(proof_size: int, verified: int, expected: object) -> None:
     assert consistency_sizes(proof_size, verified) == expected
+
+
+# --- one way to verify an entry: inspect and the search path agree -----------------------------
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_inspect_reads_the_evidence_the_search_path_verifies(real_data: Path, name: str) -> None:
+    """`inspect` hands `monitor.core.entry_proof` the same evidence the search path does, so
+    the one `verify_entry` decides both."""
+    key = production_key(real_data)
+    ev, origin = bundle_evidence(real_data, name)
+    loaded = load_input((real_data / name).read_bytes())
+    assert loaded.evidence(key.key_id.hex()) == ev
+    verify_entry(loaded.evidence(key.key_id.hex()), key, [key], origin)
+
+
+def test_a_v1_log_entry_is_read_once_for_inspect_and_the_client(real_data: Path) -> None:
+    raw = (real_data / "rekor-production" / "sidekick_rekor-api-log-entry.json").read_bytes()
+    [entry] = parse_entry_map(json.loads(raw))
+    loaded = load_input(raw)
+    assert loaded.v1 == entry
+    assert loaded.evidence("") == entry.evidence
+    key = production_key(real_data)
+    verify_set(entry.evidence, key)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [(0, None), (1, "1970-01-01T00:00:01+00:00"), (1610469905, "2021-01-12T16:45:05+00:00")],
+)
+def test_integrated_time_zero_is_no_time(seconds: int, expected: str | None) -> None:
+    at = integration_time(seconds)
+    assert (at.isoformat() if at else None) == expected
+
+
+def test_a_set_over_integrated_time_zero_is_checked_as_served(real_data: Path) -> None:
+    """0 is still what the SET signs: it is not dropped before the signature check."""
+    key = production_key(real_data)
+    ev, _ = bundle_evidence(real_data, BUNDLES[0])
+    with pytest.raises(EntryProofError, match="integratedTime 0"):
+        verify_set(_replace(ev, integrated_time=0), key)

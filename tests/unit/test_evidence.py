@@ -252,11 +252,11 @@ def test_cli_documents_with_any_field_replaced_never_raise(
 
 
 def test_real_rekor_checkpoints_are_signed_by_a_key_of_sigstores_trusted_root(
-    shared_fixtures: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    real_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Two genuine production checkpoints of one tree: the key is known without any option,
     # from the embedded trusted root; different sizes prove nothing by themselves (exit 1).
-    prod = shared_fixtures / "rekor-production"
+    prod = real_data / "rekor-production"
     withdata = json.loads((prod / "securesign_mock_withdata_api_v1_log.json").read_text())
     pem = (prod / "rekor_v1_prod.pub.pem").read_bytes()
     verifier = verifier_from_pem("rekor.sigstore.dev", pem)

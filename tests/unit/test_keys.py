@@ -36,7 +36,7 @@ from monitor.core.keys import (
 )
 from monitor.core.note import EcdsaNoteVerifier, Ed25519NoteVerifier
 
-# The public Rekor v1 production key (also in ../shared/fixtures/rekor-production).
+# The public Rekor v1 production key (also in tests/data/rekor-production).
 REKOR_V1_PROD_PEM = """-----BEGIN PUBLIC KEY-----
 MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE2G2Y+2tabdTV5BcGiBIx0a9fAFwr
 kBbmLSGtks4L3qX6yYY0zufBnhC8Ur/iy55GhWP/9A/bY2LhC30M9+RYtw==

@@ -33,15 +33,15 @@ from monitor.logs.rekor_v1.client import (
 )
 
 
-def _load(shared_fixtures: Path, name: str) -> object:
-    return json.loads((shared_fixtures / "rekor-production" / name).read_text())
+def _load(real_data: Path, name: str) -> object:
+    return json.loads((real_data / "rekor-production" / name).read_text())
 
 
 # === pure parsing: real production responses ==================================================
 
 
-def test_parse_log_info_production_shard(shared_fixtures: Path) -> None:
-    info = parse_log_info(_load(shared_fixtures, "securesign_mock_withdata_api_v1_log.json"))
+def test_parse_log_info_production_shard(real_data: Path) -> None:
+    info = parse_log_info(_load(real_data, "securesign_mock_withdata_api_v1_log.json"))
     assert info.active.tree_id == "1193050959916656506"
     assert info.active.size == 266_676_745
     assert info.active.root.hex() == (
@@ -51,16 +51,16 @@ def test_parse_log_info_production_shard(shared_fixtures: Path) -> None:
     assert info.inactive == ()
 
 
-def test_parse_log_info_empty_log(shared_fixtures: Path) -> None:
-    info = parse_log_info(_load(shared_fixtures, "securesign_mock_empty_log_api_v1_log.json"))
+def test_parse_log_info_empty_log(real_data: Path) -> None:
+    info = parse_log_info(_load(real_data, "securesign_mock_empty_log_api_v1_log.json"))
     assert info.active.size == 0
     assert info.active.root == hashlib.sha256(b"").digest()
 
 
-def test_parse_log_info_legacy_without_tree_id_is_refused(shared_fixtures: Path) -> None:
+def test_parse_log_info_legacy_without_tree_id_is_refused(real_data: Path) -> None:
     # A 2022 Rekor answer (origin "Rekor", no treeID): state is kept per tree, so no tree, no go.
     with pytest.raises(LogResponseError, match="treeID"):
-        parse_log_info(_load(shared_fixtures, "sidekick_rekor-api-log.json"))
+        parse_log_info(_load(real_data, "sidekick_rekor-api-log.json"))
 
 
 def test_parse_log_info_inactive_shards() -> None:
@@ -115,10 +115,10 @@ def test_parse_log_info_rejects_non_objects() -> None:
             parse_log_info(bad)
 
 
-def test_parse_entry_production_legacy_entry(shared_fixtures: Path) -> None:
+def test_parse_entry_production_legacy_entry(real_data: Path) -> None:
     """logIndex 1 of the first production tree; its inclusion proof verifies against the root
     of the legacy checkpoint (size 1025778) served by /api/v1/log at the time."""
-    [entry] = parse_entry_map(_load(shared_fixtures, "sidekick_rekor-api-log-entry.json"))
+    [entry] = parse_entry_map(_load(real_data, "sidekick_rekor-api-log-entry.json"))
     assert entry.uuid == "073970a07c978b7a9ff15b69fe15d87dfb58fd5756086e3d1fb671c2d0bd95c0"
     assert entry.log_index == 1
     assert entry.tree_index == 1
@@ -129,7 +129,7 @@ def test_parse_entry_production_legacy_entry(shared_fixtures: Path) -> None:
     assert len(entry.proof_hashes) == 20
     assert entry.checkpoint is None
     assert entry.set is not None and entry.set.startswith(b"0D")  # DER ECDSA signature
-    info = _load(shared_fixtures, "sidekick_rekor-api-log.json")
+    info = _load(real_data, "sidekick_rekor-api-log.json")
     assert isinstance(info, dict)
     assert entry.proof_root == bytes.fromhex(info["rootHash"])
     verify_inclusion(
@@ -137,8 +137,8 @@ def test_parse_entry_production_legacy_entry(shared_fixtures: Path) -> None:
     )
 
 
-def test_entry_uuid_not_matching_body_is_entry_mismatch(shared_fixtures: Path) -> None:
-    obj = _load(shared_fixtures, "sidekick_rekor-api-log-entry.json")
+def test_entry_uuid_not_matching_body_is_entry_mismatch(real_data: Path) -> None:
+    obj = _load(real_data, "sidekick_rekor-api-log-entry.json")
     assert isinstance(obj, dict)
     [(uuid, entry)] = obj.items()
     body = base64.b64decode(entry["body"]).replace(b"sha256", b"sha512")
@@ -152,8 +152,8 @@ def test_entry_uuid_not_matching_body_is_entry_mismatch(shared_fixtures: Path) -
     assert parse_entry_map({"24296fb24b8ad77a" + uuid: entry})[0].log_index == 1
 
 
-def _entry_patch(shared_fixtures: Path, path: list[str], value: object) -> object:
-    obj = copy.deepcopy(_load(shared_fixtures, "sidekick_rekor-api-log-entry.json"))
+def _entry_patch(real_data: Path, path: list[str], value: object) -> object:
+    obj = copy.deepcopy(_load(real_data, "sidekick_rekor-api-log-entry.json"))
     assert isinstance(obj, dict)
     target = next(iter(obj.values()))
     for key in path[:-1]:
@@ -196,10 +196,10 @@ def _entry_patch(shared_fixtures: Path, path: list[str], value: object) -> objec
     ],
 )
 def test_parse_entries_rejects_wrong_shapes(
-    shared_fixtures: Path, path: list[str], value: object, message: str
+    real_data: Path, path: list[str], value: object, message: str
 ) -> None:
     with pytest.raises(LogResponseError, match=message):
-        parse_entries(_entry_patch(shared_fixtures, path, value))
+        parse_entries(_entry_patch(real_data, path, value))
 
 
 def test_parse_entries_shapes() -> None:

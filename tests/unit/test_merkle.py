@@ -38,7 +38,7 @@ from monitor.core.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from tests.conftest import SHARED_FIXTURES
+from tests.conftest import REAL_DATA, real_files
 
 # --- RFC 6962 reference (section 2.1), deliberately naive ----------------------------------------
 
@@ -139,12 +139,11 @@ RFC_LEAVES = [
 
 # --- transparency-dev/merkle vectors ------------------------------------------------------------
 
-VECTORS = SHARED_FIXTURES / "merkle-testdata"
+VECTORS = REAL_DATA / "merkle-testdata"
 
 
 def _vector_files(kind: str) -> list[Path]:
-    folder = VECTORS / kind
-    return sorted(folder.rglob("*.json")) if folder.is_dir() else []
+    return real_files(f"merkle-testdata/{kind}/**/*.json", at_least=50)
 
 
 def _vector_id(path: Path) -> str:
@@ -203,7 +202,7 @@ CONSISTENCY_DISAGREEMENTS = {
 
 
 @pytest.mark.parametrize("path", INCLUSION_FILES, ids=_vector_id)
-def test_inclusion_vector(shared_fixtures: Path, path: Path) -> None:
+def test_inclusion_vector(real_data: Path, path: Path) -> None:
     d = json.loads(path.read_text())
     args = (_b64(d["leafHash"]), d["leafIdx"], d["treeSize"], _b64_list(d["proof"]))
     if d["wantErr"]:
@@ -215,14 +214,14 @@ def test_inclusion_vector(shared_fixtures: Path, path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", CONSISTENCY_FILES, ids=_vector_id)
-def test_consistency_vector(shared_fixtures: Path, path: Path) -> None:
+def test_consistency_vector(real_data: Path, path: Path) -> None:
     vector = ConsistencyVector.load(path)
     expected = CONSISTENCY_DISAGREEMENTS.get(_vector_id(path), not vector.want_err)
     assert vector.accepted() is expected
 
 
 @pytest.mark.parametrize("path", SIZE1_ZERO_FILES, ids=_vector_id)
-def test_consistency_vector_size1_zero_is_trivial(shared_fixtures: Path, path: Path) -> None:
+def test_consistency_vector_size1_zero_is_trivial(real_data: Path, path: Path) -> None:
     """The vectors reject every size1 == 0 question; the monitor answers it.
 
     RFC 9162 and transparency-dev call a consistency check from the empty tree useless and fail
@@ -246,7 +245,7 @@ def test_consistency_vector_size1_zero_is_trivial(shared_fixtures: Path, path: P
     assert monitor_view.accepted() is not monitor_view.want_err
 
 
-def test_consistency_vector_placeholder_roots(shared_fixtures: Path) -> None:
+def test_consistency_vector_placeholder_roots(real_data: Path) -> None:
     """The equal-sizes vectors, with their 12-byte placeholder roots made 32 bytes."""
     folder = VECTORS / "consistency" / "additional"
     for name, accepted in [
@@ -265,7 +264,7 @@ def test_consistency_vector_placeholder_roots(shared_fixtures: Path) -> None:
         assert padded.accepted() is accepted, name
 
 
-def test_happy_path_vectors_are_what_we_generate(shared_fixtures: Path) -> None:
+def test_happy_path_vectors_are_what_we_generate(real_data: Path) -> None:
     """Our proof generation reproduces the published happy-path proofs byte for byte."""
     tree = build(RFC_LEAVES)
     happy = [p for p in INCLUSION_FILES + CONSISTENCY_FILES if p.name == "happy-path.json"]

@@ -14,9 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from monitor.core.merkle import consistency_proof, consistency_proof_size, node_hash
-from tests.conftest import SHARED_FIXTURES
+from tests.conftest import real_files
 
-HAPPY = sorted((SHARED_FIXTURES / "merkle-testdata" / "consistency").rglob("happy-path.json"))
+HAPPY = real_files("merkle-testdata/consistency/**/happy-path.json", at_least=4)
 
 
 @pytest.mark.parametrize("path", HAPPY, ids=[p.parent.name for p in HAPPY])

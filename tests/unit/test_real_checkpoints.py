@@ -1,4 +1,4 @@
-"""Real checkpoints from public logs (../shared/fixtures): they verify with the real keys,
+"""Real checkpoints from public logs (tests/data): they verify with the real keys,
 their roots match their inclusion proofs, and any single-byte tampering is rejected."""
 
 from __future__ import annotations
@@ -127,8 +127,8 @@ def _trusted_log_for(log_id: bytes) -> tuple[str, TrustedLog] | None:
 
 
 @pytest.fixture(scope="module")
-def prod(shared_fixtures: Path) -> Path:
-    return shared_fixtures / "rekor-production"
+def prod(real_data: Path) -> Path:
+    return real_data / "rekor-production"
 
 
 @pytest.fixture(scope="module")
@@ -252,16 +252,16 @@ def test_sidekick_entry_index_1_is_in_the_legacy_tree(
 PRIVATE_LOG_BUNDLES = {"othername.sigstore.json"}
 
 
-def test_bundles_found(shared_fixtures: Path) -> None:
-    entries = _bundle_entries(shared_fixtures)
+def test_bundles_found(real_data: Path) -> None:
+    entries = _bundle_entries(real_data)
     roots = {found[0] if (found := _trusted_log_for(e.log_id)) else "private" for e in entries}
     assert len(entries) >= 15
     assert roots == {"production", "staging", "private"}
 
 
-def test_every_bundle_checkpoint_verifies_and_proves_its_entry(shared_fixtures: Path) -> None:
+def test_every_bundle_checkpoint_verifies_and_proves_its_entry(real_data: Path) -> None:
     checked = {"production": 0, "staging": 0, LogApi.TILES: 0, LogApi.REKOR_V1: 0}
-    for e in _bundle_entries(shared_fixtures):
+    for e in _bundle_entries(real_data):
         found = _trusted_log_for(e.log_id)
         if found is None:
             assert e.path.name in PRIVATE_LOG_BUNDLES, e.path
@@ -284,11 +284,11 @@ def test_every_bundle_checkpoint_verifies_and_proves_its_entry(shared_fixtures: 
     assert all(checked.values()), checked
 
 
-def test_bundle_tampering_is_rejected(shared_fixtures: Path) -> None:
+def test_bundle_tampering_is_rejected(real_data: Path) -> None:
     """For one v1 and one v2 bundle: any changed byte of the checkpoint, any flipped bit of a
     proof hash, and a root that differs from the checkpoint's are all caught."""
     wanted = {"bundle_v3_github.whl.sigstore", "rekor-v2-prod-entry-412114.json"}
-    entries = [e for e in _bundle_entries(shared_fixtures) if e.path.name in wanted]
+    entries = [e for e in _bundle_entries(real_data) if e.path.name in wanted]
     assert {e.path.name for e in entries} == wanted
     for e in entries:
         found = _trusted_log_for(e.log_id)
@@ -332,12 +332,12 @@ def _staging_log(url: str) -> TrustedLog:
     ],
 )
 def test_conformance_cosigned_checkpoints_ignore_unknown_witnesses(
-    shared_fixtures: Path, fixture: str, witness_names: list[str]
+    real_data: Path, fixture: str, witness_names: list[str]
 ) -> None:
     """sigstore-conformance's cosigned checkpoints: the witness lines are unknown to the log's
     key and must be ignored. (Their witness keys are test keys that are not published, so the
     cosignatures themselves cannot be checked; see the real witnesses below.)"""
-    envelope = _envelope(shared_fixtures / "more-bundles" / "conformance" / fixture)
+    envelope = _envelope(real_data / "more-bundles" / "conformance" / fixture)
     log = _staging_log("https://log2025-alpha1.rekor.sigstage.dev")
     got = verify_checkpoint(envelope, [log.verifier], origin=log.expected_origin())
     assert [s.name for s in got.note.signatures] == [log.key_name, *witness_names]
@@ -355,8 +355,8 @@ def test_conformance_cosigned_checkpoints_ignore_unknown_witnesses(
         "more-bundles/conformance/rekor2-dsse-happy-path.json",
     ],
 )
-def test_real_witness_cosignatures_verify(shared_fixtures: Path, path: str) -> None:
-    envelope = _envelope(shared_fixtures / path)
+def test_real_witness_cosignatures_verify(real_data: Path, path: str) -> None:
+    envelope = _envelope(real_data / path)
     log = _staging_log("https://log2025-alpha3.rekor.sigstage.dev")
     witnesses = [parse_vkey(v) for v in STAGING_WITNESS_VKEYS]
     assert all(isinstance(w, CosignatureVerifier) for w in witnesses)
@@ -369,13 +369,11 @@ def test_real_witness_cosignatures_verify(shared_fixtures: Path, path: str) -> N
 
 
 def test_every_single_byte_tampering_of_cosigned_checkpoint_is_rejected(
-    shared_fixtures: Path,
+    real_data: Path,
 ) -> None:
     """With the log key and the witnesses together every line is known, so every byte counts.
     (Both real cosigned fixtures carry the same checkpoint; one sweep covers them.)"""
-    envelope = _envelope(
-        shared_fixtures / "sigstore-bundles/a.dsse.staging-rekor-v2.txt.sigstore.json"
-    )
+    envelope = _envelope(real_data / "sigstore-bundles/a.dsse.staging-rekor-v2.txt.sigstore.json")
     log = _staging_log("https://log2025-alpha3.rekor.sigstage.dev")
     cosigners = [parse_vkey(v) for v in STAGING_WITNESS_VKEYS]
     assert len(verify_note(parse_signed_note(envelope), [log.verifier, *cosigners])) == 4

@@ -8,14 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.core.search_terms import (
+from monitor.core.watch import (
     SearchTerm,
     TermKind,
     classify_term,
+    compile_rule,
     rule_search_terms,
     search_terms,
 )
-from monitor.core.watch import compile_rule
 from monitor.logs.http import LogResponseError
 from monitor.logs.rekor_v1.client import parse_uuid_list
 

@@ -33,16 +33,13 @@ from monitor.core.chain import CertificateTrust
 from monitor.core.entries import Entry, parse_entry
 from monitor.core.errors import ConfigError
 from monitor.core.watch import (
-    _PEM_HINT,
-    _PEM_NEEDLES,
-    _UNSAFE_FOLD,
-    _WARMUP,
     Match,
     Matcher,
     MatchOutcome,
     WatchRule,
     compile_rule,
 )
+from monitor.core.watch.prefilter import _PEM_HINT, _PEM_NEEDLES, _UNSAFE_FOLD, _WARMUP
 from monitor.sandbox.bodies import BodyFactory, BodyKind
 from monitor.sandbox.ca import Identity, LocalCA
 from tests.unit import certgen as g
@@ -77,8 +74,8 @@ class Real:
     body: bytes
 
 
-def real(shared_fixtures: Path, name: str) -> Real:
-    loaded = load_input((shared_fixtures / name).read_bytes())
+def real(real_data: Path, name: str) -> Real:
+    loaded = load_input((real_data / name).read_bytes())
     at = (
         dt.datetime.fromtimestamp(loaded.integrated_time, dt.UTC)
         if loaded.integrated_time
@@ -237,13 +234,13 @@ REAL_CASES: list[tuple[str, str, dict[str, object], MatchOutcome | None]] = [
     ids=[f"{Path(c[0]).name}-{i}" for i, c in enumerate(REAL_CASES)],
 )
 def test_rules_for_real_identities(
-    shared_fixtures: Path,
+    real_data: Path,
     fixture: str,
     root: str,
     raw: dict[str, object],
     want: MatchOutcome | None,
 ) -> None:
-    item = real(shared_fixtures, fixture)
+    item = real(real_data, fixture)
     matcher = Matcher([rule(**raw)], fulcio_trust(root))
     found = matcher.match_entry(item.entry, at=item.at)
     assert outcomes(found) == ([] if want is None else [(0, want)])
@@ -252,8 +249,8 @@ def test_rules_for_real_identities(
         assert matcher.might_match(item.body)
 
 
-def test_real_match_carries_reasons_identity_and_certificate(shared_fixtures: Path) -> None:
-    item = real(shared_fixtures, RFC8785)
+def test_real_match_carries_reasons_identity_and_certificate(real_data: Path) -> None:
+    item = real(real_data, RFC8785)
     r = rule(
         issuer=GITHUB,
         san="https://github.com/trailofbits/*",
@@ -276,8 +273,8 @@ def test_real_match_carries_reasons_identity_and_certificate(shared_fixtures: Pa
     assert cert is not None and found.certificate == cert.der
 
 
-def test_real_certificate_outside_its_validity_is_untrusted(shared_fixtures: Path) -> None:
-    item = real(shared_fixtures, PYTHON)
+def test_real_certificate_outside_its_validity_is_untrusted(real_data: Path) -> None:
+    item = real(real_data, PYTHON)
     assert item.at is not None
     matcher = Matcher(
         [rule(issuer=GOOGLE, email="thomas@python.org")],
@@ -984,7 +981,7 @@ def test_rejects_sandbox_bodies_of_other_identities(tmp_path: Path, kind: BodyKi
         assert matcher.might_match(body)
 
 
-def test_rejects_real_production_bodies_for_other_identities(shared_fixtures: Path) -> None:
+def test_rejects_real_production_bodies_for_other_identities(real_data: Path) -> None:
     names = [
         "sigstore-bundles/Python-3.12.5.tgz.sigstore",
         "sigstore-bundles/bundle_v3_github.whl.sigstore",
@@ -992,6 +989,6 @@ def test_rejects_real_production_bodies_for_other_identities(shared_fixtures: Pa
         "more-bundles/sigstore-js/bundleV02-dsse.sigstore.json",
         "more-bundles/sigstore-go/bundle-provenance.json",
     ]
-    bodies = [load_input((shared_fixtures / n).read_bytes()).body for n in names]
+    bodies = [load_input((real_data / n).read_bytes()).body for n in names]
     matcher = Matcher(typical_rules(), None)
     assert [matcher.might_match(b) for b in bodies] == [False] * len(bodies)

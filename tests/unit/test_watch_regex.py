@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 from monitor.core.watch import (
     Matcher,
     MatchOutcome,
-    _fold_fragments,
-    _regex_literals,
+    SanMatcher,
     compile_rule,
     regex_to_pattern,
 )
+from monitor.core.watch.prefilter import _fold_fragments, _regex_literals
 from tests.unit import certgen as g
 from tests.unit.test_watch_match import GITHUB, TRUST, entry_of, self_signed, uri_cert
 
@@ -255,7 +255,10 @@ def test_chain_is_checked_before_the_regex(pem: bytes, outcome: MatchOutcome | N
     compiled = compile_rule(
         {"name": "r", "issuer": GITHUB, "san_regex": r"https://github\.com/example/.*"}, "test"
     )
-    recorded = replace(compiled, san_pattern=_Recorder(calls, "regex", compiled.san_pattern))  # type: ignore[arg-type]
+    issuer, san = compiled.matchers
+    assert isinstance(san, SanMatcher)
+    recorded_san = replace(san, pattern=_Recorder(calls, "regex", san.pattern))  # type: ignore[arg-type]
+    recorded = replace(compiled, matchers=(issuer, recorded_san))
     matcher = Matcher([recorded], _Recorder(calls, "trust", TRUST))  # type: ignore[arg-type]
     found = matcher.match_entry(entry_of(pem))
     assert calls == ["trust", "regex"]
@@ -270,8 +273,9 @@ def test_the_documented_example_regex_works() -> None:
     block = section[start : section.index("\n```", start)]
     regex = tomllib.loads(block)["san_regex"]
     r = compile_rule({"name": "r", "issuer": GITHUB, "san_regex": regex}, "test")
-    assert r.san_pattern is not None
+    san = r.matcher(SanMatcher)
+    assert san is not None
     workflow = "https://github.com/example/project/.github/workflows/release.yml"
-    assert r.san_pattern.match(f"{workflow}@refs/tags/v1.2.3")
-    assert not r.san_pattern.match(f"{workflow}@refs/heads/main")
-    assert not r.san_pattern.match(f"{workflow}@refs/tags/v1.2.3".replace("example/", "ex/a/"))
+    assert san.pattern.match(f"{workflow}@refs/tags/v1.2.3")
+    assert not san.pattern.match(f"{workflow}@refs/heads/main")
+    assert not san.pattern.match(f"{workflow}@refs/tags/v1.2.3".replace("example/", "ex/a/"))

@@ -14,10 +14,17 @@ from monitor.core.watch import (
     FULCIO_EXTENSIONS,
     MAX_PATTERN_LENGTH,
     PatternError,
+    SanMatcher,
     WatchRule,
     compile_rule,
     glob_to_pattern,
     regex_to_pattern,
+)
+from monitor.core.watch.matchers import (
+    ArtifactDigestMatcher,
+    EmailMatcher,
+    ExtensionsMatcher,
+    IssuerMatcher,
 )
 
 WHERE = "config.toml: watch[0]"
@@ -30,6 +37,12 @@ def rule(**raw: object) -> WatchRule:
     return compile_rule({"name": "r", **raw}, WHERE)
 
 
+def _san(r: WatchRule) -> SanMatcher:
+    san = r.matcher(SanMatcher)
+    assert san is not None
+    return san
+
+
 def rule_error(**raw: object) -> str:
     with pytest.raises(ConfigError) as e:
         compile_rule({"name": "r", **raw}, WHERE)
@@ -39,10 +52,10 @@ def rule_error(**raw: object) -> str:
 def test_design_rule_compiles() -> None:
     r = rule(issuer=GITHUB, san=WORKFLOWS, allowed_signers=[RELEASE], notify=["security"])
     assert r.name == "r"
-    assert r.issuer == GITHUB
-    assert r.san == WORKFLOWS and r.san_regex is None
-    assert r.san_pattern is not None
-    assert r.san_pattern.match(
+    assert r.matcher(IssuerMatcher) == IssuerMatcher(GITHUB)
+    assert _san(r).glob == WORKFLOWS and _san(r).regex is None
+    assert r.matcher(SanMatcher) is not None
+    assert _san(r).pattern.match(
         "https://github.com/example/project/.github/workflows/release.yml@refs/tags/v1.0"
     )
     assert r.allowed_signers == (RELEASE,)
@@ -103,8 +116,8 @@ def test_glob_anchoring(glob: str, subject: str, matches: bool) -> None:
 
 def test_san_glob_ignores_case_allowed_signers_do_not() -> None:
     r = rule(issuer=GITHUB, san="https://github.com/Example/*", allowed_signers=[RELEASE])
-    assert r.san_pattern is not None
-    assert r.san_pattern.match("https://GITHUB.com/example/project")
+    assert r.matcher(SanMatcher) is not None
+    assert _san(r).pattern.match("https://GITHUB.com/example/project")
     upper = RELEASE.replace("example", "EXAMPLE").replace("*", "v1")
     assert not r.allowed_signer_patterns[0].match(upper)
     assert r.allowed_signer_patterns[0].match(RELEASE.replace("*", "v1"))
@@ -162,9 +175,9 @@ def test_glob_has_no_catastrophic_backtracking() -> None:
 )
 def test_san_regex_is_anchored(regex: str, subject: str, matches: bool) -> None:
     r = rule(issuer=GITHUB, san_regex=regex)
-    assert r.san_regex == regex and r.san is None
-    assert r.san_pattern is not None
-    for method in (r.san_pattern.match, r.san_pattern.search, r.san_pattern.fullmatch):
+    assert _san(r).regex == regex and _san(r).glob is None
+    assert r.matcher(SanMatcher) is not None
+    for method in (_san(r).pattern.match, _san(r).pattern.search, _san(r).pattern.fullmatch):
         assert bool(method(subject)) is matches
 
 
@@ -243,14 +256,14 @@ def test_san_regex_re2_semantics(regex: str, subject: str, matches: bool | None)
         assert "invalid regular expression" in rule_error(issuer=GITHUB, san_regex=regex)
         return
     r = rule(issuer=GITHUB, san_regex=regex)
-    assert r.san_pattern is not None
-    for method in (r.san_pattern.match, r.san_pattern.search, r.san_pattern.fullmatch):
+    assert r.matcher(SanMatcher) is not None
+    for method in (_san(r).pattern.match, _san(r).pattern.search, _san(r).pattern.fullmatch):
         assert method(subject) is matches, (regex, subject)
 
 
 def test_patterns_match_any_str_without_raising() -> None:
     # A lone surrogate cannot come out of a certificate (strict UTF-8), but must not raise.
-    assert not rule(issuer=GITHUB, san_regex="a").san_pattern.match("\ud800")  # type: ignore[union-attr]
+    assert not _san(rule(issuer=GITHUB, san_regex="a")).pattern.match("\ud800")
     assert glob_to_pattern("*", ignore_case=True).match("\ud800\x00")
 
 
@@ -259,8 +272,8 @@ def test_hostile_regex_runs_in_linear_time() -> None:
     # a timing test: a backtracking engine would not finish within the test run at all.
     r = rule(issuer=GITHUB, san_regex="(.*/)*x")
     subject = "https://github.com/" + "a/" * 200 + "release.yml"
-    assert r.san_pattern is not None and not r.san_pattern.match(subject)
-    assert r.san_pattern.match(subject + "/x")
+    assert not _san(r).pattern.match(subject)
+    assert _san(r).pattern.match(subject + "/x")
 
 
 LONG = "a" * (MAX_PATTERN_LENGTH + 1)
@@ -334,7 +347,8 @@ def test_rule_name_is_required() -> None:
 
 
 def test_email_is_lowercased() -> None:
-    assert rule(email="Thomas@Python.ORG", any_issuer=True).email == "thomas@python.org"
+    r = rule(email="Thomas@Python.ORG", any_issuer=True)
+    assert r.matcher(EmailMatcher) == EmailMatcher("thomas@python.org")
 
 
 @pytest.mark.parametrize("email", ["nobody", "@example.com", "me@", "a b@example.com", 5])
@@ -353,7 +367,7 @@ def test_bad_email(email: object) -> None:
     ],
 )
 def test_fingerprints_are_normalised(key: str, value: str) -> None:
-    assert getattr(rule(**{key: value}), key) == "ab" * 32
+    assert rule(**{key: value}).matchers[0].config() == {key: "ab" * 32}
 
 
 @pytest.mark.parametrize("key", ["cert_fingerprint", "key_fingerprint"])
@@ -371,7 +385,8 @@ def test_bad_fingerprints(key: str, value: object) -> None:
     ],
 )
 def test_artifact_digest(value: str, normal: str) -> None:
-    assert rule(artifact_digest=value).artifact_digest == normal
+    r = rule(artifact_digest=value)
+    assert r.matcher(ArtifactDigestMatcher) == ArtifactDigestMatcher(normal)
 
 
 @pytest.mark.parametrize(
@@ -393,7 +408,9 @@ def test_extensions_by_name_and_oid() -> None:
             "1.2.3.4": "x",
         },
     )
-    by_oid = {e.oid: e for e in r.extensions}
+    extensions = r.matcher(ExtensionsMatcher)
+    assert extensions is not None
+    by_oid = {e.oid: e for e in extensions.extensions}
     ref = by_oid[FULCIO_EXTENSIONS["source_repository_ref"]]
     assert ref.name == "source_repository_ref" and ref.pattern.match("REFS/tags/v1")
     assert not ref.pattern.match("refs/heads/main")

@@ -21,8 +21,6 @@ Rekor v1 details handled here (see docs/DESIGN "Logs we speak"):
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -32,9 +30,10 @@ from typing import Final, TypeGuard, TypeVar
 
 import aiohttp
 
+from monitor.core.entry_proof import EntryEvidence
 from monitor.core.errors import VerificationError
-from monitor.core.fields import MAX_INT64, MAX_UNIX_TIME
-from monitor.core.merkle import HASH_SIZE, consistency_proof_size, leaf_hash
+from monitor.core.fields import MAX_INT64, MAX_UNIX_TIME, JsonReader
+from monitor.core.merkle import consistency_proof_size, leaf_hash
 from monitor.logs.http import (
     HttpPolicy,
     LogNotFound,
@@ -57,12 +56,14 @@ __all__ = [
     "TreeHead",
     "V1Entry",
     "V1LogInfo",
+    "check_uuid",
     "is_tree_id",
     "parse_consistency_proof",
     "parse_entries",
     "parse_entry_map",
     "parse_log_info",
     "parse_uuid_list",
+    "read_log_entry",
 ]
 
 log = logging.getLogger(__name__)
@@ -141,82 +142,37 @@ class V1Entry:
         """SHA-256(0x00 || body), the entry's Merkle leaf hash."""
         return leaf_hash(self.body)
 
+    @property
+    def evidence(self) -> EntryEvidence:
+        """What the log served with the entry, for `monitor.core.entry_proof`'s checks."""
+        return EntryEvidence(
+            body=self.body,
+            log_index=self.log_index,
+            integrated_time=self.integrated_time,
+            log_id=self.log_id,
+            signed_entry_timestamp=self.set,
+            tree_index=self.tree_index,
+            proof_tree_size=self.proof_tree_size,
+            proof_root=self.proof_root,
+            proof_hashes=self.proof_hashes,
+            checkpoint=self.checkpoint,
+        )
+
 
 # --- field readers (raise LogResponseError naming the field) ------------------------------------
 
-
-def _type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
-def _fail(where: str, expected: str, value: object) -> LogResponseError:
-    got = _type_name(value)
-    if isinstance(value, str):
-        got += f" {excerpt(value, 80)}"
-    elif isinstance(value, int) and not isinstance(value, bool):
-        got += f" {value}"
-    return LogResponseError(f"{where}: expected {expected}, got {got}")
-
-
-def _obj(value: object, where: str) -> Mapping[str, object]:
-    if not isinstance(value, dict):
-        raise _fail(where, "an object", value)
-    return value
-
-
-def _field(obj: Mapping[str, object], key: str, where: str) -> object:
-    if key not in obj:
-        raise LogResponseError(f"{where}: expected a field {key!r}, got none")
-    return obj[key]
+_JSON: Final = JsonReader(LogResponseError, partial(excerpt, limit=80))
+_fail = _JSON.fail
+_obj = _JSON.obj
+_field = _JSON.field
+_str = _JSON.text
+_hex_hash = _JSON.hex_hash
+_hex_hashes = _JSON.hex_hashes
+_base64 = _JSON.base64
 
 
 def _int(value: object, where: str, *, minimum: int = 0, maximum: int = MAX_INT64) -> int:
-    """An integer in [minimum, maximum]: by default what SQLite and Rekor's int64 hold."""
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-        upper = "2^63 - 1" if maximum == MAX_INT64 else str(maximum)
-        raise _fail(where, f"an integer from {minimum} to {upper}", value)
-    return value
-
-
-def _str(value: object, where: str) -> str:
-    if not isinstance(value, str):
-        raise _fail(where, "a string", value)
-    return value
-
-
-def _hex_hash(value: object, where: str) -> bytes:
-    if not isinstance(value, str) or not _HEX_HASH.fullmatch(value):
-        raise _fail(where, f"a {HASH_SIZE}-byte hash as 64 hex digits", value)
-    return bytes.fromhex(value)
-
-
-def _hex_hashes(value: object, where: str) -> tuple[bytes, ...]:
-    if not isinstance(value, list):
-        raise _fail(where, "an array of hex hashes", value)
-    return tuple(_hex_hash(h, f"{where}[{i}]") for i, h in enumerate(value))
-
-
-def _base64(value: object, where: str) -> bytes:
-    if not isinstance(value, str):
-        raise _fail(where, "a base64 string", value)
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as e:
-        raise _fail(where, "a base64 string", value) from e
+    return _JSON.integer(value, where, lo=minimum, hi=maximum)
 
 
 def _tree_id(value: object, where: str) -> str:
@@ -290,7 +246,12 @@ def parse_consistency_proof(obj: object, where: str = "consistency proof") -> li
     return list(_hex_hashes(_field(o, "hashes", where), f"{where}.hashes"))
 
 
-def _parse_entry(uuid: str, obj: object, where: str) -> V1Entry:
+def read_log_entry(uuid: str, obj: object, where: str) -> V1Entry:
+    """One entry of a Rekor v1 ``LogEntry`` (``uuid`` and its object), every field's type and
+    range checked: the one reading of a v1 entry, for the client and for ``inspect``.
+
+    Whether the UUID names the body is ``check_uuid``'s to say. Raises LogResponseError.
+    """
     if not _UUID.fullmatch(uuid):
         raise LogResponseError(
             f"{where}: expected an entry UUID of 64 or 80 hex digits, got {excerpt(uuid, 100)}"
@@ -335,15 +296,6 @@ def _parse_entry(uuid: str, obj: object, where: str) -> V1Entry:
             if p.get("checkpoint") is not None:
                 checkpoint = _str(p["checkpoint"], f"{pw}.checkpoint")
 
-    computed = leaf_hash(body)
-    if uuid[-64:].lower() != computed.hex():
-        raise EntryMismatch(
-            f"{where}: entry UUID {uuid} does not end in the leaf hash of its body "
-            f"{computed.hex()}",
-            log_index=log_index,
-            uuid=uuid,
-            computed=computed,
-        )
     return V1Entry(
         uuid=uuid,
         log_index=log_index,
@@ -357,6 +309,25 @@ def _parse_entry(uuid: str, obj: object, where: str) -> V1Entry:
         checkpoint=checkpoint,
         set=set_,
     )
+
+
+def check_uuid(entry: V1Entry, where: str = "log entry") -> None:
+    """Raise EntryMismatch unless the entry's UUID ends in the leaf hash of its body."""
+    computed = entry.leaf_hash
+    if entry.uuid[-64:].lower() != computed.hex():
+        raise EntryMismatch(
+            f"{where} (logIndex {entry.log_index}): entry UUID {entry.uuid} does not end in the "
+            f"leaf hash of its body {computed.hex()}",
+            log_index=entry.log_index,
+            uuid=entry.uuid,
+            computed=computed,
+        )
+
+
+def _parse_entry(uuid: str, obj: object, where: str) -> V1Entry:
+    entry = read_log_entry(uuid, obj, where)
+    check_uuid(entry, where)
+    return entry
 
 
 def parse_entry_map(obj: object, where: str = "log entry") -> list[V1Entry]:

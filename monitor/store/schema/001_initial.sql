@@ -60,12 +60,17 @@ CREATE TABLE view_health (
 
 -- Entries that matched a watch rule: one row per entry, rule and signer. `outcome` is
 -- unexpected_signer, identity_seen, or untrusted (the certificate does not chain to the log's
--- Fulcio roots: recorded, never alerted). `source` is how the entry was found: scan or search.
+-- Fulcio roots: recorded, never alerted). `source` is how the entry was found: scan, search or
+-- backfill (found by a search, integrated before the term's baseline: recorded, not alerted).
+-- `tree_index` is the entry's index in its tree (the fact's identity, stable across shards);
+-- `global_index` its index in the log, what users look entries up by (Rekor's `logIndex`). The
+-- two differ on every Rekor v1 shard but the first.
 CREATE TABLE matches (
     id           INTEGER PRIMARY KEY,
     log_id       INTEGER NOT NULL REFERENCES logs(id),
     tree_id      TEXT NOT NULL,
-    log_index    INTEGER NOT NULL,
+    tree_index   INTEGER NOT NULL CHECK (tree_index >= 0),
+    global_index INTEGER NOT NULL CHECK (global_index >= 0),
     rule         TEXT NOT NULL,
     signer_index INTEGER NOT NULL DEFAULT 0,
     outcome      TEXT NOT NULL,
@@ -74,7 +79,7 @@ CREATE TABLE matches (
     certificate  BLOB,
     alert_id     INTEGER REFERENCES alerts(id),
     created_at   TEXT NOT NULL,
-    UNIQUE (log_id, tree_id, log_index, rule, signer_index)
+    UNIQUE (log_id, tree_id, tree_index, rule, signer_index)
 ) STRICT;
 CREATE INDEX matches_by_time ON matches (created_at);
 
@@ -83,10 +88,10 @@ CREATE TABLE scan_errors (
     id          INTEGER PRIMARY KEY,
     log_id      INTEGER NOT NULL REFERENCES logs(id),
     tree_id     TEXT NOT NULL,
-    log_index   INTEGER NOT NULL,
+    tree_index  INTEGER NOT NULL,
     error       TEXT NOT NULL,
     created_at  TEXT NOT NULL,
-    UNIQUE (log_id, tree_id, log_index)
+    UNIQUE (log_id, tree_id, tree_index)
 ) STRICT;
 
 CREATE TABLE alerts (
@@ -104,6 +109,11 @@ CREATE INDEX alerts_by_time ON alerts (created_at);
 
 -- The outbox: one row per alert and channel, written in the alert's transaction, retried until
 -- delivered. A channel is identified by its configured name, never by its (secret) URLs.
+-- `sending_since`: when a send began whose outcome is not recorded yet; a row that still
+-- carries it when a later send begins was cut off mid-send (a crash, a kill). `maybe_sent`: some
+-- earlier send of the row may have reached the receiver (cut off, or abandoned after its
+-- timeout); it stays set until the row is delivered, so the retry is marked as a possible repeat
+-- instead of pretending to be the first.
 CREATE TABLE deliveries (
     id           INTEGER PRIMARY KEY,
     alert_id     INTEGER NOT NULL REFERENCES alerts(id),
@@ -113,6 +123,8 @@ CREATE TABLE deliveries (
     last_error   TEXT,
     next_try     TEXT NOT NULL,
     delivered_at TEXT,
+    sending_since TEXT,
+    maybe_sent   INTEGER NOT NULL DEFAULT 0 CHECK (maybe_sent IN (0, 1)),
     UNIQUE (alert_id, channel)
 ) STRICT;
 CREATE INDEX deliveries_due ON deliveries (status, next_try);
@@ -124,4 +136,61 @@ CREATE TABLE runs (
     finished_at  TEXT,
     outcome      TEXT,
     details      TEXT NOT NULL DEFAULT '{}'
+) STRICT;
+
+-- Rekor v1 search-index monitoring (monitor/service/index_search.py).
+
+-- Each term looked up in a log's search index. `first_searched_at` is the term's baseline:
+-- entries the log integrated before it are past history, recorded as matches (source
+-- 'backfill') but not alerted.
+CREATE TABLE search_terms (
+    log_id            INTEGER NOT NULL REFERENCES logs(id),
+    term              TEXT NOT NULL,
+    first_searched_at TEXT NOT NULL,
+    last_searched_at  TEXT NOT NULL,
+    results           INTEGER NOT NULL DEFAULT 0 CHECK (results >= 0),
+    last_error        TEXT,
+    PRIMARY KEY (log_id, term)
+) STRICT;
+
+-- Entries a search has dealt with, by leaf hash, so each is fetched, proven and matched once.
+-- `outcome`: 'verified' (proven; matched against the rules), 'bad_entry' (its evidence failed:
+-- alerted), 'unparseable' (proven, but the body could not be read: see scan_errors).
+CREATE TABLE search_seen (
+    log_id      INTEGER NOT NULL REFERENCES logs(id),
+    leaf_hash   BLOB NOT NULL,
+    tree_id     TEXT NOT NULL,
+    tree_index  INTEGER NOT NULL,
+    outcome     TEXT NOT NULL CHECK (outcome IN ('verified', 'bad_entry', 'unparseable')),
+    first_seen  TEXT NOT NULL,
+    PRIMARY KEY (log_id, leaf_hash)
+) STRICT;
+
+-- Progress of the search per log, for `report status`.
+CREATE TABLE search_progress (
+    log_id              INTEGER PRIMARY KEY REFERENCES logs(id),
+    terms               INTEGER NOT NULL,
+    fetched             INTEGER NOT NULL DEFAULT 0,
+    requests_last_min   INTEGER NOT NULL,
+    requests_per_minute INTEGER NOT NULL,
+    updated_at          TEXT NOT NULL
+) STRICT;
+
+-- Witness signatures seen on checkpoints. One row per checkpoint body and witness: the
+-- first valid signature line seen, kept so that /checkpoints can re-serve the log's latest
+-- verified checkpoint with every cosignature gathered for it, from any view. Only signatures
+-- that verified against a configured witness key are recorded.
+CREATE TABLE cosignatures (
+    id          INTEGER PRIMARY KEY,
+    log_id      INTEGER NOT NULL REFERENCES logs(id),
+    tree_id     TEXT NOT NULL,
+    origin      TEXT NOT NULL,
+    size        INTEGER NOT NULL CHECK (size >= 0),
+    root        BLOB NOT NULL,
+    witness     TEXT NOT NULL,
+    timestamp   INTEGER,
+    line        TEXT NOT NULL,
+    view        TEXT NOT NULL,
+    first_seen  TEXT NOT NULL,
+    UNIQUE (log_id, origin, size, root, witness)
 ) STRICT;
