@@ -338,12 +338,10 @@ class _Demo:
         return self._verdict(config_path)
 
     async def _tour(self, m: Monitor, sb: Sandbox) -> None:
-        await self._pause()
-        self.say()
-        self.say(
-            "1. Both logs grow honestly. At each poll the monitor verifies the signed checkpoint"
+        await self._section(
+            "1. Both logs grow honestly. At each poll the monitor verifies the signed checkpoint",
+            "   and proves the new tree extends the one it verified before (consistency).",
         )
-        self.say("   and proves the new tree extends the one it verified before (consistency).")
         step = self._step("honest growth", [])
         for v1_count, tiles_count in ((5, 300), (7, 500), (4, 200)):
             await sb.append("v1", v1_count)
@@ -356,81 +354,70 @@ class _Demo:
         self._expect(step)
         tiles_size = _tiles_size(sb)
 
-        await self._pause()
-        self.say()
-        self.say(
-            f"2. The mirror of {V1_LOG} now shows a different tree of the same size (a split view):"
-        )
-        self.say(
+        await self._section(
+            f"2. The mirror of {V1_LOG} now shows a different tree of the same size "
+            "(a split view):",
             "   both checkpoints are validly signed, but they cannot both be true. "
-            "Expect split_view."
+            "Expect split_view.",
         )
         sb.misbehave("v1", "fork", view=MIRROR)
         await sb.append("v1", 3)
-        step = self._step("fork on the mirror", ["split_view"])
-        await self._poll(m, step)
-        self._expect(step)
+        await self._poll_step(m, "fork on the mirror", ["split_view"])
 
-        await self._pause()
-        self.say()
         rollback_to = tiles_size - 700
-        self.say(
+        await self._section(
             f"3. Honest again; then {TILES_LOG} serves an old, validly signed checkpoint: size "
-            f"{rollback_to}"
+            f"{rollback_to}",
+            f"   after the monitor has seen {tiles_size}. Expect rollback.",
         )
-        self.say(f"   after the monitor has seen {tiles_size}. Expect rollback.")
         sb.reset()
         sb.misbehave("tiles", "rollback", size=rollback_to)
-        step = self._step("rollback", ["rollback"])
-        await self._poll(m, step)
-        self._expect(step)
+        await self._poll_step(m, "rollback", ["rollback"])
 
-        await self._pause()
-        self.say()
-        self.say(
-            f"4. Honest again; then {TILES_LOG} signs badly: one bit of its checkpoint signature is"
+        await self._section(
+            f"4. Honest again; then {TILES_LOG} signs badly: one bit of its checkpoint "
+            "signature is",
+            "   flipped. Expect bad_signature.",
         )
-        self.say("   flipped. Expect bad_signature.")
         sb.reset()
         sb.misbehave("tiles", "bad_signature")
-        step = self._step("bad signature", ["bad_signature"])
-        await self._poll(m, step)
-        self._expect(step)
+        await self._poll_step(m, "bad signature", ["bad_signature"])
 
-        await self._pause()
-        self.say()
-        self.say(
+        await self._section(
             f"5. Honest again; then {V1_LOG} grows but serves a consistency proof that does not "
-            "hold:"
+            "hold:",
+            "   the new tree may have rewritten history. Expect split_view (a failed proof).",
         )
-        self.say("   the new tree may have rewritten history. Expect split_view (a failed proof).")
         sb.reset()
         sb.misbehave("v1", "bad_proof")
         await sb.append("v1", 5)
-        step = self._step("bad proof", ["split_view"])
-        await self._poll(m, step)
-        self._expect(step)
+        await self._poll_step(m, "bad proof", ["split_view"])
 
-        await self._pause()
-        self.say()
-        self.say(
+        await self._section(
             f"6. Identities: {TILES_LOG} logs a release signed by example/project's release "
-            "workflow,"
-        )
-        self.say(
-            "   then one signed by its CI workflow on a branch. The monitor scans every new entry,"
-        )
-        self.say(
+            "workflow,",
+            "   then one signed by its CI workflow on a branch. The monitor scans every new entry,",
             f"   proves it is in the verified tree and matches rule {RULE}. Expect identity_seen "
-            "and"
+            "and",
+            "   unexpected_signer.",
         )
-        self.say("   unexpected_signer.")
         sb.reset()
         await sb.append("tiles", 40)
         await sb.append("tiles", 1, {"uri": RELEASE, "issuer": GITHUB})
         await sb.append("tiles", 25)
         await sb.append("tiles", 1, {"uri": INTRUDER, "issuer": GITHUB})
-        step = self._step("unexpected signer", ["identity_seen", "unexpected_signer"])
+        await self._poll_step(m, "unexpected signer", ["identity_seen", "unexpected_signer"])
+
+    async def _section(self, *lines: str) -> None:
+        """Start a step of the tour: a pause for a watching person, a blank line, its narration."""
+        await self._pause()
+        self.say()
+        for line in lines:
+            self.say(line)
+
+    async def _poll_step(self, m: Monitor, title: str, expected: list[str]) -> None:
+        """A step that is one poll: record it, poll, and check it raised the kinds expected."""
+        step = self._step(title, expected)
         await self._poll(m, step)
         self._expect(step)
 

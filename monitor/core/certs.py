@@ -175,15 +175,7 @@ def parse_certificate(data: bytes) -> CertificateIdentity:
     ``MAX_CERTIFICATE_BYTES`` or carries more than ``MAX_SANS`` alternative names. Undecodable
     Fulcio extension values do not raise (see the module docstring).
     """
-    if _is_pem(data):
-        label, der = _first_pem_block(data)
-        if label != "CERTIFICATE":
-            raise CertificateParseError(
-                f"certificate: expected a PEM CERTIFICATE block, got {label!r}"
-            )
-    else:
-        der = bytes(data)
-    return _parse_certificate_der(der)
+    return _parse_certificate_der(_der_of(data, "CERTIFICATE", "certificate"))
 
 
 def parse_public_key(data: bytes) -> bytes:
@@ -192,15 +184,18 @@ def parse_public_key(data: bytes) -> bytes:
     Only the ASN.1 structure is checked, not the algorithm, so keys ``cryptography`` does not
     support are still fingerprinted. Raises ``CertificateParseError`` on anything else.
     """
-    if _is_pem(data):
-        label, der = _first_pem_block(data)
-        if label != "PUBLIC KEY":
-            raise CertificateParseError(
-                f"public key: expected a PEM PUBLIC KEY block, got {label!r}"
-            )
-    else:
-        der = bytes(data)
+    der = _der_of(data, "PUBLIC KEY", "public key")
     _check_spki(der)
+    return der
+
+
+def _der_of(data: bytes, label: str, what: str) -> bytes:
+    """The DER of `data`: as given, or the first PEM block, which must be labelled `label`."""
+    if not _is_pem(data):
+        return bytes(data)
+    found, der = _first_pem_block(data)
+    if found != label:
+        raise CertificateParseError(f"{what}: expected a PEM {label} block, got {found!r}")
     return der
 
 

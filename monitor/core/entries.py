@@ -254,25 +254,18 @@ def _intoto_v002(spec: _Obj, where: str) -> _Parsed:
     digest = _optional_v1_digest(content, "payloadHash", f"{where}.content")
     env_where = f"{where}.content.envelope"
     sigs = _signatures(_obj(content, "envelope", f"{where}.content"), env_where)
-    seen: dict[bytes, Signer] = {}
-    return (
-        digest,
-        *_each_signature(
-            sigs, env_where, lambda s, at: _x509_signer(_sig_obj(s, at), "publicKey", at, seen)
-        ),
+    return _each_signature(
+        digest, sigs, env_where, lambda sig, at, seen: _x509_signer(sig, "publicKey", at, seen)
     )
 
 
 def _dsse_v001(spec: _Obj, where: str) -> _Parsed:
     digest = _v1_digest(_obj(spec, "payloadHash", where), f"{where}.payloadHash")
-    seen: dict[bytes, Signer] = {}
-    return (
+    return _each_signature(
         digest,
-        *_each_signature(
-            _signatures(spec, where),
-            where,
-            lambda s, at: _x509_signer(_sig_obj(s, at), "verifier", at, seen),
-        ),
+        _signatures(spec, where),
+        where,
+        lambda sig, at, seen: _x509_signer(sig, "verifier", at, seen),
     )
 
 
@@ -289,14 +282,11 @@ def _dsse_v002(spec: _Obj, where: str) -> _Parsed:
     body = _obj(spec, "dsseV002", where)
     where = f"{where}.dsseV002"
     digest = _v2_digest(_obj(body, "payloadHash", where), f"{where}.payloadHash")
-    seen: dict[bytes, Signer] = {}
-    return (
+    return _each_signature(
         digest,
-        *_each_signature(
-            _signatures(body, where),
-            where,
-            lambda s, at: _v2_signer(_obj(_sig_obj(s, at), "verifier", at), at, seen),
-        ),
+        _signatures(body, where),
+        where,
+        lambda sig, at, seen: _v2_signer(_obj(sig, "verifier", at), at, seen),
     )
 
 
@@ -328,12 +318,15 @@ def _x509_signer(obj: _Obj, key: str, where: str, seen: dict[bytes, Signer]) -> 
         parsed = parse_verifier(raw)
     except CertificateParseError as e:
         raise EntryParseError(f"{where}.{key}: {e}") from e
-    if isinstance(parsed, CertificateIdentity):
-        signer = Signer(parsed, parsed.public_key_sha256, None, "x509")
-    else:
-        signer = Signer(None, hashlib.sha256(parsed).hexdigest(), parsed, "x509")
-    seen[raw] = signer
+    seen[raw] = signer = _pkix_signer(parsed)
     return signer
+
+
+def _pkix_signer(parsed: CertificateIdentity | bytes) -> Signer:
+    """The signer of a parsed certificate or DER SubjectPublicKeyInfo."""
+    if isinstance(parsed, CertificateIdentity):
+        return Signer(parsed, parsed.public_key_sha256, None, "x509")
+    return Signer(None, hashlib.sha256(parsed).hexdigest(), parsed, "x509")
 
 
 def _v2_signer(verifier: _Obj, where: str, seen: dict[bytes, Signer]) -> Signer:
@@ -351,15 +344,10 @@ def _v2_signer(verifier: _Obj, where: str, seen: dict[bytes, Signer]) -> Signer:
     if cached is not None:
         return cached
     try:
-        if has_cert:
-            cert = parse_certificate(raw)
-            signer = Signer(cert, cert.public_key_sha256, None, "x509")
-        else:
-            spki = parse_public_key(raw)
-            signer = Signer(None, hashlib.sha256(spki).hexdigest(), spki, "x509")
+        parsed = parse_certificate(raw) if has_cert else parse_public_key(raw)
     except CertificateParseError as e:
         raise EntryParseError(f"{where}.{name}.rawBytes: {e}") from e
-    seen[raw] = signer
+    seen[raw] = signer = _pkix_signer(parsed)
     return signer
 
 
@@ -378,17 +366,22 @@ def _sig_obj(value: object, where: str) -> _Obj:
 
 
 def _each_signature(
-    sigs: list[object], where: str, read: Callable[[object, str], Signer]
-) -> tuple[tuple[Signer, ...], list[SkippedSignature]]:
-    """Read every signature on its own: one that fails is skipped by itself, never the entry,
-    so a decoy (malformed, oversized, 300 SANs) cannot hide a real co-signer. Raises only when
-    none can be read."""
+    digest: tuple[str, str] | None,
+    sigs: list[object],
+    where: str,
+    read: Callable[[_Obj, str, dict[bytes, Signer]], Signer],
+) -> _Parsed:
+    """The entry of a multi-signature parser: `digest` with every signature read on its own by
+    `read` (the signature object, its path, and a cache of key material shared by the entry's
+    signatures). One that fails is skipped by itself, never the entry, so a decoy (malformed,
+    oversized, 300 SANs) cannot hide a real co-signer. Raises only when none can be read."""
     signers: list[Signer] = []
     skipped: list[SkippedSignature] = []
+    seen: dict[bytes, Signer] = {}
     for i, s in enumerate(sigs):
         at = f"{where}.signatures[{i}]"
         try:
-            signer = read(s, at)
+            signer = read(_sig_obj(s, at), at, seen)
         except EntryParseError as e:
             problem = e
         except Exception as e:  # noqa: BLE001 - turned into this signature's EntryParseError
@@ -410,7 +403,7 @@ def _each_signature(
             f"{where}.signatures: expected a readable signature, got none of {len(sigs)}: "
             f"{first}{more}"
         )
-    return tuple(signers), skipped
+    return digest, tuple(signers), skipped
 
 
 # --- digests ------------------------------------------------------------------------------------

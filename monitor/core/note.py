@@ -426,7 +426,44 @@ def _c2sp_key_hash(name: str, sig_type: int, key: bytes) -> bytes:
     return hashlib.sha256(name.encode("utf-8") + b"\n" + bytes([sig_type]) + key).digest()
 
 
-class _Ed25519Key:
+_PublicKey = TypeVar("_PublicKey")
+
+
+class _NoteKey(Generic[_PublicKey]):
+    """What every note verifier shares: a key name, a public key and the key ID whose first
+    bytes are the hint on signature lines."""
+
+    _name: str
+    _key: _PublicKey
+    _key_id: bytes
+
+    @property
+    def name(self) -> str:
+        """The key name on signature lines."""
+        return self._name
+
+    @property
+    def key_hint(self) -> bytes:
+        """The first 4 bytes of `key_id`, on signature lines."""
+        return self._key_id[:_HINT_LEN]
+
+    @property
+    def key_id(self) -> bytes:
+        """The full 32-byte key ID: the C2SP key hash of an Ed25519 key (Sigstore's trusted root
+        uses it as the log ID), SHA-256 of the DER SubjectPublicKeyInfo of an ECDSA key (Rekor
+        v1's log ID)."""
+        return self._key_id
+
+    @property
+    def public_key(self) -> _PublicKey:
+        """The public key."""
+        return self._key
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._name!r}, hint={self.key_hint.hex()})"
+
+
+class _Ed25519Key(_NoteKey[Ed25519PublicKey]):
     """Shared state of the Ed25519-based verifiers: a name, a raw key and its hint."""
 
     _sig_type: int = SIGNATURE_TYPE_ED25519
@@ -457,26 +494,6 @@ class _Ed25519Key:
         return cls(name, Ed25519PublicKey.from_public_bytes(raw))
 
     @property
-    def name(self) -> str:
-        """The key name on signature lines."""
-        return self._name
-
-    @property
-    def key_hint(self) -> bytes:
-        """SHA-256(name || 0x0A || type || key)[:4]."""
-        return self._key_id[:_HINT_LEN]
-
-    @property
-    def key_id(self) -> bytes:
-        """The full 32-byte C2SP key hash (Sigstore's trusted root uses it as the log ID)."""
-        return self._key_id
-
-    @property
-    def public_key(self) -> Ed25519PublicKey:
-        """The Ed25519 public key."""
-        return self._key
-
-    @property
     def public_bytes(self) -> bytes:
         """The 32-byte raw public key."""
         return self._raw
@@ -503,9 +520,6 @@ class _Ed25519Key:
     def __hash__(self) -> int:
         return hash((type(self), self._name, self._raw))
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._name!r}, hint={self.key_hint.hex()})"
-
 
 class Ed25519NoteVerifier(_Ed25519Key):
     """An Ed25519 note key (signature type 0x01), as used by tiled logs such as Rekor v2.
@@ -527,7 +541,7 @@ class Ed25519NoteVerifier(_Ed25519Key):
         return True
 
 
-class EcdsaNoteVerifier:
+class EcdsaNoteVerifier(_NoteKey[ec.EllipticCurvePublicKey]):
     """An ECDSA P-256 / SHA-256 note key with DER signatures: Rekor v1's checkpoint key.
 
     Rekor v1 convention (also C2SP signature type 0x02's): key hint = SHA-256(DER
@@ -553,26 +567,6 @@ class EcdsaNoteVerifier:
         )
         self._key_id = hashlib.sha256(self._spki).digest()
 
-    @property
-    def name(self) -> str:
-        """The key name on signature lines."""
-        return self._name
-
-    @property
-    def key_hint(self) -> bytes:
-        """SHA-256(DER SubjectPublicKeyInfo)[:4]."""
-        return self._key_id[:_HINT_LEN]
-
-    @property
-    def key_id(self) -> bytes:
-        """SHA-256 of the DER SubjectPublicKeyInfo: Rekor v1's log ID."""
-        return self._key_id
-
-    @property
-    def public_key(self) -> ec.EllipticCurvePublicKey:
-        """The ECDSA public key."""
-        return self._key
-
     def verify(self, message: bytes, signature: bytes) -> bool:
         """Whether `signature` is a valid DER ECDSA-SHA256 signature of `message`."""
         try:
@@ -590,9 +584,6 @@ class EcdsaNoteVerifier:
 
     def __hash__(self) -> int:
         return hash((EcdsaNoteVerifier, self._name, self._spki))
-
-    def __repr__(self) -> str:
-        return f"EcdsaNoteVerifier({self._name!r}, hint={self.key_hint.hex()})"
 
 
 # --- cosignatures -----------------------------------------------------------------------------

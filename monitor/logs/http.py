@@ -53,6 +53,7 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "MAX_JSON_ITEMS",
     "MAX_REDIRECTS",
+    "HttpLogClient",
     "HttpPolicy",
     "LogNotFound",
     "LogNotReady",
@@ -731,6 +732,42 @@ async def post_json(
     )
     _check_not_html(resp, where)
     return parse_json(resp.body, where)
+
+
+class HttpLogClient:
+    """What every log client keeps: the session, the log's URL (without a trailing slash), the
+    HTTP policy and the optional request budget, and a repr that never shows credentials."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        policy: HttpPolicy,
+        budget: RequestBudget | None = None,
+    ) -> None:
+        self.session = session
+        self.base_url = base_url.rstrip("/")
+        self.policy = policy
+        self.budget = budget
+
+    def __repr__(self) -> str:
+        """Show the log's URL without credentials."""
+        return f"{type(self).__name__}({safe_url(self.base_url)!r})"
+
+    async def get_text(self, url: str, *, encoding: str, expected: str, max_bytes: int) -> str:
+        """GET ``url`` (at most ``max_bytes``) and decode the body as ``encoding`` ("ASCII",
+        "UTF-8"); a body that does not decode raises LogResponseError saying what was
+        ``expected`` ("a checkpoint")."""
+        body = await get_bytes(
+            self.session, url, self.policy, max_bytes=max_bytes, budget=self.budget
+        )
+        try:
+            return body.decode(encoding)
+        except UnicodeDecodeError as e:
+            raise LogResponseError(
+                f"GET {safe_url(url)}: expected {expected}, got non-{encoding} bytes: "
+                f"{excerpt(body)}"
+            ) from e
 
 
 async def gather_bounded(jobs: Sequence[Callable[[], Awaitable[T]]], limit: int) -> list[T]:

@@ -56,32 +56,15 @@ class TreeSource(Protocol):
         ...
 
 
-class LeafLog:
-    """An honest, persistent log tree: leaves in a file, hashes in memory."""
+class _MerkleView:
+    """The hashes and proofs of a tree held as ``self.tree``: what both trees serve alike."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.leaves = LeafFile(path)
-        self.tree = MerkleTree()
-        self.tree.extend(leaf_hash(body) for body in self.leaves.load())
+    tree: MerkleTree
 
     @property
     def size(self) -> int:
         """Number of leaves."""
         return self.tree.size
-
-    def append(self, bodies: Sequence[bytes], integrated_time: int) -> None:
-        """Append entries (flushed to the file, not yet fsynced: call ``sync``)."""
-        self.leaves.append(bodies, integrated_time)
-        self.tree.extend(leaf_hash(body) for body in bodies)
-
-    def sync(self) -> None:
-        """fsync the leaves file."""
-        self.leaves.sync()
-
-    def close(self) -> None:
-        """Close the leaves file."""
-        self.leaves.close()
 
     def root(self, size: int | None = None) -> bytes:
         """Root of the first ``size`` leaves (default all)."""
@@ -99,6 +82,29 @@ class LeafLog:
         """RFC 6962 consistency proof between two sizes."""
         return self.tree.consistency_proof(size1, size2)
 
+
+class LeafLog(_MerkleView):
+    """An honest, persistent log tree: leaves in a file, hashes in memory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.leaves = LeafFile(path)
+        self.tree = MerkleTree()
+        self.tree.extend(leaf_hash(body) for body in self.leaves.load())
+
+    def append(self, bodies: Sequence[bytes], integrated_time: int) -> None:
+        """Append entries (flushed to the file, not yet fsynced: call ``sync``)."""
+        self.leaves.append(bodies, integrated_time)
+        self.tree.extend(leaf_hash(body) for body in bodies)
+
+    def sync(self) -> None:
+        """fsync the leaves file."""
+        self.leaves.sync()
+
+    def close(self) -> None:
+        """Close the leaves file."""
+        self.leaves.close()
+
     def body(self, index: int) -> bytes:
         """Entry body."""
         return self.leaves.read(index)
@@ -112,7 +118,7 @@ class LeafLog:
         return self.leaves.integrated_time(index)
 
 
-class ForkTree:
+class ForkTree(_MerkleView):
     """A split-view alternative to ``base``: its first ``at`` leaves, then leaves of its own."""
 
     def __init__(self, base: LeafLog, at: int) -> None:
@@ -126,11 +132,6 @@ class ForkTree:
         self._times: list[int] = []
 
     @property
-    def size(self) -> int:
-        """Number of leaves."""
-        return self.tree.size
-
-    @property
     def missing(self) -> int:
         """How many leaves the fork lacks to match its base's size."""
         return max(0, self.base.size - self.tree.size)
@@ -140,22 +141,6 @@ class ForkTree:
         self._bodies.extend(bodies)
         self._times.extend([integrated_time] * len(bodies))
         self.tree.extend(leaf_hash(body) for body in bodies)
-
-    def root(self, size: int | None = None) -> bytes:
-        """Root of the first ``size`` leaves (default all)."""
-        return self.tree.root(size)
-
-    def node(self, level: int, index: int) -> bytes:
-        """Hash of a complete perfect subtree."""
-        return self.tree.node(level, index)
-
-    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
-        """RFC 6962 audit path."""
-        return self.tree.inclusion_proof(index, size)
-
-    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
-        """RFC 6962 consistency proof."""
-        return self.tree.consistency_proof(size1, size2)
 
     def body(self, index: int) -> bytes:
         """Entry body (the base's below ``at``)."""

@@ -55,6 +55,22 @@ _IN_GROUP = (
     f"{_DUE} AND d.channel = ? AND d.id <= ? AND a.kind = ? AND a.severity = ? "
     "AND a.log_id IS ? AND a.rule IS ?"
 )
+# The columns `_delivery` reads, of deliveries d JOIN alerts a LEFT JOIN logs l.
+_DELIVERY_COLUMNS = (
+    "d.id, d.alert_id, d.channel, d.attempts, a.kind, a.severity, a.summary, a.details, l.name, "
+    "a.rule, a.created_at, d.maybe_sent OR d.sending_since IS NOT NULL"
+)
+# What each step of a send writes on its deliveries (one row, or every row of a group). A send
+# still marked as begun when the next begins was cut off: the receiver may have had it since.
+_SENDING = "maybe_sent = (maybe_sent OR sending_since IS NOT NULL), sending_since = ?"
+_DELIVERED = (
+    "status = 'delivered', attempts = attempts + 1, delivered_at = ?, last_error = NULL, "
+    "sending_since = NULL"
+)
+_FAILED = (
+    "attempts = attempts + 1, last_error = ?, next_try = ?, maybe_sent = (maybe_sent OR ?), "
+    "sending_since = NULL"
+)
 
 
 class StoreError(MonitorError):
@@ -999,37 +1015,29 @@ class Store:
         caught up again (found by the fault suite, tests/faults/test_time_faults.py).
         """
         rows = self._read(
-            "SELECT d.id, d.alert_id, d.channel, d.attempts, a.kind, a.severity, a.summary, "
-            "a.details, l.name, a.rule, a.created_at, "
-            "d.maybe_sent OR d.sending_since IS NOT NULL FROM deliveries d "
+            f"SELECT {_DELIVERY_COLUMNS} FROM deliveries d "
             "JOIN alerts a ON a.id = d.alert_id LEFT JOIN logs l ON l.id = a.log_id "
-            "WHERE d.status = 'pending' AND (d.next_try <= ? OR d.next_try > ?) "
-            "ORDER BY d.id LIMIT ?",
-            # Without `latest`, "9999" sorts after every ISO time: no row counts as too far.
-            (utc_iso(now), utc_iso(latest) if latest else "9999", limit),
+            f"WHERE {_DUE} ORDER BY d.id LIMIT ?",
+            (utc_iso(now), _far(latest), limit),
         )
         return [_delivery(r) for r in rows]
+
+    def _update_delivery(self, assignments: str, params: Sequence[Any], delivery_id: int) -> None:
+        # `assignments` are this module's constants, never data.
+        with self.transaction() as c:
+            c.execute(
+                f"UPDATE deliveries SET {assignments} WHERE id = ? AND status = 'pending'",
+                (*params, delivery_id),
+            )
 
     def mark_sending(self, delivery_id: int, now: datetime) -> None:
         """A send of this delivery begins; until its outcome is recorded, a retry is a possible
         repeat (see `Delivery.maybe_sent`)."""
-        with self.transaction() as c:
-            # A send still marked as begun was cut off: the receiver may have had it since.
-            c.execute(
-                "UPDATE deliveries SET maybe_sent = (maybe_sent OR sending_since IS NOT NULL), "
-                "sending_since = ? WHERE id = ? AND status = 'pending'",
-                (utc_iso(now), delivery_id),
-            )
+        self._update_delivery(_SENDING, (utc_iso(now),), delivery_id)
 
     def mark_delivered(self, delivery_id: int, now: datetime) -> None:
         """A delivery succeeded: it is never attempted again."""
-        with self.transaction() as c:
-            c.execute(
-                "UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, "
-                "delivered_at = ?, last_error = NULL, sending_since = NULL "
-                "WHERE id = ? AND status = 'pending'",
-                (utc_iso(now), delivery_id),
-            )
+        self._update_delivery(_DELIVERED, (utc_iso(now),), delivery_id)
 
     def mark_failed(
         self, delivery_id: int, error: str, next_try: datetime, *, maybe_sent: bool = False
@@ -1037,13 +1045,7 @@ class Store:
         """A delivery failed: record why (already redacted by the caller) and when to retry.
         `maybe_sent`: the send was abandoned, not refused (a timeout), so the receiver may
         still get it: every retry is marked as a possible repeat."""
-        with self.transaction() as c:
-            c.execute(
-                "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_try = ?, "
-                "maybe_sent = (maybe_sent OR ?), sending_since = NULL "
-                "WHERE id = ? AND status = 'pending'",
-                (error[:2000], utc_iso(next_try), maybe_sent, delivery_id),
-            )
+        self._update_delivery(_FAILED, (error[:2000], utc_iso(next_try), maybe_sent), delivery_id)
 
     def due_groups(
         self,
@@ -1064,8 +1066,7 @@ class Store:
         left out (paused after a failure). `latest` as in `due_deliveries`.
         """
         due_at = utc_iso(now)
-        # Without `latest`, "9999" sorts after every ISO time: no row counts as too far.
-        far = utc_iso(latest) if latest else "9999"
+        far = _far(latest)
         # The window runs over small columns only; details are joined for the sampled rows.
         rows = self._read(
             "WITH due AS (SELECT d.id, d.alert_id, "
@@ -1076,10 +1077,8 @@ class Store:
             "FROM deliveries d JOIN alerts a ON a.id = d.alert_id "
             f"WHERE {_DUE} AND d.channel NOT IN (SELECT value FROM json_each(?)) "
             f"WINDOW w AS (PARTITION BY {_GROUP_BY})) "
-            "SELECT d.id, d.alert_id, d.channel, d.attempts, a.kind, a.severity, a.summary, "
-            "a.details, l.name, a.rule, a.created_at, "
-            "d.maybe_sent OR d.sending_since IS NOT NULL, a.log_id, due.n, due.last_id, "
-            "due.any_maybe FROM due JOIN deliveries d ON d.id = due.id "
+            f"SELECT {_DELIVERY_COLUMNS}, a.log_id, due.n, due.last_id, due.any_maybe "
+            "FROM due JOIN deliveries d ON d.id = due.id "
             "JOIN alerts a ON a.id = due.alert_id LEFT JOIN logs l ON l.id = a.log_id "
             "WHERE due.rn <= ? ORDER BY due.rank DESC, due.first_id, due.id LIMIT ?",
             (due_at, far, json.dumps(list(exclude)), max(1, sample), max(0, limit)),
@@ -1139,7 +1138,7 @@ class Store:
         return [(int(r[0]), int(r[1])) for r in rows]
 
     def _update_group(self, assignments: str, params: Sequence[Any], group: DueGroup) -> int:
-        # `assignments` are constants of the mark_group_* methods, never data.
+        # `assignments` are this module's constants, never data.
         with self.transaction() as c:
             cur = c.execute(
                 f"UPDATE deliveries SET {assignments} WHERE id IN (SELECT d.id FROM deliveries d "
@@ -1150,31 +1149,17 @@ class Store:
 
     def mark_group_sending(self, group: DueGroup, now: datetime) -> int:
         """`mark_sending` for every row of `group` (a digest covering them begins)."""
-        return self._update_group(
-            "maybe_sent = (maybe_sent OR sending_since IS NOT NULL), sending_since = ?",
-            (utc_iso(now),),
-            group,
-        )
+        return self._update_group(_SENDING, (utc_iso(now),), group)
 
     def mark_group_delivered(self, group: DueGroup, now: datetime) -> int:
         """`mark_delivered` for every row of `group`; returns how many rows that was."""
-        return self._update_group(
-            "status = 'delivered', attempts = attempts + 1, delivered_at = ?, "
-            "last_error = NULL, sending_since = NULL",
-            (utc_iso(now),),
-            group,
-        )
+        return self._update_group(_DELIVERED, (utc_iso(now),), group)
 
     def mark_group_failed(
         self, group: DueGroup, error: str, next_try: datetime, *, maybe_sent: bool = False
     ) -> int:
         """`mark_failed` for every row of `group`; returns how many rows that was."""
-        return self._update_group(
-            "attempts = attempts + 1, last_error = ?, next_try = ?, "
-            "maybe_sent = (maybe_sent OR ?), sending_since = NULL",
-            (error[:2000], utc_iso(next_try), maybe_sent),
-            group,
-        )
+        return self._update_group(_FAILED, (error[:2000], utc_iso(next_try), maybe_sent), group)
 
     def pending_count(self) -> int:
         """How many deliveries are still pending."""
@@ -1215,8 +1200,14 @@ class Store:
             return c.total_changes, int(c.execute("PRAGMA data_version").fetchone()[0])
 
 
+def _far(latest: datetime | None) -> str:
+    """The bound of `_DUE` beyond which a next try counts as scheduled before the clock went
+    back. Without `latest`, "9999" sorts after every ISO time: no row counts as too far."""
+    return utc_iso(latest) if latest else "9999"
+
+
 def _delivery(r: Sequence[Any]) -> Delivery:
-    """A `Delivery` from the first twelve columns of the outbox queries."""
+    """A `Delivery` from the `_DELIVERY_COLUMNS` of the outbox queries."""
     return Delivery(
         id=r[0],
         alert_id=r[1],

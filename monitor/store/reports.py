@@ -38,8 +38,15 @@ class Gauges:
     """How long the reads took on the database thread."""
 
 
-def _filters(log: str | None, since: datetime | None, time_column: str) -> tuple[str, list[Any]]:
-    # `time_column` is a constant of this module's callers, never data.
+def _filters(
+    log: str | None,
+    since: datetime | None,
+    time_column: str,
+    equal: Sequence[tuple[str, Any]] = (),
+) -> tuple[str, list[Any]]:
+    """The WHERE clause and its parameters: the log's name, `time_column` from `since`, and
+    each (column, value) of `equal` whose value is not None."""
+    # The columns are constants of this module's callers, never data.
     clauses: list[str] = []
     params: list[Any] = []
     if log is not None:
@@ -48,11 +55,11 @@ def _filters(log: str | None, since: datetime | None, time_column: str) -> tuple
     if since is not None:
         clauses.append(f"{time_column} >= ?")
         params.append(utc_iso(since))
+    for column, value in equal:
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
-
-
-def _and(where: str) -> str:
-    return " AND " if where else " WHERE "
 
 
 def alert_rows(
@@ -65,13 +72,7 @@ def alert_rows(
 ) -> list[dict[str, Any]]:
     """Alerts, newest first, each with its log's name, its details (JSON text) and its
     delivered and pending delivery counts."""
-    where, params = _filters(log, since, "a.created_at")
-    if alert_id is not None:
-        where += _and(where) + "a.id = ?"
-        params.append(alert_id)
-    if kind is not None:
-        where += _and(where) + "a.kind = ?"
-        params.append(kind)
+    where, params = _filters(log, since, "a.created_at", [("a.id", alert_id), ("a.kind", kind)])
     # `+d.status` keeps SQLite on the (alert_id, channel) index: on the status index each
     # alert's count scanned every pending row, minutes for a flood of 100,000 alerts.
     return store.query(
@@ -109,10 +110,7 @@ def match_rows(
 ) -> list[dict[str, Any]]:
     """Every watch-rule match, newest first: `tree_index` (in its tree) and `log_index` (the
     global index users look the entry up by), identity as JSON text."""
-    where, params = _filters(log, since, "m.created_at")
-    if rule is not None:
-        where += _and(where) + "m.rule = ?"
-        params.append(rule)
+    where, params = _filters(log, since, "m.created_at", [("m.rule", rule)])
     return store.query(
         "SELECT m.id, m.created_at, l.name AS log, m.tree_id, m.tree_index, "
         "m.global_index AS log_index, m.rule, m.outcome, m.source, m.identity, m.alert_id "

@@ -28,22 +28,18 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Final, TypeGuard, TypeVar
 
-import aiohttp
-
 from monitor.core.entry_proof import EntryEvidence
 from monitor.core.errors import VerificationError
 from monitor.core.fields import MAX_INT64, MAX_UNIX_TIME, JsonReader
 from monitor.core.merkle import consistency_proof_size, leaf_hash
 from monitor.logs.http import (
-    HttpPolicy,
+    HttpLogClient,
     LogNotFound,
     LogNotReady,
     LogResponseError,
     LogStatusError,
-    RequestBudget,
     excerpt,
     gather_bounded,
-    get_bytes,
     get_json,
     post_json,
     safe_url,
@@ -383,26 +379,11 @@ def parse_uuid_list(
 # --- client -------------------------------------------------------------------------------------
 
 
-class RekorV1Client:
+class RekorV1Client(HttpLogClient):
     """Reads one Rekor v1 log over HTTP. Methods raise the ``monitor.logs.http`` errors,
-    ``EntryMismatch``, or ValueError for arguments that are a caller's bug."""
+    ``EntryMismatch``, or ValueError for arguments that are a caller's bug.
 
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        base_url: str,
-        policy: HttpPolicy,
-        budget: RequestBudget | None = None,
-    ) -> None:
-        """``base_url`` is the log's root, e.g. ``https://rekor.sigstore.dev``."""
-        self.session = session
-        self.base_url = base_url.rstrip("/")
-        self.policy = policy
-        self.budget = budget
-
-    def __repr__(self) -> str:
-        """Show the log's URL without credentials."""
-        return f"RekorV1Client({safe_url(self.base_url)!r})"
+    ``base_url`` is the log's root, e.g. ``https://rekor.sigstore.dev``."""
 
     def _url(self, path: str) -> str:
         return f"{self.base_url}{path}"
@@ -560,18 +541,11 @@ class RekorV1Client:
                 raise ValueError(f"public key: tree_id must be decimal digits, got {tree_id!r}")
             path += f"?treeID={tree_id}"
         url = self._url(path)
-        body = await get_bytes(
-            self.session, url, self.policy, max_bytes=_PUBLIC_KEY_MAX_BYTES, budget=self.budget
+        text = await self.get_text(
+            url, encoding="ASCII", expected="a PEM public key", max_bytes=_PUBLIC_KEY_MAX_BYTES
         )
-        try:
-            text = body.decode("ascii")
-        except UnicodeDecodeError as e:
-            raise LogResponseError(
-                f"GET {safe_url(url)}: expected a PEM public key, got non-ASCII bytes: "
-                f"{excerpt(body)}"
-            ) from e
         if "-----BEGIN " not in text or "-----END " not in text:
             raise LogResponseError(
                 f"GET {safe_url(url)}: expected a PEM public key, got {excerpt(text)}"
             )
-        return body
+        return text.encode("ascii")

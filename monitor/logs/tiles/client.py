@@ -50,6 +50,7 @@ from monitor.core.merkle import (
     subtree_root,
 )
 from monitor.logs.http import (
+    HttpLogClient,
     HttpPolicy,
     LogNotFound,
     LogResponseError,
@@ -285,7 +286,7 @@ class TileNodes:
 # --- client -------------------------------------------------------------------------------------
 
 
-class TilesClient:
+class TilesClient(HttpLogClient):
     """Reads one tiled log over HTTP and computes proofs from its tiles.
 
     Hash tiles are cached (immutable resources; LRU, at most ``cache_tiles`` tiles of up to
@@ -307,17 +308,10 @@ class TilesClient:
         """``base_url`` is the log's prefix (``https://log2025-1.rekor.sigstore.dev``)."""
         if cache_tiles < 0 or concurrency < 1:
             raise ValueError("TilesClient: cache_tiles must be >= 0 and concurrency >= 1")
-        self.session = session
-        self.base_url = base_url.rstrip("/")
-        self.policy = policy
-        self.budget = budget
+        super().__init__(session, base_url, policy, budget)
         self.cache_tiles = cache_tiles
         self.concurrency = concurrency
         self._cache: OrderedDict[TileId, tuple[bytes, ...]] = OrderedDict()
-
-    def __repr__(self) -> str:
-        """Show the log's URL without credentials."""
-        return f"TilesClient({safe_url(self.base_url)!r})"
 
     def _url(self, path: str) -> str:
         return f"{self.base_url}/{path}"
@@ -325,15 +319,9 @@ class TilesClient:
     async def checkpoint(self) -> str:
         """``GET <prefix>/checkpoint``: the signed note text exactly as served (UTF-8)."""
         url = self._url("checkpoint")
-        body = await get_bytes(
-            self.session, url, self.policy, max_bytes=_CHECKPOINT_MAX_BYTES, budget=self.budget
+        text = await self.get_text(
+            url, encoding="UTF-8", expected="a checkpoint", max_bytes=_CHECKPOINT_MAX_BYTES
         )
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise LogResponseError(
-                f"GET {safe_url(url)}: expected a UTF-8 checkpoint, got {excerpt(body)}"
-            ) from e
         if text.lstrip().startswith("<"):
             # A proxy's or CDN's HTML page served as 200: garbage, not a badly signed note.
             raise LogResponseError(
