@@ -47,6 +47,7 @@ __all__ = [
     "TRUST_ROOT_NAMES",
     "CertificateAuthority",
     "TrustedLog",
+    "embedded_tuf_root",
     "find_trusted_log",
     "fulcio_authorities",
     "fulcio_roots",
@@ -65,6 +66,25 @@ EMBEDDED_ROOTS_PACKAGE = "sigstore._store"
 """The one private part of a library the monitor relies on: sigstore-python's package data with
 its embedded trusted roots. Its public loaders either go to the network or write into a cache
 directory (see the module docstring); nothing else reads this package."""
+
+
+def embedded_tuf_root(instance: str) -> bytes:
+    """The TUF `root.json` that the installed sigstore package ships for `instance`
+    ("production" or "staging"): the bootstrap root of a live `TufSource`, from which newer
+    roots are followed. Raises `KeyLoadError` for an unknown instance or a missing file."""
+    url = TRUST_ROOT_NAMES.get(instance)
+    if url is None:
+        names = " or ".join(repr(n) for n in TRUST_ROOT_NAMES)
+        raise KeyLoadError(f"TUF root: expected {names}, got {instance!r}")
+    try:
+        store = importlib.resources.files(EMBEDDED_ROOTS_PACKAGE).joinpath(quote(url, safe=""))
+        return store.joinpath("root.json").read_bytes()
+    except (ModuleNotFoundError, OSError) as e:
+        raise KeyLoadError(
+            f"TUF root: expected the {instance} root.json embedded in the installed sigstore "
+            f"package, got none ({e}); reinstall sigstore>=4.5,<5"
+        ) from e
+
 
 # --- trusted roots ----------------------------------------------------------------------------
 

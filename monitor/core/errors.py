@@ -29,3 +29,7 @@ class NetworkError(MonitorError):
 class UsageError(MonitorError):
     """A command-line argument cannot be used (a malformed `--since`, an alert id that does not
     exist, a report database that is not there): exit 2, but not a configuration error."""
+
+
+class TrustRootError(ParseError):
+    """A Sigstore trusted root or signing config is malformed: the message names the field."""

@@ -6,6 +6,7 @@ identities the monitor asks the index instead, each poll, after the checkpoint i
     for each term (email, subject, hash, public key) of the log's watch rules:
         POST /api/v1/index/retrieve --> every UUID the index lists for it
         minus those already dealt with (search_seen) --> new UUIDs (at most MAX_FETCH a round)
+    the new UUIDs of all terms together, each once whichever terms listed it:
         POST /api/v1/log/entries/retrieve by entryUUIDs, 10 per request
         each entry: UUID = leaf hash of body (client), SET by the log key, inclusion proof
                     against its signed checkpoint, that checkpoint consistent with the verified
@@ -21,7 +22,8 @@ The index is filled asynchronously and may lag or miss entries; there is no time
 pagination, so each poll asks for every term's whole list and new arrivals, however late, are
 simply UUIDs not seen before. An entry is alerted at most once whichever way it is found (the
 alert's dedup key is the scanner's). Entries the log integrated before a term was first
-searched (its baseline) are history: recorded as matches with source "backfill", not alerted.
+searched (its baseline) are history: recorded as matches with source "backfill", not alerted;
+an entry several terms list is history only if it came before each of their baselines.
 
 Every request goes through the log's one RequestBudget (shared with polls, proofs and scans).
 """
@@ -90,6 +92,30 @@ class _Outcome:
     found: list[FoundMatch] = field(default_factory=list)
     alert: Alert | None = None
     error: str | None = None
+
+
+@dataclass
+class _Found:
+    """A new entry the index listed this round: its UUID, the terms that listed it (in order),
+    and the earliest of their baselines (the entry is history only if it came before every
+    one of them: a term that was already watching when it arrived makes it new)."""
+
+    uuid: str
+    terms: list[SearchTerm]
+    baseline: int
+
+    def also(self, term: SearchTerm, baseline: int) -> None:
+        """Another term lists the entry."""
+        if term not in self.terms:
+            self.terms.append(term)
+        self.baseline = min(self.baseline, baseline)
+
+
+def _term_keys(found: Sequence[_Found]) -> str:
+    """The distinct terms that listed `found`, for messages (the first few of them)."""
+    keys = list(dict.fromkeys(t.key for f in found for t in f.terms))
+    more = f" and {len(keys) - 3} more terms" if len(keys) > 3 else ""
+    return ", ".join(keys[:3]) + more
 
 
 def log_key(spec: LogSpec) -> EcdsaNoteVerifier:
@@ -178,7 +204,10 @@ class Searcher:
             self.log_id, [t.key for t in self.terms], self.clock()
         )
         self._proofs.clear()
-        handled: set[bytes] = set()
+        # Every term's new UUIDs are gathered before any is fetched, so entries share retrieve
+        # requests (10 UUIDs each) whichever term found them; an entry two terms list is
+        # fetched, proven and recorded once.
+        found: dict[bytes, _Found] = {}
         fetch_left = self.max_fetch
         for term in self.terms:
             try:
@@ -195,25 +224,35 @@ class Searcher:
             await self.store.scan.record_search(
                 self.log_id, term.key, len(uuids), None, self.clock()
             )
+            baseline = int(parse_utc(baselines[term.key]).timestamp())
             leaves = [bytes.fromhex(u[-64:]) for u in uuids]
-            skip = handled | await self.store.scan.search_seen(self.log_id, leaves)
-            new = [u for u, leaf in zip(uuids, leaves, strict=True) if leaf not in skip]
-            handled.update(bytes.fromhex(u[-64:]) for u in new)
+            seen = await self.store.scan.search_seen(self.log_id, leaves)
+            new: dict[bytes, str] = {}
+            for uuid, leaf in zip(uuids, leaves, strict=True):
+                if leaf in found:
+                    found[leaf].also(term, baseline)
+                elif leaf not in seen:
+                    new.setdefault(leaf, uuid)
             if len(new) > fetch_left:
                 log.info(
                     "%s: %s lists %d new entries; fetching %d this round, the rest next poll",
                     self.log_name, term.key, len(new), fetch_left,
                 )  # fmt: skip
-                new = new[:fetch_left]
+                new = dict(list(new.items())[:fetch_left])
             fetch_left -= len(new)
-            baseline = int(parse_utc(baselines[term.key]).timestamp())
+            for leaf, uuid in new.items():
+                found[leaf] = _Found(uuid, [term], baseline)
+        pending = list(found.values())
+        for i in range(0, len(pending), BATCH):
+            batch = pending[i : i + BATCH]
             try:
-                for i in range(0, len(new), BATCH):
-                    await self._batch(new[i : i + BATCH], states, baseline, term, result)
-            except (NetworkError, ParseError) as e:
-                message = f"search {term.key}: fetching entries: {type(e).__name__}: {e}"
-                log.warning("%s: %s", self.log_name, message)
-                result.errors.append(message)
+                await self._batch(batch, states, result)
+            except NetworkError as e:
+                self._fetch_failed(batch, e, result)
+                break  # the log is unreachable or throttling: the next poll retries
+            except ParseError as e:
+                # One unreadable answer must not hold back the other batches, every poll.
+                self._fetch_failed(batch, e, result)
         await self.store.scan.record_search_progress(
             self.log_id,
             terms=result.terms,
@@ -240,31 +279,40 @@ class Searcher:
                 out.append((uuid, e))
         return out
 
-    async def _batch(
-        self,
-        uuids: Sequence[str],
-        states: dict[str, LogState],
-        baseline: int,
-        term: SearchTerm,
-        result: SearchResult,
+    def _fetch_failed(
+        self, batch: Sequence[_Found], error: Exception, result: SearchResult
     ) -> None:
-        got = await self._fetch(uuids)
+        message = f"search {_term_keys(batch)}: fetching entries: {type(error).__name__}: {error}"
+        log.warning("%s: %s", self.log_name, message)
+        result.errors.append(message)
+
+    async def _batch(
+        self, batch: Sequence[_Found], states: dict[str, LogState], result: SearchResult
+    ) -> None:
+        by_leaf = {f.uuid[-64:].lower(): f for f in batch}
+        got = await self._fetch([f.uuid for f in batch])
         result.fetched += sum(1 for e in got if isinstance(e, V1Entry))
         outcomes: list[_Outcome] = []
+        returned: set[str] = set()
         for item in got:
-            if isinstance(item, tuple):
-                uuid, mismatch = item
-                outcomes.append(
-                    self._bad(uuid, _tree_of_uuid(uuid) or "", mismatch.log_index, mismatch, term)
-                )
+            uuid = item[0] if isinstance(item, tuple) else item.uuid
+            which = by_leaf.get(uuid[-64:].lower())
+            if which is None:  # pragma: no cover - the client refuses entries not asked for
                 continue
-            outcome = await self._examine(item, states, baseline, term, result)
+            returned.add(uuid[-64:].lower())
+            if isinstance(item, tuple):
+                _, mismatch = item
+                tree = _tree_of_uuid(uuid) or ""
+                outcomes.append(self._bad(uuid, tree, mismatch.log_index, mismatch, which.terms[0]))
+                continue
+            outcome = await self._examine(item, states, which.baseline, which.terms[0], result)
             if outcome is not None:
                 outcomes.append(outcome)
-        if len(got) < len(uuids):
+        missing = [f for leaf, f in by_leaf.items() if leaf not in returned]
+        if missing:
             result.errors.append(
-                f"search {term.key}: the log returned {len(got)} of {len(uuids)} entries the "
-                "index listed; the others are retried next poll"
+                f"search {_term_keys(missing)}: the log returned {len(batch) - len(missing)} of "
+                f"{len(batch)} entries the index listed; the others are retried next poll"
             )
         if outcomes:
             await self._commit(outcomes, result)

@@ -144,6 +144,7 @@ class DeliveryAudit:
     lost: int  # delivered in the database, never received
     duplicated: int  # received again without the "(possible repeat)" mark: a silent duplicate
     repeats: int  # received again, marked as a possible repeat (a send cut off by a kill)
+    repeat_messages: int  # messages marked as a possible repeat (a digest stands for many)
     unknown: int  # received, naming no alert of this database
 
 
@@ -171,6 +172,9 @@ def audit_deliveries(db: Path, receiver: HttpReceiver) -> DeliveryAudit:
         duplicated=sum(n - 1 for n in plain.values() if n > 1),
         repeats=sum(got.values()) - len(got) - sum(n - 1 for n in plain.values() if n > 1),
         unknown=len(set(got) - alerts),
+        repeat_messages=sum(
+            REPEAT_MARK in str(post.body.get("title", "")) for post in receiver.posts
+        ),
     )
 
 

@@ -115,6 +115,8 @@ async def test_sigkill_at_random_points_loses_and_repeats_nothing(
     assert audit.lost == 0 and audit.unknown == 0
     assert audit.duplicated == 0, "a repeat without the possible-repeat mark"
     assert audit.received - audit.repeats == audit.alerts == audit.delivered_rows
-    assert audit.repeats <= len(where)
+    # One kill cuts off at most one send; that message (a digest may stand for many alerts)
+    # is the one repeated.
+    assert audit.repeat_messages <= len(where)
     assert integrity(env.db) == "ok"
     figures.survived = True
