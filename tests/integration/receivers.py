@@ -19,6 +19,7 @@ import socket
 import ssl
 import threading
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
@@ -39,7 +40,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class LocalServer:
+class LocalServer(ABC):
     """An aiohttp server on 127.0.0.1, `self.port`, that hands every request (of `methods`, any
     path) to `_handle`; over TLS when `ssl_context` is set. Subclasses set `port`."""
 
@@ -54,8 +55,9 @@ class LocalServer:
         scheme = "https" if self.ssl_context else "http"
         return f"{scheme}://{LOCALHOST}:{self.port}"
 
+    @abstractmethod
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        raise NotImplementedError
+        """Answer one request."""
 
     async def start(self) -> None:
         """Listen on `self.port`."""
