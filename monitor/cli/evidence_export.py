@@ -17,7 +17,6 @@ import os
 import stat
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from monitor.config.settings import MAX_KEY_FILE_BYTES, Config
 from monitor.config.trust_roots import TRUST_ROOT_NAMES, trusted_logs
@@ -134,8 +133,11 @@ def export_alert(store: Store, alert_id: int) -> bytes:
             f"evidence export: alert #{alert_id} is a {row['kind']} alert; only split_view "
             "alerts carry evidence that others can verify offline (see docs/threat-model.md)"
         )
-    details: dict[str, Any] = json.loads(row["details"])
-    attached = details.get("evidence")
+    try:
+        details: object = json.loads(row["details"])
+    except (TypeError, ValueError):
+        details = None
+    attached = details.get("evidence") if isinstance(details, dict) else None
     if not isinstance(attached, dict):
         raise EvidenceExportError(
             f"evidence export: alert #{alert_id} carries no evidence document; the database was "

@@ -256,11 +256,11 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         else:
             with Path(args.file).open("rb") as fh:
                 data = fh.read(MAX_INPUT_BYTES + 1)
-        extra = None
+        checkpoint = None
         if args.checkpoint:
             with Path(args.checkpoint).open("rb") as fh:
-                extra = fh.read(_MAX_CHECKPOINT_BYTES + 1).decode("utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+                checkpoint = fh.read(_MAX_CHECKPOINT_BYTES + 1)
+    except OSError as e:
         print(f"tlog-monitor: inspect: cannot read input: {e}", file=sys.stderr)
         return EXIT_USAGE
     if len(data) > MAX_INPUT_BYTES:
@@ -270,13 +270,21 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    if extra is not None and len(extra) > _MAX_CHECKPOINT_BYTES:
-        print(
-            f"tlog-monitor: inspect: --checkpoint: expected at most {_MAX_CHECKPOINT_BYTES} "
-            "bytes (a signed checkpoint or a /api/v1/log response), got more",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+    extra = None
+    if checkpoint is not None:
+        # Bytes, not characters, are capped: a truncated multi-byte character is "too big".
+        if len(checkpoint) > _MAX_CHECKPOINT_BYTES:
+            print(
+                f"tlog-monitor: inspect: --checkpoint: expected at most {_MAX_CHECKPOINT_BYTES} "
+                "bytes (a signed checkpoint or a /api/v1/log response), got more",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        try:
+            extra = checkpoint.decode("utf-8")
+        except UnicodeDecodeError as e:
+            print(f"tlog-monitor: inspect: cannot read input: {e}", file=sys.stderr)
+            return EXIT_USAGE
     config_path = Path(args.config)
     config = None
     note = ""
@@ -296,7 +304,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             data, config=config, config_note=note, log_name=args.log, checkpoint=extra
         )
     except InputError as e:
-        print(f"tlog-monitor: inspect: {e}", file=sys.stderr)
+        # The message quotes the input (JSON-escaped, which leaves C1 controls and bidi as-is).
+        print(f"tlog-monitor: inspect: {printable(str(e))}", file=sys.stderr)
         return EXIT_USAGE
     if args.format == "json":
         print(json.dumps(report.to_json(), indent=2))
@@ -371,12 +380,18 @@ def _cmd_evidence_verify(args: argparse.Namespace) -> int:
             )
         verdict = verify(data, known, any_key=args.any_key)
     except (OSError, EvidenceUnreadable) as e:
-        print(f"tlog-monitor: evidence verify: cannot read evidence: {e}", file=sys.stderr)
+        print(
+            f"tlog-monitor: evidence verify: cannot read evidence: {printable(str(e))}",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     except EvidenceInvalid as e:
-        print(f"tlog-monitor: evidence verify: does not verify: {e}", file=sys.stderr)
+        print(
+            f"tlog-monitor: evidence verify: does not verify: {printable(str(e))}", file=sys.stderr
+        )
         return EXIT_ALERT
-    print("\n".join(verdict.lines))
+    # The key's name is the document's own text: escaped, like every other line from outside.
+    print("\n".join(printable(line) for line in verdict.lines))
     return EXIT_OK if verdict.proven else EXIT_ALERT
 
 

@@ -461,8 +461,9 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Conf
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (invalid byte at offset {e.start})") from e
-    config = parse_config(text, path=path, environ=environ)
-    exposed = _exposed_secret_files(config, tomllib.loads(text))
+    raw = _parse_toml(text, str(path))
+    config = _config_from(raw, path=path, environ=environ)
+    exposed = _exposed_secret_files(config, raw)
     return replace(config, warnings=config.warnings + exposed) if exposed else config
 
 
@@ -517,12 +518,22 @@ def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = N
 
     Raises ConfigError.
     """
-    file = str(path)
+    return _config_from(_parse_toml(text, str(path)), path=path, environ=environ)
+
+
+def _parse_toml(text: str, file: str) -> dict[str, object]:
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         # The message carries "(at line L, column C)" and never echoes the offending text.
         raise ConfigError(f"{file}: invalid TOML: {e}") from e
+
+
+def _config_from(
+    raw: Mapping[str, object], *, path: Path, environ: Mapping[str, str] | None
+) -> Config:
+    """`parse_config` of the parsed TOML document `raw`."""
+    file = str(path)
     env = os.environ if environ is None else environ
     config_path = _absolute(path)
     base = config_path.parent
@@ -1035,8 +1046,7 @@ def _fulcio_roots(value: object, where: str, base: Path) -> tuple[bytes, Path]:
     text = f.as_str(value, where, what="the path of a PEM file of CA certificates", max_len=4096)
     path = _absolute(Path(text.strip()), base)
     try:
-        with path.open("rb") as fh:
-            pem = fh.read(MAX_FULCIO_ROOTS_BYTES + 1)
+        pem = _read_bounded(path, MAX_FULCIO_ROOTS_BYTES)
     except OSError as e:
         raise f.error(where, f"cannot read CA bundle {f.echo(str(path))}: {e.strerror or e}") from e
     if len(pem) > MAX_FULCIO_ROOTS_BYTES:

@@ -323,7 +323,7 @@ def _read_certificate(der: bytes) -> CertificateIdentity:
         extension_oids=MappingProxyType(by_oid),
         unparseable_extensions=tuple(unparseable),
         fingerprint_sha256=hashlib.sha256(der).hexdigest(),
-        public_key_sha256=hashlib.sha256(spki_der).hexdigest(),
+        public_key_sha256=public_key_fingerprint(spki_der),
         issuer_dn=issuer_dn,
         subject_dn=subject_dn,
         not_before=not_before,

@@ -57,6 +57,7 @@ from monitor.core.certs import (
     parse_certificate,
     parse_public_key,
     parse_verifier,
+    public_key_fingerprint,
 )
 from monitor.core.errors import ParseError
 from monitor.core.fields import MISSING, JsonReader, json_type, reject_constant, short
@@ -326,7 +327,7 @@ def _pkix_signer(parsed: CertificateIdentity | bytes) -> Signer:
     """The signer of a parsed certificate or DER SubjectPublicKeyInfo."""
     if isinstance(parsed, CertificateIdentity):
         return Signer(parsed, parsed.public_key_sha256, None, "x509")
-    return Signer(None, hashlib.sha256(parsed).hexdigest(), parsed, "x509")
+    return Signer(None, public_key_fingerprint(parsed), parsed, "x509")
 
 
 def _v2_signer(verifier: _Obj, where: str, seen: dict[bytes, Signer]) -> Signer:
@@ -361,10 +362,6 @@ def _signatures(obj: _Obj, where: str) -> list[object]:
     return sigs
 
 
-def _sig_obj(value: object, where: str) -> _Obj:
-    return _JSON.obj(value, where)
-
-
 def _each_signature(
     digest: tuple[str, str] | None,
     sigs: list[object],
@@ -381,7 +378,7 @@ def _each_signature(
     for i, s in enumerate(sigs):
         at = f"{where}.signatures[{i}]"
         try:
-            signer = read(_sig_obj(s, at), at, seen)
+            signer = read(_JSON.obj(s, at), at, seen)
         except EntryParseError as e:
             problem = e
         except Exception as e:  # noqa: BLE001 - turned into this signature's EntryParseError

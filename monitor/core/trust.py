@@ -18,9 +18,10 @@ with Ed25519.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
@@ -28,7 +29,7 @@ from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 
 from monitor.core.errors import TrustRootError
 from monitor.core.fields import MISSING, JsonReader, echo, reject_constant, short
@@ -166,10 +167,7 @@ class Authority:
             "kind": self.kind,
             "uri": self.uri,
             "subject": self.subject,
-            "chain_sha256": [
-                x509.load_der_x509_certificate(c).fingerprint(hashes.SHA256()).hex()
-                for c in self.chain
-            ],
+            "chain_sha256": [hashlib.sha256(c).hexdigest() for c in self.chain],
             "valid_for": self.window.summary(),
         }
 
@@ -237,11 +235,7 @@ class TrustChange:
 # --- parsing ------------------------------------------------------------------------------------
 
 
-def _error(message: str) -> TrustRootError:
-    return TrustRootError(message)
-
-
-_JSON = JsonReader(_error, show=echo)
+_JSON = JsonReader(TrustRootError, show=echo)
 
 
 def _load_json(data: bytes, what: str) -> dict[str, object]:
@@ -504,43 +498,6 @@ def trust_snapshot(trusted_root: bytes, signing_config: bytes | None = None) -> 
 # --- diff ---------------------------------------------------------------------------------------
 
 
-def _pair(
-    section: str,
-    before: Sequence[TrustItem],
-    after: Sequence[TrustItem],
-    name: Callable[[TrustItem], str],
-    key: Callable[[TrustItem], object],
-    window: Callable[[TrustItem], Window],
-) -> list[TrustChange]:
-    """Changes within one section: items are grouped by name; within a name, items with the same
-    key are the same item (its window may change), left-over ones pair up in order as key
-    changes, and the rest are additions or removals."""
-    names: list[str] = []
-    for item in (*before, *after):
-        if name(item) not in names:
-            names.append(name(item))
-    changes: list[TrustChange] = []
-    for n in names:
-        old = [i for i in before if name(i) == n]
-        new = [i for i in after if name(i) == n]
-        unmatched_old: list[TrustItem] = []
-        for item in old:
-            match = next((j for j in new if key(j) == key(item)), None)
-            if match is None:
-                unmatched_old.append(item)
-                continue
-            new.remove(match)
-            if window(match) != window(item):
-                changes.append(TrustChange(ChangeKind.WINDOW_CHANGED, section, n, item, match))
-        for item in unmatched_old:
-            if new:
-                changes.append(TrustChange(ChangeKind.KEY_CHANGED, section, n, item, new.pop(0)))
-            else:
-                changes.append(TrustChange(ChangeKind.REMOVED, section, n, item, None))
-        changes.extend(TrustChange(ChangeKind.ADDED, section, n, None, item) for item in new)
-    return changes
-
-
 def _item_key(item: TrustItem) -> object:
     """What makes two same-named items the same one (a difference is a key change)."""
     if isinstance(item, TrustedLogInfo):
@@ -558,12 +515,33 @@ def _item_name(item: TrustItem) -> str:
     return item.url
 
 
-def _item_window(item: TrustItem) -> Window:
-    return item.window
-
-
-def _select(items: Iterable[TrustItem], test: Callable[[TrustItem], bool]) -> list[TrustItem]:
-    return [i for i in items if test(i)]
+def _pair(
+    section: str, before: Sequence[TrustItem], after: Sequence[TrustItem]
+) -> list[TrustChange]:
+    """Changes within one section: items are grouped by name; within a name, items with the same
+    key are the same item (its window may change), left-over ones pair up in order as key
+    changes, and the rest are additions or removals."""
+    names = list(dict.fromkeys(_item_name(item) for item in (*before, *after)))
+    changes: list[TrustChange] = []
+    for n in names:
+        old = [i for i in before if _item_name(i) == n]
+        new = [i for i in after if _item_name(i) == n]
+        unmatched_old: list[TrustItem] = []
+        for item in old:
+            match = next((j for j in new if _item_key(j) == _item_key(item)), None)
+            if match is None:
+                unmatched_old.append(item)
+                continue
+            new.remove(match)
+            if match.window != item.window:
+                changes.append(TrustChange(ChangeKind.WINDOW_CHANGED, section, n, item, match))
+        for item in unmatched_old:
+            if new:
+                changes.append(TrustChange(ChangeKind.KEY_CHANGED, section, n, item, new.pop(0)))
+            else:
+                changes.append(TrustChange(ChangeKind.REMOVED, section, n, item, None))
+        changes.extend(TrustChange(ChangeKind.ADDED, section, n, None, item) for item in new)
+    return changes
 
 
 def diff(before: TrustSnapshot, after: TrustSnapshot) -> list[TrustChange]:
@@ -574,34 +552,22 @@ def diff(before: TrustSnapshot, after: TrustSnapshot) -> list[TrustChange]:
     whose kind changed (v1 <-> v2) counts as a key change.
     """
     changes: list[TrustChange] = []
-    for section, test in (
-        ("tlogs", lambda i: isinstance(i, TrustedLogInfo) and i.kind is not LogKind.CT),
-        ("ctlogs", lambda i: isinstance(i, TrustedLogInfo) and i.kind is LogKind.CT),
-    ):
+    for section, ct in (("tlogs", False), ("ctlogs", True)):
         changes += _pair(
             section,
-            _select(before.logs, test),
-            _select(after.logs, test),
-            _item_name,
-            _item_key,
-            _item_window,
+            [log for log in before.logs if (log.kind is LogKind.CT) == ct],
+            [log for log in after.logs if (log.kind is LogKind.CT) == ct],
         )
     for section, kind in (("certificateAuthorities", "ca"), ("timestampAuthorities", "tsa")):
         changes += _pair(
             section,
             [a for a in before.authorities if a.kind == kind],
             [a for a in after.authorities if a.kind == kind],
-            _item_name,
-            _item_key,
-            _item_window,
         )
     for section, kind in _SERVICE_KEYS:
         changes += _pair(
             section,
             [s for s in before.services if s.kind == kind],
             [s for s in after.services if s.kind == kind],
-            _item_name,
-            _item_key,
-            _item_window,
         )
     return changes

@@ -408,6 +408,38 @@ def _key_facts(delivery: Delivery, limit: int) -> list[str]:
     return lines
 
 
+def _title(item: Delivery | DueGroup, suffix: str = "") -> str:
+    """A message's title: "[HIGH] kind: log, rule NAME" plus `suffix` and the repeat mark."""
+    title = f"[{item.severity.upper()}] {item.kind}"
+    if item.log_name:
+        title += f": {item.log_name}"
+    if item.rule:
+        title += f", rule {item.rule}"
+    title += suffix
+    if item.maybe_sent:
+        title += REPEAT_MARK
+    return _clean(title, MAX_TITLE)
+
+
+def _header(item: Delivery | DueGroup, origin: MessageOrigin) -> list[str]:
+    """The log, host and rule lines of a message's body."""
+    header: list[str] = []
+    if item.log_name:
+        header.append(f"log: {_clean(item.log_name, _MAX_VALUE)}")
+    header.append(f"host: {_clean(origin.host, _MAX_VALUE)}")
+    if item.rule:
+        header.append(f"rule: {_clean(item.rule, _MAX_VALUE)}")
+    return header
+
+
+def _alert_kind(kind: str) -> AlertKind | None:
+    """`kind` as an AlertKind; None for a kind from a newer tlog-monitor sharing the database."""
+    try:
+        return AlertKind(kind)
+    except ValueError:
+        return None
+
+
 def render_message(
     delivery: Delivery, max_body: int = MAX_BODY, *, origin: MessageOrigin | None = None
 ) -> Message:
@@ -425,22 +457,8 @@ def render_message(
     message holds only alert data: never a channel URL.
     """
     origin = origin or MessageOrigin.local()
-    severity = delivery.severity.upper()
-    title = f"[{severity}] {delivery.kind}"
-    if delivery.log_name:
-        title += f": {delivery.log_name}"
-    if delivery.rule:
-        title += f", rule {delivery.rule}"
-    if delivery.maybe_sent:
-        title += REPEAT_MARK
-    title = _clean(title, MAX_TITLE)
-
-    header: list[str] = []
-    if delivery.log_name:
-        header.append(f"log: {_clean(delivery.log_name, _MAX_VALUE)}")
-    header.append(f"host: {_clean(origin.host, _MAX_VALUE)}")
-    if delivery.rule:
-        header.append(f"rule: {_clean(delivery.rule, _MAX_VALUE)}")
+    title = _title(delivery)
+    header = _header(delivery, origin)
     details = delivery.details
     skip = _WATCH_KEY_DETAILS if delivery.kind in _WATCH_KINDS else frozenset()
     keys = [k for k in _PREFERRED_DETAILS if k in details and k not in skip]
@@ -456,10 +474,7 @@ def render_message(
         else:
             lines.append(f"{_clean(key, 40)}: {value}")
 
-    try:
-        kind: AlertKind | None = AlertKind(delivery.kind)
-    except ValueError:  # a kind from a newer tlog-monitor sharing the database
-        kind = None
+    kind = _alert_kind(delivery.kind)
     todo = [
         f"to do: {ON_CALL[kind]}" if kind else "to do: see docs/alerts.md",
         f"guide: {doc_link(kind)}" if kind else "guide: docs/alerts.md",
@@ -547,24 +562,12 @@ def render_digest(
     """
     origin = origin or MessageOrigin.local()
     count = group.count
-    title = f"[{group.severity.upper()}] {group.kind}"
-    if group.log_name:
-        title += f": {group.log_name}"
-    if group.rule:
-        title += f", rule {group.rule}"
-    title += f" ({count} alerts)"
-    if group.maybe_sent:
-        title += REPEAT_MARK
-    title = _clean(title, MAX_TITLE)
+    title = _title(group, f" ({count} alerts)")
 
     first = group.deliveries[0] if group.deliveries else None
     where = f" on log {_clean(group.log_name, _MAX_VALUE)}" if group.log_name else ""
     head = [f"{count} {_clean(group.kind, 60)} alerts{where} in one message (a digest)", ""]
-    if group.log_name:
-        head.append(f"log: {_clean(group.log_name, _MAX_VALUE)}")
-    head.append(f"host: {_clean(origin.host, _MAX_VALUE)}")
-    if group.rule:
-        head.append(f"rule: {_clean(group.rule, _MAX_VALUE)}")
+    head += _header(group, origin)
     lines = [
         f"alert #{d.alert_id}, raised {d.created_at}: {_clean(d.summary, _DIGEST_LINE)}"
         for d in group.deliveries
@@ -578,10 +581,7 @@ def render_digest(
     footer = [f"list them all: {origin.command(*words)}"]
     if first is not None:
         footer.append(f"one in full: {origin.report_command(first.alert_id)}")
-    try:
-        kind: AlertKind | None = AlertKind(group.kind)
-    except ValueError:  # a kind from a newer tlog-monitor sharing the database
-        kind = None
+    kind = _alert_kind(group.kind)
     if kind is not None:
         footer += [f"to do: {ON_CALL[kind]}", f"guide: {doc_link(kind)}"]
     if group.maybe_sent:
@@ -949,7 +949,7 @@ class Notifier:
             groups = await self._store.outbox.due_groups(
                 now,
                 limit,
-                latest=now + self._backoff.cap,
+                latest=cap,
                 sample=DIGEST_AFTER,
                 exclude=sorted(self._paused),
             )

@@ -16,7 +16,7 @@ import aiohttp
 from monitor.config.settings import LogConfig, LogType
 from monitor.core.errors import ParseError
 from monitor.core.note import MAX_NOTE_BYTES, parse_checkpoint, parse_signed_note
-from monitor.logs.http import HttpPolicy, LogResponseError, RequestBudget, get_bytes, safe_url
+from monitor.logs.http import HttpLogClient, HttpPolicy, LogResponseError, RequestBudget, safe_url
 from monitor.logs.rekor_v1.client import is_tree_id
 from monitor.service.engine import Head
 from monitor.service.wiring import TILES_TREE
@@ -41,7 +41,7 @@ def tree_id_of(log_type: LogType, note: str) -> str:
     return tree_id
 
 
-class NoteSource:
+class NoteSource(HttpLogClient):
     """A witness, distributor or peer endpoint as the engine sees it: one checkpoint, no API.
 
     It serves no proofs: the engine always asks the log's own endpoint for those.
@@ -55,24 +55,18 @@ class NoteSource:
         policy: HttpPolicy,
         budget: RequestBudget | None,
     ) -> None:
+        super().__init__(session, url, policy, budget)
         self.log_type = log.type
         self.url = url
-        self.session = session
-        self.policy = policy
-        self.budget = budget
 
     async def heads(self) -> list[Head]:
         """The one checkpoint the endpoint serves."""
-        data = await get_bytes(
-            self.session, self.url, self.policy, max_bytes=MAX_NOTE_BYTES, budget=self.budget
+        text = await self.get_text(
+            self.url,
+            encoding="UTF-8",
+            expected="a signed note (UTF-8 text)",
+            max_bytes=MAX_NOTE_BYTES,
         )
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise LogResponseError(
-                f"GET {safe_url(self.url)}: expected a signed note (UTF-8 text), got bytes "
-                f"invalid at offset {e.start}"
-            ) from e
         try:
             tree_id = tree_id_of(self.log_type, text)
         except ParseError as e:

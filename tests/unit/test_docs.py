@@ -110,15 +110,15 @@ def test_on_call_line_is_the_documented_one(kind: AlertKind) -> None:
     assert anchor == kind.value  # GitHub's anchor of the heading "## `kind`"
 
 
-@pytest.mark.parametrize(
-    ("report", "columns"),
-    [
-        ("alerts", reports.ALERT_COLUMNS),
-        ("matches", reports.MATCH_COLUMNS),
-        ("checkpoints", reports.CHECKPOINT_COLUMNS),
-        ("status", reports.STATUS_COLUMNS),
-    ],
-)
+REPORT_COLUMNS = [
+    ("alerts", reports.ALERT_COLUMNS),
+    ("matches", reports.MATCH_COLUMNS),
+    ("checkpoints", reports.CHECKPOINT_COLUMNS),
+    ("status", reports.STATUS_COLUMNS),
+]
+
+
+@pytest.mark.parametrize(("report", "columns"), REPORT_COLUMNS)
 def test_every_report_column_is_documented(report: str, columns: tuple[str, ...]) -> None:
     body = _section((DOCS / "reports.md").read_text(encoding="utf-8"), f"report {report}")
     rows = re.findall(r"^\| `([a-z_]+)` \|", body, re.MULTILINE)
@@ -187,15 +187,7 @@ def test_report_synopsis_lists_every_report_and_option() -> None:
         assert option in documented_rows, f"{option} has no row in docs/reports.md's options"
 
 
-@pytest.mark.parametrize(
-    ("report", "columns"),
-    [
-        ("alerts", reports.ALERT_COLUMNS),
-        ("matches", reports.MATCH_COLUMNS),
-        ("checkpoints", reports.CHECKPOINT_COLUMNS),
-        ("status", reports.STATUS_COLUMNS),
-    ],
-)
+@pytest.mark.parametrize(("report", "columns"), REPORT_COLUMNS)
 def test_csv_examples_show_every_column(report: str, columns: tuple[str, ...]) -> None:
     # CSV keeps every column, so an example of it shows the code's columns exactly.
     body = _section((DOCS / "reports.md").read_text(encoding="utf-8"), f"report {report}")
