@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint typecheck unit bench soak clean
+.PHONY: demo test test-slow test-systemd lint typecheck unit bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ test: lint typecheck
 # 20 s soak); `test` runs their short versions.
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow
+
+# The shipped unit under a real systemd (docs/systemd.md#testing-the-unit-under-systemd): root, and
+# network to Debian's mirror and PyPI the first time (the Debian root and the wheels are cached in
+# /var/cache/tlog-monitor); skipped with the reason otherwise. `test` does not collect tests/systemd.
+test-systemd: $(STAMP)
+	TLOG_MONITOR_SYSTEMD_TEST=1 $(BIN)/pytest -q -rs tests/systemd
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

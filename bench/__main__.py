@@ -1,17 +1,29 @@
-"""Scan throughput and memory, measured against the sandbox log (`make bench`).
+"""What users run into, measured against the sandbox log (`make bench`).
 
-The sandbox runs in its own process; this process is the monitor. For each log type it measures,
-on the same entries in the same run:
+The sandbox serves the tiled log from its own process on 127.0.0.1; this process is the monitor,
+and CPU figures are this process's CPU time (every thread) per entry. The log holds realistic
+entries: hashedrekord 0.0.2 bodies of about 2 KB, in batches of 1,000 per identity, 70 % of the
+batches GitHub Actions workflow certificates with every Fulcio extension and 30 % e-mail
+certificates, plus three entries of the watched identities. On the same entries, interleaved
+over `--rounds` rounds in one run (each scan a fresh `check` from entry 0 into a new database):
 
-  floor  the entries only fetched and leaf-hashed into a compact range (no parsing, no matching,
-         no database): the cost any scanner pays;
-  scan   the monitor end to end: poll, verify the checkpoint, fetch, prove every entry into the
-         verified tree, pre-filter, parse and match, commit matches, alerts and cursor to SQLite.
+  floor     fetch every entry bundle (8 in flight), split it, leaf-hash each entry, fold the
+            tree, check the root against the checkpoint: what any scanner of the log pays;
+  scan      the monitor end to end with two ordinary rules (a workflow rule with
+            `allowed_signers`, an e-mail rule): poll, verify the checkpoint, fetch, prove every
+            entry into the verified tree, pre-filter, parse and match, commit to SQLite;
+  regex     the same plus a rule with no single literal every match contains (`any_issuer` and
+            a `san_regex` of two alternatives), which matches nothing here;
+  digits    the same plus a rule with nothing literal at all (`any_issuer`, `san_regex =
+            ".*[0-9]{7}.*"`), which matches nothing here;
+  san *     the same plus `any_issuer` and `san = "*"`: a rule every entry matches, so every
+            entry is parsed, matched and recorded with an alert (the cost of the flood).
 
-and prints entries per second for both and their ratio. Last, it scans a long tiled log and
-prints this process's peak resident memory (the sandbox's is not counted).
+Then one Rekor v1 search poll (in-process sandbox): 50 watched e-mails with one new entry each,
+the requests it took next to the minimum (tests/integration/test_search_requests.py), and what
+the default request budgets allow.
 
-    python -m bench [--tiles N] [--v1 N] [--memory N]
+    python -m bench [--tiles N] [--rounds N] [--memory N]
 """
 
 from __future__ import annotations
@@ -22,30 +34,64 @@ import contextlib
 import json
 import logging
 import os
+import random
 import resource
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from monitor.config.settings import load_config
+from monitor.config.settings import DEFAULT_REQUESTS_PER_MINUTE, LogType, load_config
 from monitor.core.merkle import CompactRange, leaf_hash
-from monitor.core.note import parse_vkey
-from monitor.logs.http import HttpPolicy
-from monitor.logs.rekor_v1.client import RekorV1Client
-from monitor.logs.tiles.client import TilesClient
+from monitor.core.note import parse_vkey, verify_checkpoint
+from monitor.logs.http import HttpPolicy, gather_bounded
+from monitor.logs.tiles.client import TILE_WIDTH, TilesClient, tile_width
+from monitor.sandbox import Sandbox
 from monitor.service.daemon import open_monitor
-from monitor.service.wiring import RekorV1Source, TilesSource
 
 REPO = "https://github.com/example/project"
 GITHUB = "https://token.actions.githubusercontent.com"
+GOOGLE = "https://accounts.google.com"
+BATCH = 1000
+"""Entries per identity, as real signers sign in bursts."""
+
+ORDINARY = f"""
+[[watch]]
+name = "release"
+issuer = "{GITHUB}"
+san = "{REPO}/.github/workflows/*"
+allowed_signers = ["{REPO}/.github/workflows/release.yml@refs/tags/*"]
+[[watch]]
+name = "email"
+issuer = "{GOOGLE}"
+email = "security@example.com"
+"""
+WILDCARDS = {
+    "regex": (
+        "any_issuer + san_regex (alternatives)",
+        '[[watch]]\nname = "wild"\nany_issuer = true\nsan_regex = '
+        "'https://github\\.com/(acme|initech)/[^/]+/\\.github/workflows/.+"
+        "|[^@]+@(acme|initech)\\.example'\n",
+    ),
+    "digits": (
+        "any_issuer + san_regex (no literal)",
+        '[[watch]]\nname = "wild"\nany_issuer = true\nsan_regex = ".*[0-9]{7}.*"\n',
+    ),
+    "san *": (
+        'any_issuer + san = "*" (matches all)',
+        '[[watch]]\nname = "wild"\nany_issuer = true\nsan = "*"\n',
+    ),
+}
 
 
 def free_port() -> int:
@@ -59,19 +105,11 @@ def sandbox(state: Path) -> Iterator[str]:
     """A sandbox log in its own process; yields its base URL."""
     port = free_port()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "monitor.cli.main",
-            "sandbox",
-            "--port",
-            str(port),
-            "--state",
-            str(state),
-        ],
+        [sys.executable, "-m", "monitor.cli.main", "sandbox", "--port", str(port),
+         "--state", str(state)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-    )
+    )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(200):
@@ -92,114 +130,218 @@ async def admin(session: aiohttp.ClientSession, url: str, path: str, body: objec
         return result
 
 
-async def fill(url: str, log: str, count: int) -> None:
-    """`count` entries of noise with a few watched identities among them."""
+def identities(count: int, seed: int = 16) -> list[dict[str, object]]:
+    """One identity per batch of `BATCH` entries: 70 % GitHub workflows, 30 % e-mails."""
+    rng = random.Random(seed)
+    out: list[dict[str, object]] = []
+    for n in range((count + BATCH - 1) // BATCH):
+        if rng.random() < 0.7:
+            org, repo = f"org{rng.randrange(10_000)}", f"repo-{rng.randrange(100_000)}"
+            workflow = rng.choice(["build", "release", "publish", "ci"])
+            ref = rng.choice(["refs/heads/main", f"refs/tags/v{n % 10}.{n % 7}.0"])
+            uri = f"https://github.com/{org}/{repo}/.github/workflows/{workflow}.yml@{ref}"
+            out.append({"uri": uri, "issuer": GITHUB})
+        else:
+            out.append({"email": f"dev{rng.randrange(1_000_000)}@example.org", "issuer": GOOGLE})
+    return out
+
+
+async def fill(url: str, count: int) -> None:
+    """`count` realistic entries, then the three watched identities (two alerts, one
+    unexpected signer)."""
     async with aiohttp.ClientSession() as s:
-        done = 0
-        while done < count:
-            n = min(200_000, count - done)
-            await admin(s, url, "append", {"log": log, "count": n})
-            done += n
+        left = count
+        for identity in identities(count):
+            n = min(BATCH, left)
+            await admin(s, url, "append", {"log": "tiles", "count": n, "identity": identity})
+            left -= n
         for identity in (
             {"uri": f"{REPO}/.github/workflows/release.yml@refs/tags/v1", "issuer": GITHUB},
             {"uri": f"{REPO}/.github/workflows/other.yml@refs/heads/main", "issuer": GITHUB},
-            {"email": "security@example.com"},
+            {"email": "security@example.com", "issuer": GOOGLE},
         ):
-            await admin(s, url, "append", {"log": log, "count": 1, "identity": identity})
+            await admin(s, url, "append", {"log": "tiles", "count": 1, "identity": identity})
 
 
-def write_config(work: Path, url: str, state: dict, log: str, start: int) -> Path:
+def write_config(work: Path, url: str, state: dict, name: str, rules: str) -> Path:
     verifier = parse_vkey(state["tiles"]["vkey"])
     pem = Ed25519PublicKey.from_public_bytes(verifier.public_bytes).public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     (work / "tiles.pem").write_bytes(pem)
-    (work / "v1.pem").write_text(state["v1"]["publicKey"])
-    if log == "tiles":
-        entry = (
-            f'type = "tiles"\nurl = "{url}/tiles"\npublic_key = "tiles.pem"\n'
-            f'origin = "{state["tiles"]["origin"]}"\nrequests_per_minute = 60000'
-        )
-    else:
-        entry = (
-            f'type = "rekor-v1"\nurl = "{url}"\npublic_key = "v1.pem"\n'
-            f'origin = "{state["v1"]["keyName"]}"\nrequests_per_minute = 60000'
-        )
-    path = work / f"{log}.toml"
+    path = work / f"{name}.toml"
     path.write_text(
         f"""
 [monitor]
-database = "{log}.db"
+database = "{name}.db"
 http_listen = ""
 [[log]]
 name = "bench"
-{entry}
+type = "tiles"
+url = "{url}/tiles"
+public_key = "tiles.pem"
+origin = "{state["tiles"]["origin"]}"
+requests_per_minute = 60000
 scan = true
-start = {start}
+start = 0
 fulcio_roots = "ca.pem"
-[[watch]]
-name = "release"
-issuer = "{GITHUB}"
-san = "{REPO}/.github/workflows/*"
-allowed_signers = ["{REPO}/.github/workflows/release.yml@refs/tags/*"]
-[[watch]]
-name = "email"
-issuer = "https://accounts.google.com"
-email = "security@example.com"
+{ORDINARY}
+{rules}
 """
     )
     return path
 
 
-async def floor(url: str, log: str, state: dict) -> tuple[int, float]:
-    """Fetch every entry and leaf-hash it into a compact range: nothing else."""
+@dataclass
+class Run:
+    entries: int
+    seconds: float
+    cpu: float
+    alerts: int = 0
+
+    @property
+    def cpu_us(self) -> float:
+        return self.cpu / self.entries * 1e6
+
+    @property
+    def rate(self) -> float:
+        return self.entries / self.seconds
+
+
+async def floor(url: str, state: dict) -> Run:
+    """Fetch every bundle (8 in flight), split, leaf-hash, fold and check the root against the
+    checkpoint: nothing else."""
     policy = HttpPolicy()
     async with aiohttp.ClientSession() as session:
-        if log == "tiles":
-            size = state["tiles"]["treeSize"]
-            source: TilesSource | RekorV1Source = TilesSource(
-                TilesClient(session, f"{url}/tiles", policy)
-            )
-            tree = "tiles"
-        else:
-            size = state["v1"]["treeSize"]
-            source = RekorV1Source(RekorV1Client(session, url, policy))
-            await source.heads()
-            tree = state["v1"]["treeID"]
-        began = time.perf_counter()
+        client = TilesClient(session, f"{url}/tiles", policy, concurrency=8)
+        began, cpu = time.perf_counter(), time.process_time()
+        note = await client.checkpoint()
+        checkpoint = verify_checkpoint(
+            note, [parse_vkey(state["tiles"]["vkey"])], state["tiles"]["origin"]
+        ).checkpoint
+        size = checkpoint.size
         cr = CompactRange()
-        for start in range(0, size, 4096):
-            for body in await source.entries(tree, start, min(size, start + 4096), size):
-                cr.append(leaf_hash(body))
-        return size, time.perf_counter() - began
+        step = 16 * TILE_WIDTH
+        for start in range(0, size, step):
+            end = min(size, start + step)
+            jobs = [
+                (lambda n=n: client.entry_bundle(n, tile_width(0, n, size)))
+                for n in range(start // TILE_WIDTH, (end - 1) // TILE_WIDTH + 1)
+            ]
+            for bundle in await gather_bounded(jobs, 8):
+                cr.extend([leaf_hash(body) for body in bundle])
+        if cr.root() != checkpoint.root:
+            raise SystemExit("floor: the entries do not fold to the checkpoint's root")
+        return Run(size, time.perf_counter() - began, time.process_time() - cpu)
 
 
-async def scan(config: Path) -> tuple[int, float, int]:
-    """The monitor end to end (one check: poll, scan, commit); returns entries, seconds and
-    the alerts raised."""
+async def scan(config: Path, workers: int | None = None) -> Run:
+    """The monitor end to end: one check (poll, scan, commit) of a fresh database (`workers`:
+    the scanner's worker processes for a long backfill, when given)."""
     cfg = load_config(config)
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     async with open_monitor(cfg) as m:
+        if workers is not None:
+            m.scanners["bench"].workers = workers
         outcome = await m.poll("bench")
         state = m.store.store.log_states()[0]
-    elapsed = time.perf_counter() - began
+    elapsed, used = time.perf_counter() - began, time.process_time() - cpu
     if outcome.errors:
         raise SystemExit(f"scan failed: {outcome.errors}")
-    return state.scan_cursor or 0, elapsed, len(outcome.alerts)
+    return Run(state.scan_cursor or 0, elapsed, used, len(outcome.alerts))
 
 
-async def measure(work: Path, url: str, log: str) -> None:
+def spread(values: list[float], fmt: str) -> str:
+    return " / ".join(format(v, fmt) for v in (min(values), statistics.median(values), max(values)))
+
+
+async def tiles_figures(work: Path, url: str, rounds: int) -> None:
     async with aiohttp.ClientSession() as s:
         state = await admin(s, url, "state")
         async with s.get(f"{url}/admin/ca.pem") as r:
             (work / "ca.pem").write_bytes(await r.read())
-    config = write_config(work, url, state, log, start=0)
-    n_floor, t_floor = await floor(url, log, state)
-    n_scan, t_scan, alerts = await scan(config)
-    f, sc = n_floor / t_floor, n_scan / t_scan
+    kinds = ["scan", *WILDCARDS]
+    runs: dict[str, list[Run]] = {k: [] for k in ["floor", *kinds]}
+    for n in range(rounds):
+        runs["floor"].append(await floor(url, state))
+        for kind in kinds:
+            rules = "" if kind == "scan" else WILDCARDS[kind][1]
+            name = f"{kind.replace(' *', '-all')}-{n}"
+            runs[kind].append(await scan(write_config(work, url, state, name, rules)))
+    entries = runs["floor"][0].entries
+    print(f"\ntiles: {entries:,} entries, {rounds} rounds (min / median / max)")
+    print(f"  {'':38} {'CPU µs/entry':>22}  {'entries/s':>26}  alerts")
+    for kind in ["floor", *kinds]:
+        label = "floor" if kind == "floor" else ("scan, two ordinary rules" if kind == "scan" else
+                                                 f"+ {WILDCARDS[kind][0]}")  # fmt: skip
+        rs = runs[kind]
+        alerts = "" if kind == "floor" else str(rs[0].alerts)
+        print(
+            f"  {label:38} {spread([r.cpu_us for r in rs], '6.1f'):>22}  "
+            f"{spread([r.rate for r in rs], '8,.0f'):>26}  {alerts}"
+        )
+    ratios = [f.cpu_us / s.cpu_us for f, s in zip(runs["floor"], runs["scan"], strict=True)]
+    print(f"  floor/scan CPU per entry: {spread(ratios, '.2f')} (goal >= 0.5)")
+    for kind in WILDCARDS:
+        penalty = [w.cpu_us / s.cpu_us for w, s in zip(runs[kind], runs["scan"], strict=True)]
+        goal = "" if kind == "san *" else " (goal <= 3x)"
+        print(f"  {WILDCARDS[kind][0]} / scan: {spread(penalty, '.1f')}x{goal}")
+    rpm = DEFAULT_REQUESTS_PER_MINUTE[LogType.TILES]
     print(
-        f"{log:5}  entries {n_scan:>9,}  floor {f:>10,.0f}/s  scan {sc:>10,.0f}/s  "
-        f"scan/floor {sc / f:5.2f}  alerts {alerts}"
+        f"  (the bench raises requests_per_minute to 60000; the default budget of {rpm} "
+        f"requests/minute caps a tiles scan at {rpm * TILE_WIDTH // 60:,} entries/s: one "
+        f"request per {TILE_WIDTH}-entry bundle)"
+    )
+
+
+SEARCH_TERMS = 50
+
+
+async def search_figures(work: Path) -> None:
+    """One poll of a v1 log watched by 50 e-mail rules, after one new entry for each (as
+    tests/integration/test_search_requests.py)."""
+    emails = [f"user{i}@example.com" for i in range(SEARCH_TERMS)]
+    minimum = 1 + 1 + SEARCH_TERMS + SEARCH_TERMS // 10
+    sb = Sandbox(work / "search-sandbox")
+    await sb.start("127.0.0.1", 0)
+    try:
+        await sb.append("v1", 20)
+        (work / "search").mkdir()
+        (work / "search" / "ca.pem").write_bytes(sb.ca_pem)
+        (work / "search" / "v1.pem").write_bytes(sb.v1_public_key_pem)
+        rules = "".join(
+            f'[[watch]]\nname = "user{i}"\nissuer = "{GOOGLE}"\nemail = "{e}"\n\n'
+            for i, e in enumerate(emails)
+        )
+        config = work / "search" / "config.toml"
+        config.write_text(
+            f'[monitor]\ndatabase = "search.db"\nhttp_listen = ""\n[[log]]\nname = "v1"\n'
+            f'type = "rekor-v1"\nurl = "{sb.url}"\npublic_key = "v1.pem"\n'
+            f'origin = "{sb.v1_key_name}"\nfulcio_roots = "ca.pem"\n'
+            f"requests_per_minute = 6000\n\n{rules}"
+        )
+        async with open_monitor(load_config(config)) as m:
+            await m.poll("v1")
+            for e in emails:
+                await sb.append("v1", 1, {"email": e})
+            before = len(sb.core.request_log)
+            found = await m.poll("v1")
+            with sb.core.lock:
+                log = list(sb.core.request_log)[before:]
+        counts = Counter(endpoint for _, view, endpoint in log if view == "main")
+    finally:
+        await sb.stop()
+    total = sum(counts.values())
+    rpm = DEFAULT_REQUESTS_PER_MINUTE[LogType.REKOR_V1]
+    shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    print(
+        f"\nRekor v1 search: one poll, {SEARCH_TERMS} watched e-mails with one new entry each: "
+        f"{total} requests ({shown}); minimum {minimum}, ratio {total / minimum:.2f} "
+        f"(goal <= 1.5); alerts {len(found.alerts)}"
+    )
+    print(
+        f"  (the default budget of {rpm} requests/minute spends {total / rpm * 60:.1f} s on "
+        "that poll)"
     )
 
 
@@ -210,53 +352,108 @@ def peak_rss_mb() -> float:
 async def main() -> None:
     logging.getLogger("monitor").setLevel(logging.ERROR)
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--tiles", type=int, default=200_000, help="entries for the tiles figures")
-    parser.add_argument("--v1", type=int, default=20_000, help="entries for the v1 figures")
-    parser.add_argument("--memory", type=int, default=1_000_000, help="entries for the memory run")
+    parser.add_argument("--tiles", type=int, default=100_000, help="entries in the tiled log")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every tiles figure")
+    parser.add_argument("--memory", type=int, default=0, help="entries for a memory run (0: none)")
+    parser.add_argument("--no-search", action="store_true", help="skip the v1 search figure")
+    parser.add_argument(
+        "--backfill",
+        type=int,
+        default=0,
+        help="entries for the backfill figure: one core vs worker processes (0: none; "
+        "1000000 takes about 3 minutes)",
+    )
     parser.add_argument("--scan-only", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.scan_only:
-        await scan_only(args.scan_only)
+        await scan_only(args.scan_only, args.workers)
         return
     print(
-        f"tlog-monitor scan benchmark ({os.cpu_count()} CPUs; sandbox in its own process; "
-        "requests_per_minute raised to 60000 so the figures measure the scanner, not the "
-        "politeness budget)"
+        f"tlog-monitor benchmark ({os.cpu_count()} CPUs; sandbox in its own process; CPU is "
+        "this process's)"
     )
     with tempfile.TemporaryDirectory(prefix="tlog-bench-") as tmp:
         work = Path(tmp)
         with sandbox(work / "sandbox") as url:
-            await fill(url, "tiles", args.tiles)
-            await fill(url, "v1", args.v1)
-            await measure(work, url, "tiles")
-            await measure(work, url, "v1")
+            began = time.perf_counter()
+            await fill(url, args.tiles)
+            print(f"filled the tiled log in {time.perf_counter() - began:.0f} s")
+            await tiles_figures(work, url, args.rounds)
+        if not args.no_search:
+            await search_figures(work)
         if args.memory:
-            with sandbox(work / "sandbox-long") as url:
-                await fill(url, "tiles", args.memory)
-                async with aiohttp.ClientSession() as s:
-                    state = await admin(s, url, "state")
-                    async with s.get(f"{url}/admin/ca.pem") as r:
-                        (work / "ca.pem").write_bytes(await r.read())
-                config = write_config(work, url, state, "tiles", start=0)
-                (work / "tiles.db").unlink(missing_ok=True)
-                # A fresh process, so its peak memory is the long scan's alone.
-                child = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "bench", "--scan-only", str(config),
-                    stdout=asyncio.subprocess.PIPE,
-                )  # fmt: skip
-                out, _ = await child.communicate()
-            n, t, rss = json.loads(out)
-            print(
-                f"memory: scanned {n:,} tiles entries in {t:.1f} s ({n / t:,.0f}/s) in a fresh "
-                f"process; its peak RSS {rss:.0f} MB"
-            )
+            await memory(work, args.memory)
+        if args.backfill:
+            await backfill(work, args.backfill)
 
 
-async def scan_only(config: Path) -> None:
-    """The child of the memory run: one scan, then (entries, seconds, peak RSS MB) as JSON."""
+async def memory(work: Path, count: int) -> None:
+    with sandbox(work / "sandbox-long") as url:
+        await fill(url, count)
+        async with aiohttp.ClientSession() as s:
+            state = await admin(s, url, "state")
+            async with s.get(f"{url}/admin/ca.pem") as r:
+                (work / "ca.pem").write_bytes(await r.read())
+        config = write_config(work, url, state, "memory", "")
+        n, t, rss, _ = await child_scan(config)
+    print(
+        f"\nmemory: scanned {n:,} tiles entries in {t:.1f} s ({n / t:,.0f}/s) in a fresh "
+        f"process; its peak RSS {rss:.0f} MB"
+    )
+
+
+async def scan_only(config: Path, workers: int | None = None) -> None:
+    """The child of the memory and backfill runs: one scan, then (entries, seconds, peak RSS
+    MB, the largest peak RSS MB of its worker processes) as JSON."""
     logging.getLogger("monitor").setLevel(logging.ERROR)
-    n, t, _ = await scan(config)
-    print(json.dumps([n, t, peak_rss_mb()]))
+    run = await scan(config, workers)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(json.dumps([run.entries, run.seconds, peak_rss_mb(), children]))
+
+
+async def child_scan(config: Path, workers: int | None = None) -> list[float]:
+    """`scan_only` in a fresh process (so its peak memory is that scan's alone)."""
+    more = [] if workers is None else ["--workers", str(workers)]
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench", "--scan-only", str(config), *more,
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await child.communicate()
+    result: list[float] = json.loads(out)
+    return result
+
+
+async def backfill(work: Path, count: int, rounds: int = 2) -> None:
+    """A fresh scan of `count` entries (past `scanner.BACKFILL`): one core (no worker processes,
+    the default) against a worker process per CPU, interleaved, each in a fresh process."""
+    with sandbox(work / "sandbox-backfill") as url:
+        began = time.perf_counter()
+        await fill(url, count)
+        filled = time.perf_counter() - began
+        async with aiohttp.ClientSession() as s:
+            state = await admin(s, url, "state")
+            async with s.get(f"{url}/admin/ca.pem") as r:
+                (work / "ca.pem").write_bytes(await r.read())
+        single: list[list[float]] = []
+        pooled: list[list[float]] = []
+        for n in range(rounds):
+            single.append(await child_scan(write_config(work, url, state, f"one-{n}", ""), 1))
+            config = write_config(work, url, state, f"pool-{n}", "")
+            pooled.append(await child_scan(config, os.cpu_count() or 1))
+    rate = [r[0] / r[1] for r in single]
+    prate = [r[0] / r[1] for r in pooled]
+    speedup = [p / o for p, o in zip(prate, rate, strict=True)]
+    cpus = os.cpu_count() or 1
+    memory = [r[2] + cpus * r[3] for r in pooled]
+    print(
+        f"\nbackfill: a fresh scan of {count:,} tiles entries (filled in {filled:.0f} s), "
+        f"{rounds} rounds (min / median / max)\n"
+        f"  one core:                   {spread(rate, '8,.0f')} entries/s\n"
+        f"  {cpus} worker processes:         {spread(prate, '8,.0f')} entries/s\n"
+        f"  speed-up: {spread(speedup, '.2f')}x (goal >= 1.6x); memory, the scan's peak RSS "
+        f"plus {cpus} times its largest worker's: {spread(memory, '.0f')} MB (goal < 200 MB)"
+    )
 
 
 if __name__ == "__main__":

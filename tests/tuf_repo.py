@@ -3,23 +3,31 @@ Ed25519 keys, written to a directory and served over HTTP on 127.0.0.1.
 
 Layout (consistent snapshots, as Sigstore's repository)::
 
-    <dir>/metadata/N.root.json, timestamp.json, N.snapshot.json, N.targets.json
+    <dir>/N.root.json, timestamp.json, N.snapshot.json, N.targets.json
     <dir>/targets/<sha256>.<name>
+
+(metadata at the repository's root and targets under targets/, as tuf-repo-cdn.sigstore.dev).
 
 Each helper publishes a new repository state the way a real (or compromised) repository would.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.server
+import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from securesystemslib.signer import CryptoSigner, Signer
 from tuf.api.metadata import (
     Metadata,
@@ -44,9 +52,8 @@ class TufRepo:
 
     def __init__(self, directory: Path, targets: dict[str, bytes]) -> None:
         self.directory = directory
-        self.metadata_dir = directory / "metadata"
+        self.metadata_dir = directory
         self.targets_dir = directory / "targets"
-        self.metadata_dir.mkdir(parents=True)
         self.targets_dir.mkdir(parents=True)
         self.signers: dict[str, CryptoSigner] = {r: CryptoSigner.generate_ed25519() for r in ROLES}
         root = Root(expires=_expiry(365), consistent_snapshot=True)
@@ -185,3 +192,82 @@ def serve(directory: Path) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+# --- Sigstore trust files listing the sandbox's logs ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tlog:
+    """One `tlogs` entry of a trusted root: a log's URL, its public key (PEM) and its window."""
+
+    url: str
+    key_pem: bytes
+    start: str = "2020-01-01T00:00:00Z"
+    end: str | None = None
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _key_details(key: object) -> str:
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "PKIX_ED25519"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "PKIX_ECDSA_P256_SHA_256"
+    if isinstance(key, rsa.RSAPublicKey):
+        return "PKIX_RSA_PKCS1V15_2048_SHA256"
+    raise ValueError(f"no keyDetails for {type(key).__name__}")
+
+
+def trusted_root(tlogs: Sequence[Tlog], ca_pems: Sequence[bytes] = ()) -> bytes:
+    """A `trusted_root.json` (protobuf-specs JSON) listing `tlogs` and one CA per PEM."""
+    logs = []
+    for t in tlogs:
+        key = serialization.load_pem_public_key(t.key_pem)
+        der = key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        window = {"start": t.start} | ({"end": t.end} if t.end else {})
+        logs.append(
+            {
+                "baseUrl": t.url,
+                "hashAlgorithm": "SHA2_256",
+                "publicKey": {
+                    "rawBytes": _b64(der),
+                    "keyDetails": _key_details(key),
+                    "validFor": window,
+                },
+                "logId": {"keyId": _b64(hashlib.sha256(der).digest())},
+            }
+        )
+    cas = [
+        {
+            "subject": {"organization": "sandbox", "commonName": "sandbox"},
+            "uri": "https://fulcio.example",
+            "certChain": {
+                "certificates": [
+                    {
+                        "rawBytes": _b64(
+                            x509.load_pem_x509_certificate(pem).public_bytes(
+                                serialization.Encoding.DER
+                            )
+                        )
+                    }
+                ]
+            },
+            "validFor": {"start": "2020-01-01T00:00:00Z"},
+        }
+        for pem in ca_pems
+    ]
+    return json.dumps(
+        {
+            "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+            "tlogs": logs,
+            "certificateAuthorities": cas,
+            "ctlogs": [],
+            "timestampAuthorities": [],
+        },
+        indent=2,
+    ).encode()

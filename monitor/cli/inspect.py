@@ -15,6 +15,7 @@ Flow::
          --verify--> steps: leaf hash vs UUID, inclusion proof -> root, checkpoint signature,
                      origin, size and root, inclusion promise (SET) signature
          --parse_entry--> signers: identity, Fulcio extensions, fingerprints, chain to Fulcio CAs
+         --embedded SCTs--> each certificate's SCTs checked with the known CT logs' keys
          --Matcher.explain--> each rule: match (outcome, reasons) or the first matcher that failed
 
 An entry is verified when every check that applies passes and something signed by the log
@@ -31,7 +32,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from monitor.config.trust_roots import fulcio_trust, trusted_logs
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from monitor.config.trust_roots import (
+    TrustedCtLog,
+    fulcio_trust,
+    trusted_ct_logs,
+    trusted_logs,
+)
+from monitor.core.certs import tbs_parts
 from monitor.core.entries import Entry, EntryParseError, parse_entry
 from monitor.core.entry_proof import (
     EntryEvidence,
@@ -46,6 +56,7 @@ from monitor.core.fields import MAX_UNIX_TIME, JsonReader, echo
 from monitor.core.keys import REKOR_V1_LEGACY_ORIGIN, LogApi
 from monitor.core.merkle import leaf_hash
 from monitor.core.note import EcdsaNoteVerifier, NoteVerifier, parse_signed_note
+from monitor.core.sct import Sct, SctParseError, SctVerificationError, embedded_scts, verify_sct
 from monitor.core.watch import FULCIO_EXTENSIONS, Evaluation, Matcher, identity_summary
 from monitor.logs.http import LogResponseError
 from monitor.logs.rekor_v1.client import EntryMismatch, V1Entry, check_uuid, read_log_entry
@@ -524,6 +535,148 @@ def _when(at: datetime) -> str:
     return at.isoformat().replace("+00:00", "Z")
 
 
+# --- embedded SCTs ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _KnownCtLog:
+    label: str
+    log: TrustedCtLog
+
+
+@functools.cache
+def _known_ct_logs() -> dict[bytes, _KnownCtLog]:
+    """The CT logs of the trusted roots the monitor knows, by log ID (first root wins)."""
+    known: dict[bytes, _KnownCtLog] = {}
+    for root in _TRUST_ROOTS:
+        for ct in trusted_ct_logs(root):
+            known.setdefault(ct.log_id, _KnownCtLog(f"{ct.base_url} ({root} trust root)", ct))
+    return known
+
+
+def _named_fulcio_trusts() -> list[CertificateTrust]:
+    # Only to find a certificate's issuer key for the precertificate form; whether the
+    # certificate is trusted is the chain line's business, with the log's own CAs.
+    return [fulcio_trust(root) for root in _TRUST_ROOTS]
+
+
+def _sct_when(sct: Sct) -> str:
+    return sct.time.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _sct_checks(
+    entry: Entry, trusts: Sequence[CertificateTrust]
+) -> tuple[list[Step], list[list[dict[str, object]]]]:
+    """One verification line per SCT embedded in a signer's certificate (and one saying a
+    certificate embeds none), and per signer the SCTs as JSON-ready dicts."""
+    steps: list[Step] = []
+    views: list[list[dict[str, object]]] = []
+    several = len(entry.signers) > 1
+    for index, signer in enumerate(entry.signers):
+        found: list[dict[str, object]] = []
+        views.append(found)
+        cert = signer.certificate
+        if cert is None:
+            continue
+        prefix = f"signer {index} " if several else ""
+        try:
+            scts = embedded_scts(cert.der)
+        except SctParseError as e:
+            steps.append(Step(f"{prefix}SCT", False, f"FAILED: embedded SCT list: {e}"))
+            found.append({"status": "failed", "detail": f"embedded SCT list: {e}"})
+            continue
+        if not scts:
+            steps.append(Step(f"{prefix}SCT", None, "the certificate embeds no SCTs"))
+            continue
+        issuers = _issuer_spkis(cert, trusts)
+        for n, sct in enumerate(scts):
+            name = f"{prefix}SCT" + (f" {n}" if len(scts) > 1 else "")
+            known = _known_ct_logs().get(sct.log_id)
+            ok, status, label, why = _check_sct(sct, cert.der, issuers, known)
+            head = f"log ID {sct.log_id.hex()}" + (f" = {label}" if label else "")
+            steps.append(Step(name, ok, f"{head}, time {_sct_when(sct)}: {why}"))
+            found.append(
+                {
+                    "log_id": sct.log_id.hex(),
+                    "log": label,
+                    "time": _sct_when(sct),
+                    "timestamp_ms": sct.timestamp,
+                    "status": status,
+                    "detail": why,
+                }
+            )
+    return steps, views
+
+
+def _issuer_spkis(
+    cert: CertificateIdentity, trusts: Sequence[CertificateTrust]
+) -> tuple[bytes, ...]:
+    """The DER SubjectPublicKeyInfos, exactly as their certificates hold them (the bytes CT
+    hashes), of the Fulcio CA that signed `cert`; failing that, of every known CA with the name
+    `cert` gives as its issuer. The fallback matters for an altered certificate: its CA's
+    signature no longer holds, but its SCT still tells whether the CT log saw these bytes."""
+    for trust in trusts:
+        issuer = trust.issuer_of(cert)
+        if issuer is not None:
+            return _spkis([issuer])
+    try:
+        issuer_name = x509.load_der_x509_certificate(cert.der).issuer
+    except ValueError:
+        return ()
+    return _spkis([ca for t in trusts for ca in t.authorities if ca.subject == issuer_name])
+
+
+def _spkis(cas: Sequence[x509.Certificate]) -> tuple[bytes, ...]:
+    found: list[bytes] = []
+    for ca in cas:
+        try:
+            spki = tbs_parts(ca.public_bytes(Encoding.DER))[2]
+        except ValueError:
+            continue
+        if spki not in found:
+            found.append(spki)
+    return tuple(found)
+
+
+def _check_sct(
+    sct: Sct, cert: bytes, issuers: Sequence[bytes], known: _KnownCtLog | None
+) -> tuple[bool | None, str, str | None, str]:
+    """(step mark, status, the known log's label, what to say) for one embedded SCT of
+    `cert`, signed by `known` (None: a log no trusted root lists) over one of `issuers`' keys."""
+    if known is None:
+        roots = " or ".join(_TRUST_ROOTS)
+        return None, "unknown_log", None, f"unknown log: not a CT log of the {roots} trust root"
+    if not issuers:
+        return (
+            None,
+            "not_checked",
+            known.label,
+            "not checked: the certificate's issuer is not a Fulcio CA the monitor knows, and "
+            "the signed precertificate names the issuer's key",
+        )
+    error: MonitorError | None = None
+    for issuer in issuers:
+        try:
+            verify_sct(sct, cert, issuer, known.log.key)
+        except (SctParseError, SctVerificationError) as e:
+            error = error or e
+        else:
+            error = None
+            break
+    if error is not None:
+        return False, "failed", known.label, f"FAILED: {error}"
+    if not known.log.valid_at(sct.time):
+        start, end = known.log.valid_from, known.log.valid_until
+        window = f"{start.isoformat() if start else '...'} .. {end.isoformat() if end else '...'}"
+        return (
+            False,
+            "failed",
+            known.label,
+            f"FAILED: signed at a time outside the log key's validity in the trust root ({window})",
+        )
+    return True, "verified", known.label, "verified"
+
+
 # --- the report -------------------------------------------------------------------------------
 
 
@@ -811,6 +964,14 @@ def inspect_entry(
     at = integration_time(loaded.integrated_time)
     trust = log.trust() if log is not None else None
     trust_label = log.trust_label if log is not None else "no log identified"
+    scts: list[list[dict[str, object]]] = []
+    if entry is not None:
+        issuers = [trust] if trust is not None else []
+        sct_steps, scts = _sct_checks(entry, issuers + _named_fulcio_trusts())
+        steps.extend(sct_steps)
+        if any(s.ok is False for s in sct_steps):
+            verified = False
+            failure = "; ".join(f"{s.name}: {s.detail}" for s in steps if s.ok is False)
     report = Report(
         source=loaded.source,
         log=log.label if log else None,
@@ -828,6 +989,9 @@ def inspect_entry(
     report.signers = [
         _signer_view(entry, i, trust, trust_label, at) for i in range(len(entry.signers))
     ]
+    for view, found in zip(report.signers, scts, strict=True):
+        if "certificate" in view:
+            view["scts"] = found
     if config is None:
         report.rules_note = config_note or "no configuration: no rules evaluated"
         return report

@@ -10,6 +10,8 @@ import argparse
 import asyncio
 import json
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from monitor import __version__
-from monitor.cli.reports import ReportFormat
+from monitor.cli.reports import DEFAULT_TRUST_CHANGES, ReportFormat
 from monitor.config.settings import Config, load_config
 from monitor.core.alerts import AlertKind
 from monitor.core.durations import parse_duration
@@ -44,6 +46,7 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
+    from monitor.core.watch import rule_expense
     from monitor.service.wiring import resolve_logs
 
     config = load_config(Path(args.config))
@@ -51,6 +54,24 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     print(json.dumps(config.redacted(), indent=2))
     for warning in config.warnings:
         print(f"tlog-monitor: warning: {warning}", file=sys.stderr)
+    for rule in config.watches:
+        expense = rule_expense(rule)
+        if expense is not None:
+            print(
+                f"tlog-monitor: note: rule {rule.name!r} is expensive to scan: {expense} "
+                "(docs/configuration.md#what-makes-a-rule-expensive)",
+                file=sys.stderr,
+            )
+    if config.sigstore:
+        count = len(config.sigstore)
+        names = ", ".join(s.name for s in config.sigstore)
+        print(
+            f"tlog-monitor: note: {count} [[sigstore]] source{'s' if count > 1 else ''} ({names}): "
+            f"{'their' if count > 1 else 'its'} logs are discovered from "
+            f"{'their TUF repositories' if count > 1 else 'its TUF repository'} at run time "
+            "(`tlog-monitor report status` lists them)",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
@@ -69,6 +90,37 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for warning in config.warnings:
         log.warning("configuration: %s", warning)
     run_daemon(path, config)
+    return EXIT_OK
+
+
+#: Linux's largest possible PID (PID_MAX_LIMIT); 1 is init, which a reload must never signal.
+_PID_MAX = 4_194_304
+
+
+def _cmd_reload(args: argparse.Namespace) -> int:
+    from monitor.service.wiring import resolve_logs
+
+    pid: int = args.pid
+    if not 1 < pid <= _PID_MAX:
+        # os.kill(0 or a negative number) would signal a whole process group.
+        raise UsageError(f"--pid {pid}: not the PID of a daemon (expected 2 .. {_PID_MAX})")
+    # The daemon refuses a broken configuration on SIGHUP too, but only in its log: checking it
+    # here first makes `systemctl reload` itself fail with the error, and sends no signal.
+    try:
+        resolve_logs(load_config(Path(args.config)))
+    except ConfigError as e:
+        # Under systemd, the journal's record of the refusal at error priority (`journalctl -p
+        # err`); main() still prints the usual "configuration error" line.
+        log.error("reload refused, the daemon keeps its running configuration: %s", e)
+        raise
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        raise UsageError(f"--pid {pid}: no such process (is the daemon running?)") from None
+    except PermissionError:
+        raise UsageError(
+            f"--pid {pid}: not allowed to signal it (run as the daemon's user or root)"
+        ) from None
     return EXIT_OK
 
 
@@ -150,6 +202,22 @@ def _alert_id(text: str) -> int:
     return value
 
 
+_MAX_LIMIT = 1_000_000
+
+
+def _limit(text: str) -> int:
+    """`--limit`: how many rows, a whole number from 1."""
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = 0
+    if not 1 <= value <= _MAX_LIMIT:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number from 1 to {_MAX_LIMIT}, got {text!r}"
+        )
+    return value
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from monitor.cli import reports
     from monitor.store.database import Store
@@ -163,11 +231,29 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(f"--kind: only 'report alerts' has a kind filter, not {args.what!r}")
     if args.since is not None and args.what == "status":
         raise UsageError("--since: 'report status' shows the current state, it has no time filter")
+    if args.limit is not None and args.what != "trust":
+        raise UsageError(f"--limit: only 'report trust' has a limit, not {args.what!r}")
+    if args.what == "trust" and args.log is not None:
+        raise UsageError("--log: 'report trust' is per [[sigstore]] source, it has no log filter")
+    if args.what == "trust" and args.format == ReportFormat.CSV.value:
+        raise UsageError(
+            "--format csv: 'report trust' is two tables (sources and changes); "
+            "use --format table or json"
+        )
     config = load_config(Path(args.config))
     since = _since(args.since)
     fmt = ReportFormat(args.format)
     _require_database(config)
     store = Store.open_readonly(config.monitor.database)
+    if args.what == "trust":
+        try:
+            trust = reports.trust_report(
+                store, since=since, limit=args.limit or reports.DEFAULT_TRUST_CHANGES
+            )
+        finally:
+            store.close()
+        sys.stdout.write(reports.render_trust(trust, fmt))
+        return EXIT_OK
     try:
         if args.what == "alerts":
             report = reports.alerts_report(
@@ -246,6 +332,7 @@ _MAX_CHECKPOINT_BYTES = 64 * 1024
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
+    from monitor.cli.evidence_export import read_regular_file
     from monitor.cli.inspect import MAX_INPUT_BYTES, InputError, inspect_entry
 
     # Read one byte past the limit, never the whole of an arbitrary file: load_input refuses
@@ -254,12 +341,14 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         if args.file == "-":
             data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
         else:
-            with Path(args.file).open("rb") as fh:
-                data = fh.read(MAX_INPUT_BYTES + 1)
+            data = read_regular_file(
+                Path(args.file), MAX_INPUT_BYTES, "give a regular file, or '-' to read stdin"
+            )
         checkpoint = None
         if args.checkpoint:
-            with Path(args.checkpoint).open("rb") as fh:
-                checkpoint = fh.read(_MAX_CHECKPOINT_BYTES + 1)
+            checkpoint = read_regular_file(
+                Path(args.checkpoint), _MAX_CHECKPOINT_BYTES, "give a regular file"
+            )
     except OSError as e:
         print(f"tlog-monitor: inspect: cannot read input: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -449,6 +538,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_cmd_run)
 
+    reload = sub.add_parser(
+        "reload",
+        help="check the configuration, then make a running daemon reload it (SIGHUP)",
+        description="What the systemd unit's ExecReload= runs: load and check the configuration "
+        "as 'config check' does, then send SIGHUP to the daemon --pid, which re-reads it. Exit "
+        "0 signalled; 2 the configuration is invalid (no signal is sent, the daemon keeps its "
+        "running configuration) or --pid names no process this user may signal.",
+    )
+    reload.add_argument(
+        "--pid", type=int, required=True, help="the daemon's PID (systemd: $MAINPID)"
+    )
+    reload.set_defaults(func=_cmd_reload)
+
     check_all = sub.add_parser(
         "check",
         help="poll every log once, deliver notifications, exit "
@@ -463,14 +565,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser(
         "report",
-        help="query the database: alerts, matches, checkpoints, status",
+        help="query the database: alerts, matches, checkpoints, status, trust",
         description="Print one report of the database (read-only; no log is contacted): "
-        "alerts, matches, checkpoints or status. The table fits the terminal (100 columns when "
+        "alerts, matches, checkpoints, status or trust ([[sigstore]] sources and their "
+        "changes). The table fits the terminal (100 columns when "
         "not a terminal), long text on its own lines under the row; JSON and CSV have every "
         "column in full (docs/reports.md). Exit 0; 2 a bad option or no database at the "
         "configured path; 3 the database cannot be read.",
     )
-    report.add_argument("what", choices=["alerts", "matches", "checkpoints", "status"])
+    report.add_argument("what", choices=["alerts", "matches", "checkpoints", "status", "trust"])
     report.add_argument(
         "--format", choices=[f.value for f in ReportFormat], default=ReportFormat.TABLE.value
     )
@@ -490,6 +593,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="alerts: only alert N (as notifications name it, 'alert #N'); exit 2 if none",
     )
     report.add_argument("--since", help="only since this time (ISO-8601) or duration ago ('2h')")
+    report.add_argument(
+        "--limit",
+        type=_limit,
+        metavar="N",
+        help=f"trust: at most N changes, newest first (default {DEFAULT_TRUST_CHANGES})",
+    )
     report.set_defaults(func=_cmd_report)
 
     notify = sub.add_parser(
@@ -612,12 +721,12 @@ def build_parser() -> argparse.ArgumentParser:
         "example",
         help="print the complete, commented example configuration",
         description="Print the example configuration shipped in the package (the repository's "
-        "config.toml: public Rekor v1 and the Rekor v2 shard log2025-1, a watch rule, a notify "
-        "channel to enable) to stdout, to start your own: "
+        "config.toml: Sigstore production, its logs discovered from its TUF repository, a watch "
+        "rule, a notify channel to enable) to stdout, to start your own: "
         "tlog-monitor config example > config.toml. Reads no configuration; exit 0.",
     )
     example.set_defaults(func=_cmd_config_example)
-    commands = [sandbox, run, check_all, report, notify_test, inspect, export, verify, demo]
+    commands = [sandbox, run, reload, check_all, report, notify_test, inspect, export, verify, demo]
     for command in [*commands, check, example]:
         _accept_global_options(command)
     return parser

@@ -1,5 +1,5 @@
-"""Reports over the database: alerts, checkpoints, status. Columns are a stable contract
-(docs/reports.md); formats are an aligned table, JSON (a list of objects) or CSV."""
+"""Reports over the database: alerts, checkpoints, matches, status, trust. Columns are a stable
+contract (docs/reports.md); formats are an aligned table, JSON (a list of objects) or CSV."""
 
 from __future__ import annotations
 
@@ -103,7 +103,40 @@ STATUS_COLUMNS = (
     "search_fetched",
     "requests_last_min",
     "requests_per_minute",
+    "source",
 )
+TRUST_SOURCE_COLUMNS = (
+    "source",
+    "origin",
+    "root_version",
+    "timestamp_version",
+    "snapshot_version",
+    "targets_version",
+    "sha256",
+    "recorded_at",
+    "last_refresh",
+    "last_success",
+    "error_since",
+    "errors",
+    "last_error",
+)
+TRUST_CHANGE_COLUMNS = (
+    "id",
+    "recorded_at",
+    "source",
+    "change",
+    "section",
+    "name",
+    "root_version",
+    "targets_version",
+    "alert_id",
+    "before",
+    "after",
+)
+CONFIG_SOURCE = "config"
+"""`report status`'s `source` of a log from a [[log]] table."""
+DEFAULT_TRUST_CHANGES = 100
+"""How many trust changes `report trust` shows unless --limit says otherwise."""
 
 
 ALERT_TABLE = TableLayout(
@@ -123,16 +156,36 @@ MATCH_TABLE = TableLayout(
     shrink=("log", "rule"),
 )
 STATUS_TABLE = TableLayout(
-    row=("log", "tree_id", "verified_size", "high_water", "frozen", "last_ok_at"),
+    row=("log", "tree_id", "verified_size", "high_water", "frozen", "last_ok_at", "source"),
     under=("error_since", "last_error"),
-    shrink=("log", "tree_id"),
+    shrink=("log", "tree_id", "source"),
+)
+TRUST_SOURCE_TABLE = TableLayout(
+    row=("source", "origin", "root_version", "targets_version", "recorded_at", "last_success"),
+    under=("error_since", "last_error"),
+    shrink=("source",),
+)
+TRUST_CHANGE_TABLE = TableLayout(
+    row=("id", "recorded_at", "source", "change", "section", "targets_version", "alert_id"),
+    under=("name",),
+    shrink=("source", "section"),
 )
 
 DEFAULT_TABLE_WIDTH = 100
 """The table's width when the output is not a terminal and $COLUMNS is not set."""
 MIN_TABLE_WIDTH = 40
 _TIME_COLUMNS = frozenset(
-    {"created_at", "first_seen", "last_seen", "updated_at", "last_ok_at", "error_since"}
+    {
+        "created_at",
+        "first_seen",
+        "last_seen",
+        "updated_at",
+        "last_ok_at",
+        "error_since",
+        "recorded_at",
+        "last_refresh",
+        "last_success",
+    }
 )
 _HASH_COLUMNS = frozenset({"root", "verified_root"})
 _HASH_SHOWN = 12
@@ -201,7 +254,61 @@ def status_report(store: Store, *, log: str | None = None) -> Report:
             row["verified_root"] = row["verified_root"].hex()
         if row["frozen"] is not None:
             row["frozen"] = bool(row["frozen"])
+        row["source"] = row["source"] or CONFIG_SOURCE
     return Report(STATUS_COLUMNS, rows, STATUS_TABLE)
+
+
+@dataclass(frozen=True)
+class TrustReport:
+    """`report trust`: the [[sigstore]] sources, then their recorded changes."""
+
+    sources: Report
+    changes: Report
+    limit: int
+
+
+def trust_report(
+    store: Store, *, since: datetime | None = None, limit: int = DEFAULT_TRUST_CHANGES
+) -> TrustReport:
+    """Per [[sigstore]] source, where its current trust came from and the refresh health; then
+    the recorded trust changes, newest first, at most `limit` (from `since`)."""
+    sources = queries.trust_source_rows(store)
+    changes = queries.trust_change_rows(store, since=since, limit=limit)
+    for row in changes:
+        for side in ("before", "after"):
+            row[side] = None if row[side] is None else json.loads(row[side])
+    return TrustReport(
+        Report(
+            TRUST_SOURCE_COLUMNS,
+            [{c: r[c] for c in TRUST_SOURCE_COLUMNS} for r in sources],
+            TRUST_SOURCE_TABLE,
+        ),
+        Report(
+            TRUST_CHANGE_COLUMNS,
+            [{c: r[c] for c in TRUST_CHANGE_COLUMNS} for r in changes],
+            TRUST_CHANGE_TABLE,
+        ),
+        limit,
+    )
+
+
+def render_trust(report: TrustReport, fmt: ReportFormat, *, width: int | None = None) -> str:
+    """`report trust` as text: JSON is one object {"sources": [...], "changes": [...]}; the
+    table format shows the two tables one after the other. CSV has one table per file, so
+    `report trust` has none (the command refuses it)."""
+    if fmt is ReportFormat.CSV:
+        raise ValueError("report trust: no CSV format (two tables); use table or json")
+    if fmt is ReportFormat.JSON:
+        both = {"sources": report.sources.rows, "changes": report.changes.rows}
+        return json.dumps(both, indent=2, default=str) + "\n"
+    shown = len(report.changes.rows)
+    more = f", the newest {report.limit} (--limit)" if shown == report.limit else ""
+    return (
+        "trust sources ([[sigstore]]):\n"
+        + render(report.sources, fmt, width=width)
+        + f"\ntrust changes, newest first{more}:\n"
+        + render(report.changes, fmt, width=width)
+    )
 
 
 def _cell(value: Any) -> str:

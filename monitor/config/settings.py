@@ -13,6 +13,12 @@ directory of the config file. Durations are `datetime.timedelta` (see `monitor.c
 Secrets: notify URLs carry tokens. They are never part of a `ConfigError` message, of `repr()` of
 any config object, or of `Config.redacted()` (which shows them through `redact_url`).
 
+Live trust (`[[sigstore]]`): each section names a TUF repository holding a Sigstore trusted root
+(`instance = "production" | "staging"`, or a custom `url` with its bootstrap `root`). Its logs are
+not known when the file is loaded: `monitor.config.discovered.discover` turns a trusted root
+into `LogConfig`s (with `source` set to the section's name) at run time. `[[log]]` tables are
+optional when a `[[sigstore]]` exists.
+
 Alert routing (applied by `monitor.notify.notifier.delivery_targets`): an alert goes to a channel
 only if the channel's `min_severity` admits it (severity >= min_severity). Log-level alerts
 (split_view, rollback, bad_signature, bad_entry, log_stale, log_error) go to every channel that
@@ -28,12 +34,13 @@ import base64
 import binascii
 import hashlib
 import ipaddress
+import json
 import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
@@ -55,10 +62,13 @@ __all__ = [
     "MonitorConfig",
     "NotifyChannel",
     "Severity",
+    "SigstoreConfig",
+    "SigstoreInstance",
     "TrustRoot",
     "ViewConfig",
     "ViewKind",
     "WitnessConfig",
+    "check_log_url",
     "load_config",
     "parse_config",
     "redact_url",
@@ -94,8 +104,13 @@ MAX_FULCIO_ROOTS_BYTES = 1024 * 1024
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 MAX_URLS_FILE_BYTES = 1024 * 1024
 MAX_KEY_FILE_BYTES = 64 * 1024
+MAX_SIGSTORE = 10
+MAX_TUF_ROOT_BYTES = 1024 * 1024
+"""A TUF root.json (Sigstore's are under 10 KiB)."""
+DEFAULT_TRUST_REFRESH = timedelta(hours=6)
+TRUST_REFRESH_RANGE = (timedelta(seconds=1), timedelta(days=7))
 
-_TOP_KEYS = ("monitor", "log", "watch", "notify")
+_TOP_KEYS = ("monitor", "log", "watch", "notify", "sigstore")
 _MONITOR_KEYS = (
     "database",
     "interval",
@@ -126,6 +141,16 @@ _LOG_KEYS = (
     "fulcio_roots",
 )
 _NOTIFY_KEYS = ("name", "urls", "urls_env", "urls_file", "min_severity")
+_SIGSTORE_KEYS = (
+    "name",
+    "instance",
+    "url",
+    "root",
+    "refresh",
+    "scan",
+    "exclude",
+    "allow_insecure_http",
+)
 _VIEW_KEYS = ("url", "kind")
 _WITNESS_KEYS = ("name", "vkey", "public_key")
 
@@ -137,10 +162,19 @@ class LogType(StrEnum):
     """Rekor v1 REST API (`/api/v1/log`, proofs, entries, search index)."""
     TILES = "tiles"
     """C2SP tlog-tiles (Rekor v2): `/checkpoint`, hash tiles, entry bundles."""
+    CT = "ct"
+    """RFC 6962 certificate transparency: `/ct/v1/get-sth`, consistency proofs, get-entries."""
 
 
 class TrustRoot(StrEnum):
     """Which Sigstore trusted root (embedded in sigstore-python) provides a log's key."""
+
+    PRODUCTION = "production"
+    STAGING = "staging"
+
+
+class SigstoreInstance(StrEnum):
+    """A public Sigstore instance whose TUF repository a `[[sigstore]]` section follows."""
 
     PRODUCTION = "production"
     STAGING = "staging"
@@ -179,10 +213,13 @@ class WitnessConfig:
     """C2SP vkey (type 0x04 cosignature/v1, or 0x01 plain Ed25519); public, not a secret."""
 
 
-DEFAULT_REQUESTS_PER_MINUTE = {LogType.REKOR_V1: 300, LogType.TILES: 600}
-"""Public Rekor v1 allows about 500 requests/minute per IP; stay well below it."""
-DEFAULT_SCAN = {LogType.REKOR_V1: False, LogType.TILES: True}
-"""Full scanning of Rekor v1 (10-20 million entries a day) is opt-in; tiled logs are scanned."""
+DEFAULT_REQUESTS_PER_MINUTE = {LogType.REKOR_V1: 300, LogType.TILES: 600, LogType.CT: 300}
+"""Public Rekor v1 allows about 500 requests/minute per IP; stay well below it. CT logs' read
+APIs are rate limited too (a get-entries request carries up to 256 certificates)."""
+DEFAULT_SCAN = {LogType.REKOR_V1: False, LogType.TILES: True, LogType.CT: False}
+"""Full scanning of Rekor v1 (10-20 million entries a day) is opt-in; tiled logs are scanned.
+CT logs are opt-in too: watch rules are not matched on certificates yet, so a scan proves and
+parses every entry but finds no identities."""
 
 
 @dataclass(frozen=True)
@@ -257,6 +294,10 @@ class LogConfig:
     witnesses: tuple[WitnessConfig, ...] = ()
     witness_quorum: int = 0
     """Valid witness signatures each cosigned checkpoint must carry (0: no policy)."""
+    source: str | None = None
+    """None for a `[[log]]` table; else the name of the `[[sigstore]]` it was discovered from."""
+    valid_until: datetime | None = None
+    """The end of the log's validFor window in the trust root (a discovered log), if any."""
 
     @property
     def view_configs(self) -> tuple[ViewConfig, ...]:
@@ -288,6 +329,31 @@ class NotifyChannel:
 
 
 @dataclass(frozen=True)
+class SigstoreConfig:
+    """One `[[sigstore]]` table: a TUF repository whose trusted root lists logs to monitor."""
+
+    name: str
+    instance: SigstoreInstance | None
+    """Set for Sigstore's own repositories; None for a custom `url`."""
+    metadata_url: str
+    """The TUF metadata base URL, normalised like a log URL (no trailing "/")."""
+    targets_url: str
+    """`metadata_url` + "/targets" (the layout of Sigstore's repositories)."""
+    bootstrap_root: bytes = field(repr=False)
+    """The trusted TUF root.json a first refresh starts from."""
+    bootstrap_file: Path | None
+    """The file `bootstrap_root` was read from; None for an instance (sigstore's root.json)."""
+    refresh: timedelta
+    scan: bool
+    """Scan the discovered tiled (Rekor v2) shards for the watch rules."""
+    exclude: tuple[str, ...]
+    """Normalised URLs of logs in the trust root not to monitor."""
+    allow_insecure_http: bool
+    cache_dir: Path
+    """The TUF client's cache: <directory of monitor.database>/tuf/<name>."""
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration. Build it with `load_config`."""
 
@@ -299,6 +365,8 @@ class Config:
     channels: tuple[NotifyChannel, ...]
     warnings: tuple[str, ...] = ()
     """Legal but probably unintended settings, for `config check` and the daemon's log."""
+    sigstore: tuple[SigstoreConfig, ...] = ()
+    """The `[[sigstore]]` sections; their logs are discovered at run time."""
 
     def log(self, name: str) -> LogConfig:
         """The log called `name`; KeyError if there is none."""
@@ -317,6 +385,15 @@ class Config:
     def rules_for_log(self, log_name: str) -> tuple[WatchRule, ...]:
         """The watch rules that apply to entries of `log_name`."""
         return tuple(rule for rule in self.watches if rule.applies_to(log_name))
+
+    def rules_for(self, log: LogConfig) -> tuple[WatchRule, ...]:
+        """The watch rules that apply to entries of `log`: those without `logs`, and those
+        listing its name or, for a discovered log, its `[[sigstore]]` source."""
+        return tuple(
+            rule
+            for rule in self.watches
+            if rule.applies_to(log.name) or (log.source is not None and log.source in rule.logs)
+        )
 
     def redacted(self) -> dict[str, object]:
         """A JSON-serialisable view of the resolved configuration, safe to print or log.
@@ -337,6 +414,7 @@ class Config:
                 "user_agent": m.user_agent,
             },
             "logs": [_redacted_log(log) for log in self.logs],
+            "sigstore": [_redacted_sigstore(s) for s in self.sigstore],
             "watch": [_redacted_rule(rule, self) for rule in self.watches],
             "notify": [
                 {
@@ -352,6 +430,27 @@ class Config:
         }
 
 
+def _redacted_sigstore(source: SigstoreConfig) -> dict[str, object]:
+    return {
+        "name": source.name,
+        "instance": source.instance.value if source.instance else None,
+        "url": source.metadata_url,
+        "targets_url": source.targets_url,
+        "root": (
+            str(source.bootstrap_file)
+            if source.bootstrap_file
+            else "the root.json embedded in sigstore-python"
+        ),
+        "root_sha256": hashlib.sha256(source.bootstrap_root).hexdigest(),
+        "refresh": format_duration(source.refresh),
+        "scan": source.scan,
+        "exclude": list(source.exclude),
+        "allow_insecure_http": source.allow_insecure_http,
+        "cache_dir": str(source.cache_dir),
+        "logs": "discovered from the trusted root at run time",
+    }
+
+
 def _redacted_log(log: LogConfig) -> dict[str, object]:
     key: dict[str, object] | None = None
     if log.public_key_pem is not None:
@@ -363,8 +462,10 @@ def _redacted_log(log: LogConfig) -> dict[str, object]:
         }
     return {
         "name": log.name,
+        "source": log.source,
         "type": log.type.value,
         "url": log.url,
+        "valid_until": log.valid_until.isoformat() if log.valid_until else None,
         "trust_root": log.trust_root.value if log.trust_root else None,
         "public_key": key,
         "origin": log.origin,
@@ -397,6 +498,7 @@ def _redacted_rule(rule: WatchRule, config: Config) -> dict[str, object]:
     # Resolved: an empty list in the file means "all".
     out["notify"] = list(rule.notify) or [c.name for c in config.channels]
     out["logs"] = [log.name for log in config.logs if rule.applies_to(log.name)]
+    out["sigstore"] = [s.name for s in config.sigstore if not rule.logs or s.name in rule.logs]
     return out
 
 
@@ -540,7 +642,8 @@ def _config_from(
     for key in raw:
         if key not in _TOP_KEYS:
             hint = (
-                f.suggest(key, _TOP_KEYS) or "; expected [monitor], [[log]], [[watch]], [[notify]]"
+                f.suggest(key, _TOP_KEYS)
+                or "; expected [monitor], [[log]], [[sigstore]], [[watch]], [[notify]]"
             )
             raise ConfigError(f"{file}: {f.key_path('', key)[1:]}: unknown top-level key{hint}")
 
@@ -549,10 +652,34 @@ def _config_from(
     data_dir, data_why = data_directory(config_path, env)
     monitor = _monitor(monitor_raw, monitor_where, data_dir, data_why)
 
-    log_tables = _array_of_tables(raw, "log", file, required=True, limit=MAX_LOGS)
+    sigstore_tables = _array_of_tables(raw, "sigstore", file, limit=MAX_SIGSTORE)
+    sources = [
+        _sigstore(t, f"{file}: sigstore[{i}]", monitor, base) for i, t in enumerate(sigstore_tables)
+    ]
+    _check_unique(file, "sigstore", "name", [s.name for s in sources])
+    urls = [s.metadata_url for s in sources]
+    for i, source in enumerate(sources):
+        if urls.index(source.metadata_url) != i:
+            key = "instance" if source.instance else "url"
+            raise f.error(
+                f"{file}: sigstore[{i}].{key}",
+                f"the TUF repository {f.echo(source.metadata_url)} is also "
+                f"sigstore[{urls.index(source.metadata_url)}]; one [[sigstore]] per repository",
+            )
+
+    # With a [[sigstore]], logs come from its trust root: [[log]] tables are then optional.
+    log_tables = _array_of_tables(raw, "log", file, required=not sources, limit=MAX_LOGS)
     logs = [_log(t, f"{file}: log[{i}]", monitor, base) for i, t in enumerate(log_tables)]
     _check_unique(file, "log", "name", [log.name for log in logs])
     _check_unique(file, "log", "url", [log.url for log in logs])
+    log_names = [log.name for log in logs]
+    for i, source in enumerate(sources):
+        if source.name in log_names:
+            raise f.error(
+                f"{file}: sigstore[{i}].name",
+                f"{f.echo(source.name)} is also the name of log[{log_names.index(source.name)}]; "
+                "a [[watch]] logs entry must say which one it means: rename one",
+            )
 
     notify_tables = _array_of_tables(raw, "notify", file, limit=MAX_CHANNELS)
     channels = [_channel(t, f"{file}: notify[{i}]", base, env) for i, t in enumerate(notify_tables)]
@@ -562,7 +689,9 @@ def _config_from(
     rules = [compile_rule(t, f"{file}: watch[{i}]") for i, t in enumerate(watch_tables)]
     _check_unique(file, "watch", "name", [rule.name for rule in rules])
     for i, rule in enumerate(rules):
-        _check_references(rule, f"{file}: watch[{i}]", [log.name for log in logs], channels)
+        _check_references(
+            rule, f"{file}: watch[{i}]", log_names, channels, [s.name for s in sources]
+        )
 
     return Config(
         path=config_path,
@@ -570,7 +699,8 @@ def _config_from(
         logs=tuple(logs),
         watches=tuple(rules),
         channels=tuple(channels),
-        warnings=tuple(_warnings(file, logs, rules, channels)),
+        warnings=tuple(_warnings(file, logs, rules, channels, sources)),
+        sigstore=tuple(sources),
     )
 
 
@@ -614,9 +744,11 @@ def _array_of_tables(
     raw: Mapping[str, object], key: str, file: str, *, required: bool = False, limit: int
 ) -> list[Mapping[str, object]]:
     where = f"{file}: {key}"
+    # Only [[log]] is ever required, and a [[sigstore]] table would do instead.
+    alternative = ", or a [[sigstore]] table (its logs are discovered from Sigstore's trust root)"
     if key not in raw:
         if required:
-            raise f.error(where, f"missing: add at least one [[{key}]] table")
+            raise f.error(where, f"missing: add at least one [[{key}]] table{alternative}")
         return []
     value = raw[key]
     if isinstance(value, dict):
@@ -624,7 +756,7 @@ def _array_of_tables(
     if not isinstance(value, list):
         raise f.error(where, f"expected [[{key}]] tables, got {f.toml_type(value)}")
     if required and not value:
-        raise f.error(where, f"empty: add at least one [[{key}]] table")
+        raise f.error(where, f"empty: add at least one [[{key}]] table{alternative}")
     if len(value) > limit:
         raise f.error(where, f"too many [[{key}]] tables: {len(value)}, at most {limit}")
     return [f.as_table(item, f"{where}[{i}]") for i, item in enumerate(value)]
@@ -642,12 +774,18 @@ def _check_unique(file: str, section: str, key: str, values: Sequence[str]) -> N
 
 
 def _check_references(
-    rule: WatchRule, where: str, log_names: Sequence[str], channels: Sequence[NotifyChannel]
+    rule: WatchRule,
+    where: str,
+    log_names: Sequence[str],
+    channels: Sequence[NotifyChannel],
+    source_names: Sequence[str] = (),
 ) -> None:
     channel_names = [c.name for c in channels]
+    # A rule may name a [[sigstore]] section: it then applies to every log discovered from it.
+    log_section = "[[log]] or [[sigstore]]" if source_names else "[[log]]"
     for key, names, known, section in (
         ("notify", rule.notify, channel_names, "[[notify]]"),
-        ("logs", rule.logs, log_names, "[[log]]"),
+        ("logs", rule.logs, [*log_names, *source_names], log_section),
     ):
         for i, name in enumerate(names):
             if name not in known:
@@ -679,6 +817,7 @@ def _warnings(
     logs: Sequence[LogConfig],
     rules: Sequence[WatchRule],
     channels: Sequence[NotifyChannel],
+    sources: Sequence[SigstoreConfig] = (),
 ) -> list[str]:
     out: list[str] = []
     if not channels:
@@ -689,7 +828,16 @@ def _warnings(
     for i, rule in enumerate(rules):
         applies = [log for log in logs if rule.applies_to(log.name)]
         searched = bool(rule_search_terms(rule))
-        if not any(log.scan or (log.type is LogType.REKOR_V1 and searched) for log in applies):
+        # A [[sigstore]]'s logs are only known at run time: with scan = true its tiled shards
+        # are scanned, and its Rekor v1 log (if the trust root lists one) is searched.
+        fed = any(
+            source.scan or searched
+            for source in sources
+            if not rule.logs or source.name in rule.logs
+        )
+        if not fed and not any(
+            log.scan or (log.type is LogType.REKOR_V1 and searched) for log in applies
+        ):
             out.append(
                 f"{file}: watch[{i}]: rule {f.echo(rule.name)} can see no entries: none of its "
                 "logs has scan = true (and it has no search terms for a rekor-v1 log)"
@@ -882,6 +1030,12 @@ def _log(raw: Mapping[str, object], where: str, monitor: MonitorConfig, base: Pa
         )
     trust_root = None
     pem = key_file = None
+    if log_type is LogType.CT and "trust_root" in raw:
+        raise f.error(
+            f"{where}.trust_root",
+            'a log of type "ct" takes its key from public_key (the CT log\'s PEM public key); '
+            "keys of CT logs from a Sigstore trust root are not supported yet",
+        )
     if "trust_root" in raw:
         text = f.as_str(raw["trust_root"], f"{where}.trust_root", what="a trust root name")
         trust_root = _enum(TrustRoot, text, f"{where}.trust_root")
@@ -1110,6 +1264,12 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def check_log_url(url: str, where: str, *, allow_insecure_http: bool) -> str:
+    """`url` validated and normalised as a `[[log]]` url is (lowercase scheme and host, no
+    trailing "/"); raises `ConfigError` starting with `where` when it is not acceptable."""
+    return _log_url(url, where, allow_insecure_http)
+
+
 def _log_url(value: object, where: str, allow_insecure: bool) -> str:
     """Validate and normalise a log or view URL; echo it only once known credential-free."""
     text = f.as_str(value, where, what="an http:// or https:// URL", max_len=2000)
@@ -1203,6 +1363,107 @@ def _public_key(value: object, where: str, base: Path) -> tuple[str, Path | None
     lines = [b64[i : i + 64] for i in range(0, len(b64), 64)]
     pem = "\n".join(["-----BEGIN PUBLIC KEY-----", *lines, "-----END PUBLIC KEY-----", ""])
     return pem, key_file
+
+
+# --- [[sigstore]] --------------------------------------------------------------------------
+
+
+def _sigstore(
+    raw: Mapping[str, object], where: str, monitor: MonitorConfig, base: Path
+) -> SigstoreConfig:
+    f.check_keys(raw, where, _SIGSTORE_KEYS)
+    if ("instance" in raw) == ("url" in raw):
+        raise f.error(
+            where,
+            'set exactly one of instance ("production" or "staging") and url (the base URL of '
+            "a TUF repository, with root = the path of its trusted root.json)",
+        )
+    insecure = f.opt_bool(raw, "allow_insecure_http", where, default=False)
+    instance: SigstoreInstance | None = None
+    root_file: Path | None = None
+    if "instance" in raw:
+        at = f"{where}.instance"
+        instance = _enum(SigstoreInstance, f.as_str(raw["instance"], at, what="an instance"), at)
+        if "root" in raw:
+            raise f.error(
+                f"{where}.root",
+                f"only with url: instance {f.echo(instance.value)} starts from the TUF root.json "
+                "that sigstore-python ships",
+            )
+        # sigstore's package data loads slowly: only configurations with [[sigstore]] pay.
+        from monitor.config.trust_roots import TRUST_ROOT_NAMES, embedded_tuf_root  # noqa: PLC0415
+        from monitor.core.keys import KeyLoadError  # noqa: PLC0415
+
+        metadata_url = TRUST_ROOT_NAMES[instance.value]
+        try:
+            bootstrap = embedded_tuf_root(instance.value)
+        except KeyLoadError as e:
+            raise f.error(at, str(e)) from e
+        name = instance.value
+        if "name" in raw:
+            name = f.as_name(raw["name"], f"{where}.name")
+    else:
+        metadata_url = _log_url(raw["url"], f"{where}.url", insecure)
+        for key, what in (
+            ("root", "the path of the repository's trusted TUF root.json"),
+            ("name", "the name its logs and reports go by"),
+        ):
+            if key not in raw:
+                raise f.error(f"{where}.{key}", f"missing (required with url: {what})")
+        name = f.as_name(raw["name"], f"{where}.name")
+        bootstrap, root_file = _tuf_root(raw["root"], f"{where}.root", base)
+    exclude: list[str] = []
+    for i, item in enumerate(f.opt_str_list(raw, "exclude", where, what="a log URL")):
+        # Normalised as the trust root's URLs are (an excluded URL is never contacted).
+        normal = _log_url(item, f"{where}.exclude[{i}]", True)
+        if normal in exclude:
+            raise f.error(
+                f"{where}.exclude[{i}]",
+                f"duplicate of exclude[{exclude.index(normal)}] once normalised",
+            )
+        exclude.append(normal)
+    return SigstoreConfig(
+        name=name,
+        instance=instance,
+        metadata_url=metadata_url,
+        targets_url=f"{metadata_url}/targets",
+        bootstrap_root=bootstrap,
+        bootstrap_file=root_file,
+        refresh=_duration(raw, "refresh", where, DEFAULT_TRUST_REFRESH, TRUST_REFRESH_RANGE),
+        scan=f.opt_bool(raw, "scan", where, default=True),
+        exclude=tuple(exclude),
+        allow_insecure_http=insecure,
+        cache_dir=monitor.database.parent / "tuf" / name,
+    )
+
+
+def _tuf_root(value: object, where: str, base: Path) -> tuple[bytes, Path]:
+    """Read a bootstrap TUF root.json (bounded); it must at least be a JSON root document."""
+    text = f.as_str(value, where, what="the path of a TUF root.json", max_len=4096)
+    path = _absolute(Path(text.strip()), base)
+    try:
+        data = _read_bounded(path, MAX_TUF_ROOT_BYTES)
+    except OSError as e:
+        raise f.error(where, f"cannot read TUF root {f.echo(str(path))}: {e.strerror or e}") from e
+    if len(data) > MAX_TUF_ROOT_BYTES:
+        raise f.error(
+            where,
+            f"{f.echo(str(path))} is larger than {MAX_TUF_ROOT_BYTES // 1024} KiB; "
+            "expected a TUF root.json",
+        )
+    try:
+        document = json.loads(data, parse_constant=f.reject_constant)
+    except (ValueError, RecursionError) as e:
+        # ValueError covers JSONDecodeError and UnicodeDecodeError (never echoes the content).
+        raise f.error(where, f"{f.echo(str(path))} is not JSON ({f.short(e)})") from e
+    signed = document.get("signed") if isinstance(document, dict) else None
+    if not isinstance(signed, dict) or signed.get("_type") != "root":
+        raise f.error(
+            where,
+            f"{f.echo(str(path))} is not a TUF root.json (expected a JSON object whose "
+            '"signed" object has "_type": "root")',
+        )
+    return data, path
 
 
 # --- [[notify]] ----------------------------------------------------------------------------

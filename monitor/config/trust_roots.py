@@ -42,16 +42,20 @@ from monitor.core.keys import (
     verifier_from_der,
 )
 from monitor.core.note import NoteVerifier
+from monitor.core.trust import MAX_TRUST_FILE_BYTES
 
 __all__ = [
     "TRUST_ROOT_NAMES",
     "CertificateAuthority",
+    "TrustedCtLog",
     "TrustedLog",
+    "embedded_trust_files",
     "embedded_tuf_root",
     "find_trusted_log",
     "fulcio_authorities",
     "fulcio_roots",
     "fulcio_trust",
+    "trusted_ct_logs",
     "trusted_logs",
 ]
 
@@ -141,6 +145,16 @@ class CertificateAuthority:
         return self.certificates[-1]
 
 
+def embedded_trust_files(instance: str) -> tuple[bytes, bytes | None]:
+    """The trusted_root.json and signing_config.v0.2.json (None if absent) that the installed
+    sigstore package ships for `instance` ("production" or "staging"): the trust a live source
+    starts from when its TUF repository was never reached. Raises `KeyLoadError`."""
+    if instance not in TRUST_ROOT_NAMES:
+        names = " or ".join(repr(n) for n in TRUST_ROOT_NAMES)
+        raise KeyLoadError(f"trust root: expected {names}, got {instance!r}")
+    return _read_trust_root_bytes(instance)
+
+
 def _read_trust_root_bytes(trust_root: str) -> tuple[bytes, bytes | None]:
     """(trusted_root.json, signing_config or None) for a root name or a file path."""
     url = TRUST_ROOT_NAMES.get(trust_root)
@@ -153,9 +167,16 @@ def _read_trust_root_bytes(trust_root: str) -> tuple[bytes, bytes | None]:
                 f"got {trust_root!r}"
             )
         try:
-            return path.read_bytes(), None
+            with path.open("rb") as f:
+                data = f.read(MAX_TRUST_FILE_BYTES + 1)
         except OSError as e:
             raise KeyLoadError(f"trust root: could not read {path}: {e}") from e
+        if len(data) > MAX_TRUST_FILE_BYTES:
+            raise KeyLoadError(
+                f"trust root: {path}: expected a trusted_root.json of at most "
+                f"{MAX_TRUST_FILE_BYTES} bytes (Sigstore's are under 20 KiB), got more"
+            )
+        return data, None
     try:
         store = importlib.resources.files(EMBEDDED_ROOTS_PACKAGE).joinpath(quote(url, safe=""))
         root = store.joinpath("trusted_root.json").read_bytes()
@@ -263,6 +284,48 @@ def trusted_logs(trust_root: str) -> tuple[TrustedLog, ...]:
     in the root's order, loaded without network access."""
     root, versions = _load(trust_root)
     return tuple(_trusted_log(tlog, versions) for tlog in root.tlogs)
+
+
+@dataclass(frozen=True)
+class TrustedCtLog:
+    """One certificate transparency log of a trusted root (its `ctlogs`): the log whose SCTs
+    Fulcio embeds in the certificates it issues. `key` is its DER SubjectPublicKeyInfo and
+    `log_id` the SHA-256 of it, as SCTs name it; the window is the key's validFor."""
+
+    base_url: str
+    log_id: bytes
+    key: bytes
+    valid_from: datetime | None
+    valid_until: datetime | None
+
+    def valid_at(self, when: datetime) -> bool:
+        """Whether the trusted root says this log's key was valid at `when` (timezone-aware)."""
+        if self.valid_from is not None and when < self.valid_from:
+            return False
+        return self.valid_until is None or when < self.valid_until
+
+
+def trusted_ct_logs(trust_root: str) -> tuple[TrustedCtLog, ...]:
+    """The CT logs of a trusted root ("production", "staging", or a file path), in the root's
+    order, loaded without network access. A log listed without a key is left out: nothing it
+    signed could be checked."""
+    root, _ = _load(trust_root)
+    logs = []
+    for ctlog in root.ctlogs:
+        raw = ctlog.public_key.raw_bytes
+        if raw is None:
+            continue
+        window = ctlog.public_key.valid_for
+        logs.append(
+            TrustedCtLog(
+                base_url=ctlog.base_url.rstrip("/"),
+                log_id=ctlog.log_id.key_id,
+                key=raw,
+                valid_from=window.start if window else None,
+                valid_until=window.end if window else None,
+            )
+        )
+    return tuple(logs)
 
 
 def find_trusted_log(trust_root: str, base_url: str) -> TrustedLog:

@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -225,6 +226,9 @@ class TufSource:
         self._metadata_dir = cache_dir / "metadata"
         self._targets_dir = cache_dir / "targets"
         self._last: FetchedTrust | None = None
+        # A refresh abandoned by its caller (a start that could not wait) may still run in its
+        # thread: the next one waits for it rather than share the cache directory with it.
+        self._lock = threading.Lock()
 
     def refresh(self) -> FetchedTrust:
         """Fetch and verify the newest trust; on success it becomes `last_good()`.
@@ -232,6 +236,10 @@ class TufSource:
         Raises `TrustSourceError` (with its `reason`) for every failure; the last good copy
         is left untouched.
         """
+        with self._lock:
+            return self._refresh_locked()
+
+    def _refresh_locked(self) -> FetchedTrust:
         try:
             _private_dir(self.cache_dir)
             _private_dir(self._metadata_dir)

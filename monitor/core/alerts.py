@@ -8,6 +8,7 @@ another signature over the same checkpoint) is alerted once.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -18,6 +19,7 @@ from typing import Any, TypedDict
 from monitor.core.evidence import build_split_view
 from monitor.core.note import NoteVerifier
 from monitor.core.severity import Severity
+from monitor.core.trust import ChangeKind, TrustChange, TrustedLogInfo, TrustItem
 
 
 class AlertKind(StrEnum):
@@ -34,6 +36,9 @@ class AlertKind(StrEnum):
     LOG_ERROR = "log_error"
     WITNESS_QUORUM = "witness_quorum"
     VIEW_ERROR = "view_error"
+    TRUST_CHANGED = "trust_changed"
+    TRUST_ERROR = "trust_error"
+    FROZEN_LOG_GREW = "frozen_log_grew"
 
     @property
     def severity(self) -> Severity:
@@ -53,6 +58,9 @@ _SEVERITY = {
     AlertKind.LOG_ERROR: Severity.WARNING,
     AlertKind.WITNESS_QUORUM: Severity.HIGH,
     AlertKind.VIEW_ERROR: Severity.WARNING,
+    AlertKind.TRUST_CHANGED: Severity.HIGH,
+    AlertKind.TRUST_ERROR: Severity.WARNING,
+    AlertKind.FROZEN_LOG_GREW: Severity.HIGH,
 }
 
 
@@ -110,6 +118,21 @@ ON_CALL: Mapping[AlertKind, str] = MappingProxyType(
         AlertKind.VIEW_ERROR: (
             "The view is misconfigured or hostile, not the log: check the view's URL and whoever "
             "runs it."
+        ),
+        AlertKind.TRUST_CHANGED: (
+            "Confirm the change against Sigstore's announcements and its root-signing "
+            "repository; a key or log change nobody announced is an incident: keep the evidence "
+            "and report it to the Sigstore security contact."
+        ),
+        AlertKind.TRUST_ERROR: (
+            "The monitor keeps its last good trust: check the TUF repository's reachability from "
+            "this host; expired, rollback, bad_signature or hash_mismatch mean someone serves "
+            "metadata Sigstore did not sign: find out who before trusting it."
+        ),
+        AlertKind.FROZEN_LOG_GREW: (
+            "A log whose validity window has ended signed a larger tree: confirm with the log "
+            "operator whether the end date was moved (a trust_changed alert would say so); "
+            "otherwise keep both checkpoints and report it."
         ),
     }
 )
@@ -286,6 +309,50 @@ class UnreadableDetails(TypedDict):
     signers_read: int
     skipped_count: int
     skipped: list[SkippedDetails]
+
+
+class TrustChangedDetails(TypedDict):
+    """`trust_changed` evidence."""
+
+    source: str
+    change: str
+    section: str
+    name: str
+    before: dict[str, object] | None
+    after: dict[str, object] | None
+    tuf_versions: dict[str, int] | None
+
+
+class TrustErrorDetails(TypedDict):
+    """`trust_error` evidence when the trust source fails."""
+
+    source: str
+    reason: str
+    error_since: str
+    errors: int
+    last_error: str
+
+
+class UnverifiableLogDetails(TypedDict):
+    """`trust_error` evidence for a log whose key the monitor cannot verify with."""
+
+    source: str
+    reason: str
+    base_url: str
+    log_kind: str
+    key_id: str
+    key_sha256: str
+    key_details: str
+    error: str
+
+
+class FrozenLogGrewDetails(TypedDict):
+    """`frozen_log_grew` evidence."""
+
+    tree_id: str
+    frozen_size: int
+    size: int
+    note: str
 
 
 def _alert(
@@ -645,4 +712,147 @@ def unreadable_entry_alert(
     summary = summary[:1000]
     return _alert(
         AlertKind.UNREADABLE_ENTRY, (log_name, tree_id, tree_index), summary, log_name, details
+    )
+
+
+UNSUPPORTED_KEY = "unsupported_key"
+"""The `reason` of a `trust_error` for a Rekor log whose key type the monitor cannot verify."""
+_MAX_NAME_IN_SUMMARY = 300
+
+
+def _short_hex(value: object) -> str:
+    return str(value)[:16] if isinstance(value, str) else "?"
+
+
+def _change_words(change: TrustChange) -> str:
+    """What changed, in a few words for the summary (the whole items are in the details)."""
+    before, after = change.before, change.after
+    if change.kind is ChangeKind.KEY_CHANGED and isinstance(before, TrustedLogInfo):
+        new = after.key_id.hex()[:16] if isinstance(after, TrustedLogInfo) else "?"
+        return f"key changed (key id {before.key_id.hex()[:16]} -> {new})"
+    if change.kind is ChangeKind.KEY_CHANGED:
+        return "key or certificate chain changed"
+    if change.kind is ChangeKind.WINDOW_CHANGED and before is not None and after is not None:
+        return f"validity window changed ({_window_text(before)} -> {_window_text(after)})"
+    return str(change.kind)
+
+
+def _window_text(item: TrustItem) -> str:
+    start = "?" if item.window.start is None else item.window.start.isoformat()
+    end = "open" if item.window.end is None else item.window.end.isoformat()
+    return f"{start} to {end}"
+
+
+def trust_changed_alert(
+    source: str, change: TrustChange, versions: Mapping[str, int] | None
+) -> Alert:
+    """One difference between the trust a `[[sigstore]]` source held and the one it now holds
+    (a log, CT log, CA, TSA or service added or removed, a key or a validity window changed);
+    `versions` are the TUF metadata versions of the new trust (None: not from TUF).
+
+    One fact per source, change, section, item and content of both sides and TUF versions: the
+    same change recorded twice (two processes on one database) is one alert, and a key that
+    flips back and forth in later TUF versions is alerted each time.
+    """
+    evidence = change.evidence()
+    tuf_versions = None if versions is None else {str(k): int(v) for k, v in versions.items()}
+    details: TrustChangedDetails = {
+        "source": source,
+        "change": str(change.kind),
+        "section": change.section,
+        "name": change.name,
+        "before": None if change.before is None else change.before.summary(),
+        "after": None if change.after is None else change.after.summary(),
+        "tuf_versions": tuf_versions,
+    }
+    digest = hashlib.sha256(
+        json.dumps(
+            {"before": evidence["before"], "after": evidence["after"], "tuf": tuf_versions},
+            sort_keys=True,
+            separators=(",", ":"),
+            default=str,
+        ).encode()
+    ).hexdigest()[:32]
+    name = change.name[:_MAX_NAME_IN_SUMMARY]
+    summary = (
+        f"[[sigstore]] {source}: trust changed: {change.section} {name}: {_change_words(change)}"
+    )
+    return Alert(
+        AlertKind.TRUST_CHANGED,
+        fact_key(AlertKind.TRUST_CHANGED, source, change.kind, change.section, change.name, digest),
+        summary,
+        details=details,
+    )
+
+
+def trust_error_alert(
+    source: str, *, error_since: str, errors: int, last_error: str, reason: str
+) -> Alert:
+    """A `[[sigstore]]` source has failed every refresh since `error_since` (`reason`: a
+    `monitor.config.tuf_source.TrustSourceFailure` value); the last good trust is kept. One fact
+    per outage."""
+    details: TrustErrorDetails = {
+        "source": source,
+        "reason": reason,
+        "error_since": error_since,
+        "errors": errors,
+        "last_error": last_error,
+    }
+    summary = (
+        f"[[sigstore]] {source}: the trust source has failed since {error_since} ({errors} "
+        f"failed refreshes, {reason}); the last good trust is kept: {last_error}"
+    )[:1000]
+    return Alert(
+        AlertKind.TRUST_ERROR,
+        fact_key(AlertKind.TRUST_ERROR, source, error_since),
+        summary,
+        details=details,
+    )
+
+
+def unverifiable_log_alert(source: str, info: TrustedLogInfo) -> Alert:
+    """A Rekor log of the trust root whose key the monitor cannot verify checkpoints with: it is
+    not monitored. One fact per source, log URL and key."""
+    key_sha256 = hashlib.sha256(info.key).hexdigest()
+    problem = info.verifier_problem or "no verifier for this key"
+    details: UnverifiableLogDetails = {
+        "source": source,
+        "reason": UNSUPPORTED_KEY,
+        "base_url": info.base_url,
+        "log_kind": str(info.kind),
+        "key_id": info.key_id.hex(),
+        "key_sha256": key_sha256,
+        "key_details": info.key_details,
+        "error": problem,
+    }
+    summary = (
+        f"[[sigstore]] {source}: log {info.base_url[:_MAX_NAME_IN_SUMMARY]} is not monitored: "
+        f"its key cannot be verified ({problem})"
+    )[:1000]
+    return Alert(
+        AlertKind.TRUST_ERROR,
+        fact_key(AlertKind.TRUST_ERROR, source, UNSUPPORTED_KEY, info.base_url, key_sha256),
+        summary,
+        details=details,
+    )
+
+
+def frozen_log_grew_alert(
+    log_name: str, tree_id: str, *, frozen_size: int, size: int, note: str
+) -> Alert:
+    """A tree kept frozen at `frozen_size` (its validity window ended, or an inactive Rekor v1
+    shard) served a consistent larger checkpoint of `size`; one fact per tree and frozen size
+    (the verified state advances, so each further growth is a new fact)."""
+    details: FrozenLogGrewDetails = {
+        "tree_id": tree_id,
+        "frozen_size": frozen_size,
+        "size": size,
+        "note": note,
+    }
+    summary = (
+        f"{log_name}: tree {tree_id} was frozen at size {frozen_size} but the log signed a "
+        f"larger tree of size {size}"
+    )
+    return _alert(
+        AlertKind.FROZEN_LOG_GREW, (log_name, tree_id, frozen_size), summary, log_name, details
     )

@@ -17,6 +17,7 @@ from typing import Protocol
 from monitor.core.alerts import (
     VERIFIED_STATE,
     Alert,
+    frozen_log_grew_alert,
     rollback_alert,
     split_view_alert,
     witness_quorum_alert,
@@ -89,7 +90,8 @@ class Observed:
     tree_id: str
     vc: VerifiedCheckpoint
     frozen: bool = False
-    """The log says the tree no longer grows (a frozen Rekor v1 shard)."""
+    """The tree no longer grows: the log says so (an inactive Rekor v1 shard), or the log's
+    validity window has ended (`monitor.service.engine.LogSpec.valid_until`)."""
 
 
 @dataclass(frozen=True)
@@ -283,6 +285,14 @@ def decide(
         except ProofError as e:
             alerts.append(contradicts(str(e), proof))
             return Decision(None, alerts, witnessed)
+        if state.frozen:
+            # Proven, so the state follows the log; but a tree kept at its final checkpoint
+            # must not grow.
+            alerts.append(
+                frozen_log_grew_alert(
+                    name, tree, frozen_size=state.verified_size, size=cp.size, note=note
+                )
+            )
         new_state = replace(
             state,
             verified_size=cp.size,

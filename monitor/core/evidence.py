@@ -47,6 +47,7 @@ from monitor.core.note import (
     EcdsaNoteVerifier,
     Ed25519NoteVerifier,
     NoteVerifier,
+    Rfc6962NoteVerifier,
     VerifiedCheckpoint,
     verify_checkpoint,
 )
@@ -120,20 +121,29 @@ class Verdict:
 
 
 def _spki(verifier: NoteVerifier) -> bytes:
-    if not isinstance(verifier, EcdsaNoteVerifier | Ed25519NoteVerifier):
+    if not isinstance(verifier, EcdsaNoteVerifier | Ed25519NoteVerifier | Rfc6962NoteVerifier):
         raise ValueError(f"evidence: cannot export a key of type {type(verifier).__name__}")
     return verifier.public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
 
+KEY_TYPE_RFC6962 = "rfc6962"
+"""`log.key.type` of a CT log's key: its notes carry RFC 6962 STH signatures (C2SP type 0x05,
+see `monitor.core.ct.sth_note`). Absent: a checkpoint key (ECDSA P-256 with Rekor v1's hint, or
+Ed25519), as in documents written before CT logs were supported."""
+
+
 def _key_fields(verifier: NoteVerifier) -> dict[str, str]:
     der = _spki(verifier)
-    return {
+    fields = {
         "name": verifier.name,
         "hint": bytes(verifier.key_hint).hex(),
         "spki": base64.b64encode(der).decode("ascii"),
     }
+    if isinstance(verifier, Rfc6962NoteVerifier):
+        fields["type"] = KEY_TYPE_RFC6962
+    return fields
 
 
 def _canonical(body: Mapping[str, Any]) -> bytes:
@@ -276,9 +286,18 @@ def verify(data: bytes, known: Sequence[KnownKey] = (), *, any_key: bool = False
     key = _JSON.obj(log.get("key", MISSING), "evidence.log.key")
     name = _JSON.text(key.get("name", MISSING), "evidence.log.key.name")
     spki = _JSON.text(key.get("spki", MISSING), "evidence.log.key.spki")
+    key_type = key.get("type")
+    if key_type not in (None, KEY_TYPE_RFC6962):
+        raise EvidenceInvalid(
+            f"evidence: expected log.key.type {KEY_TYPE_RFC6962!r} or none, got {key_type!r:.40}"
+        )
+    verifier: NoteVerifier
     try:
         der = base64.b64decode(spki, validate=True)
-        verifier = verifier_from_der(name, der)
+        if key_type == KEY_TYPE_RFC6962:
+            verifier = Rfc6962NoteVerifier.from_der(name, der)
+        else:
+            verifier = verifier_from_der(name, der)
     except (binascii.Error, ValueError, MonitorError) as e:
         raise EvidenceInvalid(f"evidence: the log's key does not load: {e}") from e
     notes = doc.get("notes", MISSING)

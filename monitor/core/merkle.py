@@ -35,7 +35,9 @@ __all__ = [
     "consistency_proof_size",
     "inclusion_proof",
     "leaf_hash",
+    "leaf_hashes",
     "node_hash",
+    "perfect_subtrees",
     "root_from_inclusion_proof",
     "subtree_root",
     "verify_consistency",
@@ -68,6 +70,41 @@ class TreeRangeError(MonitorError, ValueError):
 def leaf_hash(data: bytes) -> bytes:
     """Return the RFC 6962 leaf hash ``SHA-256(0x00 || data)`` of one log entry."""
     return hashlib.sha256(_LEAF_PREFIX + data).digest()
+
+
+_LEAF_SEED = hashlib.sha256(_LEAF_PREFIX)
+
+
+def leaf_hashes(entries: Iterable[bytes]) -> list[bytes]:
+    """``leaf_hash`` of each entry, in order: a copy of a SHA-256 already fed the prefix, updated
+    with the entry (no concatenated copy of each entry)."""
+    copy = _LEAF_SEED.copy
+    out: list[bytes] = []
+    append = out.append
+    for data in entries:
+        h = copy()
+        h.update(data)
+        append(h.digest())
+    return out
+
+
+def perfect_subtrees(begin: int, leaf_hashes: Sequence[bytes]) -> list[tuple[int, bytes]]:
+    """The leaves ``[begin, begin + len(leaf_hashes))`` folded into the fewest perfect subtrees
+    aligned as in the tree, ``(level, hash)`` left to right: what ``CompactRange.extend_subtrees``
+    folds onto a compact range of size ``begin`` (the fold of a chunk done apart from the range,
+    e.g. in another process)."""
+    _check_count("perfect subtrees", "begin", begin)
+    out: list[tuple[int, bytes]] = []
+    pos, end = begin, begin + len(leaf_hashes)
+    while pos < end:
+        level = (pos & -pos).bit_length() - 1 if pos else 63
+        while pos + (1 << level) > end:
+            level -= 1
+        cr = CompactRange()
+        cr.extend(leaf_hashes[pos - begin : pos - begin + (1 << level)])
+        out.append((level, cr.root()))
+        pos += 1 << level
+    return out
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
@@ -527,6 +564,31 @@ class CompactRange:
                 count += 1
         finally:
             self._size = count
+
+    def extend_subtrees(self, subtrees: Iterable[tuple[int, bytes]]) -> None:
+        """Fold in perfect subtrees ``(level, hash)`` of ``2**level`` leaves each, in order, as
+        ``perfect_subtrees`` returns them for the leaves from ``size`` on (the same result as
+        ``extend`` with those leaves). ProofError when a subtree does not start at a multiple
+        of its width or a hash is not 32 bytes."""
+        hashes = self._hashes
+        sha256 = hashlib.sha256
+        prefix = _NODE_PREFIX
+        for level, subtree in subtrees:
+            if not isinstance(subtree, bytes) or len(subtree) != HASH_SIZE:
+                _check_hash("compact range", f"subtree hash at {self._size}", subtree)
+            h = subtree
+            if not 0 <= level < 64 or self._size & ((1 << level) - 1):
+                raise ProofError(
+                    f"compact range: a subtree of 2**{level} leaves cannot start at {self._size}"
+                )
+            carry = self._size >> level
+            # The subtrees below `level` are none (size is a multiple of its width): carry from
+            # there as append does from the leaves.
+            while carry & 1:
+                h = sha256(prefix + hashes.pop() + h).digest()
+                carry >>= 1
+            hashes.append(h)
+            self._size += 1 << level
 
     def root(self) -> bytes:
         """Return the RFC 6962 root of the leaves folded so far (``EMPTY_ROOT`` when none)."""

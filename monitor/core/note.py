@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, Self, TypeVar
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -50,10 +50,12 @@ from monitor.core.fields import MAX_INT64
 
 __all__ = [
     "COSIGNATURE_V1_HEADER",
+    "MAX_DIGITALLY_SIGNED_BYTES",
     "MAX_NOTE_BYTES",
     "MAX_SIGNATURES",
     "SIGNATURE_TYPE_COSIGNATURE_V1",
     "SIGNATURE_TYPE_ED25519",
+    "SIGNATURE_TYPE_RFC6962",
     "Checkpoint",
     "Cosignature",
     "CosignatureSigner",
@@ -68,18 +70,22 @@ __all__ = [
     "NoteSigner",
     "NoteVerificationError",
     "NoteVerifier",
+    "Rfc6962NoteVerifier",
     "SignedNote",
     "VerifiedCheckpoint",
     "cosign_note",
     "cosignature_message",
+    "encode_digitally_signed",
     "encode_vkey",
     "format_checkpoint",
     "index_keys",
     "is_valid_key_name",
     "parse_checkpoint",
+    "parse_digitally_signed",
     "parse_signed_note",
     "parse_vkey",
     "sign_note",
+    "tree_head_signature_input",
     "verify_checkpoint",
     "verify_cosignatures",
     "verify_note",
@@ -96,6 +102,7 @@ MAX_SIGNATURES = 100
 
 SIGNATURE_TYPE_ED25519 = 0x01
 SIGNATURE_TYPE_COSIGNATURE_V1 = 0x04
+SIGNATURE_TYPE_RFC6962 = 0x05
 COSIGNATURE_V1_HEADER = "cosignature/v1\n"
 
 _SIG_PREFIX = "\u2014 "  # em dash, space
@@ -584,6 +591,182 @@ class EcdsaNoteVerifier(_NoteKey[ec.EllipticCurvePublicKey]):
 
     def __hash__(self) -> int:
         return hash((EcdsaNoteVerifier, self._name, self._spki))
+
+
+# --- RFC 6962 signed tree heads as notes (C2SP signed-note type 0x05, static-ct-api) ---------
+
+# RFC 6962 section 3.2 / 3.5, TLS presentation language: DigitallySigned is
+# hash(1) || signature algorithm(1) || opaque signature<0..2^16-1>; a TreeHeadSignature is
+# version v1(0) || signature_type tree_hash(1) || uint64 timestamp || uint64 tree_size ||
+# 32-byte root hash.
+_TLS_HASH_SHA256 = 4
+_TLS_SIG_ECDSA = 3
+_CT_VERSION_V1 = 0
+_CT_SIGNATURE_TYPE_TREE_HASH = 1
+# A DER ECDSA P-256 signature is at most 72 bytes; 1 KiB leaves room for any sane key while
+# keeping a hostile length field from mattering.
+MAX_DIGITALLY_SIGNED_BYTES = 1024
+
+
+def tree_head_signature_input(timestamp: int, tree_size: int, root: bytes) -> bytes:
+    """The bytes an RFC 6962 log signs for a tree head (the TLS-encoded TreeHeadSignature).
+
+    Raises `NoteFormatError` for a timestamp or size outside [0, 2^63) or a root that is not
+    32 bytes (the store and Go's int64 stop there, as for checkpoints).
+    """
+    if not 0 <= timestamp <= _MAX_COSIGNATURE_TIME:
+        raise NoteFormatError(f"tree head: expected a timestamp in [0, 2^63), got {timestamp}")
+    if not 0 <= tree_size <= _MAX_TREE_SIZE:
+        raise NoteFormatError(f"tree head: expected a tree size in [0, 2^63), got {tree_size}")
+    if len(root) != _ROOT_LEN:
+        raise NoteFormatError(
+            f"tree head: expected a {_ROOT_LEN}-byte root hash, got {len(root)} bytes"
+        )
+    return (
+        bytes([_CT_VERSION_V1, _CT_SIGNATURE_TYPE_TREE_HASH])
+        + timestamp.to_bytes(8, "big")
+        + tree_size.to_bytes(8, "big")
+        + root
+    )
+
+
+def parse_digitally_signed(data: bytes) -> bytes:
+    """The signature inside a TLS `DigitallySigned` of SHA-256 / ECDSA, the only pair RFC 6962
+    logs in Sigstore's and the web's trust roots use with P-256 keys.
+
+    The whole input must be the structure (no trailing bytes). Raises `NoteFormatError`.
+    """
+    if len(data) > MAX_DIGITALLY_SIGNED_BYTES:
+        raise NoteFormatError(
+            f"DigitallySigned: expected at most {MAX_DIGITALLY_SIGNED_BYTES} bytes, got {len(data)}"
+        )
+    if len(data) < 4:
+        raise NoteFormatError(
+            f"DigitallySigned: expected at least 4 bytes (algorithms and length), got {len(data)}"
+        )
+    if (data[0], data[1]) != (_TLS_HASH_SHA256, _TLS_SIG_ECDSA):
+        raise NoteFormatError(
+            "DigitallySigned: expected hash sha256(4) and signature ecdsa(3), "
+            f"got hash {data[0]} and signature {data[1]}"
+        )
+    length = int.from_bytes(data[2:4], "big")
+    if length == 0 or len(data) != 4 + length:
+        raise NoteFormatError(
+            f"DigitallySigned: expected a non-empty signature of exactly the {len(data) - 4} "
+            f"bytes that follow its length, got a length of {length}"
+        )
+    return data[4:]
+
+
+def encode_digitally_signed(signature: bytes) -> bytes:
+    """A DER ECDSA-SHA256 signature as a TLS `DigitallySigned` (the inverse of
+    `parse_digitally_signed`)."""
+    if not 0 < len(signature) <= MAX_DIGITALLY_SIGNED_BYTES - 4:
+        raise NoteFormatError(
+            f"DigitallySigned: expected 1 to {MAX_DIGITALLY_SIGNED_BYTES - 4} signature bytes, "
+            f"got {len(signature)}"
+        )
+    return bytes([_TLS_HASH_SHA256, _TLS_SIG_ECDSA]) + len(signature).to_bytes(2, "big") + signature
+
+
+class Rfc6962NoteVerifier(_NoteKey[ec.EllipticCurvePublicKey]):
+    """An RFC 6962 CT log's ECDSA P-256 key, checking C2SP "RFC 6962 STH" note signatures
+    (signature type 0x05, as static-ct-api checkpoints carry and as `monitor.core.ct.sth_note`
+    builds from a `get-sth` answer).
+
+    The signature after the hint is the uint64 STH timestamp (milliseconds) followed by the
+    TLS `DigitallySigned` over the TreeHeadSignature of (timestamp, size, root). Size and root
+    are read from the note text, which must be exactly a checkpoint of three lines: the RFC
+    6962 signature covers neither the origin nor extension lines, so extension lines (which
+    the log did not sign) are refused rather than passed on as signed. The origin is bound by
+    the key name and checked by `verify_checkpoint` against the expected one.
+
+    Key hint: SHA-256(name || 0x0A || 0x05 || log ID)[:4], where the log ID is SHA-256 of the
+    DER SubjectPublicKeyInfo (RFC 6962 section 3.2); `key_id` is the log ID itself, as in CT
+    log lists and Sigstore's trusted root. The Sunlight checkpoint in the test data proves the
+    hint rule.
+    """
+
+    def __init__(self, name: str, public_key: ec.EllipticCurvePublicKey) -> None:
+        _check_key_name(name, "rfc6962 note key")
+        if not isinstance(public_key, ec.EllipticCurvePublicKey) or not isinstance(
+            public_key.curve, ec.SECP256R1
+        ):
+            got = (
+                public_key.curve.name
+                if isinstance(public_key, ec.EllipticCurvePublicKey)
+                else type(public_key).__name__
+            )
+            raise NoteKeyError(f"rfc6962 note key: expected an ECDSA P-256 key, got {got}")
+        self._name = name
+        self._key = public_key
+        self._spki = public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        self._key_id = hashlib.sha256(self._spki).digest()
+        self._hint = _c2sp_key_hash(name, SIGNATURE_TYPE_RFC6962, self._key_id)[:_HINT_LEN]
+
+    @classmethod
+    def from_der(cls, name: str, der: bytes) -> Rfc6962NoteVerifier:
+        """Build from a DER SubjectPublicKeyInfo (a CT log list's or trusted root's key)."""
+        try:
+            key = serialization.load_der_public_key(der)
+        except (ValueError, UnsupportedAlgorithm) as e:
+            raise NoteKeyError(
+                f"rfc6962 note key: expected a DER SubjectPublicKeyInfo, got data that does "
+                f"not parse ({e})"
+            ) from e
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise NoteKeyError(
+                f"rfc6962 note key: expected an ECDSA P-256 key, got {type(key).__name__}"
+            )
+        return cls(name, key)
+
+    @property
+    def key_hint(self) -> bytes:
+        """SHA-256(name || 0x0A || 0x05 || log ID)[:4]."""
+        return self._hint
+
+    @property
+    def log_id(self) -> bytes:
+        """The RFC 6962 log ID: SHA-256 of the DER SubjectPublicKeyInfo."""
+        return self._key_id
+
+    def verify_tree_head(self, timestamp: int, tree_size: int, root: bytes, signed: bytes) -> bool:
+        """Whether `signed` (a TLS DigitallySigned) is this log's signature of the tree head."""
+        try:
+            message = tree_head_signature_input(timestamp, tree_size, root)
+            der = parse_digitally_signed(signed)
+            self._key.verify(der, message, ec.ECDSA(hashes.SHA256()))
+        except (NoteFormatError, InvalidSignature, ValueError):
+            # ValueError: cryptography's answer to some malformed DER; still just "invalid".
+            return False
+        return True
+
+    def verify(self, message: bytes, signature: bytes) -> bool:
+        """Whether `signature` (timestamp || DigitallySigned) signs the tree head in the note
+        text `message`, which must be a three-line checkpoint."""
+        if len(signature) <= _TIMESTAMP_LEN:
+            return False
+        try:
+            checkpoint = parse_checkpoint(message.decode("utf-8"))
+        except (NoteFormatError, UnicodeDecodeError):
+            return False
+        if checkpoint.extensions:
+            return False
+        timestamp = int.from_bytes(signature[:_TIMESTAMP_LEN], "big")
+        return self.verify_tree_head(
+            timestamp, checkpoint.size, checkpoint.root, signature[_TIMESTAMP_LEN:]
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Rfc6962NoteVerifier) and (other._name, other._spki) == (
+            self._name,
+            self._spki,
+        )
+
+    def __hash__(self) -> int:
+        return hash((Rfc6962NoteVerifier, self._name, self._spki))
 
 
 # --- cosignatures -----------------------------------------------------------------------------

@@ -19,6 +19,8 @@ State directory layout::
     v1/shards.json       tree IDs in order (the last one active) with frozen checkpoints
     v1/<treeID>.leaves   each v1 shard's entries (see storage.py for the record format)
     tiles/entries.leaves the tiled log's entries
+    ct.key, ct.pub.pem   the RFC 6962 CT log's key, ECDSA P-256 (ct.key 0600), and its public key
+    ct/entries.leaves    the CT log's entries (MerkleTreeLeaf bodies; see ctlog.py)
 """
 
 from __future__ import annotations
@@ -41,9 +43,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from monitor.core.merkle import TreeRangeError, leaf_hash
-from monitor.sandbox import notes
+from monitor.sandbox import ctlog, notes
 from monitor.sandbox.bodies import BodyFactory, BodyKind
-from monitor.sandbox.ca import Identity, IdentityError, LocalCA
+from monitor.sandbox.ca import Identity, IdentityError, LocalCA, SigningIdentity
 from monitor.sandbox.index import IndexQueryError, SearchIndex
 from monitor.sandbox.storage import write_json_atomic, write_private
 from monitor.sandbox.tilepath import (
@@ -65,10 +67,11 @@ MAX_APPEND: Final = 10_000_000
 
 
 class LogName(StrEnum):
-    """The two logs a sandbox serves."""
+    """The logs a sandbox serves."""
 
     V1 = "v1"
     TILES = "tiles"
+    CT = "ct"
 
 
 class Mode(StrEnum):
@@ -138,6 +141,7 @@ class Misbehaviour:
     fork: ForkTree | None = None
     fork_identity: Identity | None = None
     wrong_key: notes.NoteKey | None = None
+    wrong_ct_key: ec.EllipticCurvePrivateKey | None = None
 
     def to_json(self) -> dict[str, object]:
         """The admin state's description of this misbehaviour."""
@@ -256,10 +260,22 @@ class SandboxCore:
         )
         (self.state_dir / "tiles.pub.pem").write_bytes(self.tiles_public_pem)
         self.ca = LocalCA.load_or_create(self.state_dir)
+        self.ct_key = _stored_key(
+            self.state_dir / "ct.key",
+            ec.EllipticCurvePrivateKey,  # type: ignore[type-abstract]  # only for isinstance
+            lambda: ec.generate_private_key(ec.SECP256R1()),
+        )
+        self.ct_public_pem = self.ct_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        (self.state_dir / "ct.pub.pem").write_bytes(self.ct_public_pem)
+        self.ct_extra_data = ctlog.extra_data(self.ca)
         self.factory = BodyFactory(workers)
         self.shards = self._load_shards()
         (self.state_dir / "tiles").mkdir(exist_ok=True)
         self.tiles = LeafLog(self.state_dir / "tiles" / "entries.leaves")
+        (self.state_dir / "ct").mkdir(exist_ok=True)
+        self.ct = LeafLog(self.state_dir / "ct" / "entries.leaves")
         self.misbehaviours: list[Misbehaviour] = []
         self.requests: defaultdict[str, defaultdict[str, int]] = defaultdict(
             lambda: defaultdict(int)
@@ -323,6 +339,7 @@ class SandboxCore:
             for s in self.shards:
                 s.log.close()
             self.tiles.close()
+            self.ct.close()
 
     # --- log geometry --------------------------------------------------------------------------
 
@@ -349,6 +366,8 @@ class SandboxCore:
         return f"{self.v1_name} - {tree_id}"
 
     def _log(self, name: LogName) -> LeafLog:
+        if name is LogName.CT:
+            return self.ct
         return self.active.log if name is LogName.V1 else self.tiles
 
     # --- misbehaviour --------------------------------------------------------------------------
@@ -396,7 +415,9 @@ class SandboxCore:
                 if how not in ("corrupt", "wrong_key"):
                     raise SandboxError("bad_signature: 'how' must be 'corrupt' or 'wrong_key'")
                 mb.params["how"] = how
-                if how == "wrong_key":
+                if how == "wrong_key" and name is LogName.CT:
+                    mb.wrong_ct_key = ec.generate_private_key(ec.SECP256R1())
+                elif how == "wrong_key":
                     key_name = self.v1_name if name is LogName.V1 else self.tiles_origin
                     mb.wrong_key = (
                         notes.NoteKey.ecdsa(key_name, ec.generate_private_key(ec.SECP256R1()))
@@ -448,6 +469,12 @@ class SandboxCore:
         """Append alternative entries until the fork is as large as its base."""
         fork, identity = mb.fork, mb.fork_identity
         if fork is None or identity is None or fork.missing == 0:
+            return
+        if mb.log is LogName.CT:
+            leaves = ctlog.ct_leaves(
+                self.ca, self.ca.signer(identity), fork.missing, self._ct_now_ms(), "mixed"
+            )
+            fork.append(leaves, int(self.clock()))
             return
         kind = BodyKind.V1 if mb.log is LogName.V1 else BodyKind.V2
         signer = self.ca.signer(identity)
@@ -791,12 +818,21 @@ class SandboxCore:
         count: int = 1,
         identity: Identity | dict[str, Any] | None = None,
         self_signed: bool = False,
+        *,
+        entry_type: str = "mixed",
+        malformed: bool = False,
     ) -> AppendResult:
-        """Append ``count`` fresh entries (blocking; run it in a thread from async code)."""
+        """Append ``count`` fresh entries (blocking; run it in a thread from async code).
+
+        For the CT log, `entry_type` picks x509_entry leaves, precert_entry leaves or both
+        ("mixed", alternating), and `malformed` appends leaves no reader accepts instead.
+        """
         try:
             name = LogName(log_name)
         except ValueError as e:
-            raise SandboxError(f"append: unknown log {log_name!r} (v1 or tiles)") from e
+            raise SandboxError(f"append: unknown log {log_name!r} (v1, tiles or ct)") from e
+        if entry_type not in ctlog.ENTRY_KINDS:
+            raise SandboxError(f"append: entry_type must be one of {', '.join(ctlog.ENTRY_KINDS)}")
         if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_APPEND:
             raise SandboxError(f"append: count must be an integer in [1, {MAX_APPEND}]")
         try:
@@ -813,7 +849,12 @@ class SandboxCore:
             with self.lock:
                 target = self._log(name)
                 first = target.size + (self.v1_offset(self.active) if name is LogName.V1 else 0)
-            for chunk in self.factory.bodies(kind, signer, count):
+            chunks = (
+                self._ct_chunks(signer, count, entry_type, malformed)
+                if name is LogName.CT
+                else self.factory.bodies(kind, signer, count)
+            )
+            for chunk in chunks:
                 when = int(self.clock())
                 with self.lock:
                     target.append(chunk, when)
@@ -824,6 +865,65 @@ class SandboxCore:
             with self.lock:
                 size = self.v1_global_size() if name is LogName.V1 else target.size
         return AppendResult(name, first, first + count - 1, size)
+
+    def _ct_now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def _ct_chunks(
+        self, signer: SigningIdentity, count: int, entry_type: str, malformed: bool
+    ) -> list[list[bytes]]:
+        """The CT leaves of one append, in chunks of at most 4096."""
+        first_ms = self._ct_now_ms()
+        if malformed:
+            leaves = [ctlog.malformed_leaf(first_ms + i) for i in range(count)]
+        else:
+            leaves = ctlog.ct_leaves(self.ca, signer, count, first_ms, entry_type)
+        return [leaves[i : i + 4096] for i in range(0, len(leaves), 4096)]
+
+    # --- RFC 6962 CT API (ctlog.py renders the answers) ---------------------------------------
+
+    def ct_get_sth(self, view: str | None) -> Reply:
+        """GET <p>/ct/v1/get-sth, signed now (a CTFE signs a fresh STH every so often)."""
+        with self.lock:
+            src = self._source(LogName.CT, view)
+            size = self._served_size(LogName.CT, view, src)
+            root = src.root(size)
+            bad = self._modes(LogName.CT, view).get(Mode.BAD_SIGNATURE)
+            key = bad.wrong_ct_key if bad is not None and bad.wrong_ct_key else self.ct_key
+            sth = ctlog.sign_sth(key, self._ct_now_ms(), size, root)
+            if bad is not None and bad.wrong_ct_key is None:
+                sth = ctlog.corrupt_sth(sth)
+        return Reply.json(sth)
+
+    def ct_consistency(self, view: str | None, first: str | None, second: str | None) -> Reply:
+        """GET <p>/ct/v1/get-sth-consistency?first&second."""
+        with self.lock:
+            src = self._source(LogName.CT, view)
+            bad = Mode.BAD_PROOF in self._modes(LogName.CT, view)
+            status, data = ctlog.render_consistency(src, first, second, bad_proof=bad, flip=_flip)
+        return Reply.json(data, status)
+
+    def ct_entries(self, view: str | None, start: str | None, end: str | None) -> Reply:
+        """GET <p>/ct/v1/get-entries?start&end."""
+        with self.lock:
+            src = self._source(LogName.CT, view)
+            tamper = (
+                ctlog.tamper_leaf if Mode.BAD_ENTRIES in self._modes(LogName.CT, view) else None
+            )
+            status, data = ctlog.render_entries(src, start, end, self.ct_extra_data, tamper=tamper)
+        return Reply.json(data, status)
+
+    def ct_entry_and_proof(
+        self, view: str | None, leaf_index: str | None, tree_size: str | None
+    ) -> Reply:
+        """GET <p>/ct/v1/get-entry-and-proof?leaf_index&tree_size."""
+        with self.lock:
+            src = self._source(LogName.CT, view)
+            bad = Mode.BAD_PROOF in self._modes(LogName.CT, view)
+            status, data = ctlog.render_entry_and_proof(
+                src, leaf_index, tree_size, self.ct_extra_data, bad_proof=bad, flip=_flip
+            )
+        return Reply.json(data, status)
 
     def rotate(self) -> dict[str, object]:
         """Freeze the active v1 shard (final checkpoint kept) and start a new tree.
@@ -880,6 +980,11 @@ class SandboxCore:
                     "treeSize": self.tiles.size,
                     "rootHash": self.tiles.root().hex(),
                     "vkey": self.tiles_vkey,
+                },
+                "ct": {
+                    "treeSize": self.ct.size,
+                    "rootHash": self.ct.root().hex(),
+                    "publicKey": self.ct_public_pem.decode(),
                 },
                 "misbehaviours": [m.to_json() for m in self.misbehaviours],
                 "index": self.search_index.state(),

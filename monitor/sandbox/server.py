@@ -12,6 +12,7 @@ serves the same logs and is honest unless a misbehaviour targets it)::
     GET  <p>/tiles/checkpoint                C2SP tlog-tiles
     GET  <p>/tiles/tile/<L>/<N>[.p/<W>]
     GET  <p>/tiles/tile/entries/<N>[.p/<W>]
+    GET  <p>/ct/v1/get-sth | get-sth-consistency | get-entries | get-entry-and-proof  (RFC 6962)
     POST /admin/append | /admin/rotate | /admin/misbehave | /admin/reset | /admin/index
     GET  /admin/state | /admin/ca.pem
     GET  /witness/<log>/checkpoint | POST /admin/witness   (witness.py: a cosigning witness)
@@ -22,6 +23,7 @@ See README.md in this package for the admin API.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import signal
@@ -35,7 +37,7 @@ from typing import Any
 from aiohttp import web
 
 from monitor.core.errors import MonitorError
-from monitor.core.note import EcdsaNoteVerifier, Ed25519NoteVerifier
+from monitor.core.note import EcdsaNoteVerifier, Ed25519NoteVerifier, Rfc6962NoteVerifier
 from monitor.sandbox import witness as sandbox_witness
 from monitor.sandbox.ca import Identity
 from monitor.sandbox.core import AppendResult, LogName, Reply, SandboxCore, SandboxError
@@ -117,6 +119,23 @@ async def _tiles_tile(core: SandboxCore, req: web.Request, view: str | None) -> 
     return core.tiles_tile(view, req.match_info["path"])
 
 
+async def _ct_sth(core: SandboxCore, _req: web.Request, view: str | None) -> Reply:
+    return core.ct_get_sth(view)
+
+
+async def _ct_consistency(core: SandboxCore, req: web.Request, view: str | None) -> Reply:
+    return core.ct_consistency(view, req.query.get("first"), req.query.get("second"))
+
+
+async def _ct_entries(core: SandboxCore, req: web.Request, view: str | None) -> Reply:
+    return core.ct_entries(view, req.query.get("start"), req.query.get("end"))
+
+
+async def _ct_entry_and_proof(core: SandboxCore, req: web.Request, view: str | None) -> Reply:
+    q = req.query
+    return core.ct_entry_and_proof(view, q.get("leaf_index"), q.get("tree_size"))
+
+
 def _tile_endpoint(path: str) -> str:
     return "tiles.entries" if path.startswith("tile/entries/") else "tiles.tile"
 
@@ -166,6 +185,8 @@ async def _admin_append(core: SandboxCore, body: dict[str, Any]) -> object:
         body.get("count", 1),
         body.get("identity"),
         bool(body.get("self_signed", False)),
+        entry_type=str(body.get("entry_type", "mixed")),
+        malformed=bool(body.get("malformed", False)),
     )
     return result.to_json()
 
@@ -223,6 +244,16 @@ def make_app(core: SandboxCore) -> web.Application:
             f"{p}/tiles/checkpoint", _api(LogName.TILES, "tiles.checkpoint", _tiles_checkpoint)
         )
         r.add_get(p + "/tiles/{path:tile/.+}", tile_handler)
+        r.add_get(f"{p}/ct/v1/get-sth", _api(LogName.CT, "ct.sth", _ct_sth))
+        r.add_get(
+            f"{p}/ct/v1/get-sth-consistency",
+            _api(LogName.CT, "ct.consistency", _ct_consistency),
+        )
+        r.add_get(f"{p}/ct/v1/get-entries", _api(LogName.CT, "ct.entries", _ct_entries))
+        r.add_get(
+            f"{p}/ct/v1/get-entry-and-proof",
+            _api(LogName.CT, "ct.entry-and-proof", _ct_entry_and_proof),
+        )
     r.add_post("/admin/append", _admin(_admin_append))
     r.add_post("/admin/rotate", _admin(_admin_rotate))
     r.add_post("/admin/misbehave", _admin(_admin_misbehave))
@@ -353,6 +384,20 @@ class Sandbox:
         return Ed25519NoteVerifier(self.core.tiles_origin, self.core.tiles_key.public_key())
 
     @property
+    def ct_url(self) -> str:
+        """The CT log's URL (append ``/ct/v1/...``): the sandbox's own."""
+        return f"{self.url}"
+
+    @property
+    def ct_public_key_pem(self) -> bytes:
+        """The CT log's ECDSA P-256 public key, PEM (for a config's `public_key`)."""
+        return self.core.ct_public_pem
+
+    def ct_verifier(self, name: str) -> Rfc6962NoteVerifier:
+        """A verifier of the CT log's STHs as notes under the key name `name`."""
+        return Rfc6962NoteVerifier(name, self.core.ct_key.public_key())
+
+    @property
     def ca_pem(self) -> bytes:
         """The local Fulcio-like root certificate (PEM)."""
         return self.core.ca.root_pem
@@ -365,9 +410,22 @@ class Sandbox:
         count: int = 1,
         identity: Identity | dict[str, Any] | None = None,
         self_signed: bool = False,
+        *,
+        entry_type: str = "mixed",
+        malformed: bool = False,
     ) -> AppendResult:
-        """Append ``count`` entries to ``log`` ("v1" or "tiles"); see POST /admin/append."""
-        return await asyncio.to_thread(self.core.append_blocking, log, count, identity, self_signed)
+        """Append ``count`` entries to ``log`` ("v1", "tiles" or "ct"); see POST /admin/append."""
+        return await asyncio.to_thread(
+            functools.partial(
+                self.core.append_blocking,
+                log,
+                count,
+                identity,
+                self_signed,
+                entry_type=entry_type,
+                malformed=malformed,
+            )
+        )
 
     async def rotate(self) -> dict[str, object]:
         """Rotate the v1 log to a new shard; see POST /admin/rotate."""

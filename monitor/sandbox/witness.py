@@ -81,6 +81,9 @@ class SandboxWitness:
         """(HTTP status, body) of GET /witness/<log>/checkpoint."""
         with self._lock:
             setting = _Setting(self._settings[name].sees, self._settings[name].cosign)
+        if name is LogName.CT:
+            # An RFC 6962 log serves STHs, not notes: there is nothing for a witness to cosign.
+            return 404, "witness: the sandbox witness does not witness the CT log\n"
         if name is LogName.TILES:
             reply = self.core.tiles_checkpoint(setting.sees)
             text = reply.body.decode("utf-8")

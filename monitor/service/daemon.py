@@ -25,7 +25,7 @@ from typing import ParamSpec, Protocol, TypeVar
 import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from monitor.config.settings import Config, LogConfig, ViewKind, load_config
+from monitor.config.settings import Config, LogConfig, LogType, ViewKind, load_config
 from monitor.core.alerts import PRIMARY_VIEW, Alert
 from monitor.core.errors import ConfigError, MonitorError
 from monitor.core.severity import Severity
@@ -40,10 +40,12 @@ from monitor.service.metrics import PollStats, classify_poll
 from monitor.service.note_views import NoteSource
 from monitor.service.scanner import Scanner
 from monitor.service.systemd import sd_notify, watchdog_interval
+from monitor.service.trust_watch import TrustUpdate, TrustWatcher
 from monitor.service.wiring import (
     checkpoint_source,
     http_policy,
     log_spec,
+    read_ct_leaf,
     resolve_logs,
     trust_for_log,
 )
@@ -122,8 +124,15 @@ class Monitor:
         session: aiohttp.ClientSession,
         clock: Callable[[], datetime] = utcnow,
         stats: PollStats | None = None,
+        trust: TrustWatcher | None = None,
     ) -> None:
         self.config = config
+        self.trust = trust
+        """The `[[sigstore]]` sources; their logs are monitored next to the `[[log]]` tables."""
+        self.log_configs: tuple[LogConfig, ...] = config.logs
+        """Every log monitored: the `[[log]]` tables, then the logs the sources list."""
+        self.trust_update = TrustUpdate()
+        """What loading the sources raised, for `check` to report."""
         self.store = store
         self.session = session
         self.clock = clock
@@ -140,12 +149,16 @@ class Monitor:
         """Entries scanned or fetched through a search index since this Monitor was made."""
 
     async def prepare(self) -> None:
-        """Resolve every log's keys and endpoints (raises ConfigError) and record the logs."""
+        """Load the trust sources (once), resolve every log's keys and endpoints (raises
+        ConfigError) and record the logs."""
+        if self.trust is not None:
+            self.trust_update = await self.trust.start(self.store, self._targets)
+            self.log_configs = self.trust.logs()
         policy = http_policy(self.config)
         logs: dict[str, LogMonitor] = {}
         scanners: dict[str, Scanner] = {}
         searchers: dict[str, Searcher] = {}
-        for cfg in self.config.logs:
+        for cfg in self.log_configs:
             spec = with_witnesses(log_spec(self.config, cfg), cfg)
             # One request budget per log, shared by its polls, proofs, scans and searches.
             primary = checkpoint_source(
@@ -166,7 +179,7 @@ class Monitor:
                 if view.kind is ViewKind.WITNESS:
                     cosigned.append(name)
             log_id = await self.store.state.ensure_log(
-                cfg.name, cfg.type.value, cfg.url, self.clock()
+                cfg.name, cfg.type.value, cfg.url, self.clock(), source=cfg.source
             )
             logs[cfg.name] = LogMonitor(
                 spec,
@@ -179,7 +192,7 @@ class Monitor:
                 cosigned=cosigned,
             )
             if cfg.scan:
-                matcher = Matcher(self.config.rules_for_log(cfg.name), trust_for_log(cfg))
+                matcher = Matcher(self.config.rules_for(cfg), trust_for_log(cfg))
                 scanners[cfg.name] = Scanner(
                     cfg.name,
                     log_id,
@@ -189,6 +202,7 @@ class Monitor:
                     self._targets,
                     self.clock,
                     start=cfg.start,
+                    read_entry=read_ct_leaf if cfg.type is LogType.CT else None,
                 )
             searcher = searcher_for(
                 self.config, cfg, spec, log_id, primary, self.store, self._targets, self.clock
@@ -199,6 +213,14 @@ class Monitor:
         self.scanners = scanners
         self.searchers = searchers
         self.notifier.set_channels(self.config.channels)
+
+    async def refresh_trust(self, source: str) -> bool:
+        """One refresh of a `[[sigstore]]` source, its alerts recorded; True when the logs it
+        lists changed (the jobs must be rebuilt to follow)."""
+        if self.trust is None:
+            return False
+        await self.trust.refresh(source, self.store, self._targets)
+        return self.trust.logs() != self.log_configs
 
     def _targets(self, alert: Alert) -> list[str]:
         rule = None
@@ -289,6 +311,9 @@ class Monitor:
     async def check(self) -> CheckOutcome:
         """Every log polled once (concurrently), then one delivery round."""
         outcome = CheckOutcome()
+        outcome.alerts.extend(self.trust_update.alerts)
+        outcome.errors.extend(self.trust_update.errors)
+        self.trust_update = TrustUpdate()
         names = list(self.logs)
         read_before = self.entries_read
         # A failure of one log's poll (even of the database) must not cost the other logs'.
@@ -323,17 +348,23 @@ class Monitor:
 
 @asynccontextmanager
 async def open_monitor(
-    config: Config, clock: Callable[[], datetime] = utcnow, stats: PollStats | None = None
+    config: Config,
+    clock: Callable[[], datetime] = utcnow,
+    stats: PollStats | None = None,
+    trust: TrustWatcher | None = None,
 ) -> AsyncIterator[Monitor]:
     """A prepared Monitor with its store and HTTP session, closed on exit; `stats` carries
-    poll counters over from an earlier Monitor (a reload)."""
+    poll counters over from an earlier Monitor (a reload), `trust` the trust sources (kept
+    across rebuilds; made from `config` when None and it has `[[sigstore]]` sources)."""
+    if trust is None and config.sigstore:
+        trust = TrustWatcher(config, clock)
     store = AsyncStore(await asyncio.to_thread(Store.open, config.monitor.database))
     try:
         timeout = aiohttp.ClientTimeout(total=config.monitor.request_timeout.total_seconds())
         async with aiohttp.ClientSession(
             timeout=timeout, headers={"User-Agent": config.monitor.user_agent}
         ) as session:
-            monitor = Monitor(config, store, session, clock, stats)
+            monitor = Monitor(config, store, session, clock, stats, trust)
             await monitor.prepare()
             yield monitor
     finally:
@@ -364,7 +395,14 @@ class Daemon:
         self.config = config
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
+        self._rebuild = asyncio.Event()
+        """Set when the logs a trust source lists changed: the jobs are made again."""
         self.stats = PollStats()
+        self.trust = self._trust_for(config)
+
+    @staticmethod
+    def _trust_for(config: Config) -> TrustWatcher | None:
+        return TrustWatcher(config, utcnow) if config.sigstore else None
 
     def stop(self) -> None:
         """Ask the daemon to finish its running jobs and exit."""
@@ -379,6 +417,7 @@ class Daemon:
         try:
             while not self._stop.is_set():
                 await self._serve(self.config)
+                self._rebuild.clear()
                 if self._reload.is_set():
                     self._reload.clear()
                     self._try_reload()
@@ -395,14 +434,25 @@ class Daemon:
             log.error("reload refused, keeping the running configuration: %s", e)
         else:
             self.config = config
+            self.trust = self._trust_for(config)
             log.info("configuration reloaded from %s", self.config_path)
 
+    async def _refresh_trust(self, monitor: Monitor, source: str) -> None:
+        """The scheduled refresh of a trust source: its alerts delivered at once, and the
+        jobs rebuilt when the logs it lists changed."""
+        changed = await monitor.refresh_trust(source)
+        await monitor.deliver()
+        if changed:
+            log.info("[[sigstore]] %s: the logs it lists changed: rebuilding the jobs", source)
+            self._rebuild.set()
+
     async def _serve(self, config: Config) -> None:
-        async with open_monitor(config, stats=self.stats) as monitor:
+        async with open_monitor(config, stats=self.stats, trust=self.trust) as monitor:
             run_id = await monitor.store.reports.start_run("run", utcnow())
             scheduler = AsyncIOScheduler(timezone=UTC)
             jobs = RunningJobs()
-            for cfg in config.logs:
+            logs = monitor.log_configs
+            for cfg in logs:
                 interval = cfg.interval.total_seconds()
                 scheduler.add_job(
                     jobs.track(monitor.poll_and_alert),
@@ -416,6 +466,19 @@ class Daemon:
                     misfire_grace_time=int(interval),
                     next_run_time=utcnow(),
                 )
+            if self.trust is not None:
+                for source in self.trust.names:
+                    every = self.trust.refresh_interval(source)
+                    scheduler.add_job(
+                        jobs.track(self._refresh_trust),
+                        "interval",
+                        args=[monitor, source],
+                        id=f"trust:{source}",
+                        seconds=every,
+                        max_instances=1,
+                        coalesce=True,
+                        misfire_grace_time=int(every),
+                    )
             scheduler.add_job(
                 jobs.track(monitor.deliver),
                 "interval",
@@ -436,20 +499,21 @@ class Daemon:
                 httpd = HttpServer(
                     config.monitor.http_listen,
                     monitor.store,
-                    [c.name for c in config.logs],
+                    [c.name for c in logs],
                     monitor.stats,
                 )
                 await httpd.start()
             scheduler.start()
             sd_notify("READY=1")
-            sd_notify(f"STATUS=monitoring {len(config.logs)} log(s)")
-            log.info("monitoring %d log(s); database %s", len(config.logs), config.monitor.database)
+            sd_notify(f"STATUS=monitoring {len(logs)} log(s)")
+            log.info("monitoring %d log(s); database %s", len(logs), config.monitor.database)
             try:
                 stop = asyncio.create_task(self._stop.wait())
                 reload = asyncio.create_task(self._reload.wait())
-                await asyncio.wait({stop, reload}, return_when=asyncio.FIRST_COMPLETED)
-                stop.cancel()
-                reload.cancel()
+                rebuild = asyncio.create_task(self._rebuild.wait())
+                await asyncio.wait({stop, reload, rebuild}, return_when=asyncio.FIRST_COMPLETED)
+                for task in (stop, reload, rebuild):
+                    task.cancel()
             finally:
                 if self._stop.is_set():
                     sd_notify("STOPPING=1")
@@ -464,7 +528,11 @@ class Daemon:
                     await _last_delivery_round(monitor)
                 await monitor.store.reports.finish_run(
                     run_id,
-                    "reload" if self._reload.is_set() else "stopped",
+                    "reload"
+                    if self._reload.is_set()
+                    else "trust"
+                    if self._rebuild.is_set()
+                    else "stopped",
                     {"stopped_at": utc_iso(utcnow())},
                     utcnow(),
                 )

@@ -39,6 +39,7 @@ from monitor.core.decide import (
 from monitor.core.errors import MonitorError, NetworkError, ParseError, VerificationError
 from monitor.core.note import NoteVerifier, VerifiedCheckpoint, verify_checkpoint
 from monitor.core.witness import WitnessKey, WitnessReport
+from monitor.service.alert_log import raised
 from monitor.store.database import (
     AsyncStore,
     StaleState,
@@ -96,6 +97,10 @@ class LogSpec:
     """Valid witness signatures a cosigned checkpoint must carry (0: no policy)."""
     poll_deadline: timedelta | None = None
     """How long one poll of every view may take (None: no bound but the HTTP layer's)."""
+    valid_until: datetime | None = None
+    """The end of the log's validity window (a `[[sigstore]]` trust root's `validFor` end;
+    None: open). From then on every checkpoint observed is taken as final: the tree is kept
+    frozen at it, and a later growth is a `frozen_log_grew`."""
 
 
 @dataclass
@@ -328,11 +333,12 @@ class LogMonitor:
                 if self._asked_above is None
                 else self._asked_above.get(head.tree_id)
             )
+        ended = self.spec.valid_until is not None and now >= self.spec.valid_until
         decision = decide(
             self._policy,
             ViewKind(view, lagging=view in self.lagging, cosigned=view in self.cosigned),
             state,
-            Observed(head.tree_id, vc, frozen=head.frozen),
+            Observed(head.tree_id, vc, frozen=head.frozen or ended),
             proof,
             log_id=self.log_id,
             recorded=recorded,
@@ -517,9 +523,7 @@ class LogMonitor:
                         created.append((alert_id, alert))
             return created
 
-        for alert_id, alert in await self.store.run(write):
-            log.warning("alert %d %s: %s", alert_id, alert.kind.value, alert.summary)
-            result.alerts.append((alert_id, alert))
+        raised(await self.store.run(write), result.alerts)
 
     def _write_view_ok(self, store: Store, view: str, grew: bool) -> None:
         with store.transaction() as conn:

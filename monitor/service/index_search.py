@@ -50,6 +50,7 @@ from monitor.core.note import Checkpoint, EcdsaNoteVerifier, verify_checkpoint
 from monitor.core.watch import Matcher, SearchTerm, search_terms
 from monitor.logs.http import RequestBudget
 from monitor.logs.rekor_v1.client import RETRIEVE_BATCH, EntryMismatch, V1Entry
+from monitor.service.alert_log import raised
 from monitor.service.engine import ENTRY_PROOF_VIEW, Head, LogMonitor, LogSpec
 from monitor.service.scanner import (
     FoundMatch,
@@ -144,7 +145,7 @@ def searcher_for(
     terms; None for other logs. Raises ConfigError (see `log_key`)."""
     if cfg.type is not LogType.REKOR_V1 or not isinstance(source, RekorV1Source):
         return None
-    rules = config.rules_for_log(cfg.name)
+    rules = config.rules_for(cfg)
     terms = search_terms(rules)
     if not terms:
         return None
@@ -462,6 +463,4 @@ class Searcher:
 
         created = await self.store.run(write)
         result.matches += sum(len(o.found) for o in outcomes)
-        for alert_id, alert in created:
-            log.warning("alert %d %s: %s", alert_id, alert.kind.value, alert.summary)
-            result.alerts.append((alert_id, alert))
+        raised(created, result.alerts)

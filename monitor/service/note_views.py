@@ -27,9 +27,10 @@ REKOR_V1_ORIGIN_SEPARATOR = " - "
 
 def tree_id_of(log_type: LogType, note: str) -> str:
     """The tree a served checkpoint claims to belong to: a Rekor v1 shard's treeID (from its
-    origin line), or the single tree of a tiled log. Raises `ParseError` (a `NoteFormatError`)
+    origin line), or the single tree of a tiled or CT log. Raises `ParseError` (a `NoteFormatError`)
     when the note or its origin line does not have the expected shape."""
-    if log_type is LogType.TILES:
+    if log_type is not LogType.REKOR_V1:
+        # A tiled or CT log has one tree (a peer serves a CT log's STH as its checkpoint note).
         return TILES_TREE
     origin = parse_checkpoint(parse_signed_note(note).text).origin
     _, sep, tree_id = origin.rpartition(REKOR_V1_ORIGIN_SEPARATOR)

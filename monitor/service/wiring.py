@@ -16,10 +16,12 @@ import aiohttp
 from monitor.config.settings import Config, LogConfig, LogType
 from monitor.config.trust_roots import find_trusted_log, fulcio_trust
 from monitor.core.chain import CertificateTrust
+from monitor.core.ct import CtFormatError, ct_leaf_hash, parse_merkle_tree_leaf, sth_note
 from monitor.core.errors import ConfigError
 from monitor.core.keys import rekor_v1_key_name, tiles_origin, verifier_from_der
-from monitor.core.merkle import CompactRange, frontier_from_inclusion_proof
-from monitor.core.note import NoteVerifier
+from monitor.core.merkle import CompactRange, ProofError, frontier_from_inclusion_proof
+from monitor.core.note import NoteVerifier, Rfc6962NoteVerifier
+from monitor.logs.ct.client import CtClient
 from monitor.logs.http import HttpPolicy, LogResponseError, RequestBudget, gather_bounded
 from monitor.logs.rekor_v1.client import RekorV1Client
 from monitor.logs.tiles.client import TILE_WIDTH, TilesClient, tile_width
@@ -66,7 +68,11 @@ def log_spec(config: Config, log: LogConfig) -> LogSpec:
         der = log.public_key_der
         if der is None:  # config guarantees one of the two; keep mypy and readers honest
             raise ValueError(f"log {log.name}: neither trust_root nor public_key is set")
-        if log.type is LogType.REKOR_V1:
+        if log.type is LogType.CT:
+            ct_key = ct_verifier(log)
+            verifier = ct_key
+            expected = lambda _tree_id: ct_key.name  # noqa: E731
+        elif log.type is LogType.REKOR_V1:
             name = log.origin or rekor_v1_key_name(log.url)
             verifier = verifier_from_der(name, der)
             expected = lambda tree_id: f"{name} - {tree_id}"  # noqa: E731
@@ -81,11 +87,22 @@ def log_spec(config: Config, log: LogConfig) -> LogSpec:
         max_stale=log.max_stale,
         error_grace=config.monitor.error_grace,
         poll_deadline=poll_deadline(config, log),
+        valid_until=log.valid_until,
     )
 
 
 POLL_DEADLINE_REQUESTS = 4
 """A poll may last this many request timeouts (or the log's interval, if longer)."""
+
+
+def ct_verifier(log: LogConfig) -> Rfc6962NoteVerifier:
+    """The STH key of a `type = "ct"` log: its pinned public key under the key name (and
+    origin) `origin`, else the URL without its scheme, as for a tiled log. Raises ConfigError
+    (NoteKeyError) for a key that is not ECDSA P-256."""
+    der = log.public_key_der
+    if der is None:
+        raise ConfigError(f"log {log.name}: a ct log needs public_key")
+    return Rfc6962NoteVerifier.from_der(log.origin or tiles_origin(log.url), der)
 
 
 def poll_deadline(config: Config, log: LogConfig) -> timedelta:
@@ -213,6 +230,59 @@ class TilesSource:
         return [node(level, index) for level, index in nodes]
 
 
+class CtSource:
+    """An RFC 6962 CT log: one tree; each signed tree head is served to the engine as the
+    checkpoint note carrying it (`monitor.core.ct.sth_note`), so it is verified, compared and
+    kept as evidence like any checkpoint. Entries are MerkleTreeLeaf bytes."""
+
+    def __init__(self, client: CtClient, key: Rfc6962NoteVerifier) -> None:
+        self.client = client
+        self.key = key
+
+    async def heads(self) -> Sequence[Head]:
+        """The log's current STH, as a note under the pinned key's name and hint (a signature
+        by another key then fails to verify: bad_signature, never an unknown signer)."""
+        sth = await self.client.get_sth()
+        try:
+            note = sth_note(self.key.name, sth, self.key.name, self.key.key_hint)
+        except CtFormatError as e:
+            raise LogResponseError(f"{self.client!r}: get-sth: {e}") from e
+        return [Head(tree_id=TILES_TREE, note=note.to_text())]
+
+    async def consistency_proof(self, tree_id: str, size1: int, size2: int) -> list[bytes]:
+        """From get-sth-consistency."""
+        return await self.client.consistency_proof(size1, size2)
+
+    def first_index(self, tree_id: str) -> int:
+        """A CT log is one tree: its entries' indexes are the log's."""
+        return 0
+
+    async def entries(self, tree_id: str, start: int, end: int, tree_size: int) -> list[bytes]:
+        """The MerkleTreeLeaf bytes of entries [start, end) (their leaf hashes are the tree's)."""
+        return await self.client.entries(start, end)
+
+    async def frontier(self, tree_id: str, size: int, tree_size: int) -> list[bytes]:
+        """The compact range at `size`, from the audit path of entry `size - 1` in the tree of
+        `tree_size` (the scanner proves the result against the verified root)."""
+        got = await self.client.entry_and_proof(size - 1, tree_size)
+        try:
+            left = frontier_from_inclusion_proof(size - 1, tree_size, got.audit_path)
+        except ProofError as e:
+            raise LogResponseError(f"{self.client!r}: get-entry-and-proof: {e}") from e
+        cr = CompactRange.from_hashes(size - 1, left)
+        cr.append(ct_leaf_hash(got.leaf_input))
+        return list(cr.hashes)
+
+
+def read_ct_leaf(body: bytes) -> str | None:
+    """Why a CT entry cannot be read (None: it parses as a MerkleTreeLeaf)."""
+    try:
+        parse_merkle_tree_leaf(body)
+    except CtFormatError as e:
+        return str(e)
+    return None
+
+
 def http_policy(config: Config) -> HttpPolicy:
     """The HTTP limits every log client uses."""
     return HttpPolicy(
@@ -228,8 +298,10 @@ def checkpoint_source(
     session: aiohttp.ClientSession,
     policy: HttpPolicy,
     budget: RequestBudget | None,
-) -> RekorV1Source | TilesSource:
+) -> RekorV1Source | TilesSource | CtSource:
     """The engine's view of the endpoint at `url` (the log's own URL or one of its views)."""
+    if log.type is LogType.CT:
+        return CtSource(CtClient(session, url, policy, budget), ct_verifier(log))
     if log.type is LogType.REKOR_V1:
         return RekorV1Source(RekorV1Client(session, url, policy, budget))
     return TilesSource(TilesClient(session, url, policy, budget))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -20,8 +21,8 @@ import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -31,6 +32,7 @@ import sqlite_utils
 from monitor.core.alerts import Alert
 from monitor.core.decide import LogState
 from monitor.core.errors import MonitorError
+from monitor.core.trust import TrustChange, TrustItem
 from monitor.store import reports
 
 # Re-exported: the store's callers take its time format from it.
@@ -334,6 +336,74 @@ _STATE_COLUMNS = (
 )
 _STATE_PLACEHOLDERS = ", ".join("?" * len(_STATE_COLUMNS.split(",")))
 
+TRUST_ORIGINS = ("tuf", "cache", "embedded")
+"""Where a source's trust came from: a refresh of its TUF repository, the cache of the last
+good refresh, or the copy embedded in sigstore."""
+TUF_ROLES = ("root", "timestamp", "snapshot", "targets")
+_TRUST_COLUMNS = (
+    "t.id, t.source, t.origin, t.sha256, t.trusted_root, t.signing_config, t.root_version, "
+    "t.timestamp_version, t.snapshot_version, t.targets_version, t.recorded_at"
+)
+
+
+@dataclass(frozen=True)
+class StoredTrust:
+    """One trust a [[sigstore]] source held, as recorded."""
+
+    snapshot_id: int
+    source: str
+    origin: str
+    sha256: str
+    trusted_root: bytes = field(repr=False)
+    signing_config: bytes | None = field(repr=False)
+    versions: dict[str, int] | None
+    """The TUF metadata versions ("root", "timestamp", "snapshot", "targets"); None when the
+    trust did not come from TUF."""
+    recorded_at: datetime
+
+
+def trust_digest(trusted_root: bytes, signing_config: bytes | None) -> str:
+    """What identifies a trust's content: the SHA-256 (hex) of the trusted root's SHA-256 and,
+    when there is one, the signing config's."""
+    parts = hashlib.sha256(trusted_root).digest()
+    if signing_config is not None:
+        parts += hashlib.sha256(signing_config).digest()
+    return hashlib.sha256(parts).hexdigest()
+
+
+def _version_columns(versions: Mapping[str, int] | None) -> tuple[int | None, ...]:
+    """The four version columns of `versions` (None: not from TUF). A missing or out-of-range
+    version raises ValueError: it comes from verified metadata, so that is a bug."""
+    if versions is None:
+        return (None,) * len(TUF_ROLES)
+    values: list[int | None] = []
+    for role in TUF_ROLES:
+        value = versions.get(role)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
+            raise ValueError(f"TUF version of {role}: expected a whole number, got {value!r}")
+        values.append(value)
+    return tuple(values)
+
+
+def _stored_trust(r: Sequence[Any]) -> StoredTrust:
+    versions = None
+    if r[6] is not None:
+        versions = dict(zip(TUF_ROLES, (int(v) for v in r[6:10]), strict=True))
+    return StoredTrust(
+        snapshot_id=int(r[0]),
+        source=str(r[1]),
+        origin=str(r[2]),
+        sha256=str(r[3]),
+        trusted_root=bytes(r[4]),
+        signing_config=None if r[5] is None else bytes(r[5]),
+        versions=versions,
+        recorded_at=parse_utc(str(r[10])),
+    )
+
+
+def _side_json(item: TrustItem | None) -> str | None:
+    return None if item is None else json.dumps(item.summary(), sort_keys=True, default=str)
+
 
 class Store:
     """The monitor's database. Open with `Store.open(path)`; close with `close()`."""
@@ -481,14 +551,18 @@ class Store:
 
     # -- logs ------------------------------------------------------------------------------
 
-    def ensure_log(self, name: str, type_: str, url: str, now: datetime) -> int:
-        """The id of the log named `name`, recording it on first sight (its type and URL kept
-        current)."""
+    def ensure_log(
+        self, name: str, type_: str, url: str, now: datetime, source: str | None = None
+    ) -> int:
+        """The id of the log named `name`, recording it on first sight (its type, URL and
+        `source` kept current: None for a [[log]] table, else the [[sigstore]] source that
+        listed it)."""
         with self.transaction() as c:
             c.execute(
-                "INSERT INTO logs (name, type, url, created_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET type = excluded.type, url = excluded.url",
-                (name, type_, url, utc_iso(now)),
+                "INSERT INTO logs (name, type, url, created_at, source) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET type = excluded.type, url = excluded.url, "
+                "source = excluded.source",
+                (name, type_, url, utc_iso(now), source),
             )
             row = c.execute("SELECT id FROM logs WHERE name = ?", (name,)).fetchone()
         return int(row[0])
@@ -1165,6 +1239,169 @@ class Store:
         """How many deliveries are still pending."""
         return int(self._read_one("SELECT count(*) FROM deliveries WHERE status = 'pending'")[0])
 
+    # -- trust sources ([[sigstore]]) ------------------------------------------------------
+
+    def current_trust(self, source: str) -> StoredTrust | None:
+        """The trust `source` holds now (the last one recorded), or None before its first."""
+        row = self._read_one(
+            f"SELECT {_TRUST_COLUMNS} FROM trust_snapshots t "
+            "WHERE t.id = (SELECT snapshot_id FROM trust_sources WHERE source = ?)",
+            (source,),
+        )
+        return None if row is None else _stored_trust(row)
+
+    def record_trust(
+        self,
+        source: str,
+        *,
+        origin: str,
+        trusted_root: bytes,
+        signing_config: bytes | None,
+        versions: Mapping[str, int] | None,
+        changes: Sequence[TrustChange],
+        alerts: Sequence[tuple[Alert, Sequence[str]]],
+        now: datetime,
+    ) -> tuple[int, list[tuple[int, Alert]]]:
+        """Record the trust `source` holds now, in one transaction: the snapshot (a new row only
+        when its content differs from the current one; else the current row's origin and
+        versions are updated), one `trust_changes` row per change, the alerts (each with its
+        delivery targets; when there are as many alerts as changes, `alerts[i]` is the alert of
+        `changes[i]` and its id is kept on that row), and the source's current snapshot.
+
+        Only a trust fetched from the repository (`origin` "tuf") is a successful refresh: it
+        sets `last_success` and ends a run of failures. A trust from the cache or sigstore's
+        embedded copy changes neither, so a failed refresh followed by its fallback stays a
+        failure (whichever the caller records first).
+
+        Returns the snapshot id and the new alerts with their ids (known facts are skipped).
+        """
+        if origin not in TRUST_ORIGINS:
+            raise ValueError(f"record_trust: origin must be one of {TRUST_ORIGINS}, not {origin!r}")
+        digest = trust_digest(trusted_root, signing_config)
+        ts = utc_iso(now)
+        columns = _version_columns(versions)
+        created: list[tuple[int, Alert]] = []
+        with self.transaction() as c:
+            current = c.execute(
+                "SELECT t.id, t.sha256 FROM trust_snapshots t "
+                "WHERE t.id = (SELECT snapshot_id FROM trust_sources WHERE source = ?)",
+                (source,),
+            ).fetchone()
+            if current is not None and current[1] == digest:
+                snapshot_id = int(current[0])
+                c.execute(
+                    "UPDATE trust_snapshots SET origin = ?, "
+                    "root_version = coalesce(?, root_version), "
+                    "timestamp_version = coalesce(?, timestamp_version), "
+                    "snapshot_version = coalesce(?, snapshot_version), "
+                    "targets_version = coalesce(?, targets_version) WHERE id = ?",
+                    (origin, *columns, snapshot_id),
+                )
+            else:
+                cur = c.execute(
+                    "INSERT INTO trust_snapshots (source, origin, sha256, trusted_root, "
+                    "signing_config, root_version, timestamp_version, snapshot_version, "
+                    "targets_version, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (source, origin, digest, trusted_root, signing_config, *columns, ts),
+                )
+                snapshot_id = int(cur.lastrowid or 0)
+            alert_ids: list[int | None] = []
+            for alert, channels in alerts:
+                alert_id = self.add_alert(c, alert, None, channels, now)
+                if alert_id is not None:
+                    created.append((alert_id, alert))
+                else:
+                    row = c.execute(
+                        "SELECT id FROM alerts WHERE dedup_key = ?", (alert.dedup_key,)
+                    ).fetchone()
+                    alert_id = None if row is None else int(row[0])
+                alert_ids.append(alert_id)
+            paired = len(alert_ids) == len(changes)
+            c.executemany(
+                "INSERT INTO trust_changes (source, snapshot_id, change, section, name, before, "
+                "after, recorded_at, alert_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        source,
+                        snapshot_id,
+                        str(change.kind),
+                        change.section,
+                        change.name,
+                        _side_json(change.before),
+                        _side_json(change.after),
+                        ts,
+                        alert_ids[i] if paired else None,
+                    )
+                    for i, change in enumerate(changes)
+                ],
+            )
+            refreshed = origin == "tuf"
+            c.execute(
+                "INSERT INTO trust_sources (source, snapshot_id, last_refresh, last_success, "
+                "errors) VALUES (?, ?, ?, ?, 0) ON CONFLICT (source) DO UPDATE SET "
+                "snapshot_id = excluded.snapshot_id, "
+                "last_refresh = coalesce(excluded.last_refresh, trust_sources.last_refresh), "
+                "last_success = coalesce(excluded.last_success, trust_sources.last_success), "
+                "error_since = CASE WHEN ? THEN NULL ELSE trust_sources.error_since END, "
+                "last_error = CASE WHEN ? THEN NULL ELSE trust_sources.last_error END, "
+                "errors = CASE WHEN ? THEN 0 ELSE trust_sources.errors END",
+                (
+                    source,
+                    snapshot_id,
+                    ts if refreshed else None,
+                    ts if refreshed else None,
+                    refreshed,
+                    refreshed,
+                    refreshed,
+                ),
+            )
+        return snapshot_id, created
+
+    def record_trust_failure(
+        self,
+        source: str,
+        error: str,
+        now: datetime,
+        grace: timedelta,
+        alert: Callable[[str, int, str], Alert],
+        targets: Callable[[Alert], Sequence[str]],
+    ) -> list[tuple[int, Alert]]:
+        """A refresh of `source` failed: in one transaction, start or continue its run of
+        failures (`error_since`, `errors`, `last_error`) and, once the run has lasted `grace`,
+        add `alert(error_since, errors, last_error)` (its dedup key makes it one per run).
+        Returns the new alert with its id, if any."""
+        ts = utc_iso(now)
+        created: list[tuple[int, Alert]] = []
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO trust_sources (source, last_refresh, error_since, last_error, errors) "
+                "VALUES (?, ?, ?, ?, 1) ON CONFLICT (source) DO UPDATE SET "
+                "last_refresh = excluded.last_refresh, "
+                "error_since = coalesce(trust_sources.error_since, excluded.error_since), "
+                "last_error = excluded.last_error, errors = trust_sources.errors + 1",
+                (source, ts, ts, error[:2000]),
+            )
+            row = c.execute(
+                "SELECT error_since, errors, last_error FROM trust_sources WHERE source = ?",
+                (source,),
+            ).fetchone()
+            since, errors, last_error = str(row[0]), int(row[1]), str(row[2])
+            if now - parse_utc(since) >= grace:
+                raised = alert(since, errors, last_error)
+                alert_id = self.add_alert(c, raised, None, targets(raised), now)
+                if alert_id is not None:
+                    created.append((alert_id, raised))
+        return created
+
+    def trust_sources(self) -> list[dict[str, Any]]:
+        """Every [[sigstore]] source recorded: its current trust and refresh health
+        (`monitor.store.reports.trust_source_rows`)."""
+        return reports.trust_source_rows(self)
+
+    def trust_changes(self, source: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Recorded trust changes, newest first (`monitor.store.reports.trust_change_rows`)."""
+        return reports.trust_change_rows(self, source=source, limit=limit)
+
     # -- runs ------------------------------------------------------------------------------
 
     def start_run(self, command: str, now: datetime) -> int:
@@ -1284,9 +1521,11 @@ class _OnWriter:
 class StateAccess(_OnWriter):
     """What the checkpoint engine and the daemon read and write about logs, trees and views."""
 
-    async def ensure_log(self, name: str, type_: str, url: str, now: datetime) -> int:
+    async def ensure_log(
+        self, name: str, type_: str, url: str, now: datetime, source: str | None = None
+    ) -> int:
         """`Store.ensure_log`."""
-        return await self._call(self._store.ensure_log, name, type_, url, now)
+        return await self._call(self._store.ensure_log, name, type_, url, now, source)
 
     async def log_state(self, log_id: int, tree_id: str) -> LogState | None:
         """`Store.log_state`."""
@@ -1416,6 +1655,71 @@ class OutboxAccess(_OnWriter):
         return await self._call(self._store.pending_count)
 
 
+class TrustAccess(_OnWriter):
+    """What the trust watcher keeps about each [[sigstore]] source: its current trust, the
+    changes between trusts and its refresh health."""
+
+    async def current(self, source: str) -> StoredTrust | None:
+        """`Store.current_trust`."""
+        return await self._call(self._store.current_trust, source)
+
+    async def record_trust(
+        self,
+        source: str,
+        *,
+        origin: str,
+        trusted_root: bytes,
+        signing_config: bytes | None,
+        versions: Mapping[str, int] | None,
+        changes: Sequence[TrustChange],
+        alerts: Sequence[tuple[Alert, Sequence[str]]],
+        now: datetime,
+    ) -> tuple[int, list[tuple[int, Alert]]]:
+        """`Store.record_trust`."""
+        return await self._call(
+            self._store.record_trust,
+            source,
+            origin=origin,
+            trusted_root=trusted_root,
+            signing_config=signing_config,
+            versions=versions,
+            changes=changes,
+            alerts=alerts,
+            now=now,
+        )
+
+    async def record_trust_failure(
+        self,
+        source: str,
+        error: str,
+        now: datetime,
+        grace: timedelta,
+        alert: Callable[[str, int, str], Alert],
+        targets: Callable[[Alert], Sequence[str]],
+    ) -> list[tuple[int, Alert]]:
+        """`Store.record_trust_failure`."""
+        return await self._call(
+            self._store.record_trust_failure, source, error, now, grace, alert, targets
+        )
+
+    async def raise_trust_alerts(
+        self, alerts: Sequence[tuple[Alert, Sequence[str]]], now: datetime
+    ) -> list[tuple[int, Alert]]:
+        """Alerts that belong to no log (an unverifiable key of the trust root): `raise_alerts`
+        with no log."""
+        return await self._call(self._store.raise_alerts, None, alerts, now)
+
+    async def trust_sources(self) -> list[dict[str, Any]]:
+        """`Store.trust_sources`."""
+        return await self._call(self._store.trust_sources)
+
+    async def trust_changes(
+        self, source: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """`Store.trust_changes`."""
+        return await self._call(self._store.trust_changes, source, limit)
+
+
 class ReportAccess(_OnWriter):
     """Runs, `/metrics`, `/healthz` and `/checkpoints`: reads for people and their tools."""
 
@@ -1451,8 +1755,9 @@ class ReportAccess(_OnWriter):
 class AsyncStore(_OnWriter):
     """The store for async code: every call runs on one dedicated thread, the single writer
     of this process, so SQLite never sees two writers from it and the event loop never blocks
-    on disk. Methods are grouped by what they serve: `state`, `scan`, `outbox`, `reports`;
-    `run` takes a unit of work that needs more than one of them in one transaction."""
+    on disk. Methods are grouped by what they serve: `state`, `scan`, `outbox`, `trust`,
+    `reports`; `run` takes a unit of work that needs more than one of them in one
+    transaction."""
 
     def __init__(self, store: Store) -> None:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
@@ -1461,6 +1766,7 @@ class AsyncStore(_OnWriter):
         self.state = StateAccess(executor, store)
         self.scan = ScanAccess(executor, store)
         self.outbox = OutboxAccess(executor, store)
+        self.trust = TrustAccess(executor, store)
         self.reports = ReportAccess(executor, store)
 
     async def run(self, work: Callable[[Store], T]) -> T:

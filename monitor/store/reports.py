@@ -120,19 +120,51 @@ def match_rows(
 
 
 def status_rows(store: Store, *, log: str | None = None) -> list[dict[str, Any]]:
-    """Per log and tree: verified state, the health of the log's own endpoint and the search's
-    progress; the active tree first."""
+    """Per log and tree: verified state, the health of the log's own endpoint, the search's
+    progress and where the log came from (`source`: NULL for a [[log]] table, else the
+    [[sigstore]] source); the active tree first."""
     where, params = _filters(log, None, "")
     return store.query(
         "SELECT l.name AS log, s.tree_id, s.origin, s.verified_size, s.verified_root, "
         "s.high_water, s.frozen, s.updated_at, h.last_ok_at, h.error_since, h.last_error, "
         "p.terms AS search_terms, p.fetched AS search_fetched, p.requests_last_min, "
-        "p.requests_per_minute "
+        "p.requests_per_minute, l.source "
         "FROM logs l LEFT JOIN log_state s ON s.log_id = l.id "
         "LEFT JOIN view_health h ON h.log_id = l.id AND h.view = 'primary' "
         "LEFT JOIN search_progress p ON p.log_id = l.id"
         f"{where} ORDER BY l.name, s.frozen, s.updated_at DESC",
         params,
+    )
+
+
+def trust_source_rows(store: Store) -> list[dict[str, Any]]:
+    """Per [[sigstore]] source: where its current trust came from, its TUF versions and content
+    digest, when it was recorded, and the refresh health; ordered by source."""
+    return store.query(
+        "SELECT s.source, t.origin, t.root_version, t.timestamp_version, t.snapshot_version, "
+        "t.targets_version, t.sha256, t.recorded_at, s.last_refresh, s.last_success, "
+        "s.error_since, s.errors, s.last_error "
+        "FROM trust_sources s LEFT JOIN trust_snapshots t ON t.id = s.snapshot_id "
+        "ORDER BY s.source"
+    )
+
+
+def trust_change_rows(
+    store: Store,
+    *,
+    source: str | None = None,
+    since: datetime | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Recorded trust changes, newest first, at most `limit`: each with the TUF versions of
+    the snapshot that brought it and its alert (`before` / `after` as JSON text)."""
+    where, params = _filters(None, since, "c.recorded_at", [("c.source", source)])
+    return store.query(
+        "SELECT c.id, c.recorded_at, c.source, c.change, c.section, c.name, "
+        "t.root_version, t.targets_version, c.alert_id, c.before, c.after "
+        f"FROM trust_changes c JOIN trust_snapshots t ON t.id = c.snapshot_id{where} "
+        "ORDER BY c.id DESC LIMIT ?",
+        [*params, limit],
     )
 
 

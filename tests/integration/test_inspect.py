@@ -372,3 +372,122 @@ async def test_missing_file_and_bad_checkpoint_exit_2(tmp_path: Path, real_data:
     assert no_sth.err.startswith("tlog-monitor: inspect: --checkpoint: no signedTreeHead")
     for run in (missing, no_sth):
         assert "Traceback" not in run.err and run.out == ""
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [((), "is a FIFO"), (("--checkpoint", "fifo"), "is a FIFO"), ((), "is a device")],
+    ids=["fifo", "checkpoint-fifo", "dev-zero"],
+)
+async def test_a_file_that_is_no_regular_file_is_refused_at_once(
+    tmp_path: Path, option: tuple[str, ...], message: str
+) -> None:
+    # A FIFO nobody writes used to block inspect forever; /dev/zero is never read whole.
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "entry.json").write_text("{}")
+    first = str(tmp_path / ("entry.json" if option else "fifo"))
+    if message == "is a device":
+        first = "/dev/zero"
+    run = await asyncio.wait_for(
+        inspect("inspect", first, *(str(tmp_path / o) if o == "fifo" else o for o in option)),
+        20,
+    )
+    assert run.code == 2 and message in run.err and "Traceback" not in run.err, run
+
+
+# --- embedded SCTs -------------------------------------------------------------------------
+
+CTFE_2022 = "dd3d306ac6c7113263191e1c99673702a24a5eb8de3cadff878a72802f29ee8e"
+
+
+async def test_real_bundles_show_their_verified_sct(real_data: Path) -> None:
+    production, static_ct = (
+        real_data / "sigstore-bundles" / "bundle_v3_github.whl.sigstore",
+        real_data / "sigstore-bundles" / "a.dsse.staging-rekor-v2.txt.sigstore.json",
+    )
+    text, doc, staging = await asyncio.gather(
+        inspect("--config", "absent.toml", "inspect", str(production)),
+        inspect("--config", "absent.toml", "inspect", str(production), "--format", "json"),
+        inspect("--config", "absent.toml", "inspect", str(static_ct)),
+    )
+    assert text.code == 0, text
+    assert (
+        f"  ok   SCT: log ID {CTFE_2022} = https://ctfe.sigstore.dev/2022 (production trust "
+        "root), time 2024-03-19T22:41:15.966Z: verified\n"
+    ) in text.out
+    # Among the verification lines, before the result.
+    assert text.out.index("  ok   SCT: ") < text.out.index("  result: verified\n")
+
+    assert doc.code == 0, doc
+    report = json.loads(doc.out)
+    assert report["verified"] is True
+    last = report["checks"][-1]
+    assert (last["check"], last["ok"]) == ("SCT", True)
+    assert report["signers"][0]["scts"] == [
+        {
+            "log_id": CTFE_2022,
+            "log": "https://ctfe.sigstore.dev/2022 (production trust root)",
+            "time": "2024-03-19T22:41:15.966Z",
+            "timestamp_ms": 1710888075966,
+            "status": "verified",
+            "detail": "verified",
+        }
+    ]
+
+    # The staging static-ct-api log's SCT (with its leaf index extension).
+    assert staging.code == 0, staging
+    assert "= https://log2026-1.ctfe.sigstage.dev (staging trust root), time " in staging.out
+    assert "  ok   SCT: " in staging.out and ": verified\n" in staging.out
+
+
+async def test_an_sct_from_an_unknown_log_is_reported_not_failed(real_data: Path) -> None:
+    # sigstore-go's otherName bundle: a private deployment, its Rekor and CT log in no root.
+    path = real_data / "more-bundles" / "sigstore-go" / "othername.sigstore.json"
+    run = await inspect("--config", "absent.toml", "inspect", str(path))
+    assert (
+        "  --   SCT: log ID deb070d81f39323d218ce33786a6c3e38b4f8592ea392bad350f04495164035c, "
+        "time 2024-07-12T19:06:28.657Z: unknown log: not a CT log of the production or staging "
+        "trust root\n"
+    ) in run.out, run
+    # Not verified, because its Rekor log is unknown too: but the SCT is not named a failure.
+    assert run.code == 1 and "FAIL log: unknown log" in run.out
+    assert "SCT" not in run.err
+
+
+def _altered_certificate_bundle(path: Path, tmp_path: Path) -> Path:
+    """The bundle with one byte of its certificate's TBSCertificate changed (a letter of the
+    workflow ref, outside the SCT list), in the entry body the monitor reads."""
+    doc = json.loads(path.read_bytes())
+    entry = doc["verificationMaterial"]["tlogEntries"][0]
+    body = json.loads(base64.b64decode(entry["canonicalizedBody"]))
+    pem = base64.b64decode(body["spec"]["signature"]["publicKey"]["content"]).decode()
+    der = bytearray(base64.b64decode("".join(pem.strip().splitlines()[1:-1])))
+    at = der.index(b"refs/tags/v0.1.2")
+    der[at] ^= 0x01
+    lines = base64.b64encode(bytes(der)).decode()
+    altered = "-----BEGIN CERTIFICATE-----\n" + "\n".join(
+        lines[i : i + 64] for i in range(0, len(lines), 64)
+    )
+    altered += "\n-----END CERTIFICATE-----\n"
+    body["spec"]["signature"]["publicKey"]["content"] = base64.b64encode(altered.encode()).decode()
+    entry["canonicalizedBody"] = base64.b64encode(json.dumps(body).encode()).decode()
+    out = tmp_path / "altered.sigstore"
+    out.write_text(json.dumps(doc))
+    return out
+
+
+async def test_a_certificate_altered_after_the_ct_log_saw_it_fails_its_sct(
+    real_data: Path, tmp_path: Path
+) -> None:
+    path = _altered_certificate_bundle(
+        real_data / "sigstore-bundles" / "bundle_v3_github.whl.sigstore", tmp_path
+    )
+    run = await inspect("--config", "absent.toml", "inspect", str(path))
+    assert run.code == 1, run
+    assert (
+        f"  FAIL SCT: log ID {CTFE_2022} = https://ctfe.sigstore.dev/2022 (production trust "
+        "root), time 2024-03-19T22:41:15.966Z: FAILED: the signature (ecdsa-sha256) does not "
+        "verify with the log's key over the precertificate"
+    ) in run.out
+    assert "chains to Fulcio:  no" in run.out
+    assert "tlog-monitor: inspect: verification failed: " in run.err and "SCT: " in run.err

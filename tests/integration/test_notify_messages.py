@@ -272,6 +272,17 @@ def every_kind() -> list[Alert]:
         AlertKind.LOG_ERROR: {"view": "primary", "last_error": "ClientConnectorError: refused"},
         AlertKind.WITNESS_QUORUM: {"view": "witness", "size": 1001, "quorum": 2},
         AlertKind.VIEW_ERROR: {"view": "peer", "reason": "wrong origin"},
+        AlertKind.TRUST_CHANGED: {
+            "source": "production",
+            "change": "key_changed",
+            "section": "tlogs",
+            "name": "https://log2025-1.rekor.sigstore.dev",
+            "before": {"key_id": "ab" * 32},
+            "after": {"key_id": "cd" * 32},
+            "tuf_versions": {"root": 13, "timestamp": 900, "snapshot": 400, "targets": 21},
+        },
+        AlertKind.TRUST_ERROR: {"source": "production", "reason": "expired", "errors": 3},
+        AlertKind.FROZEN_LOG_GREW: {"tree_id": "tiles", "frozen_size": 1001, "size": 1002},
     }
     return [
         Alert(

@@ -110,10 +110,12 @@ def test_shipped_config_validates_in_a_clean_environment(tmp_path: Path) -> None
 
     code, out, err = asyncio.run(config_check())
     assert code == 0, err
-    assert '"rekor-v2-2025-1"' in out
+    assert '"instance": "production"' in out  # its logs come from Sigstore's trust root
     assert err == (
         f"tlog-monitor: warning: {SHIPPED}: no [[notify]] channels: alerts are only recorded "
         "in the database (see `tlog-monitor report alerts`)\n"
+        "tlog-monitor: note: 1 [[sigstore]] source (production): its logs are discovered from "
+        "its TUF repository at run time (`tlog-monitor report status` lists them)\n"
     )
 
 
@@ -169,3 +171,26 @@ def test_documented_relay_email_url_delivers(tmp_path: Path) -> None:
         smtp.stop()
     assert mail["From"].addresses[0].addr_spec == "monitor@example.com"
     assert mail["To"].addresses[0].addr_spec == "security@example.com"
+
+
+def test_config_check_says_which_rules_are_expensive_to_scan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = (
+        '[[watch]]\nname = "ordinary"\nissuer = "https://accounts.google.com"\n'
+        'email = "security@example.com"\n\n'
+        '[[watch]]\nname = "digits"\nany_issuer = true\nsan_regex = ".*[0-9]{7}.*"\n\n'
+        '[[watch]]\nname = "everyone"\nany_issuer = true\nsan = "*"\n\n'
+        '[[watch]]\nname = "by-issuer"\nissuer = "https://accounts.google.com"\nsan = "*"\n'
+    )
+    config = write(tmp_path, rules)
+    assert main(["--config", str(config), "config", "check"]) == 0
+    err = capsys.readouterr().err
+    notes = {
+        m[0]: m[1] for m in re.findall(r"note: rule '([^']+)' is expensive to scan: ([^\n]+)", err)
+    }
+    assert set(notes) == {"digits", "everyone", "by-issuer"}, err
+    assert "no literal text" in notes["digits"]
+    assert "matches every certificate" in notes["everyone"]
+    assert "only searchable text is its issuer" in notes["by-issuer"]
+    assert all("docs/configuration.md#what-makes-a-rule-expensive" in n for n in notes.values())

@@ -257,7 +257,7 @@ def damaged(tmp_path: Path) -> Path:
     return db
 
 
-@pytest.mark.parametrize("what", ["status", "alerts", "matches", "checkpoints"])
+@pytest.mark.parametrize("what", ["status", "alerts", "matches", "checkpoints", "trust"])
 def test_report_on_a_damaged_database_is_one_line_and_exit_3(
     damaged: Path, what: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

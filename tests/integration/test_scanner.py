@@ -5,6 +5,7 @@ recorded but not alerted; bad entries caught; a daemon killed mid-scan resumes e
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import signal
@@ -126,6 +127,45 @@ async def test_scan_finds_each_watched_identity_once(env: Env, log: str) -> None
     assert len(found) == 5
     titles = env.receiver.titles()
     assert titles.count(f"[HIGH] unexpected_signer: {name}, rule release") == 1
+
+
+def backfill_in_workers(m: object, name: str) -> None:
+    """Make the scanner of log `name` treat any backlog as a long backfill: two worker processes,
+    small chunks so that several are in flight (as `BACKFILL` entries would be)."""
+    scanner = m.scanners[name]  # type: ignore[attr-defined]
+    scanner.backfill, scanner.workers, scanner.chunk = 0, 2, 128
+
+
+async def test_backfill_in_worker_processes_finds_the_same_and_proves_every_entry(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "monitor.service.scanner")
+    scan_config(env)
+    at = await populate(env.sandbox, "tiles")
+    env.sandbox.misbehave("tiles", "bad_entries")
+    async with env.open() as m:
+        backfill_in_workers(m, "tiles-sandbox")
+        outcome = await m.check()
+        assert [a.kind.value for _, a in outcome.alerts] == ["bad_entry"], "every chunk proven"
+        state = m.store.store.log_state(2, "tiles")
+        assert state is not None and state.scan_cursor == 0, "nothing committed past bad data"
+        assert "in 2 worker processes" in caplog.text
+        env.sandbox.reset()
+        outcome = await m.check()
+        assert outcome.errors == []
+        alerts = sorted((a.kind.value, a.details["log_index"]) for _, a in outcome.alerts)
+        assert alerts == sorted(
+            [
+                ("identity_seen", at["release"]),
+                ("identity_seen", at["release"] + 1),
+                ("unexpected_signer", at["other"]),
+                ("identity_seen", at["email"]),
+            ]
+        )
+        state = m.store.store.log_state(2, "tiles")
+        assert state is not None and state.scan_cursor == state.verified_size
+    found = [(i, rule, o) for n, i, rule, o in matches(env) if n == "tiles-sandbox"]
+    assert (at["spam"], "security-email", "untrusted") in found and len(found) == 5
 
 
 async def test_scan_starts_at_latest_by_default_and_sees_only_new_entries(env: Env) -> None:

@@ -41,7 +41,7 @@ def url(repo: TufRepo) -> Iterator[str]:
 
 
 def source(url: str, repo: TufRepo, cache: Path) -> TufSource:
-    return TufSource(f"{url}/metadata", f"{url}/targets", cache, repo.bootstrap, timeout=5)
+    return TufSource(url, f"{url}/targets", cache, repo.bootstrap, timeout=5)
 
 
 def refused(src: TufSource, reason: TrustSourceFailure) -> TrustSourceError:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from monitor.core import alerts as a
 from monitor.core.alerts import Alert, AlertKind, fact_key, note_digest
 from monitor.core.note import Checkpoint, Ed25519NoteSigner, format_checkpoint, sign_note
+from monitor.core.trust import ChangeKind, LogKind, TrustChange, TrustedLogInfo, Window
 
 ALERTS_MD = Path(__file__).resolve().parents[2] / "docs" / "alerts.md"
 LOG = Ed25519NoteSigner(
@@ -52,6 +53,42 @@ SEEN = a.SignerSeen(
     identity=IDENTITY,
     reasons=["email = a@example.com"],
 )
+
+SHARD = TrustedLogInfo(
+    kind=LogKind.REKOR_V2,
+    base_url="https://log2025-1.rekor.sigstore.dev",
+    origin="log2025-1.rekor.sigstore.dev",
+    key_id=b"\x01" * 32,
+    key=b"\x30\x2a" + b"\x02" * 42,
+    key_details="PKIX_ED25519",
+    window=Window(datetime(2025, 1, 1, tzinfo=UTC), None),
+    verifier=None,
+    verifier_problem="unsupported key type",
+)
+ROTATED = TrustedLogInfo(
+    kind=LogKind.REKOR_V2,
+    base_url=SHARD.base_url,
+    origin=SHARD.origin,
+    key_id=b"\x03" * 32,
+    key=b"\x30\x2a" + b"\x04" * 42,
+    key_details="PKIX_ED25519",
+    window=SHARD.window,
+    verifier=None,
+)
+KEY_CHANGE = TrustChange(ChangeKind.KEY_CHANGED, "tlogs", SHARD.base_url, SHARD, ROTATED)
+VERSIONS = {"root": 13, "timestamp": 900, "snapshot": 400, "targets": 20}
+
+
+def _trust_digest(change: TrustChange, versions: dict[str, int] | None) -> str:
+    import json
+
+    evidence = change.evidence()
+    text = json.dumps(
+        {"before": evidence["before"], "after": evidence["after"], "tuf": versions},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 ROWS = [
@@ -219,6 +256,38 @@ ROWS = [
         "view_error:<log>:<view>:<reason>:<YYYY-MM-DD>",
         ("rekor", "view2:https://peer.example", "wrong origin", DAY),
     ),
+    Row(
+        a.trust_changed_alert("production", KEY_CHANGE, VERSIONS),
+        "trust_changed:<source>:<change>:<section>:<name>:<digest>",
+        (
+            "production",
+            "key_changed",
+            "tlogs",
+            SHARD.base_url,
+            _trust_digest(KEY_CHANGE, VERSIONS),
+        ),
+    ),
+    Row(
+        a.trust_error_alert(
+            "production",
+            error_since="2026-03-04T10:00:00.000000+00:00",
+            errors=4,
+            last_error="unreachable: connection refused",
+            reason="unreachable",
+        ),
+        "trust_error:<source>:<error_since>",
+        ("production", "2026-03-04T10:00:00.000000+00:00"),
+    ),
+    Row(
+        a.unverifiable_log_alert("production", SHARD),
+        "trust_error:<source>:unsupported_key:<base_url>:<key_sha256>",
+        ("production", SHARD.base_url, hashlib.sha256(SHARD.key).hexdigest()),
+    ),
+    Row(
+        a.frozen_log_grew_alert("rekor", "tiles", frozen_size=9000, size=9010, note=NOTE),
+        "frozen_log_grew:<log>:<tree_id>:<frozen_size>",
+        ("rekor", "tiles", "9000"),
+    ),
 ]
 
 
@@ -288,3 +357,12 @@ def test_bad_signature_digest_ignores_the_signatures() -> None:
     assert resigned != NOTE
     assert note_digest(resigned) == note_digest(NOTE)
     assert note_digest(OTHER) != note_digest(NOTE)
+
+
+def test_trust_changed_is_once_per_change_and_tuf_version() -> None:
+    again = a.trust_changed_alert("production", KEY_CHANGE, dict(VERSIONS))
+    assert again.dedup_key == a.trust_changed_alert("production", KEY_CHANGE, VERSIONS).dedup_key
+    later = a.trust_changed_alert("production", KEY_CHANGE, {**VERSIONS, "targets": 21})
+    assert later.dedup_key != again.dedup_key
+    assert again.log is None and again.severity.value == "high"
+    assert "key changed" in again.summary and SHARD.base_url in again.summary

@@ -15,7 +15,6 @@ from monitor.cli.main import main
 from monitor.config.settings import (
     Config,
     ListenAddress,
-    LogType,
     Severity,
     TrustRoot,
     load_config,
@@ -105,20 +104,12 @@ def test_example_config_loads() -> None:
     # As shipped it needs no environment: its channel is commented out (see
     # tests/integration/test_operator_config.py for the channel uncommented).
     config = load_config(REPO / "config.toml", environ={})
-    assert [log.name for log in config.logs] == ["rekor", "rekor-v2-2025-1"]
-    v1, v2 = config.logs
-    assert (v1.type, v1.url, v1.trust_root, v1.scan) == (
-        LogType.REKOR_V1,
-        "https://rekor.sigstore.dev",
-        TrustRoot.PRODUCTION,
-        False,
-    )
-    assert (v2.type, v2.url, v2.trust_root, v2.scan) == (
-        LogType.TILES,
-        "https://log2025-1.rekor.sigstore.dev",
-        TrustRoot.PRODUCTION,
-        True,
-    )
+    # Its logs come from Sigstore production's trust root at run time (issue 14; the details
+    # are in tests/unit/test_sigstore_config.py).
+    assert config.logs == ()
+    assert [(s.name, s.metadata_url) for s in config.sigstore] == [
+        ("production", "https://tuf-repo-cdn.sigstore.dev")
+    ]
     assert [r.name for r in config.watches] == ["release-signing"]
     assert config.channels == ()
     assert config.monitor.database == REPO / "tlog-monitor.db"
@@ -420,7 +411,7 @@ def test_monitor_other_errors(tmp_path: Path, key: str, value: object, expected:
         ({"type": None}, "log[0].type: missing (required)"),
         (
             {"type": "rekor-v2"},
-            'log[0].type: expected one of "rekor-v1", "tiles", got "rekor-v2"; '
+            'log[0].type: expected one of "rekor-v1", "tiles", "ct", got "rekor-v2"; '
             'did you mean "rekor-v1"?',
         ),
         ({"type": "tile"}, 'did you mean "tiles"?'),

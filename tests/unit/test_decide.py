@@ -259,6 +259,40 @@ ROWS = [
         alerts=(AlertKind.SPLIT_VIEW,),
     ),
     Row(
+        "frozen_log_grew, state advances",
+        state(frozen=True),
+        12,
+        alerts=(AlertKind.FROZEN_LOG_GREW,),
+        new_size=12,
+        new_frozen=True,
+    ),
+    Row(
+        "a consistent larger checkpoint after that is a `frozen_log_grew`",
+        state(frozen=True),
+        12,
+        view=MIRROR,
+        frozen=True,
+        alerts=(AlertKind.FROZEN_LOG_GREW,),
+        new_size=12,
+        new_frozen=True,
+    ),
+    Row(
+        "(after a last growth, if the log grew since the previous poll)",
+        state(),
+        12,
+        frozen=True,
+        new_size=12,
+        new_frozen=True,
+    ),
+    Row(
+        "A frozen shard that changes is a `split_view` or `rollback` like any other tree",
+        state(frozen=True),
+        12,
+        tree=FORK,
+        frozen=True,
+        alerts=(AlertKind.SPLIT_VIEW,),
+    ),
+    Row(
         "cosigned, below witness_quorum--> witness_quorum",
         state(),
         12,
@@ -360,3 +394,10 @@ def test_proof_needed() -> None:
     assert proof_needed(state(), VERIFIED) is None
     assert proof_needed(state(), 12) == (VERIFIED, 12)
     assert proof_needed(state(), 5) == (5, VERIFIED)
+
+
+def test_frozen_log_grew_names_both_sizes() -> None:
+    row = Row("frozen_log_grew, state advances", state(frozen=True), 12)
+    [alert] = run(row).alerts
+    assert alert.details["frozen_size"] == VERIFIED and alert.details["size"] == 12
+    assert alert.dedup_key == f"frozen_log_grew:example:t:{VERIFIED}"

@@ -115,13 +115,14 @@ REPORT_COLUMNS = [
     ("matches", reports.MATCH_COLUMNS),
     ("checkpoints", reports.CHECKPOINT_COLUMNS),
     ("status", reports.STATUS_COLUMNS),
+    ("trust", reports.TRUST_SOURCE_COLUMNS + reports.TRUST_CHANGE_COLUMNS),
 ]
 
 
 @pytest.mark.parametrize(("report", "columns"), REPORT_COLUMNS)
 def test_every_report_column_is_documented(report: str, columns: tuple[str, ...]) -> None:
     body = _section((DOCS / "reports.md").read_text(encoding="utf-8"), f"report {report}")
-    rows = re.findall(r"^\| `([a-z_]+)` \|", body, re.MULTILINE)
+    rows = re.findall(r"^\| `([a-z0-9_]+)` \|", body, re.MULTILINE)
     assert rows == list(columns), f"report {report}: documented columns differ from the code"
 
 
@@ -129,6 +130,7 @@ def test_every_report_column_is_documented(report: str, columns: tuple[str, ...]
 CONFIG_SECTIONS = [
     ("`[monitor]`", config._MONITOR_KEYS),
     ("`[[log]]`", config._LOG_KEYS),
+    ("`[[sigstore]]`", config._SIGSTORE_KEYS),
     ("`[[watch]]`", tuple(sorted(watch.RULE_KEYS))),
     ("`[[notify]]`", config._NOTIFY_KEYS),
 ]

@@ -286,3 +286,12 @@ def test_bad_trust_roots_are_key_load_errors(
 def test_unknown_trust_root_name() -> None:
     with pytest.raises(ConfigError, match="expected 'production' or 'staging'"):
         trusted_logs("prod")
+
+
+def test_a_trusted_root_file_is_read_up_to_its_cap(tmp_path: Path) -> None:
+    # A trust_root path is read one byte past the cap, never whole: a huge file is refused.
+    huge = tmp_path / "trusted_root.json"
+    with huge.open("wb") as f:
+        f.truncate(64 * 1024 * 1024)
+    with pytest.raises(KeyLoadError, match="at most"):
+        trusted_logs(str(huge))

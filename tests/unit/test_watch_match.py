@@ -11,6 +11,7 @@ is tested in test_watch_rules.py.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import re
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import re2
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -29,6 +31,7 @@ from hypothesis import strategies as st
 from monitor.cli.inspect import load_input
 from monitor.config.settings import load_config
 from monitor.config.trust_roots import fulcio_trust
+from monitor.core.certs import parse_certificate
 from monitor.core.chain import CertificateTrust
 from monitor.core.entries import Entry, parse_entry
 from monitor.core.errors import ConfigError
@@ -38,8 +41,16 @@ from monitor.core.watch import (
     MatchOutcome,
     WatchRule,
     compile_rule,
+    identity_values,
 )
-from monitor.core.watch.prefilter import _PEM_HINT, _PEM_NEEDLES, _UNSAFE_FOLD, _WARMUP
+from monitor.core.watch.prefilter import (
+    _PEM_HINT,
+    _PEM_NEEDLES,
+    _UNSAFE_FOLD,
+    _WARMUP,
+    _b64_patterns,
+    _san_values,
+)
 from monitor.sandbox.bodies import BodyFactory, BodyKind
 from monitor.sandbox.ca import Identity, LocalCA
 from tests.unit import certgen as g
@@ -907,6 +918,60 @@ def test_might_match_false_proves_no_match(example: tuple[dict[str, object], byt
     if matches:
         assert fresh.might_match(body), f"pre-filter rejected a match: {description}; {raw}"
         assert warmed.might_match(body), f"pre-filter rejected a match: {description}; {raw}"
+        # The chunk-level search (what the scanner runs): the body among others, at each place.
+        chunk = [*NOISE, body, *NOISE]
+        for matcher in (Matcher([compiled], None), warmed):
+            assert len(NOISE) in matcher.candidates(chunk), f"chunk search lost it: {raw}"
+            assert 0 in matcher.candidates([body]), f"chunk search lost it: {raw}"
+    # Every body the chunk search selects is one might_match passes (it is only faster).
+    chunk = [*NOISE, body]
+    assert set(Matcher([compiled], None).candidates(chunk)) <= {
+        i for i, b in enumerate(chunk) if Matcher([compiled], None).might_match(b)
+    } | {len(NOISE)}
+
+
+NOISE = [
+    g.encode(g.hashedrekord_v002(g.v2_verifier(cert=g.cert_der(_OTHER)))),
+    g.encode(g.hashedrekord_v001(g.cert_pem(_OTHER))),
+    g.encode(g.hashedrekord_v001(g.cert_der(_OTHER))),
+]
+"""Bodies of a bystander around the generated one in a chunk (v2 DER, v1 PEM, v1 DER)."""
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["email", "uri", "dns"]),
+            st.text(st.sampled_from(ASCII_CHARS.replace("\\", "")), min_size=1, max_size=30),
+        ),
+        max_size=3,
+    ),
+    st.booleans(),
+    st.sampled_from(
+        [b"", b"\x06\x03U\x1d\x11\x04\x02\x30\x00", b"U\x1d\x11", b"\x06\x03U\x1d\x11"]
+    ),
+)
+def test_sans_read_from_the_der_are_all_the_parser_reads(
+    names: list[tuple[str, str]], other_name: bool, decoy: bytes
+) -> None:
+    """`_san_values` (what `san` / `san_regex` conditions read without parsing) returns every
+    identity SAN the parser returns, or None, whatever else the certificate holds (a decoy copy
+    of the extension's OID in another extension's value)."""
+    extensions = g.fulcio_extensions(issuer=GITHUB, raw={WORKFLOW_REF: b"ref" + decoy})
+    try:
+        sans = [_san(kind, value) for kind, value in names]
+        if other_name:
+            sans.append(_san("othername", "someone"))
+        cert = g.make_certificate(sans=sans, extensions=extensions)
+    except ValueError:
+        reject()
+    der = g.cert_der(cert)
+    parsed = parse_certificate(der)
+    read = _san_values(der)
+    if read is None:
+        return  # unsure: the pre-filter passes the body
+    assert set(identity_values(parsed)) <= set(read)
 
 
 # --- the premises of the safety argument ---------------------------------------------------
@@ -923,6 +988,31 @@ def test_only_i_k_s_have_non_ascii_case_equivalents() -> None:
         assert not equal or letter in _UNSAFE_FOLD, (letter, equal)
     leaks = {ch for c in non_ascii for ch in c.lower() if ch.isascii()}
     assert leaks <= _UNSAFE_FOLD, leaks
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.text(st.sampled_from(ASCII_CHARS), min_size=4, max_size=24),
+    st.data(),
+    st.binary(max_size=5),
+    st.binary(max_size=5),
+    st.booleans(),
+)
+def test_b64_patterns_find_every_case_variant(
+    literal: str, data: st.DataObject, before: bytes, after: bytes, fold: bool
+) -> None:
+    """The chunk search's base64 patterns (one per alignment) match the base64 of any bytes
+    holding the literal (any ASCII case variant of it when `fold`), wherever it sits; without
+    `fold` they are the plain base64 digits."""
+    raw = literal.encode()
+    patterns = _b64_patterns(raw, fold=fold)
+    text = data.draw(variant(literal, unicode=False)).encode() if fold else raw
+    encoded = base64.b64encode(before + text + after)
+    assert any(re2.search(p, encoded) for p in patterns), (literal, text, before)
+    if not fold:
+        cores = [base64.b64encode(bytes(a) + raw)[(8 * a + 5) // 6 : (8 * (a + len(raw))) // 6]
+                 for a in range(3)]  # fmt: skip
+        assert all(re2.fullmatch(p, c) for p, c in zip(patterns, cores, strict=True))
 
 
 def test_pem_hint_is_in_every_pem_needle() -> None:

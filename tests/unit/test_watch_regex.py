@@ -23,7 +23,12 @@ from monitor.core.watch import (
     compile_rule,
     regex_to_pattern,
 )
-from monitor.core.watch.prefilter import _fold_fragments, _regex_literals
+from monitor.core.watch.prefilter import (
+    Required,
+    _fold_fragments,
+    _regex_literals,
+    _regex_requirement,
+)
 from tests.unit import certgen as g
 from tests.unit.test_watch_match import GITHUB, TRUST, entry_of, self_signed, uri_cert
 
@@ -220,6 +225,53 @@ def test_required_literals_are_in_every_match(pair: Pair) -> None:
     assert pattern.fullmatch(subject), (regex, subject)
     for fragment, fold in _required(regex):
         assert _contains(subject, fragment, fold), (regex, subject, fragment)
+
+
+def _holds(required: Required, subject: str, fold: bool) -> bool:
+    """Whether `subject` has what `required` says every match has (the fragments searched)."""
+    runs = (
+        [(f, True) for r in required.runs for f in _fold_fragments(r)]
+        if fold
+        else [(r, False) for r in required.runs]
+    )
+    return all(_contains(subject, f, fl) for f, fl in runs) and all(
+        any(_holds(branch, subject, fold) for branch in choice) for choice in required.choices
+    )
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(regex_and_subject())
+def test_required_alternatives_hold_on_every_match(pair: Pair) -> None:
+    """With alternations (`a|b` at any depth), one branch's literals are in every match."""
+    regex, subject = pair
+    try:
+        pattern = regex_to_pattern(regex)
+    except ValueError:
+        assume(False)
+        return
+    assert pattern.fullmatch(subject), (regex, subject)
+    required, fold = _regex_requirement(regex)
+    assert _holds(required, subject, fold), (regex, subject)
+
+
+@pytest.mark.parametrize(
+    ("regex", "choices"),
+    [
+        (r"abcd|efgh", [["abcd"], ["efgh"]]),
+        (
+            r"https://github\.com/(acme|initech)/.+|[^@]+@acme\.example",
+            [["https://github.com/", "/"], ["@acme.example"]],
+        ),
+        (r"(?:abcd|x)yz", [["abcd"], ["x"]]),
+    ],
+)
+def test_alternatives_become_a_choice(regex: str, choices: list[list[str]]) -> None:
+    required, _ = _regex_requirement(regex)
+    # The branches' runs of the one alternation.
+    found = [branch.runs for choice in required.choices for branch in choice]
+    assert found == choices
+    rule = compile_rule({"name": "r", "any_issuer": True, "san_regex": regex}, "test")
+    assert rule.matchers[0].conditions()  # a SAN check at least, whatever the literals
 
 
 def test_ascii_case_folding_in_re2_is_what_the_pre_filter_assumes() -> None:

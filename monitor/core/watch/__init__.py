@@ -17,6 +17,7 @@ from monitor.core.watch.match import (
     Matcher,
     MatchOutcome,
     identity_summary,
+    rule_expense,
 )
 from monitor.core.watch.matchers import (
     FULCIO_EXTENSIONS,
@@ -67,6 +68,7 @@ __all__ = [
     "identity_summary",
     "identity_values",
     "regex_to_pattern",
+    "rule_expense",
     "rule_search_terms",
     "search_terms",
 ]

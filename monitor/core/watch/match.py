@@ -128,6 +128,17 @@ class Matcher:
         """
         return self._prefilter.might_match(body)
 
+    @property
+    def prefilter(self) -> PreFilter:
+        """The rules' pre-filter (picklable: a worker process runs it on chunks of bodies,
+        `monitor.core.watch.chunk`)."""
+        return self._prefilter
+
+    def candidates(self, bodies: Sequence[bytes]) -> list[int]:
+        """The positions in `bodies` whose entries `might_match`, in order: the same answer for
+        each, computed for the chunk at once (cheaper per entry)."""
+        return self._prefilter.select(bodies)
+
     # --- matching -----------------------------------------------------------------------
 
     def match_entry(self, entry: Entry, *, at: datetime | None = None) -> list[Match]:
@@ -211,6 +222,12 @@ class Matcher:
             identity=identity_summary(entry, index),
             certificate=cert.der if cert is not None else None,
         )
+
+
+def rule_expense(rule: WatchRule) -> str | None:
+    """Why `rule` makes a scan dearer than an ordinary rule does (what `config check` says,
+    docs/configuration.md#what-makes-a-rule-expensive), None when it does not."""
+    return RuleFilter([c for m in rule.matchers for c in m.conditions()]).expense()
 
 
 def _allowed(rule: WatchRule, cert: CertificateIdentity | None) -> tuple[bool, str]:

@@ -28,6 +28,7 @@ from monitor.core.watch.prefilter import (
     Condition,
     Digest,
     Fingerprint,
+    SanPattern,
     exact_texts,
     fold_texts,
     glob_texts,
@@ -251,10 +252,13 @@ class SanMatcher(RuleMatcher):
             yield Check(self.key, False, f"no SAN {how} {shown} (SANs: {seen})")
 
     def conditions(self) -> list[Condition]:
-        """See `RuleMatcher.conditions`."""
+        """See `RuleMatcher.conditions`: the literals, then the pattern itself on the SANs read
+        from the DER (unless the glob is only "*", which every SAN matches)."""
         if self.glob is not None:
-            return glob_texts(self.glob)
-        return regex_texts(self.regex or "")
+            if not self.glob.strip("*"):
+                return glob_texts(self.glob)
+            return [*glob_texts(self.glob), SanPattern(self.pattern)]
+        return [*regex_texts(self.regex or ""), SanPattern(self.pattern)]
 
     def search_terms(self) -> tuple[SearchTerm, ...]:
         """A glob without `*` is an exact SAN: the index's subject."""

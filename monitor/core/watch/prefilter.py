@@ -3,24 +3,30 @@
 A rule's pre-filter is the list of conditions its matchers give (`RuleMatcher.conditions`); each
 condition holds whenever the matcher matches some signer of the body's entry, and is cheap to
 test on the raw bytes. `PreFilter.might_match` answers False only when, for every rule, some
-condition fails: provable from the body's bytes.
+condition fails: provable from the body's bytes. `PreFilter.select` answers the same for a whole
+chunk of bodies at once (what the scanner calls).
 
-* Certificates sit in a body as base64 of the DER (Rekor v2, and v1 DER content) or as base64 of a
-  PEM whose own base64 may be broken into lines anywhere (Rekor v1). Bytes that a certificate
-  must contain for a rule to match (literal parts of `issuer`, `email`, globs, and `san_regex`'s
-  top-level literals, read by a conservative scan of RE2 syntax, `_LiteralScan`) are searched
-  as base64 in all three byte alignments, in the body and in each PEM decoded from a body string
-  whose base64 shows a "-----BEGIN " header.
-* Case-insensitive literals are searched as patterns: bit 0x20 of a byte (the ASCII case bit)
-  lands in exactly one base64 digit, and no digit holds two, so each digit of the base64 of any
-  case variant is the lowercase literal's digit or the uppercase literal's (a two-character
-  class). Letters i, k and s are left out of case-insensitive literals (the literal is split
-  there): Unicode has non-ASCII characters (U+0130, U+0131, U+017F, U+212A) that equal them
-  case-insensitively, with other bytes.
+* Every certificate `parse_entry` reads is a JSON string of the body holding strict base64 of a
+  DER certificate or of a PEM (whose first block is the certificate). So each body string of at
+  least `_MIN_CERT_BASE64` characters is decoded once (lenient base64, which equals the strict
+  decoding wherever that succeeds), and so is the first PEM block in each: the *decoded view*.
+  A certificate's bytes are all in it.
+* Bytes a certificate must contain for a rule to match (literal parts of `issuer`, `email`,
+  globs, and the literals every match of a `san_regex` contains, read by a conservative scan of
+  RE2 syntax, `_LiteralScan`) are searched in the decoded view, with `in`. A regex alternation
+  gives a condition that holds when one of its branches' literals all occur.
+* Case-insensitive literals are searched in the decoded view's ASCII lowercase. Letters i, k and
+  s are left out of case-insensitive literals (the literal is split there): Unicode has
+  non-ASCII characters (U+0130, U+0131, U+017F, U+212A) that equal them case-insensitively,
+  with other bytes.
+* `san` and `san_regex` also read the subject alternative names straight from the DER of each
+  decoded string (`_san_values`, superset of what the certificate parser returns, or "unsure")
+  and run the rule's own pattern on them: a rule with no literal at all (`san_regex =
+  ".*[0-9]{7}.*"` with `any_issuer`) is still decided without parsing the entry.
 * A body with a backslash (a JSON escape could hide a byte) passes, as does every body when a
-  rule has no literal to search (e.g. `san = "*"` with `any_issuer`). Fingerprint-only rules hash
-  every base64 string of the body (slower, still cheaper than parsing); digest rules search the
-  hex (any case) and base64 forms.
+  rule has no condition (e.g. `san = "*"` with `any_issuer`: it matches every certificate).
+  Fingerprint-only rules hash every base64 string of the body (slower, still cheaper than
+  parsing); digest rules search the hex (any case) and base64 forms in the raw body.
 """
 
 from __future__ import annotations
@@ -30,17 +36,51 @@ import binascii
 import hashlib
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Final
 
-_WHITESPACE: Final = b" \t\n\r\x0b\x0c"  # what bytes.split() drops, as certs._pem_base64 does
+import re2
+
+if TYPE_CHECKING:
+    from monitor.core.watch.patterns import Pattern
+
 _UNSAFE_FOLD: Final = frozenset("iks")
 """ASCII letters that a non-ASCII character equals case-insensitively (str.lower or re's
 IGNORECASE): U+0130 and U+0131 (i), U+212A (k), U+017F (s). Case-insensitive literals are
 split there."""
 _MIN_FRAGMENT: Final = 4
-"""Shorter literals are not worth three scans of the body."""
+"""Shorter literals reject too little to be worth a search."""
 _PEM_HEADER: Final = b"-----BEGIN "
+_MIN_CERT_BASE64: Final = 64
+"""Body strings shorter than this are not decoded: 64 base64 digits are 48 bytes, and no
+certificate is that small (a P-256 SubjectPublicKeyInfo alone is 91 bytes)."""
+
+
+_B64: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def _b64_patterns(data: bytes, *, fold: bool) -> tuple[bytes, ...]:
+    """RE2 patterns (bytes) matching exactly the base64 digits that `data`, or with `fold` any
+    ASCII case variant of it, alone determines at each of the three byte alignments: when such
+    a text occurs in a byte string, one of them matches that string's base64.
+
+    A byte's ASCII case is bit 0x20, which lands in exactly one base64 digit (value bit 3 in the
+    first digit of a quad, bit 1 in the second, bit 5 in the fourth; the third holds none), and
+    each digit holds the case bit of at most one byte. So the digits of every case variant are
+    those of the lowercase and the uppercase text, each digit independently: a two-digit class
+    where they differ, the digit itself elsewhere.
+    """
+    lower = _b64_cores(data.lower() if fold else data)
+    upper = _b64_cores(data.upper()) if fold else lower
+    patterns: list[bytes] = []
+    for lo, up in zip(lower, upper, strict=True):
+        parts = [
+            re.escape(bytes([a])) if a == b else b"[" + re.escape(bytes([a, b])) + b"]"
+            for a, b in zip(lo, up, strict=True)
+        ]
+        patterns.append(b"".join(parts))
+    return tuple(patterns)
 
 
 def _b64_cores(data: bytes) -> tuple[bytes, ...]:
@@ -84,11 +124,38 @@ def _glob_literals(glob: str) -> list[str]:
     return [part for part in re.split(r"\*+", glob) if part]
 
 
-def _regex_literals(regex: str) -> tuple[list[str], bool]:
-    """(literal runs every match of `regex` must contain, whether they may match in any case).
+class Required:
+    """What every match of a regex contains: all of `runs`, and for each of `choices` one of its
+    branches' requirements."""
+
+    __slots__ = ("choices", "runs")
+
+    def __init__(self, runs: list[str], choices: list[list[Required]]) -> None:
+        self.runs = runs
+        self.choices = choices
+
+
+def _required(items: list[Any]) -> Required:
+    runs: list[str] = []
+    choices: list[list[Required]] = []
+    current: list[str] = []
+    for item in items:
+        if isinstance(item, str):
+            current.append(item)
+            continue
+        runs.append("".join(current))
+        current = []
+        if isinstance(item, list):
+            choices.append([_required(branch) for branch in item])
+    runs.append("".join(current))
+    return Required([r for r in runs if r], choices)
+
+
+def _regex_requirement(regex: str) -> tuple[Required, bool]:
+    """(what every match of `regex` contains, whether its literals may match in any case).
 
     `regex` has compiled with RE2. A conservative scan of its syntax (`_LiteralScan`), not any
-    engine's internals: anything the scan does not follow yields no literals, which only costs
+    engine's internals: anything the scan does not follow requires nothing, which only costs
     speed.
     """
     scan = _LiteralScan(regex)
@@ -97,17 +164,15 @@ def _regex_literals(regex: str) -> tuple[list[str], bool]:
         if scan.pos != len(regex):
             raise _Opaque  # a stray ")": RE2 refuses it, so never here
     except _Opaque:
-        return [], True
-    runs: list[str] = []
-    current: list[str] = []
-    for item in items or ():
-        if item is None:
-            runs.append("".join(current))
-            current = []
-        else:
-            current.append(item)
-    runs.append("".join(current))
-    return [r for r in runs if r], scan.fold
+        return Required([], []), True
+    return _required(items), scan.fold
+
+
+def _regex_literals(regex: str) -> tuple[list[str], bool]:
+    """(literal runs every match of `regex` must contain, whether they may match in any case):
+    the runs of `_regex_requirement` outside any alternation."""
+    required, fold = _regex_requirement(regex)
+    return required.runs, fold
 
 
 class _Opaque(Exception):
@@ -124,10 +189,11 @@ class _LiteralScan:
     """Reads RE2 syntax for the characters every match must contain, in order.
 
     `sequence` returns the items of a concatenation: a character every match contains at that
-    point, or None for anything else (a class, `.`, an anchor, a quantified atom, a group with
-    an alternation). An unquantified group without alternation contributes its own items, as
-    in `(?:https://github\\.com/org)/.*`. `fold` becomes True when an `i` flag appears anywhere
-    (searching a literal in any case is always sound, only weaker).
+    point, None for anything else (a class, `.`, an anchor, a quantified atom), or for an
+    unquantified alternation the items of each branch. An unquantified group without
+    alternation contributes its own items, as in `(?:https://github\\.com/org)/.*`. `fold`
+    becomes True when an `i` flag appears anywhere (searching a literal in any case is always
+    sound, only weaker).
     """
 
     def __init__(self, text: str) -> None:
@@ -135,21 +201,20 @@ class _LiteralScan:
         self.pos = 0
         self.fold = False
 
-    def sequence(self) -> list[str | None] | None:
-        """Items up to an unmatched ")" or the end; None when the sequence has a "|"."""
-        items: list[str | None] = []
-        alternation = False
+    def sequence(self) -> list[Any]:
+        """Items up to an unmatched ")" or the end; one alternation item when it has a "|"."""
+        branches: list[list[Any]] = [[]]
         text = self.text
         while self.pos < len(text) and text[self.pos] != ")":
             if text[self.pos] == "|":
-                alternation = True
+                branches.append([])
                 self.pos += 1
                 continue
             atom = self.atom()
-            items.extend([None] if self.quantifier() else atom)
-        return None if alternation else items
+            branches[-1].extend([None] if self.quantifier() else atom)
+        return branches[0] if len(branches) == 1 else [branches]
 
-    def atom(self) -> list[str | None]:
+    def atom(self) -> list[Any]:
         text, ch = self.text, self.text[self.pos]
         if ch == "(":
             return self.group()
@@ -177,7 +242,7 @@ class _LiteralScan:
             found = True
         return found
 
-    def group(self) -> list[str | None]:
+    def group(self) -> list[Any]:
         self.pos += 1  # "("
         if self.text.startswith("?", self.pos):
             head = _GROUP_OPEN.match(self.text, self.pos)
@@ -193,7 +258,7 @@ class _LiteralScan:
         if not self.text.startswith(")", self.pos):
             raise _Opaque
         self.pos += 1
-        return [None] if inner is None else inner
+        return inner
 
     def char_class(self) -> None:
         """Skip a bracketed class as RE2 reads it: "]" first is a member, "[:name:]" nests."""
@@ -245,46 +310,70 @@ class _LiteralScan:
 
 
 class Views:
-    """Lazily computed forms of one raw body, shared by every condition."""
+    """Lazily computed forms of one raw body, shared by every condition (and every rule)."""
 
-    __slots__ = ("_hashes", "_lower", "_pems", "body")
+    __slots__ = (
+        "_decoded",
+        "_folded",
+        "_hashes",
+        "_lower",
+        "_pieces",
+        "_sans",
+        "_sans_read",
+        "body",
+    )
 
     def __init__(self, body: bytes) -> None:
         self.body = body
         self._lower: bytes | None = None
-        self._pems: list[bytes] | None = None
+        self._pieces: list[bytes] | None = None
+        self._decoded: bytes | None = None
+        self._folded: bytes | None = None
+        self._sans: list[str] | None = None
+        self._sans_read = False
         self._hashes: frozenset[str] | None = None
 
     def lower(self) -> bytes:
+        """The raw body, ASCII lowercase."""
         if self._lower is None:
             self._lower = self.body.lower()
         return self._lower
 
-    def pems(self) -> list[bytes]:
-        """Each body string whose base64 shows a PEM header, decoded, whitespace removed: the
-        PEM's own base64 (the certificate's DER) is then contiguous."""
-        if self._pems is None:
-            body = self.body
-            pems: list[bytes] = []
-            # "LS0t" is in the base64 of "-----" at every alignment: one scan rules PEMs out.
-            if _PEM_HINT_SEARCH(body):
-                spans: set[tuple[int, int]] = set()
-                for needle in _PEM_NEEDLES:
-                    pos = body.find(needle)
-                    while pos >= 0:
-                        start = body.rfind(b'"', 0, pos) + 1
-                        end = body.find(b'"', pos)
-                        end = len(body) if end < 0 else end
-                        spans.add((start, end))
-                        pos = body.find(needle, end)
-                for start, end in sorted(spans):
-                    try:
-                        decoded = binascii.a2b_base64(body[start:end])
-                    except (binascii.Error, ValueError):
-                        continue  # not base64: parse_entry refuses it too
-                    pems.append(decoded.translate(None, _WHITESPACE))
-            self._pems = pems
-        return self._pems
+    def pieces(self) -> list[bytes]:
+        """Each body string of at least `_MIN_CERT_BASE64` characters, base64-decoded, and the
+        DER of the first PEM block of each that holds one: every certificate `parse_entry` can
+        read from the body is one of them (the module docstring says why)."""
+        if self._pieces is None:
+            self._pieces = _decode_strings(self.body)
+        return self._pieces
+
+    def decoded(self) -> bytes:
+        """`pieces`, joined by newlines (a literal found across two only costs speed)."""
+        if self._decoded is None:
+            self._decoded = b"\n".join(self.pieces())
+        return self._decoded
+
+    def folded(self) -> bytes:
+        """`decoded` in ASCII lowercase."""
+        if self._folded is None:
+            self._folded = self.decoded().lower()
+        return self._folded
+
+    def sans(self) -> list[str] | None:
+        """The identity SAN values (email, URI, DNS) of every certificate among `pieces`, or
+        None when some piece may hold one that `_san_values` cannot read (an otherName, odd
+        DER): then nothing can be ruled out by SAN."""
+        if not self._sans_read:
+            found: list[str] = []
+            for piece in self.pieces():
+                values = _san_values(piece)
+                if values is None:
+                    break
+                found.extend(values)
+            else:
+                self._sans = found
+            self._sans_read = True
+        return self._sans
 
     def hashes(self) -> frozenset[str]:
         """SHA-256 (hex) of every base64 string of the body decoded, of the first PEM block in
@@ -315,10 +404,24 @@ class Views:
         return self._hashes
 
 
-_PEM_NEEDLES: Final = _b64_cores(_PEM_HEADER)
-_PEM_HINT: Final = b"LS0t"
-"""In the base64 of "-----" at every alignment (a test checks it against `_PEM_NEEDLES`)."""
-_PEM_HINT_SEARCH: Final = re.compile(_PEM_HINT).search
+def _decode_strings(body: bytes) -> list[bytes]:
+    """See `Views.pieces`. The body has no backslash, so its odd '"'-separated pieces are
+    exactly its JSON strings."""
+    out: list[bytes] = []
+    a2b = binascii.a2b_base64
+    for piece in body.split(b'"')[1::2]:
+        if len(piece) < _MIN_CERT_BASE64:
+            continue
+        try:
+            raw = a2b(piece)
+        except (binascii.Error, ValueError):
+            continue  # not base64: parse_entry's strict decoding refuses it too
+        out.append(raw)
+        if _PEM_HEADER in raw:
+            block = _first_pem_block(raw)
+            if block is not None:
+                out.append(block)
+    return out
 
 
 def _first_pem_block(data: bytes) -> bytes | None:
@@ -337,6 +440,86 @@ def _first_pem_block(data: bytes) -> bytes | None:
         return binascii.a2b_base64(data[label_end + 5 : end])
     except (binascii.Error, ValueError):
         return None
+
+
+_PEM_NEEDLES: Final = _b64_cores(_PEM_HEADER)
+_PEM_HINT: Final = b"LS0t"
+"""In the base64 of "-----" at every alignment (a test checks it against `_PEM_NEEDLES`): a body
+without it holds no PEM in a base64 string."""
+
+
+# --- subject alternative names straight from the DER ------------------------------------------
+
+_SAN_OID: Final = b"\x06\x03\x55\x1d\x11"
+"""The DER of the OID 2.5.29.17 (subjectAltName)."""
+_SAN_ARC: Final = _SAN_OID[2:]
+_IDENTITY_TAGS: Final = frozenset({0x81, 0x82, 0x86})
+"""GeneralName choices `identity_values` reads that are plain IA5Strings: rfc822Name, dNSName,
+uniformResourceIdentifier. An otherName (0xA0) is also read there, decoded from several string
+types: met, it makes the answer "unsure"."""
+_OTHER_TAGS: Final = frozenset({0x87, 0x88, 0xA3, 0xA4, 0xA5})
+"""GeneralName choices that are never identity values (IP address, registered ID, x400Address,
+directoryName, ediPartyName)."""
+
+
+def _tlv(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """(tag, value start, value end) of the DER element at `pos`; ValueError if it does not fit."""
+    if pos + 2 > end:
+        raise ValueError("truncated")
+    tag, first = buf[pos], buf[pos + 1]
+    pos += 2
+    if first < 0x80:
+        length = first
+    else:
+        count = first & 0x7F
+        if not 1 <= count <= 3 or pos + count > end:
+            raise ValueError("bad length")
+        length = int.from_bytes(buf[pos : pos + count], "big")
+        pos += count
+    if pos + length > end:
+        raise ValueError("overrun")
+    return tag, pos, pos + length
+
+
+def _san_values(der: bytes) -> list[str] | None:
+    """The email, DNS and URI SAN values of every subjectAltName extension `der` may hold
+    (a superset: each place the extension's OID occurs is read as one), or None when unsure.
+
+    Sound for the certificate parser's `identity_values`: a certificate it reads has one
+    subjectAltName extension, DER-encoded, so its OID bytes occur there and are read here;
+    values other than ASCII IA5 strings, otherNames, or any occurrence that does not read as
+    an extension make the answer None (unsure), never a smaller list.
+    """
+    if der.count(_SAN_ARC) != der.count(_SAN_OID):
+        return None  # the arc in another encoding or place: do not guess
+    values: list[str] = []
+    end = len(der)
+    pos = der.find(_SAN_OID)
+    while pos >= 0:
+        try:
+            p = pos + len(_SAN_OID)
+            if p < end and der[p] == 0x01:  # critical BOOLEAN
+                p = _tlv(der, p, end)[2]
+            tag, start, stop = _tlv(der, p, end)
+            if tag != 0x04:
+                return None
+            tag, start, stop = _tlv(der, start, stop)
+            if tag != 0x30:
+                return None
+            while start < stop:
+                tag, vstart, vend = _tlv(der, start, stop)
+                if tag in _IDENTITY_TAGS:
+                    raw = der[vstart:vend]
+                    if not raw.isascii():
+                        return None
+                    values.append(raw.decode("ascii"))
+                elif tag not in _OTHER_TAGS:
+                    return None
+                start = vend
+        except ValueError:
+            return None
+        pos = der.find(_SAN_OID, pos + 1)
+    return values
 
 
 class Condition(ABC):
@@ -365,74 +548,60 @@ class Condition(ABC):
 
 
 class _Text(Condition):
-    """Some certificate must contain `literal` (as bytes): search its base64 forms.
+    """Some certificate must contain `literal` (as bytes): searched in the decoded view.
 
-    `fold`: the literal (lowercase ASCII without i, k, s) may appear in any ASCII case. Bit 0x20
-    of a byte (the case bit) lands in exactly one base64 digit and each digit holds at most one
-    such bit, so the base64 of any case variant differs from the lowercase literal's only in
-    digits that take one of two values (the lowercase and the uppercase literal's): each
-    alignment becomes a regex of literal digits and two-digit classes, started at its longest
-    run of literal digits so that the regex engine's prefix scan does the work.
+    `fold`: the literal (lowercase ASCII without i, k, s) may appear in any ASCII case; it is
+    searched in the decoded view's ASCII lowercase.
     """
 
-    __slots__ = ("fold", "searches")
+    __slots__ = ("b64", "fold", "needle")
 
     def __init__(self, literal: str, *, fold: bool, weight: int) -> None:
-        super().__init__(5 if fold else 3, weight)
+        super().__init__(2 if fold else 1, weight)
         self.fold = fold
-        data = literal.encode("ascii")
-        searches: list[tuple[bytes, _Search | None]] = []
-        if fold:
-            pairs = zip(_b64_cores(data.lower()), _b64_cores(data.upper()), strict=True)
-            searches.extend((b"", _class_regex(lo, up)) for lo, up in pairs)
-        else:
-            # `in` skips fast through base64 for long needles; the regex engine for short ones.
-            for core in _b64_cores(data):
-                searches.append((core, None if len(core) >= 8 else _literal_regex(core)))
-        self.searches = tuple(searches)
+        self.needle = literal.encode("ascii")
+        self.b64 = _b64_patterns(self.needle, fold=fold)
+        """What `PreFilter.select` searches for in a chunk of raw bodies (RE2 patterns): one
+        matches in a body whose certificates, as DER in base64 strings, hold the literal."""
 
     def test(self, views: Views) -> bool:
-        searches = self.searches
-        hay = views.body
-        for needle, search in searches:
-            if (needle in hay) if search is None else (search(hay) is not None):
-                return True
-        for hay in views.pems():
-            for needle, search in searches:
-                if (needle in hay) if search is None else (search(hay) is not None):
-                    return True
-        return False
+        return self.needle in (views.folded() if self.fold else views.decoded())
 
 
-_Search = Callable[[bytes], "re.Match[bytes] | None"]
+class _AnyOf(Condition):
+    """One of several branches holds (a regex alternation): each branch a list of conditions
+    that must all hold."""
+
+    __slots__ = ("branches",)
+
+    def __init__(self, branches: list[list[Condition]]) -> None:
+        super().__init__(2 * sum(len(b) for b in branches), min(_weight(b) for b in branches))
+        self.branches = branches
+
+    def test(self, views: Views) -> bool:
+        return any(all(c.test(views) for c in branch) for branch in self.branches)
 
 
-def _literal_regex(needle: bytes) -> _Search:
-    return re.compile(re.escape(needle)).search
+def _weight(conditions: list[Condition]) -> int:
+    return max((c.weight for c in conditions), default=0)
 
 
-def _class_regex(lower: bytes, upper: bytes) -> _Search:
-    """A search for the digits `lower` where `upper` may replace any of them (see `_Text`).
+class SanPattern(Condition):
+    """Some identity SAN must match the rule's own `san` / `san_regex` pattern, read from the
+    certificates' DER without parsing them (`_san_values`); holds when unsure."""
 
-    Starts at a run of digits the two agree on (the regex engine scans for a literal prefix
-    fast): the longest run (up to 3) that leaves at least `_MIN_PATTERN` digits after its start;
-    the digits before it are dropped, which only weakens the test.
-    """
-    limit = len(lower) - min(len(lower), _MIN_PATTERN)
-    best_len = best_start = run = 0
-    for i, (lo, up) in enumerate(zip(lower, upper, strict=True)):
-        run = run + 1 if lo == up else 0
-        start = i - run + 1
-        if run and start <= limit and min(run, 3) > best_len:
-            best_len, best_start = min(run, 3), start
-    parts = [
-        re.escape(bytes([lo])) if lo == up else b"[" + bytes([lo, up]) + b"]"
-        for lo, up in zip(lower[best_start:], upper[best_start:], strict=True)
-    ]
-    return re.compile(b"".join(parts)).search
+    __slots__ = ("pattern",)
 
+    def __init__(self, pattern: Pattern) -> None:
+        super().__init__(20, -1)  # dearer than any literal: tested after them
+        self.pattern = pattern
 
-_MIN_PATTERN: Final = 16
+    def test(self, views: Views) -> bool:
+        values = views.sans()
+        if values is None:
+            return True
+        match = self.pattern.match
+        return any(match(v) for v in values)
 
 
 class Digest(Condition):
@@ -457,7 +626,7 @@ class Fingerprint(Condition):
     __slots__ = ("fingerprint",)
 
     def __init__(self, fingerprint: str) -> None:
-        super().__init__(50, -1)  # hashing the body's strings is the dearest test: last
+        super().__init__(50, -2)  # hashing the body's strings is the dearest test: last
         self.fingerprint = fingerprint
 
     def test(self, views: Views) -> bool:
@@ -467,14 +636,46 @@ class Fingerprint(Condition):
 class RuleFilter:
     """A rule's conditions: the body may match the rule only if every one holds."""
 
-    __slots__ = ("conditions",)
+    __slots__ = ("conditions", "keys")
 
     def __init__(self, conditions: Sequence[Condition]) -> None:
         # Longest literals first until samples say better; fingerprints last.
         self.conditions = sorted(conditions, key=lambda c: -c.weight)
+        self.keys = _keys(self.conditions)
+        """Literals searched across a whole chunk (`PreFilter.select`): a body that matches the
+        rule holds one of them; None when there are none to search."""
 
     def test(self, views: Views) -> bool:
         return all(condition.test(views) for condition in self.conditions)
+
+    def expense(self) -> str | None:
+        """Why scanning for this rule costs more than for an ordinary one (a sentence for
+        `config check`), None when it does not."""
+        if not self.conditions:
+            return (
+                "nothing in it narrows which certificates match (it matches every certificate "
+                "the other keys allow): every entry is parsed and each one it matches is "
+                "recorded, with an alert"
+            )
+        if self.keys is None:
+            if any(isinstance(c, SanPattern) for c in self.conditions):
+                return (
+                    "its san / san_regex has no literal text of 4 or more characters that every "
+                    "match contains, so the SANs of every entry's certificate are read for it "
+                    "(about 2x the CPU of a scan with ordinary rules)"
+                )
+            if any(isinstance(c, Fingerprint) for c in self.conditions):
+                return (
+                    "it names no text to search for (a fingerprint only), so every entry's "
+                    "base64 strings are decoded and hashed for it"
+                )
+            return None  # a digest: searched in the raw body, cheap
+        if all(t.weight == 0 for t in self.keys):
+            return (
+                "its only searchable text is its issuer, which nearly every entry from that "
+                "issuer holds: each such entry is parsed for it"
+            )
+        return None
 
     def sample(self, views: Views) -> bool:
         """`test`, evaluating every condition to count how often each holds, then reorder."""
@@ -486,6 +687,28 @@ class RuleFilter:
             result = result and passed
         self.conditions.sort(key=Condition.expected_cost)
         return result
+
+
+def _keys(conditions: Sequence[Condition]) -> tuple[_Text, ...] | None:
+    """The heaviest literal the conditions require (the longest; an issuer's last), or one per
+    branch of an alternation (each branch's heaviest), whichever has the lightest heaviest."""
+    best: tuple[_Text, ...] | None = None
+    for condition in conditions:
+        found: tuple[_Text, ...] | None = None
+        if isinstance(condition, _Text):
+            found = (condition,)
+        elif isinstance(condition, _AnyOf):
+            per_branch = [_keys(branch) for branch in condition.branches]
+            if all(k is not None for k in per_branch):
+                found = tuple(t for k in per_branch if k is not None for t in k)
+        if found and (best is None or _shortest(found) > _shortest(best)):
+            best = found
+    return best
+
+
+def _shortest(texts: tuple[_Text, ...]) -> int:
+    """The weight of the weakest key (an issuer's is 0: nearly every entry has one of a few)."""
+    return min(t.weight for t in texts)
 
 
 def fold_texts(literals: Iterable[str]) -> list[Condition]:
@@ -511,12 +734,23 @@ def glob_texts(glob: str) -> list[Condition]:
     return fold_texts(_glob_literals(glob))
 
 
+def _required_conditions(required: Required, fold: bool) -> list[Condition]:
+    if fold:
+        conditions = fold_texts(required.runs)
+    else:
+        conditions = [c for literal in required.runs for c in exact_texts(literal)]
+    for choice in required.choices:
+        branches = [_required_conditions(branch, fold) for branch in choice]
+        if all(branches):  # a branch that requires nothing makes the choice say nothing
+            conditions.append(_AnyOf(branches))
+    return conditions
+
+
 def regex_texts(regex: str) -> list[Condition]:
-    """Conditions for a `san_regex` (compiled by RE2): the literal runs every match contains."""
-    literals, ignore_case = _regex_literals(regex)
-    if ignore_case:
-        return fold_texts(literals)
-    return [c for literal in literals for c in exact_texts(literal)]
+    """Conditions for a `san_regex` (compiled by RE2): the literal runs every match contains,
+    and for an alternation, the literals of one of its branches."""
+    required, fold = _regex_requirement(regex)
+    return _required_conditions(required, fold)
 
 
 _WARMUP: Final = 64
@@ -532,6 +766,12 @@ class PreFilter:
         self._filters = tuple(filters)
         self._always = any(not f.conditions for f in self._filters)
         self._bodies = 0
+        self._unkeyed = tuple(f for f in self._filters if f.keys is None)
+        keys = [t for f in self._filters for t in f.keys or ()]
+        self._search = _chunk_search(keys) if keys else None
+        """One RE2 pass over a chunk's raw bodies finds where any rule's key literal may be
+        (`select`); None when no rule has keys or the pattern is too large to compile (then
+        every body is tested)."""
 
     def might_match(self, body: bytes) -> bool:
         """False only when no rule can match the entry `body` holds (some condition of each
@@ -540,8 +780,77 @@ class PreFilter:
             return False
         if self._always or b"\\" in body:
             return True
-        views = Views(body)
+        return self._test(Views(body))
+
+    def _test(self, views: Views) -> bool:
         self._bodies += 1
         if self._bodies <= _WARMUP or not self._bodies % _SAMPLE_EVERY:
             return any([f.sample(views) for f in self._filters])  # every filter samples
         return any(rule_filter.test(views) for rule_filter in self._filters)
+
+    def select(self, bodies: Sequence[bytes]) -> list[int]:
+        """The positions in `bodies` whose entries may match a rule: `might_match` for each,
+        sooner. One RE2 search over the chunk's raw bodies finds every body holding some rule's
+        key literal (`RuleFilter.keys`) as base64 (`_b64_patterns`: exact, in any letter case
+        where the literal is case-insensitive), a backslash, or a hint of a PEM (whose base64
+        is inside base64); only those bodies are tested for the rules with keys. Bodies with a
+        backslash pass; rules without keys test every body."""
+        if not self._filters:
+            return []
+        if self._always:
+            return list(range(len(bodies)))
+        count = len(bodies)
+        hits: set[int] = set(range(count))
+        if self._search is not None:
+            hits = set()
+            joined = b"\n".join(bodies)  # not a base64 digit: no pattern spans two bodies
+            starts: list[int] = []
+            offset = 0
+            for body in bodies:
+                starts.append(offset)
+                offset += len(body) + 1
+            search = self._search.search
+            found = search(joined)
+            while found is not None:
+                i = bisect_right(starts, found.start()) - 1
+                hits.add(i)
+                # Go on from the next body: this one is already in.
+                found = search(joined, starts[i + 1]) if i + 1 < count else None
+        unkeyed = self._unkeyed
+        selected: list[int] = []
+        for i in range(count) if unkeyed else sorted(hits):
+            body = bodies[i]
+            if b"\\" in body:
+                selected.append(i)
+                continue
+            views = Views(body)
+            filters = self._filters if i in hits else unkeyed
+            if any(self._test_one(f, views) for f in filters):
+                selected.append(i)
+        return selected
+
+    def _test_one(self, rule_filter: RuleFilter, views: Views) -> bool:
+        self._bodies += 1
+        if self._bodies <= _WARMUP or not self._bodies % _SAMPLE_EVERY:
+            return rule_filter.sample(views)
+        return rule_filter.test(views)
+
+
+_SEARCH_MAX_MEM: Final = 64 << 20
+"""RE2's memory for the chunk search: its DFA over every rule's keys stays cached across
+chunks (past it RE2 still answers, slower)."""
+
+
+def _chunk_search(keys: Iterable[_Text]) -> Any:
+    """The compiled RE2 search for `PreFilter.select`: any key's base64 patterns, a backslash,
+    or `_PEM_HINT`; None when RE2 refuses it (too large)."""
+    alternatives = [re.escape(b"\\"), _PEM_HINT, *(p for t in keys for p in t.b64)]
+    options = re2.Options()
+    options.log_errors = False
+    options.max_mem = _SEARCH_MAX_MEM
+    options.never_capture = True
+    options.encoding = re2.Options.Encoding.LATIN1  # bytes, whatever a hostile body holds
+    try:
+        return re2.compile(b"|".join(dict.fromkeys(alternatives)), options)
+    except re2.error:
+        return None

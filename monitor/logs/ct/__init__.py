@@ -1,0 +1,1 @@
+"""RFC 6962 certificate transparency logs (``get-sth``, proofs, entries)."""
