@@ -208,6 +208,7 @@ async def test_tuf_failures_keep_the_last_good_trust(world: World) -> None:
     for breakage, reason in (
         (world.repo.expire_timestamp, "expired"),
         (world.repo.sign_timestamp_with_wrong_key, "bad_signature"),
+        (lambda: world.repo.corrupt_target(TRUSTED_ROOT), "hash_mismatch"),
     ):
         changes = len(world.alerts("trust_changed"))
         listed.append(world.tlog(await new_shard(world, reason)))
@@ -219,7 +220,11 @@ async def test_tuf_failures_keep_the_last_good_trust(world: World) -> None:
         # The last good trust is kept: the new log is not monitored before it verifies.
         assert len(world.states()) == len(listed) - 1
         assert len(world.alerts("trust_changed")) == changes
-        world.repo.publish_timestamp()  # the repository recovers: the new trust is taken
+        # The repository recovers (a target fixed in place: the client's cached copy is
+        # checked against the signed hash again): the new trust is taken.
+        world.repo.publish_timestamp()
+        if reason == "hash_mismatch":
+            world.repo.corrupt_target(TRUSTED_ROOT)  # flips the same bit back
         kinds, errors = await check(config)
         # The new log and its CA (each sandbox has its own).
         assert kinds == ["trust_changed"] * 2 and not errors, (kinds, errors)

@@ -700,7 +700,10 @@ def test_inspect_names_each_sct_line_and_fails_an_unreadable_list() -> None:
     assert lines(without) == [("SCT", None, "the certificate embeds no SCTs")]
     ((name, ok, detail),) = lines(broken)
     assert (name, ok) == ("SCT", False)
-    assert detail == "FAILED: embedded SCT list: SCT list: expected sct_list of 1 to 65535 bytes, got 0"
+    assert (
+        detail
+        == "FAILED: embedded SCT list: SCT list: expected sct_list of 1 to 65535 bytes, got 0"
+    )
     found = lines(with_two, without)
     assert [(n, ok) for n, ok, _ in found] == [
         ("signer 0 SCT 0", None),
