@@ -164,6 +164,13 @@ class LogType(StrEnum):
     """C2SP tlog-tiles (Rekor v2): `/checkpoint`, hash tiles, entry bundles."""
     CT = "ct"
     """RFC 6962 certificate transparency: `/ct/v1/get-sth`, consistency proofs, get-entries."""
+    STATIC_CT = "static-ct"
+    """C2SP static-ct-api: an RFC 6962 STH checkpoint, hash tiles, data tiles of TileLeaf."""
+
+    @property
+    def is_ct(self) -> bool:
+        """A certificate transparency log: its key is an RFC 6962 STH key (ECDSA P-256)."""
+        return self in (LogType.CT, LogType.STATIC_CT)
 
 
 class TrustRoot(StrEnum):
@@ -213,10 +220,20 @@ class WitnessConfig:
     """C2SP vkey (type 0x04 cosignature/v1, or 0x01 plain Ed25519); public, not a secret."""
 
 
-DEFAULT_REQUESTS_PER_MINUTE = {LogType.REKOR_V1: 300, LogType.TILES: 600, LogType.CT: 300}
+DEFAULT_REQUESTS_PER_MINUTE = {
+    LogType.REKOR_V1: 300,
+    LogType.TILES: 600,
+    LogType.CT: 300,
+    LogType.STATIC_CT: 600,
+}
 """Public Rekor v1 allows about 500 requests/minute per IP; stay well below it. CT logs' read
 APIs are rate limited too (a get-entries request carries up to 256 certificates)."""
-DEFAULT_SCAN = {LogType.REKOR_V1: False, LogType.TILES: True, LogType.CT: False}
+DEFAULT_SCAN = {
+    LogType.REKOR_V1: False,
+    LogType.TILES: True,
+    LogType.CT: False,
+    LogType.STATIC_CT: False,
+}
 """Full scanning of Rekor v1 (10-20 million entries a day) is opt-in; tiled logs are scanned.
 CT logs are opt-in too: watch rules are not matched on certificates yet, so a scan proves and
 parses every entry but finds no identities."""
@@ -1030,11 +1047,11 @@ def _log(raw: Mapping[str, object], where: str, monitor: MonitorConfig, base: Pa
         )
     trust_root = None
     pem = key_file = None
-    if log_type is LogType.CT and "trust_root" in raw:
+    if log_type.is_ct and "trust_root" in raw:
         raise f.error(
             f"{where}.trust_root",
-            'a log of type "ct" takes its key from public_key (the CT log\'s PEM public key); '
-            "keys of CT logs from a Sigstore trust root are not supported yet",
+            f'a log of type "{log_type}" takes its key from public_key (the CT log\'s PEM '
+            "public key); keys of CT logs from a Sigstore trust root are not supported yet",
         )
     if "trust_root" in raw:
         text = f.as_str(raw["trust_root"], f"{where}.trust_root", what="a trust root name")

@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, TypedDict
@@ -31,6 +31,7 @@ class AlertKind(StrEnum):
     BAD_ENTRY = "bad_entry"
     UNEXPECTED_SIGNER = "unexpected_signer"
     IDENTITY_SEEN = "identity_seen"
+    CERTIFICATE_ISSUED = "certificate_issued"
     UNREADABLE_ENTRY = "unreadable_entry"
     LOG_STALE = "log_stale"
     LOG_ERROR = "log_error"
@@ -39,6 +40,7 @@ class AlertKind(StrEnum):
     TRUST_CHANGED = "trust_changed"
     TRUST_ERROR = "trust_error"
     FROZEN_LOG_GREW = "frozen_log_grew"
+    SCT_NOT_INCORPORATED = "sct_not_incorporated"
 
     @property
     def severity(self) -> Severity:
@@ -53,6 +55,7 @@ _SEVERITY = {
     AlertKind.BAD_ENTRY: Severity.CRITICAL,
     AlertKind.UNEXPECTED_SIGNER: Severity.HIGH,
     AlertKind.IDENTITY_SEEN: Severity.INFO,
+    AlertKind.CERTIFICATE_ISSUED: Severity.INFO,
     AlertKind.UNREADABLE_ENTRY: Severity.WARNING,
     AlertKind.LOG_STALE: Severity.WARNING,
     AlertKind.LOG_ERROR: Severity.WARNING,
@@ -61,6 +64,7 @@ _SEVERITY = {
     AlertKind.TRUST_CHANGED: Severity.HIGH,
     AlertKind.TRUST_ERROR: Severity.WARNING,
     AlertKind.FROZEN_LOG_GREW: Severity.HIGH,
+    AlertKind.SCT_NOT_INCORPORATED: Severity.CRITICAL,
 }
 
 
@@ -96,6 +100,10 @@ ON_CALL: Mapping[AlertKind, str] = MappingProxyType(
             "credential, repository or workflow."
         ),
         AlertKind.IDENTITY_SEEN: "Confirm that this signing was expected.",
+        AlertKind.CERTIFICATE_ISSUED: (
+            "Confirm that this certificate was expected: a certificate can sign without Rekor, "
+            "so one nobody asked for means the identity's credential was used."
+        ),
         AlertKind.UNREADABLE_ENTRY: (
             "Fetch the entry by its log index and look at it with tlog-monitor inspect: an entry "
             "built to hide a signer next to your identity deserves the attention of an "
@@ -133,6 +141,11 @@ ON_CALL: Mapping[AlertKind, str] = MappingProxyType(
             "A log whose validity window has ended signed a larger tree: confirm with the log "
             "operator whether the end date was moved (a trust_changed alert would say so); "
             "otherwise keep both checkpoints and report it."
+        ),
+        AlertKind.SCT_NOT_INCORPORATED: (
+            "The CT log signed an SCT and did not add the certificate within its maximum merge "
+            "delay: export the evidence (the SCT verifies offline with the log's key) and report "
+            "it to the CT log operator and the Sigstore security contact."
         ),
     }
 )
@@ -288,6 +301,19 @@ class MatchDetails(TypedDict):
     tree_index: int
     log_index: int
     signer_index: int
+    identity: dict[str, object]
+    reasons: list[str]
+
+
+class CertificateDetails(TypedDict):
+    """`certificate_issued` evidence, and `unexpected_signer`'s for a CT log's certificate."""
+
+    tree_id: str
+    tree_index: int
+    log_index: int
+    entry_type: str
+    timestamp: int
+    certificate_id: str
     identity: dict[str, object]
     reasons: list[str]
 
@@ -675,6 +701,69 @@ def identity_seen_alert(seen: SignerSeen) -> Alert:
     )
 
 
+@dataclass(frozen=True)
+class CertificateSeen:
+    """A CT log's certificate (or precertificate) naming a watched identity: what
+    `certificate_issued` and a certificate's `unexpected_signer` say. The fact is the certificate
+    (`certificate_id`: issuer and serial number), wherever and however often it is logged."""
+
+    log_name: str
+    tree_id: str
+    tree_index: int
+    log_index: int
+    rule: str
+    entry_type: str
+    """"x509_entry" or "precert_entry"."""
+    timestamp: int
+    """The CT entry's timestamp (ms since the epoch, the log's promise of when it logged it)."""
+    certificate_id: str
+    signer: str
+    identity: Mapping[str, object]
+    reasons: Sequence[str]
+
+    def alert(self, kind: AlertKind, summary: str) -> Alert:
+        """The alert of `kind`, keyed by `certificate_alert_key`."""
+        details: CertificateDetails = {
+            "tree_id": self.tree_id,
+            "tree_index": self.tree_index,
+            "log_index": self.log_index,
+            "entry_type": self.entry_type,
+            "timestamp": self.timestamp,
+            "certificate_id": self.certificate_id,
+            "identity": dict(self.identity),
+            "reasons": list(self.reasons),
+        }
+        key = certificate_alert_key(kind, self.rule, self.certificate_id)
+        return Alert(kind, key, summary, log=self.log_name, rule=self.rule, details=details)
+
+
+def certificate_alert_key(kind: AlertKind, rule: str, certificate_id: str) -> str:
+    """The dedup key of a certificate's `certificate_issued` or `unexpected_signer` for `rule`:
+    one fact per certificate, whether logged as a precertificate, a certificate or both, in
+    one CT log or several."""
+    return fact_key(kind, "certificate", rule, certificate_id)
+
+
+def certificate_issued_alert(seen: CertificateSeen) -> Alert:
+    """A CT log holds a certificate for a watched identity, issued to an allowed signer (or the
+    rule lists none)."""
+    return seen.alert(
+        AlertKind.CERTIFICATE_ISSUED,
+        f"{seen.log_name}: entry {seen.log_index} logs a certificate for {seen.signer} "
+        f"(rule {seen.rule})",
+    )
+
+
+def unexpected_certificate_alert(seen: CertificateSeen) -> Alert:
+    """A CT log holds a certificate for a watched identity issued to someone outside
+    `allowed_signers`: an `unexpected_signer` keyed by the certificate."""
+    return seen.alert(
+        AlertKind.UNEXPECTED_SIGNER,
+        f"{seen.log_name}: entry {seen.log_index} logs a certificate matching rule {seen.rule} "
+        f"issued to {seen.signer}, which is not an allowed signer",
+    )
+
+
 def unreadable_entry_alert(
     log_name: str,
     tree_id: str,
@@ -856,3 +945,30 @@ def frozen_log_grew_alert(
     return _alert(
         AlertKind.FROZEN_LOG_GREW, (log_name, tree_id, frozen_size), summary, log_name, details
     )
+
+
+def sct_not_incorporated_alert(
+    ct_log: str, leaf_hash: bytes, sct_ms: int, covered_ms: int, evidence: Mapping[str, object]
+) -> Alert:
+    """A monitored CT log signed an SCT (verified with its key) and its scanned, verified tree
+    signed at `covered_ms` still lacks the promised leaf one maximum merge delay later. One fact
+    per (CT log, promised leaf); `evidence` holds the SCT, the certificate and where it was
+    found."""
+    summary = (
+        f"{ct_log}: the CT log promised, by an SCT of {_iso_ms(sct_ms)} embedded in a "
+        f"certificate of {_short(str(evidence.get('found_in', '?')))}, to add the certificate "
+        f"within its maximum merge delay; its verified tree of {_iso_ms(covered_ms)} "
+        "does not hold it"
+    )
+    details = {**evidence, "leaf_hash": leaf_hash.hex(), "covered_ms": covered_ms}
+    return _alert(
+        AlertKind.SCT_NOT_INCORPORATED, (ct_log, leaf_hash.hex()), summary[:1000], ct_log, details
+    )
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _iso_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")

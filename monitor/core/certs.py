@@ -19,6 +19,7 @@ raises ``CertificateParseError``.
 from __future__ import annotations
 
 import binascii
+import dataclasses
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,8 +40,10 @@ __all__ = [
     "CertificateIdentity",
     "CertificateParseError",
     "SubjectAltName",
+    "certificate_id",
     "parse_certificate",
     "parse_public_key",
+    "parse_tbs_certificate",
     "parse_verifier",
     "public_key_fingerprint",
 ]
@@ -148,6 +151,8 @@ class CertificateIdentity:
     not_before: datetime = field(compare=False)
     not_after: datetime = field(compare=False)
     serial: int = field(compare=False)
+    #: The issuer Name's DER as the certificate encodes it (see ``certificate_id``).
+    issuer_der: bytes = field(compare=False, repr=False, default=b"")
 
     @property
     def emails(self) -> tuple[str, ...]:
@@ -176,6 +181,42 @@ def parse_certificate(data: bytes) -> CertificateIdentity:
     Fulcio extension values do not raise (see the module docstring).
     """
     return _parse_certificate_der(_der_of(data, "CERTIFICATE", "certificate"))
+
+
+def parse_tbs_certificate(tbs: bytes) -> CertificateIdentity:
+    """Parse a DER TBSCertificate (what a CT ``precert_entry`` logs) into an identity.
+
+    A TBSCertificate is not a certificate, and ``cryptography`` reads only whole certificates:
+    it is read as one wrapped around it with its own signature algorithm and an empty signature.
+    That signature is never checked (nothing can verify an identity read this way: its trust comes
+    from elsewhere, e.g. the CT issuer key hash). ``der`` and ``fingerprint_sha256`` are the
+    TBSCertificate's own. Raises ``CertificateParseError`` as ``parse_certificate`` does.
+    """
+    tbs = bytes(tbs)
+    if len(tbs) > MAX_CERTIFICATE_BYTES:
+        raise CertificateParseError(
+            f"TBSCertificate: expected at most {MAX_CERTIFICATE_BYTES} bytes, got {len(tbs)}"
+        )
+    try:
+        identity = _read_certificate(_certificate_around(tbs))
+    except _DECODE_ERRORS as e:
+        why = f"{type(e).__name__}: {str(e)[:200]}"
+        raise CertificateParseError(
+            f"TBSCertificate: expected a DER X.509 TBSCertificate, got {why}"
+        ) from e
+    return dataclasses.replace(
+        identity, der=tbs, fingerprint_sha256=hashlib.sha256(tbs).hexdigest()
+    )
+
+
+def certificate_id(cert: CertificateIdentity) -> str:
+    """What a precertificate, its final certificate and every entry using it share: the hex
+    SHA-256 of the issuer Name's DER and the serial number in hex, ``<issuer>:<serial>``.
+
+    RFC 6962 keeps both in a precertificate's TBSCertificate exactly as the final certificate
+    will carry them (a CA must not reuse a serial number), so the two are one certificate here.
+    """
+    return f"{hashlib.sha256(cert.issuer_der).hexdigest()}:{cert.serial:x}"
 
 
 def parse_public_key(data: bytes) -> bytes:
@@ -329,6 +370,7 @@ def _read_certificate(der: bytes) -> CertificateIdentity:
         not_before=not_before,
         not_after=not_after,
         serial=serial,
+        issuer_der=issuer_der,
     )
 
 
@@ -448,6 +490,31 @@ def tbs_parts(der: bytes) -> tuple[bytes, bytes, bytes]:
         raise ValueError(f"expected a SubjectPublicKeyInfo SEQUENCE, got tag 0x{tag:02x}")
     (i0, i1), (s0, s1), (k0, k1) = spans[2], spans[4], spans[5]
     return der[i0:i1], der[s0:s1], der[k0:k1]
+
+
+def _certificate_around(tbs: bytes) -> bytes:
+    """A Certificate SEQUENCE holding `tbs`, the TBS's own signature AlgorithmIdentifier and an
+    empty signature BIT STRING. Raises ValueError unless `tbs` is one SEQUENCE reaching its
+    signature field."""
+    tag, pos, end = _tlv(tbs, 0, len(tbs))
+    if tag != _TAG_SEQUENCE or end != len(tbs):
+        raise ValueError("expected one SEQUENCE spanning the TBSCertificate")
+    tag, _, after = _tlv(tbs, pos, end)
+    if tag == _TAG_VERSION:
+        pos = after
+    _, _, pos = _tlv(tbs, pos, end)  # serialNumber
+    tag, _, alg_end = _tlv(tbs, pos, end)
+    if tag != _TAG_SEQUENCE:
+        raise ValueError(f"expected the signature AlgorithmIdentifier, got tag 0x{tag:02x}")
+    body = tbs + tbs[pos:alg_end] + b"\x03\x01\x00"
+    return b"\x30" + _der_length(len(body)) + body
+
+
+def _der_length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw
 
 
 def _looks_like_spki(der: bytes) -> bool:

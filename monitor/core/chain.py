@@ -22,6 +22,7 @@ set none that would matter, and a bundle is the operator's explicit choice.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from monitor.core.errors import ConfigError
 
@@ -65,6 +66,8 @@ class _Authority:
     cert: x509.Certificate
     windows: tuple[_Window, ...]
     """When the CA issued certificates (a trusted root's validFor); () = no restriction."""
+    key_hash: bytes = b""
+    """SHA-256 of the CA's SubjectPublicKeyInfo DER: how a CT precertificate names its issuer."""
 
     def valid_at(self, when: datetime) -> bool:
         cert = self.cert
@@ -76,6 +79,11 @@ class _Authority:
             (start is None or start <= when) and (end is None or when <= end)
             for start, end in self.windows
         )
+
+
+def _spki_hash(cert: x509.Certificate) -> bytes:
+    spki = cert.public_key().public_bytes(_DER, PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(spki).digest()
 
 
 def _describe(cert: x509.Certificate) -> str:
@@ -151,7 +159,7 @@ class CertificateTrust:
             )
         windows = windows or {}
         self._authorities = tuple(
-            _Authority(c, windows.get(c.public_bytes(_DER), ())) for c in trusted
+            _Authority(c, windows.get(c.public_bytes(_DER), ()), _spki_hash(c)) for c in trusted
         )
         self._cache: dict[str, int | None] = {}
         self._lock = threading.Lock()
@@ -223,6 +231,28 @@ class CertificateTrust:
         if not cert.not_before <= when <= cert.not_after:
             return False
         return self._authorities[index].valid_at(when)
+
+    def is_trusted_precert(
+        self, tbs: CertificateIdentity, issuer_key_hash: bytes, at: datetime | None = None
+    ) -> bool:
+        """Whether a CT precertificate (read from its TBSCertificate) was issued by a trusted CA.
+
+        A CT log logs a precertificate only after checking its chain, and names the issuing CA
+        by `issuer_key_hash`, the SHA-256 of that CA's SubjectPublicKeyInfo: the precertificate
+        is trusted when that is a trusted CA's key hash and the TBS names that CA as its issuer.
+        `at` as for `is_trusted`.
+        """
+        for authority in self._authorities:
+            if authority.key_hash != issuer_key_hash:
+                continue
+            if authority.cert.subject.rfc4514_string() != tbs.issuer_dn:
+                continue
+            if at is None:
+                return True
+            when = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+            if tbs.not_before <= when <= tbs.not_after and authority.valid_at(when):
+                return True
+        return False
 
     def _issuer_index(self, cert: CertificateIdentity) -> int | None:
         key = cert.fingerprint_sha256

@@ -32,6 +32,7 @@ Everything here reads hostile bytes: ``parse_sct_list`` and ``embedded_scts`` ra
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum
@@ -42,6 +43,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from monitor.core.certs import MAX_CERTIFICATE_BYTES
+from monitor.core.ct import CtLeaf, encode_merkle_tree_leaf
+from monitor.core.ct import EntryType as CtEntryType
 from monitor.core.errors import ParseError, VerificationError
 from monitor.core.fields import MAX_UNIX_TIME
 from monitor.core.tls import TlsReader
@@ -56,7 +59,10 @@ __all__ = [
     "VerifiedSct",
     "embedded_scts",
     "parse_sct_list",
+    "precert_signed_data",
     "precert_tbs",
+    "promised_leaf",
+    "serialize_sct_list",
     "signed_data",
     "verify_sct",
 ]
@@ -363,21 +369,73 @@ def signed_data(
     if entry_type is EntryType.PRECERT:
         if issuer_spki is None:
             raise SctParseError("precertificate SCT: expected the issuer's public key, got none")
-        body = hashlib.sha256(issuer_spki).digest() + _opaque24(precert_tbs(cert))
-    else:
-        if len(cert) > MAX_CERTIFICATE_BYTES:
-            raise SctParseError(
-                f"certificate: expected at most {MAX_CERTIFICATE_BYTES} bytes, got {len(cert)}"
-            )
-        body = _opaque24(cert)
+        return precert_signed_data(sct.timestamp, issuer_spki, precert_tbs(cert), sct.extensions)
+    if len(cert) > MAX_CERTIFICATE_BYTES:
+        raise SctParseError(
+            f"certificate: expected at most {MAX_CERTIFICATE_BYTES} bytes, got {len(cert)}"
+        )
+    return _signed(sct.timestamp, EntryType.X509, _opaque24(cert), sct.extensions)
+
+
+def precert_signed_data(timestamp: int, issuer_spki: bytes, tbs: bytes, extensions: bytes) -> bytes:
+    """The bytes a CT log signs in the SCT for a precertificate whose TBSCertificate, as the
+    log sees it (no poison, no SCT list), is `tbs`, issued by the CA whose DER
+    SubjectPublicKeyInfo is `issuer_spki` (RFC 6962 section 3.2). Raises `SctParseError`."""
+    body = hashlib.sha256(issuer_spki).digest() + _opaque24(tbs)
+    return _signed(timestamp, EntryType.PRECERT, body, extensions)
+
+
+def _signed(timestamp: int, entry_type: EntryType, body: bytes, extensions: bytes) -> bytes:
+    if not 0 <= timestamp <= _MAX_TIMESTAMP_MS:
+        raise SctParseError(f"SCT timestamp: expected milliseconds, got {timestamp}")
+    if len(extensions) > MAX_SCT_EXTENSIONS_BYTES:
+        raise SctParseError(f"SCT extensions: expected at most {MAX_SCT_EXTENSIONS_BYTES} bytes")
     return (
         bytes([_SCT_V1, _SIGNATURE_TYPE_CERTIFICATE_TIMESTAMP])
-        + sct.timestamp.to_bytes(8, "big")
+        + timestamp.to_bytes(8, "big")
         + int(entry_type).to_bytes(2, "big")
         + body
-        + len(sct.extensions).to_bytes(2, "big")
-        + sct.extensions
+        + len(extensions).to_bytes(2, "big")
+        + extensions
     )
+
+
+def promised_leaf(sct: Sct, cert: bytes, issuer_spki: bytes) -> bytes:
+    """The RFC 6962 MerkleTreeLeaf a CT log promised, with the embedded precert-form `sct`, to
+    add for `cert`: a precert_entry with the SCT's timestamp and extensions, the issuer key
+    hash and `precert_tbs(cert)` (RFC 6962 section 3.4: the leaf repeats what the SCT signed).
+    Its leaf hash is what the log's tree must contain. Raises `SctParseError`."""
+    tbs = precert_tbs(cert)
+    if not 1 <= len(tbs) < 1 << 24:
+        raise SctParseError(f"signed entry: expected 1..2^24-1 bytes, got {len(tbs)}")
+    return encode_merkle_tree_leaf(
+        CtLeaf(
+            timestamp=sct.timestamp,
+            entry_type=CtEntryType.PRECERT,
+            certificate=tbs,
+            issuer_key_hash=hashlib.sha256(issuer_spki).digest(),
+            extensions=sct.extensions,
+        )
+    )
+
+
+def serialize_sct_list(scts: Sequence[Sct]) -> bytes:
+    """The TLS-encoded SignedCertificateTimestampList of `scts` (the inverse of
+    `parse_sct_list`); what a CA wraps in a DER OCTET STRING as the extension's value."""
+    items = b""
+    for sct in scts:
+        raw = (
+            bytes([_SCT_V1])
+            + sct.log_id
+            + sct.timestamp.to_bytes(8, "big")
+            + len(sct.extensions).to_bytes(2, "big")
+            + sct.extensions
+            + bytes([sct.hash_algorithm, sct.signature_algorithm])
+            + len(sct.signature).to_bytes(2, "big")
+            + sct.signature
+        )
+        items += len(raw).to_bytes(2, "big") + raw
+    return len(items).to_bytes(2, "big") + items
 
 
 def _opaque24(data: bytes) -> bytes:

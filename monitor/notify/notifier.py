@@ -355,7 +355,13 @@ _IDENTITY_FIELDS = (
     "build_trigger",
     "artifact_digest",
 )
-_WATCH_KINDS = frozenset({AlertKind.UNEXPECTED_SIGNER.value, AlertKind.IDENTITY_SEEN.value})
+_WATCH_KINDS = frozenset(
+    {
+        AlertKind.UNEXPECTED_SIGNER.value,
+        AlertKind.IDENTITY_SEEN.value,
+        AlertKind.CERTIFICATE_ISSUED.value,
+    }
+)
 # Details a watch alert shows among its key facts, not again among the short details.
 _WATCH_KEY_DETAILS = frozenset({"log_index", "identity", "reasons"})
 _MAX_KEY_VALUE = 1000

@@ -14,8 +14,14 @@ extensions (https://github.com/sigstore/fulcio/blob/main/docs/oid-info.md):
 It can also mint a *self-signed* certificate for any identity: the anti-spam case, a
 certificate that claims an identity but does not chain to the sandbox root.
 
+Like Fulcio, a CA given a CT log (`LocalCA.ct_log`, the sandbox's) first signs a
+*precertificate* (the certificate with the critical poison extension 1.3.6.1.4.1.11129.2.4.3),
+submits its TBSCertificate (poison removed) to the CT log, and embeds the SCT the log returns
+in the final certificate (extension 1.3.6.1.4.1.11129.2.4.2, RFC 6962 section 3.3).
+Self-signed certificates are never logged.
+
 Leaf keys and certificates are cached per identity so that bulk appends only vary the
-artifact digest and its signature.
+artifact digest and its signature (one precertificate and SCT per identity, not per entry).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import datetime
 import logging
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -33,7 +40,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from monitor.core.sct import SCT_LIST_OID, Sct, serialize_sct_list
 from monitor.sandbox.storage import write_private
+
+CtSubmit = Callable[[bytes, bytes], Sct]
+"""A CT log's add-pre-chain: (TBSCertificate DER without the poison, issuer's DER
+SubjectPublicKeyInfo) -> the SCT the log signs for it."""
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +275,11 @@ class LocalCA:
         self.root_pem: bytes = cert.public_bytes(serialization.Encoding.PEM)
         self._cache: dict[tuple[Identity, bool], SigningIdentity] = {}
         self._lock = threading.Lock()
+        self.ct_log: CtSubmit | None = None
+        """Where precertificates are logged (None: certificates carry no SCTs)."""
+        self.spki: bytes = cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
 
     @classmethod
     def load_or_create(cls, state_dir: Path) -> LocalCA:
@@ -319,9 +336,12 @@ class LocalCA:
             cached = self._cache.get((identity, self_signed))
             if cached is not None and now - cached.minted_at < LEAF_REFRESH:
                 return cached
-            minted = self._mint(identity, self_signed=self_signed, now=now)
+        # Minted outside the lock: logging the precertificate calls into the CT log, which may
+        # ask for another identity's certificate (a fork's) on the way.
+        minted = self._mint(identity, self_signed=self_signed, now=now)
+        with self._lock:
             self._cache[(identity, self_signed)] = minted
-            return minted
+        return minted
 
     def _mint(
         self, identity: Identity, *, self_signed: bool, now: datetime.datetime
@@ -349,15 +369,16 @@ class LocalCA:
             cert = builder.subject_name(subject).issuer_name(subject).sign(key, hashes.SHA256())
         else:
             ski = self.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-            cert = (
+            builder = (
                 builder.subject_name(x509.Name([]))
                 .issuer_name(self.certificate.subject)
                 .add_extension(
                     x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value),
                     critical=False,
                 )
-                .sign(self._key, hashes.SHA256())
             )
+            with_sct = self._with_sct(builder)
+            cert = with_sct if with_sct is not None else builder.sign(self._key, hashes.SHA256())
         return SigningIdentity(
             identity=identity,
             certificate=cert,
@@ -367,3 +388,25 @@ class LocalCA:
             cert_pem=cert.public_bytes(serialization.Encoding.PEM),
             minted_at=now,
         )
+
+    def _with_sct(self, builder: x509.CertificateBuilder) -> x509.Certificate | None:
+        """Fulcio's issuance: precertificate, SCT from the CT log, final certificate with the
+        SCT list as its last extension (so removing it gives back the logged TBSCertificate)."""
+        if self.ct_log is None:
+            return None
+        # The precertificate a CA signs and submits; the log keeps its TBSCertificate without
+        # the poison, which is the same builder's TBSCertificate without that extension.
+        builder.add_extension(x509.PrecertPoison(), critical=True).sign(self._key, hashes.SHA256())
+        logged = builder.sign(self._key, hashes.SHA256()).tbs_certificate_bytes
+        sct = self.ct_log(logged, self.spki)
+        tls = serialize_sct_list([sct])
+        value = b"\x04" + _der_length(len(tls)) + tls
+        extension = x509.UnrecognizedExtension(x509.ObjectIdentifier(SCT_LIST_OID), value)
+        return builder.add_extension(extension, critical=False).sign(self._key, hashes.SHA256())
+
+
+def _der_length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw

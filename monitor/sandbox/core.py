@@ -21,6 +21,8 @@ State directory layout::
     tiles/entries.leaves the tiled log's entries
     ct.key, ct.pub.pem   the RFC 6962 CT log's key, ECDSA P-256 (ct.key 0600), and its public key
     ct/entries.leaves    the CT log's entries (MerkleTreeLeaf bodies; see ctlog.py)
+    static-ct/entries.leaves  the static-ct-api log's entries (MerkleTreeLeaf bodies, signed
+                         with the CT key under its own origin; see staticct.py)
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import secrets
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -43,7 +45,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from monitor.core.merkle import TreeRangeError, leaf_hash
-from monitor.sandbox import ctlog, notes
+from monitor.core.sct import Sct
+from monitor.sandbox import ctlog, notes, staticct
 from monitor.sandbox.bodies import BodyFactory, BodyKind
 from monitor.sandbox.ca import Identity, IdentityError, LocalCA, SigningIdentity
 from monitor.sandbox.index import IndexQueryError, SearchIndex
@@ -72,6 +75,11 @@ class LogName(StrEnum):
     V1 = "v1"
     TILES = "tiles"
     CT = "ct"
+    STATIC_CT = "static-ct"
+
+
+_CT_LOGS: Final = (LogName.CT, LogName.STATIC_CT)
+"""The logs of certificates, whose entries are MerkleTreeLeafs and whose key is `ct_key`."""
 
 
 class Mode(StrEnum):
@@ -84,6 +92,8 @@ class Mode(StrEnum):
     BAD_ENTRIES = "bad_entries"
     ERRORS = "errors"
     SLOW = "slow"
+    UNINCORPORATED = "unincorporated"
+    """CT log only: sign SCTs for the CA's precertificates but never add them to the tree."""
 
 
 class SandboxError(ValueError):
@@ -270,12 +280,20 @@ class SandboxCore:
         )
         (self.state_dir / "ct.pub.pem").write_bytes(self.ct_public_pem)
         self.ct_extra_data = ctlog.extra_data(self.ca)
+        self.ca.ct_log = self._ct_submit
+        self.unincorporated: list[dict[str, object]] = []
+        """SCTs the CT log signed but did not incorporate (mode "unincorporated")."""
         self.factory = BodyFactory(workers)
         self.shards = self._load_shards()
         (self.state_dir / "tiles").mkdir(exist_ok=True)
         self.tiles = LeafLog(self.state_dir / "tiles" / "entries.leaves")
         (self.state_dir / "ct").mkdir(exist_ok=True)
         self.ct = LeafLog(self.state_dir / "ct" / "entries.leaves")
+        (self.state_dir / "static-ct").mkdir(exist_ok=True)
+        self.static_ct = LeafLog(self.state_dir / "static-ct" / "entries.leaves")
+        self.static_ct_origin = staticct.DEFAULT_ORIGIN
+        root_der = self.ca.certificate.public_bytes(serialization.Encoding.DER)
+        self.static_ct_chain = (staticct.fingerprint(root_der),)
         self.misbehaviours: list[Misbehaviour] = []
         self.requests: defaultdict[str, defaultdict[str, int]] = defaultdict(
             lambda: defaultdict(int)
@@ -340,6 +358,7 @@ class SandboxCore:
                 s.log.close()
             self.tiles.close()
             self.ct.close()
+            self.static_ct.close()
 
     # --- log geometry --------------------------------------------------------------------------
 
@@ -368,6 +387,8 @@ class SandboxCore:
     def _log(self, name: LogName) -> LeafLog:
         if name is LogName.CT:
             return self.ct
+        if name is LogName.STATIC_CT:
+            return self.static_ct
         return self.active.log if name is LogName.V1 else self.tiles
 
     # --- misbehaviour --------------------------------------------------------------------------
@@ -415,7 +436,7 @@ class SandboxCore:
                 if how not in ("corrupt", "wrong_key"):
                     raise SandboxError("bad_signature: 'how' must be 'corrupt' or 'wrong_key'")
                 mb.params["how"] = how
-                if how == "wrong_key" and name is LogName.CT:
+                if how == "wrong_key" and name in _CT_LOGS:
                     mb.wrong_ct_key = ec.generate_private_key(ec.SECP256R1())
                 elif how == "wrong_key":
                     key_name = self.v1_name if name is LogName.V1 else self.tiles_origin
@@ -436,6 +457,9 @@ class SandboxCore:
                 ):
                     raise SandboxError("errors: 'endpoints' must be a list of endpoint names")
                 _opt_int(params, "retry_after")
+            elif m is Mode.UNINCORPORATED:
+                if name is not LogName.CT or view is not None:
+                    raise SandboxError("unincorporated: only the CT log itself (no view) does it")
             elif m is Mode.SLOW:
                 delay = params.get("delay", 1.0)
                 if not isinstance(delay, int | float) or isinstance(delay, bool) or delay < 0:
@@ -470,10 +494,12 @@ class SandboxCore:
         fork, identity = mb.fork, mb.fork_identity
         if fork is None or identity is None or fork.missing == 0:
             return
-        if mb.log is LogName.CT:
+        if mb.log in _CT_LOGS:
             leaves = ctlog.ct_leaves(
                 self.ca, self.ca.signer(identity), fork.missing, self._ct_now_ms(), "mixed"
             )
+            if mb.log is LogName.STATIC_CT:
+                leaves = staticct.with_leaf_index(leaves, fork.size)
             fork.append(leaves, int(self.clock()))
             return
         kind = BodyKind.V1 if mb.log is LogName.V1 else BodyKind.V2
@@ -795,20 +821,11 @@ class SandboxCore:
                     bodies = [_tamper_body(b) for b in bodies]
                 data = b"".join(len(b).to_bytes(2, "big") + b for b in bodies)
             else:
-                level = TILE_HEIGHT * ref.level
-                try:
-                    nodes = [src.node(level, start + i) for i in range(ref.width)]
-                except TreeRangeError:
+                hashes = _hash_tile(src, ref.level, start, ref.width, Mode.BAD_PROOF in modes)
+                if hashes is None:
                     return Reply.text(f"tile not found: {path}\n", 404)
-                if Mode.BAD_PROOF in modes:
-                    nodes[0] = _flip(nodes[0])
-                data = b"".join(nodes)
-        return Reply(
-            200,
-            data,
-            "application/octet-stream",
-            (("Cache-Control", "public, max-age=31536000, immutable"),),
-        )
+                data = hashes
+        return _immutable(data)
 
     # --- admin ---------------------------------------------------------------------------------
 
@@ -830,7 +847,9 @@ class SandboxCore:
         try:
             name = LogName(log_name)
         except ValueError as e:
-            raise SandboxError(f"append: unknown log {log_name!r} (v1, tiles or ct)") from e
+            raise SandboxError(
+                f"append: unknown log {log_name!r} (v1, tiles, ct or static-ct)"
+            ) from e
         if entry_type not in ctlog.ENTRY_KINDS:
             raise SandboxError(f"append: entry_type must be one of {', '.join(ctlog.ENTRY_KINDS)}")
         if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_APPEND:
@@ -849,11 +868,13 @@ class SandboxCore:
             with self.lock:
                 target = self._log(name)
                 first = target.size + (self.v1_offset(self.active) if name is LogName.V1 else 0)
-            chunks = (
-                self._ct_chunks(signer, count, entry_type, malformed)
-                if name is LogName.CT
-                else self.factory.bodies(kind, signer, count)
-            )
+            chunks: Iterable[list[bytes]]
+            if name is LogName.STATIC_CT:
+                chunks = self._static_ct_chunks(signer, count, entry_type, malformed, first)
+            elif name is LogName.CT:
+                chunks = self._ct_chunks(signer, count, entry_type, malformed)
+            else:
+                chunks = self.factory.bodies(kind, signer, count)
             for chunk in chunks:
                 when = int(self.clock())
                 with self.lock:
@@ -868,6 +889,29 @@ class SandboxCore:
 
     def _ct_now_ms(self) -> int:
         return int(self.clock() * 1000)
+
+    def _ct_submit(self, tbs: bytes, issuer_spki: bytes) -> Sct:
+        """The CT log's add-pre-chain for the CA: an SCT signed now, and the precert_entry
+        appended to the tree (unless the log misbehaves "unincorporated")."""
+        with self.lock:
+            sct, leaf = ctlog.issue_sct(self.ct_key, self._ct_now_ms(), tbs, issuer_spki)
+            if Mode.UNINCORPORATED in self._modes(LogName.CT, None):
+                self.unincorporated.append({"timestamp": sct.timestamp, "leaf": leaf.hex()})
+                return sct
+            self.ct.append([leaf], int(self.clock()))
+            for mb in self.misbehaviours:
+                if mb.log is LogName.CT and mb.fork is not None:
+                    self._grow_fork(mb)
+            return sct
+
+    def _static_ct_chunks(
+        self, signer: SigningIdentity, count: int, entry_type: str, malformed: bool, first: int
+    ) -> list[list[bytes]]:
+        """The static-ct leaves of one append (entries `first`...), in chunks of at most 4096."""
+        leaves = staticct.leaves(
+            self.ca, signer, count, self._ct_now_ms(), entry_type, first, malformed=malformed
+        )
+        return [leaves[i : i + 4096] for i in range(0, len(leaves), 4096)]
 
     def _ct_chunks(
         self, signer: SigningIdentity, count: int, entry_type: str, malformed: bool
@@ -924,6 +968,65 @@ class SandboxCore:
                 src, leaf_index, tree_size, self.ct_extra_data, bad_proof=bad, flip=_flip
             )
         return Reply.json(data, status)
+
+    # --- C2SP static-ct-api (staticct.py renders the answers) ---------------------------------
+
+    def static_ct_checkpoint(self, view: str | None) -> Reply:
+        """GET <p>/static-ct/checkpoint, signed now (RFC 6962 STH note signature)."""
+        with self.lock:
+            src = self._source(LogName.STATIC_CT, view)
+            size = self._served_size(LogName.STATIC_CT, view, src)
+            root = src.root(size)
+            bad = self._modes(LogName.STATIC_CT, view).get(Mode.BAD_SIGNATURE)
+            wrong = bad.wrong_ct_key if bad is not None else None
+            text = staticct.checkpoint(
+                wrong or self.ct_key,
+                self.static_ct_origin,
+                self._ct_now_ms(),
+                size,
+                root,
+                hint_key=self.ct_key,
+                corrupt=bad is not None and wrong is None,
+            )
+        r = Reply.text(text)
+        return Reply(r.status, r.body, r.content_type, (("Cache-Control", "no-store"),))
+
+    def static_ct_tile(self, view: str | None, path: str) -> Reply:
+        """GET <p>/static-ct/tile/<L>/<N>[.p/<W>] and <p>/static-ct/tile/data/<N>[.p/<W>]."""
+        data = path.startswith("tile/data/")
+        try:
+            # Data tiles are addressed like tlog-tiles entry bundles, under "data".
+            ref = parse_tile_path("tile/entries/" + path[10:] if data else path)
+        except TilePathError as e:
+            return Reply.text(f"{e}\n", 404)
+        if ref.level is None and not data:
+            return Reply.text(f"not a static-ct-api tile: {path}\n", 404)
+        with self.lock:
+            src = self._source(LogName.STATIC_CT, view)
+            if not tile_available(ref, src.size):
+                return Reply.text(f"tile not found: {path}\n", 404)
+            modes = self._modes(LogName.STATIC_CT, view)
+            start = ref.index * TILE_WIDTH
+            if ref.level is None:
+                body = staticct.data_tile(
+                    src.bodies(start, start + ref.width),
+                    self.static_ct_chain,
+                    tamper=Mode.BAD_ENTRIES in modes,
+                )
+            else:
+                hashes = _hash_tile(src, ref.level, start, ref.width, Mode.BAD_PROOF in modes)
+                if hashes is None:
+                    return Reply.text(f"tile not found: {path}\n", 404)
+                body = hashes
+        return _immutable(body)
+
+    def static_ct_issuer(self, name: str) -> Reply:
+        """GET <p>/static-ct/issuer/<hex SHA-256>: the CA root's DER (the only issuer)."""
+        if name != self.static_ct_chain[0].hex():
+            return Reply.text(f"issuer not found: {name[:80]}\n", 404)
+        der = self.ca.certificate.public_bytes(serialization.Encoding.DER)
+        r = _immutable(der)
+        return Reply(r.status, r.body, "application/pkix-cert", r.headers)
 
     def rotate(self) -> dict[str, object]:
         """Freeze the active v1 shard (final checkpoint kept) and start a new tree.
@@ -986,10 +1089,38 @@ class SandboxCore:
                     "rootHash": self.ct.root().hex(),
                     "publicKey": self.ct_public_pem.decode(),
                 },
+                "static-ct": {
+                    "origin": self.static_ct_origin,
+                    "treeSize": self.static_ct.size,
+                    "rootHash": self.static_ct.root().hex(),
+                    "publicKey": self.ct_public_pem.decode(),
+                },
                 "misbehaviours": [m.to_json() for m in self.misbehaviours],
                 "index": self.search_index.state(),
                 "requests": {v: dict(c) for v, c in self.requests.items()},
             }
+
+
+def _hash_tile(src: TreeSource, level: int, start: int, width: int, bad: bool) -> bytes | None:
+    """The hashes of a hash tile at tile `level` from node `start` (None: not in the tree);
+    `bad` (bad_proof) corrupts the first."""
+    try:
+        nodes = [src.node(TILE_HEIGHT * level, start + i) for i in range(width)]
+    except TreeRangeError:
+        return None
+    if bad:
+        nodes[0] = _flip(nodes[0])
+    return b"".join(nodes)
+
+
+def _immutable(data: bytes) -> Reply:
+    """A tile's reply: binary, cacheable forever."""
+    return Reply(
+        200,
+        data,
+        "application/octet-stream",
+        (("Cache-Control", "public, max-age=31536000, immutable"),),
+    )
 
 
 _Key = TypeVar("_Key", ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)

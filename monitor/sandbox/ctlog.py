@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from monitor.core.ct import CtLeaf, EntryType, encode_merkle_tree_leaf
 from monitor.core.note import encode_digitally_signed, tree_head_signature_input
+from monitor.core.sct import Sct, SctParseError, precert_signed_data, precert_tbs
 from monitor.sandbox.ca import LocalCA, SigningIdentity
 from monitor.sandbox.trees import TreeSource
 
@@ -53,11 +54,17 @@ def ct_leaves(
     Each leaf's timestamp differs (one millisecond apart), so leaves of one certificate still
     have distinct hashes, like a CA logging several certificates for one identity.
     """
-    issuer_spki = ca.certificate.public_key().public_bytes(
+    # A self-signed certificate's issuer is itself: a log names its own key as the issuer's.
+    issuer = signer.certificate if signer.self_signed else ca.certificate
+    issuer_spki = issuer.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     issuer_key_hash = hashlib.sha256(issuer_spki).digest()
-    tbs = signer.certificate.tbs_certificate_bytes
+    try:
+        # The TBSCertificate the CA logged as a precertificate: the final one minus its SCTs.
+        tbs = precert_tbs(signer.cert_der)
+    except SctParseError:
+        tbs = signer.certificate.tbs_certificate_bytes
     out: list[bytes] = []
     for i in range(count):
         precert = kinds == "precert" or (kinds == "mixed" and i % 2 == 1)
@@ -70,6 +77,35 @@ def ct_leaves(
         )
         out.append(encode_merkle_tree_leaf(leaf))
     return out
+
+
+def issue_sct(
+    key: ec.EllipticCurvePrivateKey, timestamp: int, tbs: bytes, issuer_spki: bytes
+) -> tuple[Sct, bytes]:
+    """The SCT `key`'s log signs at `timestamp` for the precertificate TBSCertificate `tbs`
+    issued by `issuer_spki`, and the precert_entry MerkleTreeLeaf that keeps its promise."""
+    spki = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    signature = key.sign(
+        precert_signed_data(timestamp, issuer_spki, tbs, b""), ec.ECDSA(hashes.SHA256())
+    )
+    sct = Sct(
+        log_id=hashlib.sha256(spki).digest(),
+        timestamp=timestamp,
+        extensions=b"",
+        hash_algorithm=4,  # sha256
+        signature_algorithm=3,  # ecdsa
+        signature=signature,
+    )
+    leaf = CtLeaf(
+        timestamp=timestamp,
+        entry_type=EntryType.PRECERT,
+        certificate=tbs,
+        issuer_key_hash=hashlib.sha256(issuer_spki).digest(),
+        extensions=b"",
+    )
+    return sct, encode_merkle_tree_leaf(leaf)
 
 
 def malformed_leaf(timestamp: int) -> bytes:

@@ -13,6 +13,7 @@ serves the same logs and is honest unless a misbehaviour targets it)::
     GET  <p>/tiles/tile/<L>/<N>[.p/<W>]
     GET  <p>/tiles/tile/entries/<N>[.p/<W>]
     GET  <p>/ct/v1/get-sth | get-sth-consistency | get-entries | get-entry-and-proof  (RFC 6962)
+    GET  <p>/static-ct/checkpoint | tile/<L>/<N>[.p/<W>] | tile/data/<N>[.p/<W>] | issuer/<hex>
     POST /admin/append | /admin/rotate | /admin/misbehave | /admin/reset | /admin/index
     GET  /admin/state | /admin/ca.pem
     GET  /witness/<log>/checkpoint | POST /admin/witness   (witness.py: a cosigning witness)
@@ -136,6 +137,32 @@ async def _ct_entry_and_proof(core: SandboxCore, req: web.Request, view: str | N
     return core.ct_entry_and_proof(view, q.get("leaf_index"), q.get("tree_size"))
 
 
+async def _static_ct_checkpoint(core: SandboxCore, _req: web.Request, view: str | None) -> Reply:
+    return core.static_ct_checkpoint(view)
+
+
+async def _static_ct_tile(core: SandboxCore, req: web.Request, view: str | None) -> Reply:
+    return core.static_ct_tile(view, req.match_info["path"])
+
+
+async def _static_ct_issuer(core: SandboxCore, req: web.Request, _view: str | None) -> Reply:
+    return core.static_ct_issuer(req.match_info["name"])
+
+
+def _static_ct_tile_handler() -> Handler:
+    """Hash and data tiles share a route but are counted separately."""
+    handlers = {
+        ep: _api(LogName.STATIC_CT, ep, _static_ct_tile)
+        for ep in ("static-ct.tile", "static-ct.data")
+    }
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        data = request.match_info["path"].startswith("tile/data/")
+        return await handlers["static-ct.data" if data else "static-ct.tile"](request)
+
+    return handler
+
+
 def _tile_endpoint(path: str) -> str:
     return "tiles.entries" if path.startswith("tile/entries/") else "tiles.tile"
 
@@ -231,6 +258,7 @@ def make_app(core: SandboxCore) -> web.Application:
     app[_SANDBOX_KEY] = core
     r = app.router
     tile_handler = _tiles_tile_handler()
+    static_ct_tile = _static_ct_tile_handler()
     for p in ("", _VIEW):
         r.add_get(f"{p}/api/v1/log", _api(LogName.V1, "v1.log", _v1_log))
         r.add_get(f"{p}/api/v1/log/proof", _api(LogName.V1, "v1.proof", _v1_proof))
@@ -253,6 +281,15 @@ def make_app(core: SandboxCore) -> web.Application:
         r.add_get(
             f"{p}/ct/v1/get-entry-and-proof",
             _api(LogName.CT, "ct.entry-and-proof", _ct_entry_and_proof),
+        )
+        r.add_get(
+            f"{p}/static-ct/checkpoint",
+            _api(LogName.STATIC_CT, "static-ct.checkpoint", _static_ct_checkpoint),
+        )
+        r.add_get(p + "/static-ct/{path:tile/.+}", static_ct_tile)
+        r.add_get(
+            p + "/static-ct/issuer/{name}",
+            _api(LogName.STATIC_CT, "static-ct.issuer", _static_ct_issuer),
         )
     r.add_post("/admin/append", _admin(_admin_append))
     r.add_post("/admin/rotate", _admin(_admin_rotate))
@@ -398,6 +435,20 @@ class Sandbox:
         return Rfc6962NoteVerifier(name, self.core.ct_key.public_key())
 
     @property
+    def static_ct_url(self) -> str:
+        """The static-ct-api log's URL prefix (append ``/checkpoint``, ``/tile/...``)."""
+        return f"{self.url}/static-ct"
+
+    @property
+    def static_ct_origin(self) -> str:
+        """Origin (and key name) of the static-ct-api log's checkpoints."""
+        return self.core.static_ct_origin
+
+    def static_ct_verifier(self) -> Rfc6962NoteVerifier:
+        """A verifier of the static-ct-api log's checkpoints (the CT key, its origin)."""
+        return Rfc6962NoteVerifier(self.core.static_ct_origin, self.core.ct_key.public_key())
+
+    @property
     def ca_pem(self) -> bytes:
         """The local Fulcio-like root certificate (PEM)."""
         return self.core.ca.root_pem
@@ -414,7 +465,8 @@ class Sandbox:
         entry_type: str = "mixed",
         malformed: bool = False,
     ) -> AppendResult:
-        """Append ``count`` entries to ``log`` ("v1", "tiles" or "ct"); see POST /admin/append."""
+        """Append ``count`` entries to ``log`` ("v1", "tiles", "ct" or "static-ct"); see POST
+        /admin/append."""
         return await asyncio.to_thread(
             functools.partial(
                 self.core.append_blocking,
@@ -487,6 +539,8 @@ async def _serve(host: str, port: int, state_dir: str) -> None:
             f"  tiles origin:  {sandbox.tiles_origin}  (size {tiles_size})",
             f"  tiles vkey:    {sandbox.tiles_vkey}",
             f"  tiles public key: {Path(state_dir) / 'tiles.pub.pem'}",
+            f"  static-ct:     {url}/static-ct  (origin {sandbox.static_ct_origin}, key "
+            f"{Path(state_dir) / 'ct.pub.pem'})",
             f"  fulcio root:   {Path(state_dir) / 'ca.pem'}  ({url}/admin/ca.pem)",
         ]
         print("\n".join(lines), flush=True)

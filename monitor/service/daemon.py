@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -25,7 +26,7 @@ from typing import ParamSpec, Protocol, TypeVar
 import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from monitor.config.settings import Config, LogConfig, LogType, ViewKind, load_config
+from monitor.config.settings import Config, LogConfig, ViewKind, load_config
 from monitor.core.alerts import PRIMARY_VIEW, Alert
 from monitor.core.errors import ConfigError, MonitorError
 from monitor.core.severity import Severity
@@ -39,10 +40,12 @@ from monitor.service.index_search import Searcher, searcher_for
 from monitor.service.metrics import PollStats, classify_poll
 from monitor.service.note_views import NoteSource
 from monitor.service.scanner import Scanner
+from monitor.service.sct_watch import CtLedger, CtLogKey, SctWatch
 from monitor.service.systemd import sd_notify, watchdog_interval
 from monitor.service.trust_watch import TrustUpdate, TrustWatcher
 from monitor.service.wiring import (
     checkpoint_source,
+    ct_verifier,
     http_policy,
     log_spec,
     read_ct_leaf,
@@ -158,6 +161,8 @@ class Monitor:
         logs: dict[str, LogMonitor] = {}
         scanners: dict[str, Scanner] = {}
         searchers: dict[str, Searcher] = {}
+        # The monitored ct logs' keys, filled below before any scan reads them.
+        sct_watch = SctWatch()
         for cfg in self.log_configs:
             spec = with_witnesses(log_spec(self.config, cfg), cfg)
             # One request budget per log, shared by its polls, proofs, scans and searches.
@@ -191,8 +196,17 @@ class Monitor:
                 lagging=lagging,
                 cosigned=cosigned,
             )
+            ledger = None
+            # Only a scanned ct log can show it kept (or broke) an SCT's promise.
+            if cfg.type.is_ct and cfg.scan and cfg.public_key_der is not None:
+                key = cfg.public_key_der
+                sct_watch.ct_logs[hashlib.sha256(key).digest()] = CtLogKey(
+                    cfg.name, log_id, key, hashlib.sha256(key).digest()
+                )
+                ledger = CtLedger(cfg.name, log_id, ct_verifier(cfg).key_hint, cfg.start)
             if cfg.scan:
-                matcher = Matcher(self.config.rules_for(cfg), trust_for_log(cfg))
+                trust = trust_for_log(cfg)
+                matcher = Matcher(self.config.rules_for(cfg), trust)
                 scanners[cfg.name] = Scanner(
                     cfg.name,
                     log_id,
@@ -202,7 +216,10 @@ class Monitor:
                     self._targets,
                     self.clock,
                     start=cfg.start,
-                    read_entry=read_ct_leaf if cfg.type is LogType.CT else None,
+                    read_entry=read_ct_leaf if cfg.type.is_ct else None,
+                    scts=None if cfg.type.is_ct else sct_watch,
+                    trust=trust,
+                    ledger=ledger,
                 )
             searcher = searcher_for(
                 self.config, cfg, spec, log_id, primary, self.store, self._targets, self.clock

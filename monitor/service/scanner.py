@@ -38,12 +38,18 @@ from typing import Protocol
 
 from monitor.core.alerts import (
     Alert,
+    AlertKind,
+    CertificateSeen,
     SignerSeen,
+    certificate_alert_key,
+    certificate_issued_alert,
     identity_seen_alert,
     scan_bad_entry_alert,
+    unexpected_certificate_alert,
     unexpected_signer_alert,
     unreadable_entry_alert,
 )
+from monitor.core.chain import CertificateTrust
 from monitor.core.decide import LogState
 from monitor.core.entries import Entry, EntryParseError, SkippedSignature, parse_entry
 from monitor.core.errors import NetworkError, ParseError
@@ -51,6 +57,7 @@ from monitor.core.merkle import CompactRange, ProofError, leaf_hashes, verify_co
 from monitor.core.watch import Match, Matcher, MatchOutcome
 from monitor.core.watch.chunk import examine_chunk, start_worker
 from monitor.service.alert_log import raised
+from monitor.service.sct_watch import CtLedger, SctWatch
 from monitor.store.database import AsyncStore, StaleState, Store
 
 log = logging.getLogger(__name__)
@@ -197,13 +204,31 @@ def unreadable_alert(
 def match_alert(
     log_name: str, tree_id: str, index: int, match: Match, log_index: int
 ) -> Alert | None:
-    """The alert a match raises: unexpected_signer or identity_seen; None for an untrusted one.
+    """The alert a match raises: unexpected_signer or identity_seen (certificate_issued for a
+    CT log's certificate); None for an untrusted one.
 
     `index` is the entry's index in its tree (the fact's identity, stable across shards);
     `log_index` the global one users look entries up by (they differ on a Rekor v1 shard that
     is not the first)."""
     if match.outcome is MatchOutcome.UNTRUSTED:
         return None
+    if match.ct_timestamp is not None and match.certificate_id is not None:
+        seen = CertificateSeen(
+            log_name,
+            tree_id,
+            index,
+            log_index,
+            match.rule,
+            str(match.identity.get("kind", "?")),
+            match.ct_timestamp,
+            match.certificate_id,
+            _signer_text(match),
+            match.identity,
+            match.reasons,
+        )
+        if match.outcome is MatchOutcome.UNEXPECTED_SIGNER:
+            return unexpected_certificate_alert(seen)
+        return certificate_issued_alert(seen)
     build = (
         unexpected_signer_alert
         if match.outcome is MatchOutcome.UNEXPECTED_SIGNER
@@ -247,14 +272,24 @@ def store_matches(
 ) -> list[tuple[int, Alert]]:
     """Write matches and their alerts inside the caller's transaction (shared by the scanner
     and the search); returns the alerts that are new (an alert's dedup key makes the same
-    fact one alert, whichever way the entry was found)."""
+    fact one alert, whichever way the entry was found).
+
+    A certificate's `unexpected_signer` is raised once, whichever log shows it first: a CT log's
+    certificate is not alerted again when a Rekor entry using it already raised one for the rule,
+    nor a Rekor entry when a CT log's copy of its certificate did; the match is recorded and
+    linked to that alert."""
     created: list[tuple[int, Alert]] = []
     for f in found:
         alert_id = None
         if f.alert is not None:
-            alert_id = store.add_alert(conn, f.alert, log_id, f.channels, now)
-            if alert_id is not None:
-                created.append((alert_id, f.alert))
+            alert_id = _alerted_certificate(store, conn, f.match)
+            if alert_id is None:
+                alert_id = store.add_alert(conn, f.alert, log_id, f.channels, now)
+                if alert_id is not None:
+                    created.append((alert_id, f.alert))
+                else:
+                    # The fact was alerted already (a certificate's other CT entry): link to it.
+                    alert_id = store.alert_id(conn, f.alert.dedup_key)
         store.add_match(
             conn,
             log_id=log_id,
@@ -269,8 +304,22 @@ def store_matches(
             certificate=f.match.certificate,
             alert_id=alert_id,
             now=now,
+            certificate_id=f.match.certificate_id,
         )
     return created
+
+
+def _alerted_certificate(store: Store, conn: sqlite3.Connection, match: Match) -> int | None:
+    """The `unexpected_signer` alert the other kind of log already raised for `match`'s
+    certificate and rule (see `store_matches`), None when there is none."""
+    if match.outcome is not MatchOutcome.UNEXPECTED_SIGNER or match.certificate_id is None:
+        return None
+    if match.ct_timestamp is None:
+        key = certificate_alert_key(AlertKind.UNEXPECTED_SIGNER, match.rule, match.certificate_id)
+        return store.alert_id(conn, key)
+    return store.certificate_alert(
+        conn, match.rule, match.certificate_id, AlertKind.UNEXPECTED_SIGNER.value
+    )
 
 
 def _signer_text(match: Match) -> str:
@@ -300,9 +349,12 @@ class Scanner:
         start: int | None,
         source_name: str = "scan",
         chunk: int = CHUNK,
-        read_entry: Callable[[bytes], str | None] | None = None,
+        read_entry: Callable[[Matcher, bytes], tuple[list[Match], str | None]] | None = None,
         backfill: int = BACKFILL,
         workers: int = 1,
+        scts: SctWatch | None = None,
+        trust: CertificateTrust | None = None,
+        ledger: CtLedger | None = None,
     ) -> None:
         self.log_name = log_name
         self.log_id = log_id
@@ -314,12 +366,18 @@ class Scanner:
         self.start = start
         self.source_name = source_name
         self.chunk = chunk
-        # A log whose entries are not Rekor bodies (CT certificates): every entry is read with
-        # this (None: readable; else why not) instead of being matched against the rules.
+        # A log whose entries are not Rekor bodies (CT certificates): every entry is read and
+        # matched with this (its matches, and None or why it could not be read) instead.
         self.read_entry = read_entry
         self.backfill = backfill
         # Worker processes for a long backfill (`BACKFILL`); fewer than 2 means none.
         self.workers = workers
+        # SCT promises (sct_watch.py): `scts` and `trust` read those of matched certificates;
+        # a monitored ct log's scan keeps its `ledger` of proven leaves.
+        self.scts = scts
+        self.trust = trust
+        self.ledger = ledger
+        self._ct_chunk: tuple[int, list[bytes]] = (0, [])
 
     async def scan(self) -> ScanResult:
         """Scan every tree of the log up to its verified size; network and parse failures stop
@@ -333,6 +391,12 @@ class Scanner:
                 message = f"scan of {state.tree_id}: {type(e).__name__}: {e}"
                 log.warning("%s: %s", self.log_name, message)
                 result.errors.append(message)
+        if self.ledger is not None:
+            ledger = self.ledger
+            created = await self.store.run(
+                lambda store: ledger.judge(store, self.clock(), self.targets)
+            )
+            raised(created, result.alerts)
         return result
 
     async def _scan_tree_fresh(self, state: LogState, result: ScanResult) -> None:
@@ -517,12 +581,16 @@ class Scanner:
         extended = cr.copy()
         found: list[_Found] = []
         unparseable: list[tuple[int, Unreadable]] = []
-        extended.extend(leaf_hashes(bodies))
+        hashes = leaf_hashes(bodies)
+        extended.extend(hashes)
+        if self.ledger is not None:
+            self._ct_chunk = (cursor, hashes)
         if self.read_entry is not None:
             for offset, body in enumerate(bodies):
-                error = self.read_entry(body)
+                matches, error = self.read_entry(self.matcher, body)
                 if error is not None:
                     unparseable.append((cursor + offset, Unreadable(error=error)))
+                found.extend(_Found(cursor + offset, m) for m in matches)
             return extended, found, unparseable
         found, unparseable = self._match(cursor, bodies, self.matcher.candidates(bodies))
         return extended, found, unparseable
@@ -592,9 +660,24 @@ class Scanner:
         unreadable_targets = [self.targets(a) for a in unreadable]
         now = self.clock()
         packed = b"".join(cr.hashes)
+        promises = [
+            p
+            for f in found
+            if self.scts is not None and f.match.certificate is not None
+            for p in self.scts.promises(
+                f.match.certificate, self.trust, f"{self.log_name} entry {first + f.index}"
+            )
+        ]
+        chunk_first, chunk = self._ct_chunk
+        ledger = (
+            self.ledger if expected == chunk_first and cursor == chunk_first + len(chunk) else None
+        )
 
         def write(store: Store) -> list[tuple[int, Alert]]:
             with store.transaction() as conn:
+                SctWatch.record(store, conn, promises, now)
+                if ledger is not None:
+                    ledger.record(store, conn, chunk_first, chunk, now)
                 created = store_matches(
                     store,
                     conn,

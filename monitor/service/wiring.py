@@ -8,6 +8,7 @@ origins); `checkpoint_source` adapts a view's URL to the engine's `CheckpointSou
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 
@@ -15,18 +16,29 @@ import aiohttp
 
 from monitor.config.settings import Config, LogConfig, LogType
 from monitor.config.trust_roots import find_trusted_log, fulcio_trust
+from monitor.core.certs import parse_certificate, parse_tbs_certificate
 from monitor.core.chain import CertificateTrust
-from monitor.core.ct import CtFormatError, ct_leaf_hash, parse_merkle_tree_leaf, sth_note
-from monitor.core.errors import ConfigError
+from monitor.core.ct import (
+    CtFormatError,
+    EntryType,
+    ct_leaf_hash,
+    parse_merkle_tree_leaf,
+    sth_note,
+)
+from monitor.core.errors import ConfigError, ParseError
 from monitor.core.keys import rekor_v1_key_name, tiles_origin, verifier_from_der
 from monitor.core.merkle import CompactRange, ProofError, frontier_from_inclusion_proof
 from monitor.core.note import NoteVerifier, Rfc6962NoteVerifier
+from monitor.core.watch import Match, Matcher
 from monitor.logs.ct.client import CtClient
+from monitor.logs.ct.static import StaticCtClient
 from monitor.logs.http import HttpPolicy, LogResponseError, RequestBudget, gather_bounded
 from monitor.logs.rekor_v1.client import RekorV1Client
 from monitor.logs.tiles.client import TILE_WIDTH, TilesClient, tile_width
 from monitor.service.engine import Head, LogSpec
 from monitor.service.scanner import frontier_nodes
+
+logger = logging.getLogger(__name__)
 
 TILES_TREE = "tiles"
 """The tree id under which a tiled log's single tree is kept (it has no shards)."""
@@ -68,7 +80,7 @@ def log_spec(config: Config, log: LogConfig) -> LogSpec:
         der = log.public_key_der
         if der is None:  # config guarantees one of the two; keep mypy and readers honest
             raise ValueError(f"log {log.name}: neither trust_root nor public_key is set")
-        if log.type is LogType.CT:
+        if log.type.is_ct:
             ct_key = ct_verifier(log)
             verifier = ct_key
             expected = lambda _tree_id: ct_key.name  # noqa: E731
@@ -96,12 +108,12 @@ POLL_DEADLINE_REQUESTS = 4
 
 
 def ct_verifier(log: LogConfig) -> Rfc6962NoteVerifier:
-    """The STH key of a `type = "ct"` log: its pinned public key under the key name (and
-    origin) `origin`, else the URL without its scheme, as for a tiled log. Raises ConfigError
-    (NoteKeyError) for a key that is not ECDSA P-256."""
+    """The STH key of a `type = "ct"` or `"static-ct"` log: its pinned public key under the key
+    name (and origin) `origin`, else the URL without its scheme, as for a tiled log. Raises
+    ConfigError (NoteKeyError) for a key that is not ECDSA P-256."""
     der = log.public_key_der
     if der is None:
-        raise ConfigError(f"log {log.name}: a ct log needs public_key")
+        raise ConfigError(f"log {log.name}: a {log.type} log needs public_key")
     return Rfc6962NoteVerifier.from_der(log.origin or tiles_origin(log.url), der)
 
 
@@ -274,13 +286,58 @@ class CtSource:
         return list(cr.hashes)
 
 
-def read_ct_leaf(body: bytes) -> str | None:
-    """Why a CT entry cannot be read (None: it parses as a MerkleTreeLeaf)."""
+class StaticCtSource(TilesSource):
+    """A static-ct-api log: a tiled log (checkpoint, hash tiles, proofs: `TilesSource`) whose
+    checkpoint carries an RFC 6962 note signature and whose entries are data tiles' TileLeaf
+    entries, served to the scanner as their MerkleTreeLeaf bytes (whose leaf hashes are the
+    tree's). Issuers are not fetched: nothing in a scan reads them."""
+
+    client: StaticCtClient
+
+    def __init__(self, client: StaticCtClient) -> None:
+        super().__init__(client)
+
+    async def entries(self, tree_id: str, start: int, end: int, tree_size: int) -> list[bytes]:
+        """The MerkleTreeLeaf bytes of entries [start, end), from the data tiles of a tree of
+        `tree_size` entries (full tiles, and the partial one at its right edge)."""
+        first, last = start // TILE_WIDTH, (end - 1) // TILE_WIDTH
+        jobs = [
+            functools.partial(self.client.data_tile, n, tile_width(0, n, tree_size))
+            for n in range(first, last + 1)
+        ]
+        tiles = await gather_bounded(jobs, self.client.concurrency)
+        leaves = [leaf.merkle_tree_leaf for tile in tiles for leaf in tile]
+        skip = start - first * TILE_WIDTH
+        return leaves[skip : skip + end - start]
+
+
+def read_ct_leaf(matcher: Matcher, body: bytes) -> tuple[list[Match], str | None]:
+    """Read one CT entry (a MerkleTreeLeaf) and match its certificate against the watch rules:
+    the matches, and why the entry could not be read (None: it could).
+
+    An x509_entry's certificate and a precert_entry's TBSCertificate are read as
+    `monitor.core.certs` reads Rekor's certificates. Never raises: an entry that cannot be read
+    is a finding about that entry, not a reason to stop scanning the log.
+    """
     try:
-        parse_merkle_tree_leaf(body)
-    except CtFormatError as e:
-        return str(e)
-    return None
+        leaf = parse_merkle_tree_leaf(body)
+        if leaf.entry_type is EntryType.X509:
+            cert = parse_certificate(leaf.certificate)
+        else:
+            cert = parse_tbs_certificate(leaf.certificate)
+    except ParseError as e:
+        return [], str(e)
+    kind = "x509_entry" if leaf.entry_type is EntryType.X509 else "precert_entry"
+    try:
+        matches = matcher.match_certificate(
+            cert, kind=kind, timestamp=leaf.timestamp, issuer_key_hash=leaf.issuer_key_hash
+        )
+    except Exception as e:
+        # As in `examine_entry`: hostile content that still breaks matching is reported like
+        # an unreadable entry rather than stopping the scan.
+        logger.warning("matching a CT entry failed", exc_info=True)
+        return [], f"matching failed: {type(e).__name__}: {str(e)[:200]}"
+    return matches, None
 
 
 def http_policy(config: Config) -> HttpPolicy:
@@ -302,6 +359,8 @@ def checkpoint_source(
     """The engine's view of the endpoint at `url` (the log's own URL or one of its views)."""
     if log.type is LogType.CT:
         return CtSource(CtClient(session, url, policy, budget), ct_verifier(log))
+    if log.type is LogType.STATIC_CT:
+        return StaticCtSource(StaticCtClient(session, url, policy, budget))
     if log.type is LogType.REKOR_V1:
         return RekorV1Source(RekorV1Client(session, url, policy, budget))
     return TilesSource(TilesClient(session, url, policy, budget))

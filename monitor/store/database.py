@@ -853,14 +853,15 @@ class Store:
         certificate: bytes | None,
         alert_id: int | None,
         now: datetime,
+        certificate_id: str | None = None,
     ) -> bool:
         """Record a watch-rule match (`tree_index`: its index in the tree; `global_index`: in the
-        log); False when this entry, rule and signer were recorded already (a search can find
-        what a scan found)."""
+        log; `certificate_id`: the signer's `monitor.core.certs.certificate_id`); False when this
+        entry, rule and signer were recorded already (a search can find what a scan found)."""
         cur = conn.execute(
             "INSERT INTO matches (log_id, tree_id, tree_index, global_index, rule, signer_index, "
-            "outcome, source, identity, certificate, alert_id, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "outcome, source, identity, certificate, alert_id, created_at, certificate_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (log_id, tree_id, tree_index, rule, signer_index) DO NOTHING",
             (
                 log_id,
@@ -875,9 +876,27 @@ class Store:
                 certificate,
                 alert_id,
                 utc_iso(now),
+                certificate_id,
             ),
         )
         return bool(cur.rowcount)
+
+    def certificate_alert(
+        self, conn: sqlite3.Connection, rule: str, certificate_id: str, kind: str
+    ) -> int | None:
+        """The id of an alert of `kind` that a match of `rule` on the certificate
+        `certificate_id` raised (in any log), None when none did."""
+        row = conn.execute(
+            "SELECT a.id FROM matches m JOIN alerts a ON a.id = m.alert_id "
+            "WHERE m.certificate_id = ? AND m.rule = ? AND a.kind = ? ORDER BY a.id LIMIT 1",
+            (certificate_id, rule, kind),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def alert_id(self, conn: sqlite3.Connection, dedup_key: str) -> int | None:
+        """The id of the alert with this dedup key, None when there is none."""
+        row = conn.execute("SELECT id FROM alerts WHERE dedup_key = ?", (dedup_key,)).fetchone()
+        return None if row is None else int(row[0])
 
     def add_scan_error(
         self,
@@ -893,6 +912,122 @@ class Store:
             "INSERT INTO scan_errors (log_id, tree_id, tree_index, error, created_at) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (log_id, tree_id, tree_index) DO NOTHING",
             (log_id, tree_id, tree_index, error[:1000], utc_iso(now)),
+        )
+
+    # -- SCT promises (monitor/service/sct_watch.py; schema 004) --------------------------------
+
+    def add_sct_promise(
+        self,
+        conn: sqlite3.Connection,
+        ct_log_id: int,
+        leaf_hash: bytes,
+        sct_ms: int,
+        deadline_ms: int,
+        evidence: Mapping[str, object],
+        now: datetime,
+    ) -> None:
+        """Record, inside the caller's transaction, a CT log's promise to add the leaf
+        `leaf_hash` by `deadline_ms`; resolved at once when its scan already proved that leaf
+        (a certificate is often in CT before it is seen in Rekor). A known promise is kept."""
+        row = conn.execute(
+            "SELECT tree_index FROM ct_leaves WHERE log_id = ? AND leaf_hash = ?",
+            (ct_log_id, leaf_hash),
+        ).fetchone()
+        conn.execute(
+            "INSERT INTO sct_promises (ct_log_id, leaf_hash, sct_ms, deadline_ms, state, "
+            "tree_index, evidence, created_at, resolved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (ct_log_id, leaf_hash) DO NOTHING",
+            (
+                ct_log_id,
+                leaf_hash,
+                sct_ms,
+                deadline_ms,
+                "pending" if row is None else "incorporated",
+                None if row is None else row[0],
+                json.dumps(evidence, sort_keys=True),
+                utc_iso(now),
+                None if row is None else utc_iso(now),
+            ),
+        )
+
+    def record_ct_leaves(
+        self,
+        conn: sqlite3.Connection,
+        log_id: int,
+        first: int,
+        hashes: Sequence[bytes],
+        now: datetime,
+    ) -> int:
+        """Inside the scan's transaction: the leaf hashes of a CT log's entries
+        [first, first + len(hashes)) are in its verified tree; pending promises of those leaves
+        are kept. Returns how many promises that resolved."""
+        conn.executemany(
+            "INSERT INTO ct_leaves (log_id, leaf_hash, tree_index) VALUES (?, ?, ?) "
+            "ON CONFLICT (log_id, leaf_hash) DO NOTHING",
+            [(log_id, h, first + i) for i, h in enumerate(hashes)],
+        )
+        cur = conn.execute(
+            "UPDATE sct_promises SET state = 'incorporated', resolved_at = ?, tree_index = "
+            "(SELECT l.tree_index FROM ct_leaves l WHERE l.log_id = sct_promises.ct_log_id "
+            "AND l.leaf_hash = sct_promises.leaf_hash) "
+            "WHERE ct_log_id = ? AND state = 'pending' AND leaf_hash IN "
+            "(SELECT leaf_hash FROM ct_leaves WHERE log_id = ? AND tree_index >= ? "
+            "AND tree_index < ?)",
+            (utc_iso(now), log_id, log_id, first, first + len(hashes)),
+        )
+        return cur.rowcount
+
+    def cover_ct_log(
+        self,
+        conn: sqlite3.Connection,
+        log_id: int,
+        from_index: int,
+        since_ms: int,
+        covered_ms: int,
+        now: datetime,
+    ) -> None:
+        """Inside the scan's transaction: every entry of a CT log from `from_index` up to a
+        verified tree signed at `covered_ms` is scanned. The first call fixes `from_index` and
+        `since_ms`; later ones only move `covered_ms` forward."""
+        conn.execute(
+            "INSERT INTO ct_coverage (log_id, from_index, since_ms, covered_ms, updated_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (log_id) DO UPDATE SET "
+            "covered_ms = max(covered_ms, excluded.covered_ms), updated_at = excluded.updated_at",
+            (log_id, from_index, since_ms, covered_ms, utc_iso(now)),
+        )
+
+    def ct_coverage(self, conn: sqlite3.Connection, log_id: int) -> tuple[int, int, int] | None:
+        """(from_index, since_ms, covered_ms) of a CT log's scan, None before its first scan."""
+        row = conn.execute(
+            "SELECT from_index, since_ms, covered_ms FROM ct_coverage WHERE log_id = ?",
+            (log_id,),
+        ).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]), int(row[2]))
+
+    def due_sct_promises(
+        self, conn: sqlite3.Connection, ct_log_id: int, until_ms: int
+    ) -> list[tuple[int, int, dict[str, Any]]]:
+        """(id, sct_ms, evidence) of the pending promises of a CT log due by `until_ms`."""
+        rows = conn.execute(
+            "SELECT id, sct_ms, evidence FROM sct_promises WHERE ct_log_id = ? "
+            "AND state = 'pending' AND deadline_ms <= ? ORDER BY id",
+            (ct_log_id, until_ms),
+        ).fetchall()
+        return [(int(r[0]), int(r[1]), json.loads(r[2])) for r in rows]
+
+    def resolve_sct_promise(
+        self,
+        conn: sqlite3.Connection,
+        promise_id: int,
+        state: str,
+        alert_id: int | None,
+        now: datetime,
+    ) -> None:
+        """Close a pending promise ('alerted' or 'unknowable') inside the caller's transaction."""
+        conn.execute(
+            "UPDATE sct_promises SET state = ?, alert_id = ?, resolved_at = ? "
+            "WHERE id = ? AND state = 'pending'",
+            (state, alert_id, utc_iso(now), promise_id),
         )
 
     # -- search index (monitor/service/index_search.py) -----------------------------------------

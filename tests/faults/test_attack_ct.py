@@ -6,6 +6,7 @@ accusation (`bad_signature`, `split_view`) and never a hang or a crash.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -17,11 +18,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from monitor.config.settings import load_config
+from monitor.core.ct import ct_leaf_hash, parse_merkle_tree_leaf
 from monitor.core.merkle import MerkleTree, leaf_hash
+from monitor.core.note import Rfc6962NoteVerifier
 from monitor.logs.ct.client import CtClient
+from monitor.logs.ct.static import MAX_ISSUER_BYTES, StaticCtClient
 from monitor.logs.http import HttpPolicy, LogResponseError
 from monitor.sandbox.ctlog import sign_sth
+from monitor.sandbox.staticct import checkpoint as staticct_checkpoint
 from monitor.service.daemon import open_monitor
+from monitor.service.wiring import TILES_TREE, StaticCtSource
 from tests.faults.test_attack_wire import Server
 from tests.helpers import monitor_table
 
@@ -217,3 +223,143 @@ origin = "hostile.ct"
         third = await m.check()
         assert [a.kind.value for _, a in third.alerts] == ["bad_signature"]
     assert json.loads(json.dumps(good))  # the fixture itself is plain JSON
+
+
+# --- static-ct-api: hostile data tiles, issuers and checkpoints -------------------------------
+
+SUNLIGHT = Path(__file__).parents[1] / "data" / "ct" / "sunlight-navigli2025h2"
+
+
+def _tile_leaf(i: int) -> bytes:
+    """A data tile entry of `_leaf(i)`: its TimestampedEntry and an empty chain."""
+    return _leaf(i)[2:] + b"\x00\x00"
+
+
+def _bytes(data: bytes) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handler(_request: web.Request) -> web.StreamResponse:
+        return web.Response(body=data, content_type="application/octet-stream")
+
+    return handler
+
+
+@pytest.fixture
+async def static_client(server: Server) -> AsyncIterator[StaticCtClient]:
+    async with aiohttp.ClientSession() as session:
+        yield StaticCtClient(session, server.url, POLICY)
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        (b"".join(_tile_leaf(i) for i in range(3)), "expected 4 entries, got 3"),
+        (b"".join(_tile_leaf(i) for i in range(5)), "expected 4 entries, got 5"),
+        (b"".join(_tile_leaf(i) for i in range(4)) + b"\x00", "entry 4"),
+        (b"".join(_tile_leaf(i) for i in range(4))[:-1], "entry 3"),
+        (_tile_leaf(0)[:8] + b"\x00\x09" + _tile_leaf(0)[10:], "entry type"),
+        (_tile_leaf(0)[:-2] + b"\x00\x1f" + b"\x00" * 31, "multiples of 32"),
+        (b"\xff" * 64, "entry 0"),
+        (b"", "expected 4 entries, got 0"),
+    ],
+)
+async def test_malformed_data_tiles_are_log_response_errors(
+    server: Server, static_client: StaticCtClient, body: bytes, match: str
+) -> None:
+    server.routes["/tile/data/000.p/4"] = _bytes(body)
+    with pytest.raises(LogResponseError, match=match):
+        await static_client.data_tile(0, 4)
+
+
+async def test_a_gone_partial_data_tile_is_read_from_the_full_one(
+    server: Server, static_client: StaticCtClient
+) -> None:
+    server.routes["/tile/data/000"] = _bytes(b"".join(_tile_leaf(i) for i in range(256)))
+    got = await static_client.data_tile(0, 4)
+    assert [t.merkle_tree_leaf for t in got] == [_leaf(i) for i in range(4)]
+    assert server.seen == ["/tile/data/000.p/4", "/tile/data/000"]
+
+
+async def test_a_data_tile_over_the_size_cap_is_refused_unread(server: Server) -> None:
+    server.routes["/tile/data/000"] = _bytes(_tile_leaf(0) * 40_000)
+    async with aiohttp.ClientSession() as session:
+        client = StaticCtClient(
+            session, server.url, HttpPolicy(timeout=5.0, retries=0, max_body_bytes=64 * 1024)
+        )
+        with pytest.raises(LogResponseError):
+            await client.data_tile(0, 256)
+
+
+async def test_an_issuer_that_is_not_the_fingerprinted_one_is_refused(
+    server: Server, static_client: StaticCtClient
+) -> None:
+    fingerprint = hashlib.sha256(CERT).digest()
+    server.routes[f"/issuer/{fingerprint.hex()}"] = _bytes(CERT + b"\x00")
+    with pytest.raises(LogResponseError, match="fingerprint"):
+        await static_client.issuer(fingerprint)
+    server.routes[f"/issuer/{fingerprint.hex()}"] = _bytes(CERT)
+    assert await static_client.issuer(fingerprint) == CERT
+    server.routes[f"/issuer/{fingerprint.hex()}"] = _bytes(b"\x30" * (MAX_ISSUER_BYTES + 1))
+    with pytest.raises(LogResponseError):
+        await static_client.issuer(fingerprint)
+
+
+async def test_real_sunlight_data_tiles_hash_to_their_hash_tiles(server: Server) -> None:
+    """Production static-ct-api tiles (Sunlight, tests/data/ct), served from 127.0.0.1: the
+    source's entries are MerkleTreeLeafs whose RFC 6962 leaf hashes are the level-0 tiles'."""
+    for rel in ("tile/0/000", "tile/data/000", "tile/0/003.p/10", "tile/data/003.p/10"):
+        server.routes[f"/{rel}"] = _bytes((SUNLIGHT / rel).read_bytes())
+    async with aiohttp.ClientSession() as session:
+        source = StaticCtSource(StaticCtClient(session, server.url, POLICY))
+        for start, end in ((0, 256), (768, 778)):
+            leaves = await source.entries(TILES_TREE, start, end, 778)
+            hashes = await source.client.hash_tile(0, start // 256, end - start)
+            assert [ct_leaf_hash(leaf) for leaf in leaves] == hashes
+            assert all(parse_merkle_tree_leaf(leaf) for leaf in leaves)
+
+
+async def test_an_unparseable_data_tile_stops_the_scan_without_accusing_the_log(
+    server: Server, tmp_path: Path
+) -> None:
+    """Through the whole monitor: a static-ct log whose checkpoint and hash tiles are honest but
+    whose data tile does not parse is failing to serve its entries (a scan error, the cursor
+    held), not serving entries that do not hash into its tree (bad_entry)."""
+    tree = MerkleTree()
+    tree.extend(leaf_hash(_leaf(i)) for i in range(4))
+    key = Rfc6962NoteVerifier("hostile.static-ct", KEY.public_key())
+    note = staticct_checkpoint(KEY, key.name, 1_700_000_000_000, 4, tree.root())
+    server.routes["/checkpoint"] = _bytes(note.encode())
+    server.routes["/tile/0/000.p/4"] = _bytes(b"".join(tree.node(0, i) for i in range(4)))
+    server.routes["/tile/data/000.p/4"] = _bytes(b"".join(_tile_leaf(i) for i in range(3)))
+    pem = KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    (tmp_path / "ct.pem").write_bytes(pem)
+    (tmp_path / "config.toml").write_text(
+        monitor_table(request_timeout="5s")
+        + f"""
+[[log]]
+name = "hostile-static-ct"
+type = "static-ct"
+url = "{server.url}"
+public_key = "ct.pem"
+origin = "hostile.static-ct"
+scan = true
+start = 0
+"""
+    )
+    async with open_monitor(load_config(tmp_path / "config.toml")) as m:
+        first = await m.check()
+        assert first.alerts == [] and first.errors and "expected 4 entries" in first.errors[0]
+        (state,) = m.store.store.log_states()
+        assert (state.verified_size, state.scan_cursor) == (4, 0)
+        # The whole tile served: every entry proven into the tree and read (CERT is no X.509
+        # certificate, so each is unreadable_entry, not bad_entry).
+        server.routes["/tile/data/000.p/4"] = _bytes(b"".join(_tile_leaf(i) for i in range(4)))
+        second = await m.check()
+        assert second.errors == [] and second.scanned == 4
+        assert {a.kind.value for _, a in second.alerts} == {"unreadable_entry"}
+        (state,) = m.store.store.log_states()
+        assert state.scan_cursor == 4
+        # A garbage checkpoint is the log failing (log_error), never a bad_signature.
+        server.routes["/checkpoint"] = _bytes(b"<html>busy</html>")
+        third = await m.check()
+        assert [a.kind.value for _, a in third.alerts] == ["log_error"]

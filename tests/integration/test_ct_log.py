@@ -68,7 +68,10 @@ def verified(m: Monitor) -> tuple[int, int]:
 async def env(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[CtEnv]:
     e = CtEnv(sandbox, tmp_path)
     e.write_config()
-    await sandbox.append("ct", 300)
+    # 300 entries: the CA logs the signer's precertificate (its SCT is embedded) when it
+    # first issues the certificate, then the 299 appended.
+    await sandbox.append("ct", 299)
+    assert sandbox.state()["ct"]["treeSize"] == 300
     yield e
 
 

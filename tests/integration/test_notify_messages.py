@@ -267,6 +267,16 @@ def every_kind() -> list[Alert]:
         AlertKind.BAD_ENTRY: {"tree_id": "1", "scan_cursor": 4096, "verified_size": 9000},
         AlertKind.UNEXPECTED_SIGNER: watch,
         AlertKind.IDENTITY_SEEN: watch,
+        AlertKind.CERTIFICATE_ISSUED: {
+            "tree_id": "tiles",
+            "tree_index": 90210,
+            "log_index": 90210,
+            "entry_type": "precert_entry",
+            "timestamp": 1_767_225_600_000,
+            "certificate_id": "ab" * 32 + ":2c9603ee",
+            "identity": {**identity, "kind": "precert_entry", "artifact_digest": None},
+            "reasons": reasons[:1],
+        },
         AlertKind.UNREADABLE_ENTRY: {"tree_id": "1", "log_index": 77, "error": "not JSON"},
         AlertKind.LOG_STALE: {"tree_id": "1", "verified_size": 1001},
         AlertKind.LOG_ERROR: {"view": "primary", "last_error": "ClientConnectorError: refused"},
@@ -283,6 +293,13 @@ def every_kind() -> list[Alert]:
         },
         AlertKind.TRUST_ERROR: {"source": "production", "reason": "expired", "errors": 3},
         AlertKind.FROZEN_LOG_GREW: {"tree_id": "tiles", "frozen_size": 1001, "size": 1002},
+        AlertKind.SCT_NOT_INCORPORATED: {
+            "ct_log": "fulcio-ct",
+            "found_in": "rekor entry 90210",
+            "sct": {"log_id": "dd" * 32, "timestamp_ms": 1_767_225_600_000},
+            "leaf_hash": "ee" * 32,
+            "covered_ms": 1_767_398_400_000,
+        },
     }
     return [
         Alert(

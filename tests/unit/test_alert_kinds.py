@@ -54,6 +54,21 @@ SEEN = a.SignerSeen(
     reasons=["email = a@example.com"],
 )
 
+CERT_ID = "ab" * 32 + ":2c9603ee"
+CERT_SEEN = a.CertificateSeen(
+    "ct",
+    "tiles",
+    7,
+    log_index=7,
+    rule="release",
+    entry_type="precert_entry",
+    timestamp=1_767_225_600_000,
+    certificate_id=CERT_ID,
+    signer="https://github.com/o/r/.github/workflows/x.yml@refs/heads/main",
+    identity=IDENTITY,
+    reasons=["san matches"],
+)
+
 SHARD = TrustedLogInfo(
     kind=LogKind.REKOR_V2,
     base_url="https://log2025-1.rekor.sigstore.dev",
@@ -191,6 +206,16 @@ ROWS = [
         ("rekor", "1193050959916656506", "42", "release", "1"),
     ),
     Row(
+        a.certificate_issued_alert(CERT_SEEN),
+        "certificate_issued:certificate:<rule>:<certificate id>",
+        ("release", CERT_ID),
+    ),
+    Row(
+        a.unexpected_certificate_alert(CERT_SEEN),
+        "unexpected_signer:certificate:<rule>:<certificate id>",
+        ("release", CERT_ID),
+    ),
+    Row(
         a.unreadable_entry_alert(
             "rekor",
             "tiles",
@@ -287,6 +312,11 @@ ROWS = [
         a.frozen_log_grew_alert("rekor", "tiles", frozen_size=9000, size=9010, note=NOTE),
         "frozen_log_grew:<log>:<tree_id>:<frozen_size>",
         ("rekor", "tiles", "9000"),
+    ),
+    Row(
+        a.sct_not_incorporated_alert("ct", b"\x01" * 32, 1_700_000_000_000, 1_700_090_000_000, {}),
+        "sct_not_incorporated:<ct log>:<promised leaf hash, hex>",
+        ("ct", "01" * 32),
     ),
 ]
 

@@ -411,7 +411,7 @@ def test_monitor_other_errors(tmp_path: Path, key: str, value: object, expected:
         ({"type": None}, "log[0].type: missing (required)"),
         (
             {"type": "rekor-v2"},
-            'log[0].type: expected one of "rekor-v1", "tiles", "ct", got "rekor-v2"; '
+            'log[0].type: expected one of "rekor-v1", "tiles", "ct", "static-ct", got "rekor-v2"; '
             'did you mean "rekor-v1"?',
         ),
         ({"type": "tile"}, 'did you mean "tiles"?'),

@@ -9,11 +9,13 @@ How a rule matches a signer, trust included, is docs/configuration.md#how-a-rule
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from monitor.core.certs import certificate_id
+from monitor.core.entries import Entry, Signer
 from monitor.core.watch.matchers import Check, identity_values
 from monitor.core.watch.prefilter import PreFilter, RuleFilter
 from monitor.core.watch.rules import WatchRule
@@ -21,7 +23,9 @@ from monitor.core.watch.rules import WatchRule
 if TYPE_CHECKING:
     from monitor.core.certs import CertificateIdentity
     from monitor.core.chain import CertificateTrust
-    from monitor.core.entries import Entry, Signer
+
+CT_API_VERSION = "rfc6962"
+"""`Entry.api_version` of the entry `Matcher.match_certificate` matches: a CT log's certificate."""
 
 
 class MatchOutcome(StrEnum):
@@ -34,6 +38,9 @@ class MatchOutcome(StrEnum):
     UNTRUSTED = "untrusted"
     """The identity matched, but its certificate does not chain to the log's Fulcio roots and
     the rule lacks `any_issuer`: recorded, never alerted."""
+    CERTIFICATE_ISSUED = "certificate_issued"
+    """A certificate in a CT log names the identity (by an allowed signer, or the rule lists
+    none): alert, info. A CT certificate not allowed is `UNEXPECTED_SIGNER`."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,13 @@ class Match:
     identity: Mapping[str, object] = field(hash=False)
     """JSON-ready summary of the signer (see `identity_summary`)."""
     certificate: bytes | None = field(repr=False)
-    """The signer's certificate (DER), None for a bare key."""
+    """The signer's certificate (DER), None for a bare key; a CT precertificate's TBSCertificate."""
+    certificate_id: str | None = None
+    """`monitor.core.certs.certificate_id` of the certificate (issuer and serial number), shared
+    by a precertificate, its final certificate and every Rekor entry using it; None for a key."""
+    ct_timestamp: int | None = None
+    """The CT entry's timestamp (ms) for a CT log's certificate (`Matcher.match_certificate`);
+    None for a Rekor entry."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +175,63 @@ class Matcher:
                     out.append(self._verdict(rule, entry, index, reasons, trusted))
         return out
 
+    def match_certificate(
+        self,
+        cert: CertificateIdentity,
+        *,
+        kind: str,
+        timestamp: int,
+        issuer_key_hash: bytes | None = None,
+    ) -> list[Match]:
+        """Every rule that matches a certificate of a CT log, one `Match` each.
+
+        `kind` is the CT entry type ("x509_entry", "precert_entry"); a precertificate (`cert`
+        read from its TBSCertificate) is trusted by `issuer_key_hash`
+        (`CertificateTrust.is_trusted_precert`), a certificate by its signature. The rules judge
+        it as the only signer of an entry that records no artifact, so matchers on what only a
+        Rekor entry holds (`artifact_digest`) never match. Outcomes: `CERTIFICATE_ISSUED` where a
+        Rekor entry would be `IDENTITY_SEEN`, else as for `match_entry`.
+
+        `timestamp` (ms since the epoch) is the CT entry's: the certificate and its CA must be
+        valid then. One no datetime can hold is later than any certificate's validity.
+        """
+        try:
+            at = datetime.fromtimestamp(timestamp / 1000, UTC)
+        except (OverflowError, ValueError, OSError):
+            at = datetime.max.replace(tzinfo=UTC)
+        signer = Signer(cert, cert.public_key_sha256, None, "x509")
+        entry = Entry(kind, CT_API_VERSION, None, (signer,))
+        if self.trust is None:
+            trusted = False
+        elif issuer_key_hash is not None:
+            trusted = self.trust.is_trusted_precert(cert, issuer_key_hash, at)
+        else:
+            trusted = self.trust.is_trusted(cert, at)
+        out: list[Match] = []
+        for rule in self.rules:
+            reasons: list[str] = []
+            for check in _checks(rule, entry, signer):
+                if not check.passed:
+                    break
+                reasons.append(check.detail)
+            else:
+                match = self._verdict(rule, entry, 0, reasons, trusted)
+                outcome = match.outcome
+                if outcome is MatchOutcome.IDENTITY_SEEN:
+                    outcome = MatchOutcome.CERTIFICATE_ISSUED
+                identity = dict(match.identity)
+                if issuer_key_hash is not None:
+                    # A TBSCertificate's hash is no certificate's fingerprint.
+                    identity["cert_fingerprint"] = None
+                    identity["tbs_fingerprint"] = cert.fingerprint_sha256
+                identity["certificate_id"] = match.certificate_id
+                identity["serial"] = f"{cert.serial:x}"
+                identity["issuer_dn"] = cert.issuer_dn
+                out.append(
+                    replace(match, outcome=outcome, identity=identity, ct_timestamp=timestamp)
+                )
+        return out
+
     def explain(self, entry: Entry, *, at: datetime | None = None) -> list[Evaluation]:
         """Every rule's verdict on every signer, with each matcher's result (for `inspect`)."""
         out: list[Evaluation] = []
@@ -221,6 +291,7 @@ class Matcher:
             reasons=tuple(reasons),
             identity=identity_summary(entry, index),
             certificate=cert.der if cert is not None else None,
+            certificate_id=certificate_id(cert) if cert is not None else None,
         )
 
 

@@ -1,0 +1,266 @@
+"""SCT promises kept: `sct_not_incorporated` (issue 15).
+
+Fulcio embeds its CT log's SCTs in each certificate: a signed promise to add the
+precertificate to the log within its maximum merge delay. Here:
+
+    scan of a Rekor log: matched certificate --embedded SCTs--> SCT of a MONITORED ct log whose
+        signature verifies (precert form) --> promise (CT log, promised leaf hash, deadline),
+        stored in the transaction that stores the match (`SctWatch`)
+    scan of that ct log: every leaf hash proven into its verified tree is stored, and the
+        promises of those leaves resolved, in the transaction that moves the cursor (`CtLedger`)
+    after each scan of the ct log, in one transaction: a pending promise whose deadline has
+        passed both by the monitor's clock and by the STH of a verified tree the scan has read
+        whole, is alerted once (`sct_not_incorporated`, with the SCT as evidence), unless the SCT
+        is older than what the scan covers ("unknowable": entries before the scan's start were
+        never read).
+
+An SCT that does not verify with the monitored log's key, or names a log that is not monitored,
+is no promise of that log: it is never alerted (a certificate's bytes come from whoever uploaded
+the entry; only the CT log's signature can make us accuse the CT log).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final
+
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from monitor.core.alerts import Alert, sct_not_incorporated_alert
+from monitor.core.certs import tbs_parts
+from monitor.core.chain import CertificateTrust
+from monitor.core.ct import ct_leaf_hash
+from monitor.core.errors import ParseError
+from monitor.core.note import NoteFormatError, parse_signed_note
+from monitor.core.sct import (
+    SctParseError,
+    SctVerificationError,
+    embedded_scts,
+    promised_leaf,
+    verify_sct,
+)
+from monitor.store.database import Store
+
+log = logging.getLogger(__name__)
+
+MAX_MERGE_DELAY_MS: Final = 24 * 3600 * 1000
+"""RFC 6962's maximum merge delay as Sigstore's CT log states it: 24 hours."""
+
+
+@dataclass(frozen=True)
+class CtLogKey:
+    """A monitored ct log as SCTs name it: `key_id` = SHA-256 of its DER `key`."""
+
+    name: str
+    log_id: int
+    key: bytes
+    key_id: bytes
+
+
+@dataclass(frozen=True)
+class Promise:
+    """A verified SCT of a monitored ct log: the leaf it promised and by when."""
+
+    ct_log: CtLogKey
+    leaf_hash: bytes
+    sct_ms: int
+    evidence: dict[str, object]
+
+    @property
+    def deadline_ms(self) -> int:
+        """The SCT's timestamp plus the maximum merge delay."""
+        return self.sct_ms + MAX_MERGE_DELAY_MS
+
+
+@dataclass
+class SctWatch:
+    """The monitored ct logs by key ID (filled as the daemon registers them) and the Fulcio
+    CAs whose keys may have issued a certificate (the issuer key hash of the precert form)."""
+
+    ct_logs: dict[bytes, CtLogKey] = field(default_factory=dict)
+
+    def promises(self, cert: bytes, trust: CertificateTrust | None, found_in: str) -> list[Promise]:
+        """The verified promises of `cert`'s embedded SCTs by monitored ct logs. Never raises:
+        an unreadable SCT list or an SCT that does not verify is no promise."""
+        if not self.ct_logs:
+            return []
+        try:
+            scts = embedded_scts(cert)
+        except SctParseError as e:
+            log.info("%s: embedded SCTs not read: %s", found_in, e)
+            return []
+        out: list[Promise] = []
+        for sct in scts:
+            ct_log = self.ct_logs.get(sct.log_id)
+            if ct_log is None:
+                continue
+            for issuer in issuer_spkis(cert, trust):
+                try:
+                    verify_sct(sct, cert, issuer, ct_log.key)
+                    leaf = promised_leaf(sct, cert, issuer)
+                except (SctParseError, SctVerificationError):
+                    continue
+                leaf_hash = ct_leaf_hash(leaf)
+                out.append(
+                    Promise(
+                        ct_log=ct_log,
+                        leaf_hash=leaf_hash,
+                        sct_ms=sct.timestamp,
+                        evidence={
+                            "ct_log": ct_log.name,
+                            "found_in": found_in,
+                            "sct": {
+                                "log_id": sct.log_id.hex(),
+                                "timestamp_ms": sct.timestamp,
+                                "extensions": sct.extensions.hex(),
+                                "algorithm": sct.algorithm,
+                                "signature": base64.b64encode(sct.signature).decode("ascii"),
+                            },
+                            "certificate": base64.b64encode(cert).decode("ascii"),
+                            "issuer_spki": base64.b64encode(issuer).decode("ascii"),
+                            "ct_log_key": base64.b64encode(ct_log.key).decode("ascii"),
+                            "deadline_ms": sct.timestamp + MAX_MERGE_DELAY_MS,
+                            "leaf_hash": leaf_hash.hex(),
+                        },
+                    )
+                )
+                break
+            else:
+                log.info(
+                    "%s: an SCT naming %s does not verify; not its promise", found_in, ct_log.name
+                )
+        return out
+
+    @staticmethod
+    def record(
+        store: Store, conn: sqlite3.Connection, promises: Sequence[Promise], now: datetime
+    ) -> None:
+        """Store `promises` inside the caller's transaction (`conn`)."""
+        for p in promises:
+            store.add_sct_promise(
+                conn,
+                p.ct_log.log_id,
+                p.leaf_hash,
+                p.sct_ms,
+                p.deadline_ms,
+                p.evidence,
+                now,
+            )
+
+
+def issuer_spkis(cert: bytes, trust: CertificateTrust | None) -> list[bytes]:
+    """The DER SubjectPublicKeyInfos (as their certificates hold them: the bytes CT hashes) of
+    the known CAs whose subject is `cert`'s issuer, compared as DER bytes."""
+    if trust is None:
+        return []
+    try:
+        issuer = tbs_parts(cert)[0]
+    except ValueError:
+        return []
+    found: list[bytes] = []
+    for ca in trust.authorities:
+        try:
+            _, subject, spki = tbs_parts(ca.public_bytes(Encoding.DER))
+        except ValueError:
+            continue
+        if subject == issuer and spki not in found:
+            found.append(spki)
+    return found
+
+
+def sth_timestamp(note: str, key_hint: bytes) -> int | None:
+    """The timestamp (ms) of the RFC 6962 note signature with `key_hint` in a verified note."""
+    try:
+        signed = parse_signed_note(note)
+    except (NoteFormatError, ParseError):
+        return None
+    for sig in signed.signatures:
+        if sig.key_hint == key_hint and len(sig.signature) > 8:
+            return int.from_bytes(sig.signature[:8], "big")
+    return None
+
+
+@dataclass
+class CtLedger:
+    """The scan of a monitored ct log: records its leaves and judges the promises made by it."""
+
+    log_name: str
+    log_id: int
+    key_hint: bytes
+    start: int | None
+
+    def record(
+        self,
+        store: Store,
+        conn: sqlite3.Connection,
+        first: int,
+        hashes: Sequence[bytes],
+        now: datetime,
+    ) -> None:
+        """Inside the scan's transaction: leaves [first, first + len(hashes)) are proven."""
+        kept = store.record_ct_leaves(conn, self.log_id, first, hashes, now)
+        if kept:
+            log.info("%s: %d SCT promise(s) kept", self.log_name, kept)
+
+    def judge(
+        self,
+        store: Store,
+        now: datetime,
+        targets: Callable[[Alert], list[str]],
+    ) -> list[tuple[int, Alert]]:
+        """One transaction: the coverage of the scan, then every due promise alerted once or
+        found unknowable. Returns the new alerts."""
+        created: list[tuple[int, Alert]] = []
+        now_ms = int(now.timestamp() * 1000)
+        with store.transaction() as conn:
+            states = store.log_states(self.log_id)
+            if len(states) != 1:
+                return created
+            state = states[0]
+            if state.scan_cursor is None or state.scan_cursor != state.verified_size:
+                return created
+            covered = sth_timestamp(state.verified_note or "", self.key_hint)
+            if covered is None:
+                return created
+            coverage = store.ct_coverage(conn, self.log_id)
+            if coverage is None:
+                from_index = 0 if self.start == 0 else state.verified_size
+                since = 0 if from_index == 0 else covered
+            else:
+                from_index, since, _ = coverage
+            store.cover_ct_log(conn, self.log_id, from_index, since, covered, now)
+            for promise_id, sct_ms, evidence in store.due_sct_promises(
+                conn, self.log_id, min(covered, now_ms)
+            ):
+                if from_index != 0 and sct_ms <= since:
+                    store.resolve_sct_promise(conn, promise_id, "unknowable", None, now)
+                    continue
+                leaf_hash = bytes.fromhex(str(evidence.get("leaf_hash", "")))
+                alert = sct_not_incorporated_alert(
+                    self.log_name, leaf_hash, sct_ms, covered, _evidence(evidence)
+                )
+                alert_id = store.add_alert(conn, alert, self.log_id, targets(alert), now)
+                store.resolve_sct_promise(conn, promise_id, "alerted", alert_id, now)
+                if alert_id is not None:
+                    created.append((alert_id, alert))
+        return created
+
+
+def _evidence(evidence: Mapping[str, object]) -> dict[str, object]:
+    return {k: v for k, v in evidence.items() if k != "leaf_hash"}
+
+
+__all__ = [
+    "MAX_MERGE_DELAY_MS",
+    "CtLedger",
+    "CtLogKey",
+    "Promise",
+    "SctWatch",
+    "issuer_spkis",
+    "sth_timestamp",
+]

@@ -1,0 +1,150 @@
+"""sct_not_incorporated against the sandbox, all real: the sandbox CA embeds SCTs of its CT log
+(as Fulcio does), a scanned tiled log shows the certificates, a scanned `type = "ct"` log shows
+what the CT log incorporated; the sandbox's and the monitor's clocks are driven, never slept."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from monitor.config.settings import load_config
+from monitor.core.sct import embedded_scts, precert_tbs
+from monitor.sandbox import Sandbox
+from monitor.sandbox.ca import Identity
+from monitor.service.daemon import CheckOutcome, open_monitor
+from tests.helpers import monitor_table, tiles_pem
+
+EMAIL = "security@example.com"
+RULE = f"""
+[[watch]]
+name = "security-email"
+issuer = "https://accounts.google.com"
+email = "{EMAIL}"
+"""
+
+
+class Clock:
+    """One clock for the sandbox (seconds) and the monitor (datetime)."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def seconds(self) -> float:
+        return self.now.timestamp()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[tuple[Sandbox, Clock, Path]]:
+    clock = Clock()
+    sb = Sandbox(tmp_path / "sandbox-state", clock=clock.seconds)
+    await sb.start("127.0.0.1", 0)
+    try:
+        yield sb, clock, tmp_path
+    finally:
+        await sb.stop()
+
+
+def write_config(sb: Sandbox, directory: Path, *, ct: bool = True) -> Path:
+    (directory / "ca.pem").write_bytes(sb.ca_pem)
+    (directory / "tiles.pem").write_text(tiles_pem(sb))
+    (directory / "ct.pem").write_bytes(sb.ct_public_key_pem)
+    ct_log = f"""
+[[log]]
+name = "ct-sandbox"
+type = "ct"
+url = "{sb.ct_url}"
+public_key = "ct.pem"
+scan = true
+start = 0
+"""
+    path = directory / "config.toml"
+    path.write_text(
+        monitor_table(request_timeout="5s")
+        + f"""
+[[log]]
+name = "tiles"
+type = "tiles"
+url = "{sb.tiles_url}"
+public_key = "tiles.pem"
+origin = "sandbox.tiles.local"
+scan = true
+start = 0
+fulcio_roots = "ca.pem"
+"""
+        + (ct_log if ct else "")
+        + RULE
+    )
+    return path
+
+
+def of_kind(outcome: CheckOutcome, kind: str) -> list[str]:
+    return [a.summary for _, a in outcome.alerts if a.kind.value == kind]
+
+
+async def test_the_sandbox_ca_embeds_an_sct_of_its_ct_log_for_the_logged_precertificate(
+    env: tuple[Sandbox, Clock, Path],
+) -> None:
+    sb, _, _ = env
+    signer = sb.core.ca.signer(Identity(email=EMAIL))
+    (sct,) = embedded_scts(signer.cert_der)
+    assert sb.state()["ct"]["treeSize"] == 1
+    body = sb.core.ct.body(0)
+    assert precert_tbs(signer.cert_der) in body and sct.timestamp.to_bytes(8, "big") in body
+
+
+async def test_kept_promise_is_silent_and_a_broken_one_alerts_once_after_the_merge_delay(
+    env: tuple[Sandbox, Clock, Path],
+) -> None:
+    sb, clock, directory = env
+    config = load_config(write_config(sb, directory))
+    async with open_monitor(config, clock=clock) as m:
+        await sb.append("tiles", 3, {"email": EMAIL})
+        first = await m.check()
+        assert of_kind(first, "identity_seen")
+        # The CT log incorporated the precertificate: nothing, even a day later.
+        clock.now += timedelta(hours=25)
+        await sb.append("ct", 1)
+        assert of_kind(await m.check(), "sct_not_incorporated") == []
+
+        # A CT log that signs SCTs but never adds the precertificates.
+        sb.misbehave("ct", "unincorporated")
+        sb.core.ca._cache.clear()  # the next append gets a fresh certificate
+        await sb.append("tiles", 1, {"email": EMAIL})
+        assert len(sb.core.unincorporated) == 1
+        sb.reset()
+        assert of_kind(await m.check(), "sct_not_incorporated") == []
+        clock.now += timedelta(hours=23)
+        await sb.append("ct", 1)
+        assert of_kind(await m.check(), "sct_not_incorporated") == []
+        clock.now += timedelta(hours=2)
+        await sb.append("ct", 1)
+        broken = await m.check()
+        assert len(of_kind(broken, "sct_not_incorporated")) == 1
+        (alert,) = [a for _, a in broken.alerts if a.kind.value == "sct_not_incorporated"]
+        assert alert.severity.value == "critical"
+        assert alert.details["sct"]["timestamp_ms"]  # type: ignore[index]
+        assert alert.details["certificate"] and alert.details["ct_log_key"]
+        clock.now += timedelta(hours=1)
+        await sb.append("ct", 1)
+        assert of_kind(await m.check(), "sct_not_incorporated") == []
+
+
+async def test_an_sct_of_a_log_that_is_not_monitored_is_never_alerted(
+    env: tuple[Sandbox, Clock, Path],
+) -> None:
+    sb, clock, directory = env
+    config = load_config(write_config(sb, directory, ct=False))
+    sb.misbehave("ct", "unincorporated")
+    async with open_monitor(config, clock=clock) as m:
+        await sb.append("tiles", 2, {"email": EMAIL})
+        assert of_kind(await m.check(), "identity_seen")
+        clock.now += timedelta(days=3)
+        await sb.append("tiles", 1)
+        outcome = await m.check()
+        assert of_kind(outcome, "sct_not_incorporated") == []
