@@ -22,7 +22,7 @@ unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
 test: lint typecheck
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow" -n 2
 
 # The long variants (the 50,000-case entry fuzz, many processes racing on one database, the
 # 20 s soak); `test` runs their short versions.

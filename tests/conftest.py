@@ -1,7 +1,12 @@
-"""Shared test fixtures: paths to the real-world data vendored in tests/data (see its README)."""
+"""Shared test fixtures: paths to the real-world data vendored in tests/data (see its README);
+the fault suite's summary at the end of a run (`fault-summary.json` in pytest's base temporary
+directory, or `$FAULT_SUMMARY` when set)."""
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,3 +36,35 @@ def real_data() -> Path:
     if not REAL_DATA.is_dir():
         pytest.fail(f"vendored test data not found at {REAL_DATA} (see tests/data/README.md)")
     return REAL_DATA
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_inherited_columns() -> Iterator[None]:
+    """Tables fit $COLUMNS: tests see the width an operator's non-terminal run sees (no $COLUMNS,
+    100 columns), whatever runs them (pytest-xdist workers set COLUMNS=80); a test that needs a
+    width sets it itself."""
+    saved = os.environ.pop("COLUMNS", None)
+    yield
+    if saved is not None:
+        os.environ["COLUMNS"] = saved
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    """The fault suite's totals, added up over every test process, when it ran."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is not None:
+        return
+    from tests.faults.harness import TALLY_FILE, Tally
+
+    basetemp: Path = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    tally = Tally()
+    for part in sorted(basetemp.glob(TALLY_FILE.format("*"))):
+        tally.merge(json.loads(part.read_text())["detail"])
+    if not tally.scenarios:
+        return
+    target = os.environ.get("FAULT_SUMMARY")
+    tally.write(Path(target) if target else basetemp / "fault-summary.json")
+    totals = {k: v for k, v in tally.summary().items() if k != "detail"}
+    terminalreporter.section("fault injection")
+    terminalreporter.write_line(json.dumps(totals, sort_keys=True))

@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -40,6 +41,7 @@ from monitor.config.settings import load_config
 from monitor.core.alerts import Alert
 from monitor.core.errors import MonitorError
 from monitor.sandbox import Sandbox
+from monitor.sandbox.ca import Identity
 from monitor.service.daemon import Monitor, open_monitor
 from monitor.store.database import Store
 
@@ -53,13 +55,17 @@ HOST = "127.0.0.1"
 MARKER = ".tlog-monitor-demo"
 V1_LOG = "rekor-sandbox"
 TILES_LOG = "tiles-sandbox"
+CT_LOG = "ct-sandbox"
 MIRROR = "mirror"
 CHANNEL = "ops"
 RULE = "release-signing"
+CT_RULE = "deploy-certificates"
+UNLOGGED_AFTER = timedelta(minutes=5)
 GITHUB = "https://token.actions.githubusercontent.com"
 REPO = "https://github.com/example/project"
 RELEASE = f"{REPO}/.github/workflows/release.yml@refs/tags/v1.4.0"
 INTRUDER = f"{REPO}/.github/workflows/ci.yml@refs/heads/fix-typo"
+DEPLOY = f"{REPO}/.github/workflows/deploy.yml@refs/heads/main"
 DELIVERY_WAIT_S = 5.0
 """How long to wait for the receiver to get a notification the monitor has sent."""
 TTY_PAUSE_S = 1.5
@@ -231,6 +237,7 @@ def write_config(state: Path, sb: Sandbox, notify_url: str) -> Path:
     (state / "rekor-sandbox.pem").write_bytes(sb.v1_public_key_pem)
     (state / "tiles-sandbox.pem").write_bytes(_tiles_pem(sb))
     (state / "sandbox-ca.pem").write_bytes(sb.ca_pem)
+    (state / "ct-sandbox.pem").write_bytes(sb.ct_public_key_pem)
     path = state / "config.toml"
     path.write_text(
         f"""\
@@ -268,8 +275,20 @@ type = "tiles"
 url = "{sb.tiles_url}"
 public_key = "tiles-sandbox.pem"
 origin = "{sb.tiles_origin}"
+start = 0                       # scan from the first entry (default: from the first poll's size)
 # The CA that issues this log's signing certificates (production: trust_root's Fulcio CAs).
 # Certificates from elsewhere never count as a watched identity: anyone can self-sign one.
+fulcio_roots = "sandbox-ca.pem"
+
+# The sandbox CA's certificate transparency log (RFC 6962, like Fulcio's ctfe.sigstore.dev):
+# every certificate the CA issues is logged here, whether or not it is ever used in Rekor.
+[[log]]
+name = "{CT_LOG}"
+type = "ct"
+url = "{sb.view_url("ctfe")}"
+public_key = "ct-sandbox.pem"
+scan = true
+start = 0
 fulcio_roots = "sandbox-ca.pem"
 
 # Identity monitoring: releases of example/project must be signed by its release workflow
@@ -280,6 +299,17 @@ name = "{RULE}"
 issuer = "{GITHUB}"
 san = "{REPO}/.github/workflows/*"
 allowed_signers = ["{REPO}/.github/workflows/release.yml@refs/tags/*"]
+logs = ["{V1_LOG}", "{TILES_LOG}"]
+
+# Certificates: every certificate issued to the deploy workflow shows in CT (certificate_issued,
+# info); one that no Rekor log shows used within unlogged_after is unlogged_certificate (high):
+# someone signed with the workflow's identity without Rekor (production: the default "30m").
+[[watch]]
+name = "{CT_RULE}"
+issuer = "{GITHUB}"
+san = "{REPO}/.github/workflows/deploy.yml@*"
+logs = ["{TILES_LOG}", "{CT_LOG}"]
+unlogged_after = "{int(UNLOGGED_AFTER.total_seconds() // 60)}m"
 
 # Where alerts go: any apprise URL (slack://, mailtos://, ntfys://, ...). The demo's is a small
 # HTTP receiver it ran itself.
@@ -311,6 +341,12 @@ class _Demo:
         self.failures: list[str] = []
         self.steps: list[_Step] = []
         self.receiver = _Receiver(out, CHANNEL, marks)
+        self.offset = timedelta(0)
+        """How far the demo has moved the monitor's clock ahead (step 7)."""
+
+    def clock(self) -> datetime:
+        """The monitor's clock: the real one, moved ahead by `offset`."""
+        return datetime.now(UTC) + self.offset
 
     def say(self, text: str = "") -> None:
         self.out.write(text + "\n")
@@ -324,11 +360,11 @@ class _Demo:
         try:
             await sb.start(HOST, 0)
             config_path = write_config(state, sb, self.receiver.url)
-            self.say(f"  sandbox log:  {sb.url}  (Rekor v1 API, a tiled log, and views)")
+            self.say(f"  sandbox log:  {sb.url}  (Rekor v1 API, a tiled log, a CT log, views)")
             self.say(f"  receiver:     http://{HOST}:{self.receiver.port}/alerts  (channel ops)")
             self.say(f"  config:       {config_path}")
             config = load_config(config_path)
-            async with open_monitor(config) as m:
+            async with open_monitor(config, clock=self.clock) as m:
                 await self._tour(m, sb)
         finally:
             await sb.stop()
@@ -407,6 +443,24 @@ class _Demo:
         await sb.append("tiles", 25)
         await sb.append("tiles", 1, {"uri": INTRUDER, "issuer": GITHUB})
         await self._poll_step(m, "unexpected signer", ["identity_seen", "unexpected_signer"])
+
+        minutes = int(UNLOGGED_AFTER.total_seconds() // 60)
+        await self._section(
+            "7. Certificates never used in Rekor: the sandbox CA (Fulcio's stand-in) issues a "
+            "certificate",
+            f"   to example/project's deploy workflow and logs it in {CT_LOG}, but no signature "
+            "with it",
+            f"   reaches Rekor ({TILES_LOG}). Expect certificate_issued now; then, the monitor's "
+            f"clock moved",
+            f"   {minutes + 1} minutes on (rule {CT_RULE} allows {minutes}), unlogged_certificate.",
+        )
+        step = self._step("unlogged certificate", ["certificate_issued", "unlogged_certificate"])
+        sb.core.ca.signer(Identity(uri=DEPLOY, issuer=GITHUB))
+        await self._poll(m, step)
+        self.offset += UNLOGGED_AFTER + timedelta(minutes=1)
+        self.say(f"   {minutes + 1} minutes later (the monitor's clock), still no Rekor entry:")
+        await self._poll(m, step)
+        self._expect(step)
 
     async def _section(self, *lines: str) -> None:
         """Start a step of the tour: a pause for a watching person, a blank line, its narration."""

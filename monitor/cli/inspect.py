@@ -25,9 +25,10 @@ covers it: a checkpoint whose root the inclusion proof reproduces, or a valid in
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -366,6 +367,8 @@ def _config_logs(config: Config) -> list[_KnownLog]:
 
     known: list[_KnownLog] = []
     for log in config.logs:
+        if log.type.is_ct:  # holds certificates, not entries: its key checks SCTs
+            continue
         spec = log_spec(config, log)
         api = LogApi(log.type.value)
         for verifier in spec.verifiers:
@@ -554,6 +557,27 @@ def _known_ct_logs() -> dict[bytes, _KnownCtLog]:
     return known
 
 
+def _ct_logs(config: Config | None) -> dict[bytes, _KnownCtLog]:
+    """The CT logs whose SCTs inspect checks: the `ct` and `static-ct` logs of `config` (their
+    keys however configured), then those of the trusted roots; the first with a log ID wins.
+    Raises ConfigError for a configured log whose key cannot be resolved."""
+    from monitor.service.wiring import log_key_der  # noqa: PLC0415
+
+    if config is None:
+        return _known_ct_logs()
+    known: dict[bytes, _KnownCtLog] = {}
+    for log in config.logs:
+        if not log.type.is_ct:
+            continue
+        key = log_key_der(log)
+        ct = TrustedCtLog(log.url, hashlib.sha256(key).digest(), key, None, log.valid_until)
+        label = f"log {log.name!r} of {config.path.name} ({log.url})"
+        known.setdefault(ct.log_id, _KnownCtLog(label, ct))
+    for log_id, trusted in _known_ct_logs().items():
+        known.setdefault(log_id, trusted)
+    return known
+
+
 def _named_fulcio_trusts() -> list[CertificateTrust]:
     # Only to find a certificate's issuer key for the precertificate form; whether the
     # certificate is trusted is the chain line's business, with the log's own CAs.
@@ -565,10 +589,11 @@ def _sct_when(sct: Sct) -> str:
 
 
 def _sct_checks(
-    entry: Entry, trusts: Sequence[CertificateTrust]
+    entry: Entry, trusts: Sequence[CertificateTrust], ct_logs: Mapping[bytes, _KnownCtLog]
 ) -> tuple[list[Step], list[list[dict[str, object]]]]:
     """One verification line per SCT embedded in a signer's certificate (and one saying a
-    certificate embeds none), and per signer the SCTs as JSON-ready dicts."""
+    certificate embeds none), and per signer the SCTs as JSON-ready dicts; `ct_logs` are the
+    CT logs known by log ID (`_ct_logs`)."""
     steps: list[Step] = []
     views: list[list[dict[str, object]]] = []
     several = len(entry.signers) > 1
@@ -591,7 +616,7 @@ def _sct_checks(
         issuers = _issuer_spkis(cert, trusts)
         for n, sct in enumerate(scts):
             name = f"{prefix}SCT" + (f" {n}" if len(scts) > 1 else "")
-            known = _known_ct_logs().get(sct.log_id)
+            known = ct_logs.get(sct.log_id)
             ok, status, label, why = _check_sct(sct, cert.der, issuers, known)
             head = f"log ID {sct.log_id.hex()}" + (f" = {label}" if label else "")
             steps.append(Step(name, ok, f"{head}, time {_sct_when(sct)}: {why}"))
@@ -967,7 +992,7 @@ def inspect_entry(
     scts: list[list[dict[str, object]]] = []
     if entry is not None:
         issuers = [trust] if trust is not None else []
-        sct_steps, scts = _sct_checks(entry, issuers + _named_fulcio_trusts())
+        sct_steps, scts = _sct_checks(entry, issuers + _named_fulcio_trusts(), _ct_logs(config))
         steps.extend(sct_steps)
         if any(s.ok is False for s in sct_steps):
             verified = False

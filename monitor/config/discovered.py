@@ -11,20 +11,29 @@ Rules (docs/configuration.md, `[[sigstore]]`):
 - one monitored log per distinct Rekor base URL (v1 and each v2 shard); among several entries
   for one URL (a key rotation), the one whose validFor window is open now with the latest start,
   else the one whose window ends last;
-- a `[[log]]` with the same URL overrides it; `exclude` skips it; CT logs are not monitored yet;
+- one monitored log per distinct CT log base URL (`ctlogs`), picked the same way: `static-ct`
+  when the URL is a bare host (`https://log2026-1.ctfe.sigstage.dev`, the tiled CT logs' layout),
+  `ct` (RFC 6962) when it has a path (`https://ctfe.sigstore.dev/2022`, the CTFE layout of one
+  host serving several logs); neither file names a CT log's API, so the URL's shape decides, and
+  a `[[log]]` with the URL says otherwise. Its key must be ECDSA P-256 (the STH key), else it is
+  unverifiable, as is a Rekor log whose key type the monitor cannot verify;
+- a `[[log]]` with the same URL overrides it; `exclude` skips it;
 - a Rekor v1 log is searched through its index, never scanned; a tiled shard is scanned when the
-  source says `scan = true` and its window has not ended, from index 0 when it is new since the
-  source's previous snapshot (`new_urls`), else from the latest checkpoint.
+  source says `scan = true` and its window has not ended, a CT log when it says `scan_ct = true`
+  and its window has not ended; either from index 0 when it is new since the source's previous
+  snapshot (`new_urls`), else from the latest checkpoint.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from monitor.config.settings import (
     DEFAULT_REQUESTS_PER_MINUTE,
@@ -35,12 +44,14 @@ from monitor.config.settings import (
     check_log_url,
 )
 from monitor.core.errors import ConfigError
+from monitor.core.keys import tiles_origin
+from monitor.core.note import Rfc6962NoteVerifier
 from monitor.core.trust import LogKind, TrustedLogInfo, TrustSnapshot, Window
 
 __all__ = [
-    "CT_NOT_SUPPORTED",
     "EXCLUDED",
     "Discovery",
+    "ct_log_type",
     "discover",
     "discovered_log_name",
     "effective_logs",
@@ -52,7 +63,18 @@ _HASHED_PREFIX = 54
 _NOT_NAME = re.compile(r"[^a-z0-9]+")
 
 EXCLUDED = "excluded by [[sigstore]] exclude"
-CT_NOT_SUPPORTED = "a CT log: monitoring CT logs is not supported yet"
+
+
+def ct_log_type(base_url: str) -> LogType:
+    """The API of a trusted root's CT log, from its URL alone (no field of the trusted root or
+    signing config names it): `static-ct` for a bare host (each static-ct-api log of Sigstore's
+    has a host of its own, e.g. log2026-1.ctfe.sigstage.dev), `ct` (RFC 6962) when the URL has
+    a path (CTFE serves several logs under one host: ctfe.sigstore.dev/2022)."""
+    try:
+        path = urlsplit(base_url).path
+    except ValueError:
+        return LogType.CT
+    return LogType.STATIC_CT if path.strip("/") == "" else LogType.CT
 
 
 def discovered_log_name(source: str, url: str) -> str:
@@ -79,7 +101,8 @@ class Discovery:
     skipped: tuple[tuple[str, str], ...]
     """(URL, why) of the snapshot's logs that are not monitored from this source."""
     unverifiable: tuple[TrustedLogInfo, ...]
-    """Rekor logs whose key cannot be verified (`verifier` None): not monitored, to alert."""
+    """Logs whose key cannot be verified (a Rekor log's `verifier` None, a CT log's key not
+    ECDSA P-256; `verifier_problem` says why): not monitored, to alert."""
 
 
 def _is_open(window: Window, now: datetime) -> bool:
@@ -138,9 +161,6 @@ def discover(
     skipped: list[tuple[str, str]] = []
     by_url: dict[str, list[TrustedLogInfo]] = {}
     for info in snapshot.logs:
-        if info.kind is LogKind.CT:
-            skipped.append((info.base_url, CT_NOT_SUPPORTED))
-            continue
         try:
             url = check_log_url(
                 info.base_url, "trusted root", allow_insecure_http=source.allow_insecure_http
@@ -164,7 +184,14 @@ def discover(
             skipped.append((url, f'overridden by [[log]] "{configured[url]}"'))
             continue
         info = _pick(entries, now)
-        if info.verifier is None:
+        if info.kind is LogKind.CT:
+            try:
+                Rfc6962NoteVerifier.from_der(tiles_origin(url), info.key)
+            except (ConfigError, ValueError) as e:
+                # NoteKeyError: not ECDSA P-256; KeyLoadError, ValueError: a URL it cannot name.
+                unverifiable.append(dataclasses.replace(info, verifier_problem=str(e)))
+                continue
+        elif info.verifier is None:
             unverifiable.append(info)
             continue
         name = discovered_log_name(source.name, url)
@@ -173,9 +200,14 @@ def discover(
             skipped.append((url, f"its name {name!r} is taken by {taken[name]}"))
             continue
         taken[name] = f"the trusted root's log {url}"
-        log_type = LogType.TILES if info.kind is LogKind.REKOR_V2 else LogType.REKOR_V1
+        if info.kind is LogKind.CT:
+            log_type = ct_log_type(url)
+        else:
+            log_type = LogType.TILES if info.kind is LogKind.REKOR_V2 else LogType.REKOR_V1
         ended = info.window.end is not None and info.window.end <= now
-        scan = log_type is LogType.TILES and source.scan and not ended
+        # Rekor v1 is searched, never scanned (billions of entries); CT logs only on request.
+        wants = source.scan_ct if log_type.is_ct else log_type is LogType.TILES and source.scan
+        scan = wants and not ended
         is_new = url in new_urls or info.base_url in new_urls
         logs.append(
             LogConfig(
@@ -185,7 +217,8 @@ def discover(
                 trust_root=None,
                 public_key_pem=_pem(info.key),
                 public_key_file=None,
-                # A v1 key name is the URL's host (the default); a shard's origin is its own.
+                # A v1 key name is the URL's host (the default); a shard's origin is its own; a
+                # CT log's is the URL without its scheme (the default).
                 origin=info.origin if log_type is LogType.TILES else None,
                 views=(),
                 scan=scan,

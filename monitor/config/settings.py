@@ -148,6 +148,7 @@ _SIGSTORE_KEYS = (
     "root",
     "refresh",
     "scan",
+    "scan_ct",
     "exclude",
     "allow_insecure_http",
 )
@@ -235,8 +236,8 @@ DEFAULT_SCAN = {
     LogType.STATIC_CT: False,
 }
 """Full scanning of Rekor v1 (10-20 million entries a day) is opt-in; tiled logs are scanned.
-CT logs are opt-in too: watch rules are not matched on certificates yet, so a scan proves and
-parses every entry but finds no identities."""
+CT logs are opt-in too: Fulcio's CT log holds millions of certificates (every one Fulcio
+issued), each proven and matched; unscanned, a CT log is still polled and proven consistent."""
 
 
 @dataclass(frozen=True)
@@ -368,6 +369,9 @@ class SigstoreConfig:
     allow_insecure_http: bool
     cache_dir: Path
     """The TUF client's cache: <directory of monitor.database>/tuf/<name>."""
+    scan_ct: bool = False
+    """Scan the discovered CT logs too (opt-in: millions of certificates, most not Fulcio's
+    identities of interest; an unscanned CT log is still polled and proven consistent)."""
 
 
 @dataclass(frozen=True)
@@ -461,6 +465,7 @@ def _redacted_sigstore(source: SigstoreConfig) -> dict[str, object]:
         "root_sha256": hashlib.sha256(source.bootstrap_root).hexdigest(),
         "refresh": format_duration(source.refresh),
         "scan": source.scan,
+        "scan_ct": source.scan_ct,
         "exclude": list(source.exclude),
         "allow_insecure_http": source.allow_insecure_http,
         "cache_dir": str(source.cache_dir),
@@ -512,6 +517,8 @@ def _redacted_rule(rule: WatchRule, config: Config) -> dict[str, object]:
     out["any_issuer"] = rule.any_issuer
     out["allowed_signers"] = list(rule.allowed_signers)
     out["search"] = list(rule.search)
+    out["unlogged_after"] = format_duration(rule.unlogged_after)
+    out["expect_rekor"] = rule.expect_rekor
     # Resolved: an empty list in the file means "all".
     out["notify"] = list(rule.notify) or [c.name for c in config.channels]
     out["logs"] = [log.name for log in config.logs if rule.applies_to(log.name)]
@@ -1047,12 +1054,6 @@ def _log(raw: Mapping[str, object], where: str, monitor: MonitorConfig, base: Pa
         )
     trust_root = None
     pem = key_file = None
-    if log_type.is_ct and "trust_root" in raw:
-        raise f.error(
-            f"{where}.trust_root",
-            f'a log of type "{log_type}" takes its key from public_key (the CT log\'s PEM '
-            "public key); keys of CT logs from a Sigstore trust root are not supported yet",
-        )
     if "trust_root" in raw:
         text = f.as_str(raw["trust_root"], f"{where}.trust_root", what="a trust root name")
         trust_root = _enum(TrustRoot, text, f"{where}.trust_root")
@@ -1451,6 +1452,7 @@ def _sigstore(
         exclude=tuple(exclude),
         allow_insecure_http=insecure,
         cache_dir=monitor.database.parent / "tuf" / name,
+        scan_ct=f.opt_bool(raw, "scan_ct", where, default=False),
     )
 
 

@@ -51,6 +51,7 @@ __all__ = [
     "TrustedLog",
     "embedded_trust_files",
     "embedded_tuf_root",
+    "find_trusted_ct_log",
     "find_trusted_log",
     "fulcio_authorities",
     "fulcio_roots",
@@ -111,6 +112,8 @@ class TrustedLog:
     log_id: bytes
     valid_from: datetime | None
     valid_until: datetime | None
+    key: bytes = b""
+    """The DER SubjectPublicKeyInfo as the trusted root lists it."""
 
     def expected_origin(self, tree_id: int | str | None = None) -> str:
         """The origin line this log's checkpoints must carry (for Rekor v1, of tree `tree_id`)."""
@@ -276,6 +279,7 @@ def _trusted_log(tlog: TransparencyLogInstance, versions: dict[str, int]) -> Tru
         log_id=log_id,
         valid_from=window.start if window else None,
         valid_until=window.end if window else None,
+        key=raw,
     )
 
 
@@ -326,6 +330,21 @@ def trusted_ct_logs(trust_root: str) -> tuple[TrustedCtLog, ...]:
             )
         )
     return tuple(logs)
+
+
+def find_trusted_ct_log(trust_root: str, base_url: str) -> TrustedCtLog:
+    """The CT log with `base_url` in `trust_root`'s `ctlogs`, or a `KeyLoadError` listing the
+    known ones. Among several entries for one URL (a key rotation), the last listed wins."""
+    logs = trusted_ct_logs(trust_root)
+    wanted = base_url.strip().rstrip("/")
+    found = [log for log in logs if log.base_url == wanted]
+    if found:
+        return found[-1]
+    known = ", ".join(log.base_url for log in logs) or "none"
+    raise KeyLoadError(
+        f"trust root {trust_root!r}: expected a CT log with URL {wanted}, got only {known}; "
+        "check the URL, use a newer trusted root, or pin the key with public_key"
+    )
 
 
 def find_trusted_log(trust_root: str, base_url: str) -> TrustedLog:

@@ -41,6 +41,7 @@ class AlertKind(StrEnum):
     TRUST_ERROR = "trust_error"
     FROZEN_LOG_GREW = "frozen_log_grew"
     SCT_NOT_INCORPORATED = "sct_not_incorporated"
+    UNLOGGED_CERTIFICATE = "unlogged_certificate"
 
     @property
     def severity(self) -> Severity:
@@ -65,6 +66,7 @@ _SEVERITY = {
     AlertKind.TRUST_ERROR: Severity.WARNING,
     AlertKind.FROZEN_LOG_GREW: Severity.HIGH,
     AlertKind.SCT_NOT_INCORPORATED: Severity.CRITICAL,
+    AlertKind.UNLOGGED_CERTIFICATE: Severity.HIGH,
 }
 
 
@@ -146,6 +148,11 @@ ON_CALL: Mapping[AlertKind, str] = MappingProxyType(
             "The CT log signed an SCT and did not add the certificate within its maximum merge "
             "delay: export the evidence (the SCT verifies offline with the log's key) and report "
             "it to the CT log operator and the Sigstore security contact."
+        ),
+        AlertKind.UNLOGGED_CERTIFICATE: (
+            "A certificate was issued to a watched identity and no monitored Rekor log shows it "
+            "used: ask its owner whether they signed without Rekor; if not, treat the identity's "
+            "OIDC token as stolen and revoke what it grants."
         ),
     }
 )
@@ -964,6 +971,66 @@ def sct_not_incorporated_alert(
     return _alert(
         AlertKind.SCT_NOT_INCORPORATED, (ct_log, leaf_hash.hex()), summary[:1000], ct_log, details
     )
+
+
+class UnloggedLook(TypedDict):
+    """One Rekor log `unlogged_certificate` looked in: how, and how far."""
+
+    log: str
+    how: str
+    trees: dict[str, int]
+    since_ms: int
+    covered_ms: int
+
+
+@dataclass(frozen=True)
+class UnloggedCertificate:
+    """A CT log's certificate for a watched identity that no monitored Rekor log used within
+    the rule's `unlogged_after` (see monitor/service/unlogged.py)."""
+
+    ct_log: str
+    rule: str
+    certificate_id: str
+    ct_ms: int
+    unlogged_after_ms: int
+    signer: str
+    evidence: Mapping[str, object]
+    """Where the CT log shows it (`tree_id`, `tree_index`, `log_index`, `entry_type`) and its
+    `identity`."""
+    looked: Sequence[UnloggedLook]
+
+
+def unlogged_certificate_alert(u: UnloggedCertificate) -> Alert:
+    """A certificate issued to a watched identity (in a scanned CT log) that no monitored Rekor
+    log used within `unlogged_after` of its CT timestamp, though every Rekor log that looks for
+    the rule's certificates covered that time. One fact per (rule, certificate)."""
+    where = ", ".join(f"{x['log']} ({x['how']} to {_iso_ms(x['covered_ms'])})" for x in u.looked)
+    summary = (
+        f"{u.ct_log}: a certificate for {_short(u.signer)} (rule {u.rule}), in CT since "
+        f"{_iso_ms(u.ct_ms)}, has no Rekor entry {_minutes(u.unlogged_after_ms)} later; looked "
+        f"in {where}"
+    )
+    details: dict[str, object] = {
+        **{k: v for k, v in u.evidence.items() if k != "signer"},
+        "certificate_id": u.certificate_id,
+        "ct_timestamp_ms": u.ct_ms,
+        "deadline_ms": u.ct_ms + u.unlogged_after_ms,
+        "signer": u.signer,
+        "looked": [dict(x) for x in u.looked],
+    }
+    return _alert(
+        AlertKind.UNLOGGED_CERTIFICATE,
+        ("certificate", u.rule, u.certificate_id),
+        summary[:1000],
+        u.ct_log,
+        details,
+        rule=u.rule,
+    )
+
+
+def _minutes(ms: int) -> str:
+    minutes = ms // 60_000
+    return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h"
 
 
 def _short(text: str, limit: int = 200) -> str:

@@ -360,6 +360,7 @@ _WATCH_KINDS = frozenset(
         AlertKind.UNEXPECTED_SIGNER.value,
         AlertKind.IDENTITY_SEEN.value,
         AlertKind.CERTIFICATE_ISSUED.value,
+        AlertKind.UNLOGGED_CERTIFICATE.value,
     }
 )
 # Details a watch alert shows among its key facts, not again among the short details.

@@ -34,6 +34,7 @@ from monitor.core.watch import Matcher
 from monitor.core.witness import parse_witness_vkey
 from monitor.logs.http import RequestBudget
 from monitor.notify.notifier import DeliveryRound, MessageOrigin, Notifier, delivery_targets
+from monitor.service.alert_log import raised
 from monitor.service.engine import CheckpointSource, LogMonitor, LogSpec, PollResult
 from monitor.service.httpd import HttpServer
 from monitor.service.index_search import Searcher, searcher_for
@@ -43,10 +44,12 @@ from monitor.service.scanner import Scanner
 from monitor.service.sct_watch import CtLedger, CtLogKey, SctWatch
 from monitor.service.systemd import sd_notify, watchdog_interval
 from monitor.service.trust_watch import TrustUpdate, TrustWatcher
+from monitor.service.unlogged import RekorLog, UnloggedWatch
 from monitor.service.wiring import (
     checkpoint_source,
     ct_verifier,
     http_policy,
+    log_key_der,
     log_spec,
     read_ct_leaf,
     resolve_logs,
@@ -148,6 +151,9 @@ class Monitor:
         self.logs: dict[str, LogMonitor] = {}
         self.scanners: dict[str, Scanner] = {}
         self.searchers: dict[str, Searcher] = {}
+        self.unlogged: UnloggedWatch | None = None
+        """Judges CT certificates not found in Rekor after each poll; None without a scanned
+        CT log."""
         self.entries_read = 0
         """Entries scanned or fetched through a search index since this Monitor was made."""
 
@@ -163,6 +169,8 @@ class Monitor:
         searchers: dict[str, Searcher] = {}
         # The monitored ct logs' keys, filled below before any scan reads them.
         sct_watch = SctWatch()
+        rekor_logs: list[RekorLog] = []
+        scans_ct = False
         for cfg in self.log_configs:
             spec = with_witnesses(log_spec(self.config, cfg), cfg)
             # One request budget per log, shared by its polls, proofs, scans and searches.
@@ -198,8 +206,8 @@ class Monitor:
             )
             ledger = None
             # Only a scanned ct log can show it kept (or broke) an SCT's promise.
-            if cfg.type.is_ct and cfg.scan and cfg.public_key_der is not None:
-                key = cfg.public_key_der
+            if cfg.type.is_ct and cfg.scan:
+                key = log_key_der(cfg)
                 sct_watch.ct_logs[hashlib.sha256(key).digest()] = CtLogKey(
                     cfg.name, log_id, key, hashlib.sha256(key).digest()
                 )
@@ -207,6 +215,11 @@ class Monitor:
             if cfg.scan:
                 trust = trust_for_log(cfg)
                 matcher = Matcher(self.config.rules_for(cfg), trust)
+                if cfg.type.is_ct:
+                    scans_ct = True
+                else:
+                    rules = frozenset(r.name for r in self.config.rules_for(cfg))
+                    rekor_logs.append(RekorLog(cfg.name, log_id, cfg.start, rules))
                 scanners[cfg.name] = Scanner(
                     cfg.name,
                     log_id,
@@ -222,13 +235,26 @@ class Monitor:
                     ledger=ledger,
                 )
             searcher = searcher_for(
-                self.config, cfg, spec, log_id, primary, self.store, self._targets, self.clock
+                self.config,
+                cfg,
+                spec,
+                log_id,
+                primary,
+                self.store,
+                self._targets,
+                self.clock,
+                sct_watch,
             )
             if searcher is not None:
                 searchers[cfg.name] = searcher
         self.logs = logs
         self.scanners = scanners
         self.searchers = searchers
+        self.unlogged = (
+            UnloggedWatch({r.name: r for r in self.config.watches}, tuple(rekor_logs))
+            if scans_ct
+            else None
+        )
         self.notifier.set_channels(self.config.channels)
 
     async def refresh_trust(self, source: str) -> bool:
@@ -269,6 +295,14 @@ class Monitor:
         if searcher is not None:
             search = await self._run_part(name, "search", searcher.search, result)
             self.entries_read += 0 if search is None else search.fetched
+        unlogged = self.unlogged
+        if unlogged is not None:
+            # Any log's poll may complete what a check waited for (a Rekor log's scan reaching
+            # past the deadline), so every poll ends with the judgement.
+            created = await self.store.run(
+                lambda store: unlogged.judge(store, self.clock(), self._targets)
+            )
+            raised(created, result.alerts)
         self.stats.record(name, classify_poll(len(result.alerts), len(result.errors)))
         return result
 

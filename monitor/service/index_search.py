@@ -59,6 +59,7 @@ from monitor.service.scanner import (
     store_matches,
     unreadable_alert,
 )
+from monitor.service.sct_watch import SctWatch, match_promises
 from monitor.service.wiring import RekorV1Source, trust_for_log
 from monitor.store.database import AsyncStore, Store, parse_utc
 
@@ -140,9 +141,12 @@ def searcher_for(
     store: AsyncStore,
     targets: Callable[[Alert], list[str]],
     clock: Callable[[], datetime],
+    scts: SctWatch | None = None,
 ) -> Searcher | None:
     """The searcher of a configured log: a rekor-v1 log one of whose watch rules has search
-    terms; None for other logs. Raises ConfigError (see `log_key`)."""
+    terms; None for other logs. `scts`: the monitored ct logs whose SCTs in matched
+    certificates are kept as promises, as a scan keeps them. Raises ConfigError (see
+    `log_key`)."""
     if cfg.type is not LogType.REKOR_V1 or not isinstance(source, RekorV1Source):
         return None
     rules = config.rules_for(cfg)
@@ -150,7 +154,7 @@ def searcher_for(
     if not terms:
         return None
     matcher = Matcher(rules, trust_for_log(cfg))
-    return Searcher(spec, log_id, source, matcher, terms, store, targets, clock)
+    return Searcher(spec, log_id, source, matcher, terms, store, targets, clock, scts=scts)
 
 
 def _tree_of_uuid(uuid: str) -> str | None:
@@ -173,8 +177,10 @@ class Searcher:
         clock: Callable[[], datetime],
         *,
         max_fetch: int = MAX_FETCH,
+        scts: SctWatch | None = None,
     ) -> None:
         """Raises ConfigError when the log's key cannot check SETs."""
+        self.scts = scts
         self.spec = spec
         self.log_name = spec.name
         self.log_id = log_id
@@ -446,10 +452,13 @@ class Searcher:
     async def _commit(self, outcomes: Sequence[_Outcome], result: SearchResult) -> None:
         now = self.clock()
         bad_targets = [self.targets(o.alert) if o.alert else [] for o in outcomes]
+        found = ((f.log_index, f.match) for o in outcomes for f in o.found)
+        promises = match_promises(self.scts, self.matcher.trust, self.log_name, found)
 
         def write(store: Store) -> list[tuple[int, Alert]]:
             created: list[tuple[int, Alert]] = []
             with store.transaction() as conn:
+                SctWatch.record(store, conn, promises, now)
                 for o, channels in zip(outcomes, bad_targets, strict=True):
                     if o.alert is not None:
                         alert_id = store.add_alert(conn, o.alert, self.log_id, channels, now)

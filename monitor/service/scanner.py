@@ -57,7 +57,7 @@ from monitor.core.merkle import CompactRange, ProofError, leaf_hashes, verify_co
 from monitor.core.watch import Match, Matcher, MatchOutcome
 from monitor.core.watch.chunk import examine_chunk, start_worker
 from monitor.service.alert_log import raised
-from monitor.service.sct_watch import CtLedger, SctWatch
+from monitor.service.sct_watch import CtLedger, SctWatch, match_promises
 from monitor.store.database import AsyncStore, StaleState, Store
 
 log = logging.getLogger(__name__)
@@ -306,7 +306,34 @@ def store_matches(
             now=now,
             certificate_id=f.match.certificate_id,
         )
+        _track_in_rekor(store, conn, log_id, tree_id, f, now)
     return created
+
+
+def _track_in_rekor(
+    store: Store, conn: sqlite3.Connection, log_id: int, tree_id: str, f: FoundMatch, now: datetime
+) -> None:
+    """`unlogged_certificate` bookkeeping (service/unlogged.py), in the match's transaction: a
+    CT log's certificate is to be found in Rekor; a Rekor entry's certificate is found. Only
+    certificates that chain to a trusted CA count on either side: anyone can upload a
+    self-made certificate with a Fulcio issuer name and serial number to Rekor."""
+    match = f.match
+    if match.certificate_id is None or match.outcome is MatchOutcome.UNTRUSTED:
+        return
+    if match.ct_timestamp is None:
+        store.certificate_in_rekor(conn, match.certificate_id, log_id, tree_id, f.index, now)
+        return
+    evidence = {
+        "tree_id": tree_id,
+        "tree_index": f.index,
+        "log_index": f.log_index,
+        "entry_type": str(match.identity.get("kind", "?")),
+        "signer": _signer_text(match),
+        "identity": dict(match.identity),
+    }
+    store.expect_in_rekor(
+        conn, match.certificate_id, match.rule, log_id, match.ct_timestamp, evidence, now
+    )
 
 
 def _alerted_certificate(store: Store, conn: sqlite3.Connection, match: Match) -> int | None:
@@ -660,14 +687,9 @@ class Scanner:
         unreadable_targets = [self.targets(a) for a in unreadable]
         now = self.clock()
         packed = b"".join(cr.hashes)
-        promises = [
-            p
-            for f in found
-            if self.scts is not None and f.match.certificate is not None
-            for p in self.scts.promises(
-                f.match.certificate, self.trust, f"{self.log_name} entry {first + f.index}"
-            )
-        ]
+        promises = match_promises(
+            self.scts, self.trust, self.log_name, ((first + f.index, f.match) for f in found)
+        )
         chunk_first, chunk = self._ct_chunk
         ledger = (
             self.ledger if expected == chunk_first and cursor == chunk_first + len(chunk) else None

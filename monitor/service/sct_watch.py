@@ -24,7 +24,7 @@ from __future__ import annotations
 import base64
 import logging
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
@@ -44,6 +44,7 @@ from monitor.core.sct import (
     promised_leaf,
     verify_sct,
 )
+from monitor.core.watch import Match
 from monitor.store.database import Store
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,25 @@ class SctWatch:
                 p.evidence,
                 now,
             )
+
+
+def match_promises(
+    scts: SctWatch | None,
+    trust: CertificateTrust | None,
+    log_name: str,
+    found: Iterable[tuple[int, Match]],
+) -> list[Promise]:
+    """The promises of the certificates of matches (log index, match) a scan or a search of
+    the Rekor log `log_name` found, to record with `SctWatch.record` in the transaction that
+    stores the matches; none without `scts` (the log is a ct log, or none is monitored)."""
+    if scts is None:
+        return []
+    return [
+        p
+        for index, match in found
+        if match.certificate is not None
+        for p in scts.promises(match.certificate, trust, f"{log_name} entry {index}")
+    ]
 
 
 def issuer_spkis(cert: bytes, trust: CertificateTrust | None) -> list[bytes]:
@@ -262,5 +282,6 @@ __all__ = [
     "Promise",
     "SctWatch",
     "issuer_spkis",
+    "match_promises",
     "sth_timestamp",
 ]

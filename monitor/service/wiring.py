@@ -15,7 +15,7 @@ from datetime import timedelta
 import aiohttp
 
 from monitor.config.settings import Config, LogConfig, LogType
-from monitor.config.trust_roots import find_trusted_log, fulcio_trust
+from monitor.config.trust_roots import find_trusted_ct_log, find_trusted_log, fulcio_trust
 from monitor.core.certs import parse_certificate, parse_tbs_certificate
 from monitor.core.chain import CertificateTrust
 from monitor.core.ct import (
@@ -67,7 +67,11 @@ def log_spec(config: Config, log: LogConfig) -> LogSpec:
     """
     expected: Callable[[str], str | None]
     verifier: NoteVerifier
-    if log.trust_root is not None:
+    if log.type.is_ct:
+        ct_key = ct_verifier(log)
+        verifier = ct_key
+        expected = lambda _tree_id: ct_key.name  # noqa: E731
+    elif log.trust_root is not None:
         trusted = find_trusted_log(log.trust_root.value, log.url)
         verifier = trusted.verifier
         if log.type is LogType.REKOR_V1:
@@ -77,14 +81,8 @@ def log_spec(config: Config, log: LogConfig) -> LogSpec:
             fixed = log.origin or trusted.expected_origin()
             expected = lambda _tree_id: fixed  # noqa: E731
     else:
-        der = log.public_key_der
-        if der is None:  # config guarantees one of the two; keep mypy and readers honest
-            raise ValueError(f"log {log.name}: neither trust_root nor public_key is set")
-        if log.type.is_ct:
-            ct_key = ct_verifier(log)
-            verifier = ct_key
-            expected = lambda _tree_id: ct_key.name  # noqa: E731
-        elif log.type is LogType.REKOR_V1:
+        der = log_key_der(log)
+        if log.type is LogType.REKOR_V1:
             name = log.origin or rekor_v1_key_name(log.url)
             verifier = verifier_from_der(name, der)
             expected = lambda tree_id: f"{name} - {tree_id}"  # noqa: E731
@@ -107,14 +105,27 @@ POLL_DEADLINE_REQUESTS = 4
 """A poll may last this many request timeouts (or the log's interval, if longer)."""
 
 
-def ct_verifier(log: LogConfig) -> Rfc6962NoteVerifier:
-    """The STH key of a `type = "ct"` or `"static-ct"` log: its pinned public key under the key
-    name (and origin) `origin`, else the URL without its scheme, as for a tiled log. Raises
-    ConfigError (NoteKeyError) for a key that is not ECDSA P-256."""
+def log_key_der(log: LogConfig) -> bytes:
+    """The DER SubjectPublicKeyInfo of a log's key, however it was configured: the pinned
+    `public_key`, else the key its `trust_root` lists for its URL (`ctlogs` for a `ct` or
+    `static-ct` log, `tlogs` for the others). Raises ConfigError (KeyLoadError) when the trust
+    root lists no such log."""
     der = log.public_key_der
-    if der is None:
-        raise ConfigError(f"log {log.name}: a {log.type} log needs public_key")
-    return Rfc6962NoteVerifier.from_der(log.origin or tiles_origin(log.url), der)
+    if der is not None:
+        return der
+    if log.trust_root is None:
+        raise ConfigError(f"log {log.name}: neither trust_root nor public_key is set")
+    if log.type.is_ct:
+        return find_trusted_ct_log(log.trust_root.value, log.url).key
+    return find_trusted_log(log.trust_root.value, log.url).key
+
+
+def ct_verifier(log: LogConfig) -> Rfc6962NoteVerifier:
+    """The STH key of a `type = "ct"` or `"static-ct"` log (`log_key_der`) under the key name
+    (and origin) `origin`, else the URL without its scheme, as for a tiled log. Raises
+    ConfigError (NoteKeyError) for a key that is not ECDSA P-256, KeyLoadError for a trust root
+    that lists no CT log at the URL."""
+    return Rfc6962NoteVerifier.from_der(log.origin or tiles_origin(log.url), log_key_der(log))
 
 
 def poll_deadline(config: Config, log: LogConfig) -> timedelta:

@@ -347,6 +347,19 @@ _TRUST_COLUMNS = (
 
 
 @dataclass(frozen=True)
+class PendingUnlogged:
+    """A CT certificate of a watched identity not yet found in Rekor (schema 005)."""
+
+    id: int
+    certificate_id: str
+    rule: str
+    ct_log_id: int
+    ct_log: str
+    ct_ms: int
+    evidence: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class StoredTrust:
     """One trust a [[sigstore]] source held, as recorded."""
 
@@ -1029,6 +1042,123 @@ class Store:
             "WHERE id = ? AND state = 'pending'",
             (state, alert_id, utc_iso(now), promise_id),
         )
+
+    # -- certificates never logged in Rekor (monitor/service/unlogged.py; schema 005) ---------
+
+    def expect_in_rekor(
+        self,
+        conn: sqlite3.Connection,
+        certificate_id: str,
+        rule: str,
+        ct_log_id: int,
+        ct_ms: int,
+        evidence: Mapping[str, object],
+        now: datetime,
+    ) -> None:
+        """Inside the scan's transaction: a CT log shows `certificate_id` for `rule`, to be
+        looked for in Rekor. 'logged' at once when a Rekor log's match already uses it; a known
+        pending check keeps the earliest CT timestamp (a precertificate and its certificate)."""
+        row = conn.execute(
+            "SELECT m.log_id, m.tree_id, m.tree_index FROM matches m JOIN logs l ON l.id = "
+            "m.log_id WHERE m.certificate_id = ? AND l.type NOT IN ('ct', 'static-ct') "
+            "ORDER BY m.id LIMIT 1",
+            (certificate_id,),
+        ).fetchone()
+        ts = utc_iso(now)
+        conn.execute(
+            "INSERT INTO unlogged_checks (certificate_id, rule, ct_log_id, ct_ms, evidence, "
+            "state, rekor_log_id, rekor_tree_id, rekor_index, created_at, resolved_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (certificate_id, rule) DO UPDATE "
+            "SET ct_ms = min(ct_ms, excluded.ct_ms) WHERE state = 'pending'",
+            (
+                certificate_id,
+                rule,
+                ct_log_id,
+                ct_ms,
+                json.dumps(evidence, sort_keys=True, default=str),
+                "pending" if row is None else "logged",
+                None if row is None else row[0],
+                None if row is None else row[1],
+                None if row is None else row[2],
+                ts,
+                None if row is None else ts,
+            ),
+        )
+
+    def certificate_in_rekor(
+        self,
+        conn: sqlite3.Connection,
+        certificate_id: str,
+        log_id: int,
+        tree_id: str,
+        tree_index: int,
+        now: datetime,
+    ) -> int:
+        """Inside the scan's or search's transaction: a Rekor entry uses `certificate_id`; its
+        pending checks are 'logged'. Returns how many."""
+        cur = conn.execute(
+            "UPDATE unlogged_checks SET state = 'logged', rekor_log_id = ?, rekor_tree_id = ?, "
+            "rekor_index = ?, resolved_at = ? WHERE certificate_id = ? AND state = 'pending'",
+            (log_id, tree_id, tree_index, utc_iso(now), certificate_id),
+        )
+        return cur.rowcount
+
+    def pending_unlogged(self, conn: sqlite3.Connection) -> list[PendingUnlogged]:
+        """Every pending check, oldest CT timestamp first, with its CT log's name."""
+        rows = conn.execute(
+            "SELECT u.id, u.certificate_id, u.rule, u.ct_log_id, l.name, u.ct_ms, u.evidence "
+            "FROM unlogged_checks u JOIN logs l ON l.id = u.ct_log_id "
+            "WHERE u.state = 'pending' ORDER BY u.ct_ms, u.id"
+        ).fetchall()
+        return [
+            PendingUnlogged(
+                int(r[0]), str(r[1]), str(r[2]), int(r[3]), str(r[4]), int(r[5]), json.loads(r[6])
+            )
+            for r in rows
+        ]
+
+    def resolve_unlogged(
+        self,
+        conn: sqlite3.Connection,
+        check_id: int,
+        state: str,
+        alert_id: int | None,
+        now: datetime,
+    ) -> None:
+        """Close a pending check ('alerted', 'not_expected', 'unwatched', 'unknowable') inside
+        the caller's transaction."""
+        conn.execute(
+            "UPDATE unlogged_checks SET state = ?, alert_id = ?, resolved_at = ? "
+            "WHERE id = ? AND state = 'pending'",
+            (state, alert_id, utc_iso(now), check_id),
+        )
+
+    def rekor_scan_since(
+        self, conn: sqlite3.Connection, log_id: int, since_ms: int, now: datetime
+    ) -> int:
+        """Since when (ms) a scanned Rekor log's scan reads every entry: the first call records
+        `since_ms`, later ones return what it recorded."""
+        conn.execute(
+            "INSERT INTO rekor_scan_since (log_id, since_ms, created_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (log_id) DO NOTHING",
+            (log_id, since_ms, utc_iso(now)),
+        )
+        row = conn.execute(
+            "SELECT since_ms FROM rekor_scan_since WHERE log_id = ?", (log_id,)
+        ).fetchone()
+        return int(row[0])
+
+    def last_seen_verified(
+        self, conn: sqlite3.Connection, log_id: int, state: LogState, view: str
+    ) -> datetime | None:
+        """When `view` last served the tree's verified checkpoint (its size and root), None
+        when it never did."""
+        row = conn.execute(
+            "SELECT max(last_seen) FROM checkpoints WHERE log_id = ? AND tree_id = ? AND "
+            "view = ? AND size = ? AND root = ?",
+            (log_id, state.tree_id, view, state.verified_size, state.verified_root),
+        ).fetchone()
+        return None if row is None or row[0] is None else parse_utc(str(row[0]))
 
     # -- search index (monitor/service/index_search.py) -----------------------------------------
 

@@ -1,10 +1,8 @@
 """Fixtures of the fault-injection suite: the sandbox behind a hostile proxy, a receiver, and the
-session tally printed at the end of the run (and written to `fault-summary.json` in pytest's base
-temporary directory, or to `$FAULT_SUMMARY` when set)."""
+session tally (printed at the end of the run by tests/conftest.py)."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -13,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from monitor.sandbox import Sandbox
-from tests.faults.harness import Tally, write_config
+from tests.faults.harness import TALLY_FILE, Tally, write_config
 from tests.faults.hostile import HostileProxy
 from tests.integration.receivers import HttpReceiver
 
@@ -22,21 +20,13 @@ _TALLY = Tally()
 
 @pytest.fixture(scope="session")
 def tally(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tally]:
-    """The session's fault tally; written as JSON when the session ends."""
+    """The session's fault tally, written for the run's summary when the session ends
+    (`tests/conftest.py` adds up every process's: pytest-xdist runs several)."""
     yield _TALLY
-    target = os.environ.get("FAULT_SUMMARY")
-    path = Path(target) if target else tmp_path_factory.getbasetemp() / "fault-summary.json"
-    _TALLY.write(path)
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Print the totals of the fault suite when it ran."""
-    if not _TALLY.scenarios:
-        return
-    summary = _TALLY.summary()
-    terminalreporter.section("fault injection")
-    totals = {k: v for k, v in summary.items() if k != "detail"}
-    terminalreporter.write_line(json.dumps(totals, sort_keys=True))
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    # A worker's base temporary directory is inside the run's: write where the run reads.
+    base = tmp_path_factory.getbasetemp()
+    _TALLY.write((base.parent if worker else base) / TALLY_FILE.format(worker or "main"))
 
 
 @pytest.fixture

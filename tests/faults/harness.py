@@ -193,6 +193,10 @@ class Scenario:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
+TALLY_FILE = "fault-tally-{}.json"
+"""Each test process's tally, in the run's base temporary directory."""
+
+
 @dataclass
 class Tally:
     """Every scenario of a session; `summary()` is what the suite reports."""
@@ -216,6 +220,22 @@ class Tally:
             "alerts_repeated_marked": sum(x.alerts_repeated_marked for x in s),
             "detail": {name: asdict(x) for name, x in sorted(self.scenarios.items())},
         }
+
+    def merge(self, detail: dict[str, dict[str, Any]]) -> None:
+        """Add the scenarios of another process's `summary()["detail"]`."""
+        for name, figures in detail.items():
+            other = Scenario(**figures)
+            mine = self.scenarios.get(name)
+            if mine is None:
+                self.scenarios[name] = other
+                continue
+            # A scenario that ran in several workers: counted whole, survived only if all did.
+            mine.injected += other.injected
+            mine.survived = mine.survived and other.survived
+            mine.alerts_lost += other.alerts_lost
+            mine.alerts_duplicated += other.alerts_duplicated
+            mine.alerts_repeated_marked += other.alerts_repeated_marked
+            mine.notes.update(other.notes)
 
     def write(self, path: Path) -> None:
         """Write `summary()` as JSON to `path`."""

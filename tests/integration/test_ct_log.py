@@ -225,12 +225,27 @@ async def test_entries_that_do_not_hash_into_the_tree_are_bad_entry(env: CtEnv) 
         assert state.scan_cursor == 300
 
 
-def test_ct_log_config_needs_an_ecdsa_p256_public_key(env: CtEnv) -> None:
+def test_ct_log_key_from_a_trust_root(env: CtEnv) -> None:
+    """`trust_root` names the trusted root whose `ctlogs` entry for the URL holds the key."""
+    from monitor.config.trust_roots import trusted_ct_logs
+    from monitor.service.wiring import log_key_der, resolve_logs
+
     env.write_config()
     text = env.config_path.read_text().replace('public_key = "ct.pem"', 'trust_root = "production"')
     env.config_path.write_text(text)
-    with pytest.raises(ConfigError, match="public_key"):
-        load_config(env.config_path)
+    # The sandbox's URL is in no Sigstore trusted root: refused when the keys are resolved.
+    with pytest.raises(ConfigError, match="expected a CT log with URL"):
+        resolve_logs(load_config(env.config_path))
+    fulcio = "https://ctfe.sigstore.dev/2022"
+    text = text.replace(f'url = "{env.sandbox.ct_url}"', f'url = "{fulcio}"')
+    env.config_path.write_text(text.replace(f'origin = "{ORIGIN}"', ""))
+    config = load_config(env.config_path)
+    (log,) = config.logs
+    (trusted,) = [ct for ct in trusted_ct_logs("production") if ct.base_url == fulcio]
+    assert log.public_key_der is None and log_key_der(log) == trusted.key
+    (verifier,) = resolve_logs(config)["ct-sandbox"].verifiers
+    assert verifier.key_id == trusted.log_id
+    assert verifier.name == "ctfe.sigstore.dev/2022"
 
 
 def test_ct_defaults_and_key_type(env: CtEnv) -> None:

@@ -32,9 +32,16 @@ def _check_output(out: str) -> None:
         assert f"✉ delivered to ops: [CRITICAL] {kind}: " in out, f"no {kind} delivery line"
     raised = [line for line in out.splitlines() if line.startswith("  ⚠ alert #")]
     delivered = [line for line in out.splitlines() if line.startswith("  ✉ delivered to ops")]
-    assert len(raised) == len(delivered) == 6
+    assert len(raised) == len(delivered) == 8
     assert "high unexpected_signer: tiles-sandbox: entry " in out
     assert "✉ delivered to ops: [HIGH] unexpected_signer: tiles-sandbox, rule " in out
+    # Step 7: a certificate issued to the deploy workflow, in CT, never used in Rekor.
+    step7 = out[out.index("7. Certificates never used in Rekor") :]
+    assert "info certificate_issued: ct-sandbox: entry " in step7
+    assert "high unlogged_certificate: ct-sandbox: a certificate for " in step7
+    assert "deploy.yml@refs/heads/main (rule deploy-certificates)" in step7
+    assert "looked in tiles-sandbox (scan to " in step7
+    assert "✉ delivered to ops: [HIGH] unlogged_certificate: ct-sandbox, rule " in step7
     assert "report alerts" in out
     assert "DELIVERED  PENDING" in out
     assert "every misbehaviour and signer was caught" in out

@@ -491,3 +491,25 @@ async def test_a_certificate_altered_after_the_ct_log_saw_it_fails_its_sct(
     ) in run.out
     assert "chains to Fulcio:  no" in run.out
     assert "tlog-monitor: inspect: verification failed: " in run.err and "SCT: " in run.err
+
+
+async def test_configured_ct_logs_check_the_scts_they_signed(
+    fetched: SandboxEntry, sandbox: Sandbox
+) -> None:
+    """With --config, the config's ct and static-ct logs are known CT logs too: the sandbox
+    CA's SCT, signed by the sandbox's CT log (in no trusted root), verifies with its key."""
+    plain = await inspect("--config", str(fetched.config), "inspect", fetched.write("entry.json"))
+    assert "  --   SCT: log ID " in plain.out and "unknown log" in plain.out, plain
+    (fetched.dir / "ct.pem").write_bytes(sandbox.ct_public_key_pem)
+    text = fetched.config.read_text()
+    fetched.config.write_text(
+        text + f'\n[[log]]\nname = "ct"\ntype = "ct"\nurl = "{sandbox.ct_url}/ct-log"\n'
+        'public_key = "ct.pem"\n'
+    )
+    run = await inspect("--config", str(fetched.config), "inspect", fetched.write("entry.json"))
+    assert run.code == 0, run
+    assert (
+        f"= log 'ct' of config.toml ({sandbox.ct_url}/ct-log), time " in run.out
+        and ": verified\n" in run.out
+    ), run.out
+    assert "unknown log" not in run.out

@@ -300,6 +300,26 @@ def every_kind() -> list[Alert]:
             "leaf_hash": "ee" * 32,
             "covered_ms": 1_767_398_400_000,
         },
+        AlertKind.UNLOGGED_CERTIFICATE: {
+            "tree_id": "ct",
+            "tree_index": 90210,
+            "log_index": 90210,
+            "entry_type": "precert_entry",
+            "certificate_id": "ab" * 32 + ":2c9603ee",
+            "ct_timestamp_ms": 1_767_225_600_000,
+            "deadline_ms": 1_767_227_400_000,
+            "signer": LONG_WORKFLOW,
+            "identity": {**identity, "kind": "precert_entry", "artifact_digest": None},
+            "looked": [
+                {
+                    "log": "rekor",
+                    "how": "scan",
+                    "trees": {"tiles": 90300},
+                    "since_ms": 0,
+                    "covered_ms": 1_767_227_500_000,
+                }
+            ],
+        },
     }
     return [
         Alert(

@@ -4,6 +4,7 @@ what the CT log incorporated; the sandbox's and the monitor's clocks are driven,
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -148,3 +149,88 @@ async def test_an_sct_of_a_log_that_is_not_monitored_is_never_alerted(
         await sb.append("tiles", 1)
         outcome = await m.check()
         assert of_kind(outcome, "sct_not_incorporated") == []
+
+
+async def test_a_ct_log_keyed_by_a_trust_root_is_watched_for_promises(
+    env: tuple[Sandbox, Clock, Path],
+) -> None:
+    """A scanned ct log whose key comes from `trust_root` (not `public_key`) is one whose SCTs
+    the scans of other logs keep as promises, under the trusted root's log ID."""
+    from monitor.config.trust_roots import trusted_ct_logs
+
+    sb, clock, directory = env
+    path = write_config(sb, directory, ct=False)
+    fulcio = "https://ctfe.sigstore.dev/2022"
+    path.write_text(
+        path.read_text() + f'\n[[log]]\nname = "fulcio-ct"\ntype = "ct"\nurl = "{fulcio}"\n'
+        'trust_root = "production"\nscan = true\n'
+    )
+    (trusted,) = [ct for ct in trusted_ct_logs("production") if ct.base_url == fulcio]
+    async with open_monitor(load_config(path), clock) as m:
+        scts = m.scanners["tiles"].scts
+        assert scts is not None
+        (ct_log,) = scts.ct_logs.values()
+        assert (ct_log.name, ct_log.key, ct_log.key_id) == (
+            "fulcio-ct",
+            trusted.key,
+            trusted.log_id,
+        )
+        assert m.scanners["fulcio-ct"].ledger is not None
+
+
+def write_search_config(sb: Sandbox, directory: Path) -> Path:
+    """A Rekor v1 log searched (never scanned) for the rule's email, and the scanned ct log."""
+    path = write_config(sb, directory)
+    (directory / "v1.pem").write_bytes(sb.v1_public_key_pem)
+    text = path.read_text()
+    tiles = text.index('[[log]]\nname = "tiles"')
+    ct = text.index('[[log]]\nname = "ct-sandbox"')
+    # The sandbox serves its v1 and ct logs at one URL, and a URL names one log: another name.
+    v1 = f"""[[log]]
+name = "rekor"
+type = "rekor-v1"
+url = "{sb.url.replace("127.0.0.1", "localhost")}"
+public_key = "v1.pem"
+origin = "{sb.v1_key_name}"
+fulcio_roots = "ca.pem"
+
+"""
+    path.write_text(text[:tiles] + v1 + text[ct:])
+    return path
+
+
+async def test_promises_of_certificates_the_v1_search_finds_are_kept_and_judged(
+    env: tuple[Sandbox, Clock, Path],
+) -> None:
+    """SCTs in certificates of entries the Rekor v1 index search finds are promises too (the
+    scanner's hook, not a copy): kept when the CT log has the leaf, alerted once when not."""
+    sb, clock, directory = env
+    config = load_config(write_search_config(sb, directory))
+    assert [log.name for log in config.logs] == ["rekor", "ct-sandbox"]
+    async with open_monitor(config, clock=clock) as m:
+        assert "rekor" in m.searchers and "rekor" not in m.scanners
+        await m.check()
+        await sb.append("v1", 1, {"email": EMAIL})
+        first = await m.check()
+        assert of_kind(first, "identity_seen")
+        with sqlite3.connect(directory / "monitor.db") as db:
+            rows = db.execute("SELECT state, evidence FROM sct_promises").fetchall()
+        assert [r[0] for r in rows] == ["incorporated"]
+        assert '"found_in": "rekor entry ' in rows[0][1]
+        clock.now += timedelta(hours=25)
+        await sb.append("ct", 1)
+        assert of_kind(await m.check(), "sct_not_incorporated") == []
+
+        sb.misbehave("ct", "unincorporated")
+        sb.core.ca._cache.clear()  # the next append gets a fresh certificate
+        await sb.append("v1", 1, {"email": EMAIL})
+        sb.reset()
+        assert of_kind(await m.check(), "sct_not_incorporated") == []
+        clock.now += timedelta(hours=25)
+        await sb.append("ct", 1)
+        broken = await m.check()
+        (summary,) = of_kind(broken, "sct_not_incorporated")
+        assert "ct-sandbox" in summary
+        clock.now += timedelta(hours=1)
+        await sb.append("ct", 1)
+        assert of_kind(await m.check(), "sct_not_incorporated") == []

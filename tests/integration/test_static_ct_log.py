@@ -225,14 +225,18 @@ async def test_a_tampered_data_tile_is_bad_entry(env: StaticCtEnv) -> None:
         assert state.scan_cursor == 300
 
 
-def test_static_ct_config_needs_a_pinned_ecdsa_p256_key(env: StaticCtEnv) -> None:
+def test_static_ct_config_needs_an_ecdsa_p256_key_from_a_pin_or_a_trust_root(
+    env: StaticCtEnv,
+) -> None:
     (log,) = load_config(env.config_path).logs
     assert (log.scan, log.requests_per_minute) == (False, 600)
     text = env.config_path.read_text()
-    env.config_path.write_text(text.replace('public_key = "ct.pem"', 'trust_root = "production"'))
-    with pytest.raises(ConfigError, match="public_key"):
-        load_config(env.config_path)
+    env.config_path.write_text(text.replace('public_key = "ct.pem"', 'trust_root = "staging"'))
     from monitor.service.wiring import resolve_logs
+
+    # The sandbox's URL is no CT log of the staging trusted root: refused when keys resolve.
+    with pytest.raises(ConfigError, match="expected a CT log with URL"):
+        resolve_logs(load_config(env.config_path))
 
     env.config_path.write_text(text)
     (env.dir / "ct.pem").write_bytes(env.sandbox.tiles_public_key_pem)

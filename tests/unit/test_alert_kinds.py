@@ -318,6 +318,36 @@ ROWS = [
         "sct_not_incorporated:<ct log>:<promised leaf hash, hex>",
         ("ct", "01" * 32),
     ),
+    Row(
+        a.unlogged_certificate_alert(
+            a.UnloggedCertificate(
+                ct_log="ct",
+                rule="release",
+                certificate_id=CERT_ID,
+                ct_ms=1_767_225_600_000,
+                unlogged_after_ms=1_800_000,
+                signer="https://github.com/o/r/.github/workflows/x.yml@refs/heads/main",
+                evidence={
+                    "tree_id": "ct",
+                    "tree_index": 7,
+                    "log_index": 7,
+                    "entry_type": "precert_entry",
+                    "identity": IDENTITY,
+                },
+                looked=[
+                    {
+                        "log": "rekor",
+                        "how": "scan",
+                        "trees": {"tiles": 9},
+                        "since_ms": 0,
+                        "covered_ms": 1_767_227_500_000,
+                    }
+                ],
+            )
+        ),
+        "unlogged_certificate:certificate:<rule>:<certificate id>",
+        ("release", CERT_ID),
+    ),
 ]
 
 

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.config.discovered import (
-    CT_NOT_SUPPORTED,
     EXCLUDED,
     Discovery,
+    ct_log_type,
     discover,
     discovered_log_name,
     effective_logs,
@@ -37,6 +37,8 @@ TRUST = REAL_DATA / "trust"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 V1 = "https://rekor.sigstore.dev"
 V2 = "https://log2025-1.rekor.sigstore.dev"
+CT = "https://ctfe.sigstore.dev/2022"
+CT_TEST = "https://ctfe.sigstore.dev/test"
 
 
 def snapshot(instance: str) -> TrustSnapshot:
@@ -48,6 +50,8 @@ def snapshot(instance: str) -> TrustSnapshot:
 
 PRODUCTION = snapshot("production")
 STAGING = snapshot("staging")
+REKOR_ONLY = dataclasses.replace(PRODUCTION, logs=PRODUCTION.rekor_logs())
+"""Production without its CT logs, for the tests about Rekor logs."""
 
 
 def config(text: str = "", instance: str = "production") -> Config:
@@ -98,16 +102,18 @@ def test_production() -> None:
             True,
             None,
         ),
+        # Fulcio's CT logs (RFC 6962: a path under ctfe.sigstore.dev), polled, not scanned.
+        ("production-ctfe-sigstore-dev-test", LogType.CT, CT_TEST, None, False, None),
+        ("production-ctfe-sigstore-dev-2022", LogType.CT, CT, None, False, None),
     ]
-    assert found.skipped == (
-        ("https://ctfe.sigstore.dev/test", CT_NOT_SUPPORTED),
-        ("https://ctfe.sigstore.dev/2022", CT_NOT_SUPPORTED),
-    )
+    assert found.skipped == ()
     assert found.unverifiable == ()
     cas = [c for a in PRODUCTION.authorities if a.kind == "ca" for c in a.chain]
+    # The /test log's window ended in 2022: kept at its final STH, like an ended shard.
+    ended = {CT_TEST: datetime(2022, 10, 31, 23, 59, 59, 999000, tzinfo=UTC)}
     for log in found.logs:
         assert log.source == "production"
-        assert log.valid_until is None
+        assert log.valid_until == ended.get(log.url)
         assert log.trust_root is None and log.public_key_file is None
         assert pem_der(log.public_key_pem) == info(PRODUCTION, log.url).key
         assert (log.interval, log.max_stale) == (timedelta(minutes=2), timedelta(hours=1))
@@ -124,7 +130,7 @@ def test_production() -> None:
 def test_staging_shards() -> None:
     found = run(config(instance="staging"), STAGING)
     shards = {log.url: log for log in found.logs if log.type is LogType.TILES}
-    assert [log.url for log in found.logs] == [
+    assert [log.url for log in found.logs if not log.type.is_ct] == [
         "https://rekor.sigstage.dev",
         "https://log2025-alpha1.rekor.sigstage.dev",
         "https://log2025-alpha2.rekor.sigstage.dev",
@@ -139,12 +145,27 @@ def test_staging_shards() -> None:
         # An ended shard is kept at its final checkpoint: polled, never scanned.
         assert log.valid_until == ended.get(url)
         assert log.scan is (url not in ended)
-    assert len(found.skipped) == 4 and {why for _, why in found.skipped} == {CT_NOT_SUPPORTED}
+    assert found.skipped == ()
+    cts = {log.url: (log.type, log.scan, log.valid_until) for log in found.logs if log.type.is_ct}
+    assert cts == {
+        "https://ctfe.sigstage.dev/2022": (
+            LogType.CT,
+            False,
+            datetime(2022, 7, 31, tzinfo=UTC),
+        ),
+        "https://ctfe.sigstage.dev/2022-2": (LogType.CT, False, None),
+        # A host of its own: the static-ct-api log (TesseraCT) of 2026.
+        "https://log2026-1.ctfe.sigstage.dev": (LogType.STATIC_CT, False, None),
+    }
+    # The /test CT log signs with an RSA key: not an STH key the monitor can verify.
+    ((rsa,),) = [found.unverifiable]
+    assert rsa.base_url == "https://ctfe.sigstage.dev/test" and rsa.kind is LogKind.CT
+    assert rsa.verifier_problem is not None and "ECDSA P-256" in rsa.verifier_problem
 
 
 def test_staging_before_the_shards_ended() -> None:
     found = run(config(instance="staging"), STAGING, now=datetime(2025, 9, 1, tzinfo=UTC))
-    assert [log.scan for log in found.logs] == [False, True, True, True]
+    assert [log.scan for log in found.logs] == [False, True, True, True, False, False, False]
 
 
 # --- overrides and exclusions --------------------------------------------------------------
@@ -155,7 +176,7 @@ def test_a_log_with_the_same_url_overrides() -> None:
         '[[log]]\nname = "mine"\ntype = "tiles"\nurl = "https://LOG2025-1.rekor.sigstore.dev/"\n'
         'trust_root = "production"\nwitness_quorum = 0\n'
     )
-    found = run(cfg)
+    found = run(cfg, REKOR_ONLY)
     assert [log.url for log in found.logs] == [V1]
     assert (V2, 'overridden by [[log]] "mine"') in found.skipped
     assert [log.name for log in effective_logs(cfg, [found])] == [
@@ -166,7 +187,7 @@ def test_a_log_with_the_same_url_overrides() -> None:
 
 def test_exclude() -> None:
     cfg = config('exclude = ["HTTPS://Rekor.sigstore.dev/"]\n')
-    found = run(cfg)
+    found = run(cfg, REKOR_ONLY)
     assert [log.url for log in found.logs] == [V2]
     assert (V1, EXCLUDED) in found.skipped
 
@@ -275,10 +296,10 @@ def test_an_ended_window_freezes_the_shard() -> None:
 
 
 def test_new_shards_are_scanned_from_0() -> None:
-    new = run(config(), new_urls=frozenset({V2, V1}))
+    new = run(config(), REKOR_ONLY, new_urls=frozenset({V2, V1}))
     assert [(log.url, log.start) for log in new.logs] == [(V1, None), (V2, 0)]  # v1: searched
-    assert [log.start for log in run(config()).logs] == [None, None]
-    unscanned = run(config("scan = false\n"), new_urls=frozenset({V2}))
+    assert [log.start for log in run(config(), REKOR_ONLY).logs] == [None, None]
+    unscanned = run(config("scan = false\n"), REKOR_ONLY, new_urls=frozenset({V2}))
     assert [(log.scan, log.start) for log in unscanned.logs] == [(False, None), (False, None)]
 
 
@@ -341,7 +362,7 @@ def test_name_collisions_never_share_a_name() -> None:
         '[[log]]\nname = "production-rekor-sigstore-dev"\ntype = "rekor-v1"\n'
         'url = "https://rekor.internal.example"\ntrust_root = "production"\n'
     )
-    found = run(taken)
+    found = run(taken, REKOR_ONLY)
     assert [log.url for log in found.logs] == [V2]
     assert (V1, "its name 'production-rekor-sigstore-dev' is taken by [[log]] "
             "'production-rekor-sigstore-dev'") in found.skipped  # fmt: skip
@@ -350,7 +371,7 @@ def test_name_collisions_never_share_a_name() -> None:
 def test_effective_logs_never_duplicates() -> None:
     cfg = config('[[log]]\nname = "rekor"\ntype = "rekor-v1"\nurl = "https://x.example"\n'
                  'trust_root = "production"\n')  # fmt: skip
-    found = run(cfg)
+    found = run(cfg, REKOR_ONLY)
     clash = dataclasses.replace(found.logs[0], name="rekor", url="https://y.example")
     again = Discovery("other", (found.logs[1], clash), (), ())
     logs = effective_logs(cfg, [found, again])
@@ -409,6 +430,7 @@ def _mutated(draw: st.DrawFn) -> TrustedLogInfo:
         min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)
     ),
     scan=st.booleans(),
+    scan_ct=st.booleans(),
     insecure=st.booleans(),
     new=st.lists(_URLS, max_size=3),
     excluded=st.booleans(),
@@ -418,11 +440,13 @@ def test_discover_never_raises_on_mutated_snapshots(
     authorities: list[object],
     now: datetime,
     scan: bool,
+    scan_ct: bool,
     insecure: bool,
     new: list[str],
     excluded: bool,
 ) -> None:
     keys = f"scan = {'true' if scan else 'false'}\n"
+    keys += f"scan_ct = {'true' if scan_ct else 'false'}\n"
     keys += f"allow_insecure_http = {'true' if insecure else 'false'}\n"
     if excluded:
         keys += f'exclude = ["{V2}"]\n'
@@ -436,19 +460,88 @@ def test_discover_never_raises_on_mutated_snapshots(
         assert NAME_PATTERN.fullmatch(log.name)
         assert check_log_url(log.url, "x", allow_insecure_http=insecure) == log.url
         assert log.source == "production"
-        assert log.start is None or (log.scan and log.type is LogType.TILES)
+        assert log.start is None or (log.scan and log.type is not LogType.REKOR_V1)
+        assert log.scan is False or (scan_ct if log.type.is_ct else scan)
         assert pem_der(log.public_key_pem)
-    # Every Rekor entry is accounted for: monitored, skipped with a reason, or unverifiable.
+    # Every entry is accounted for: monitored, skipped with a reason, or unverifiable.
     accounted = {u for u, _ in found.skipped} | {log.url for log in found.logs}
     accounted |= {
         check_log_url(u.base_url, "x", allow_insecure_http=insecure) for u in found.unverifiable
     }
     for entry in logs:
-        if entry.kind is LogKind.CT:
-            continue
         try:
             url = check_log_url(entry.base_url, "x", allow_insecure_http=insecure)
         except ConfigError:  # skipped under the URL as the trust root spells it
             url = entry.base_url
         assert url in accounted, entry.base_url
     assert effective_logs(cfg, [found, found]) == found.logs
+
+
+# --- CT logs -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "log_type"),
+    [
+        ("https://ctfe.sigstore.dev/2022", LogType.CT),
+        ("https://ctfe.sigstore.dev/test", LogType.CT),
+        ("https://ctfe.sigstage.dev/2022-2", LogType.CT),
+        ("https://log2026-1.ctfe.sigstage.dev", LogType.STATIC_CT),
+        ("https://log2026-1.ctfe.sigstage.dev/", LogType.STATIC_CT),
+        ("https://[::1", LogType.CT),  # not a URL: never raises
+    ],
+)
+def test_ct_log_type_from_the_url(url: str, log_type: LogType) -> None:
+    assert ct_log_type(url) is log_type
+
+
+def test_scan_ct_scans_the_open_ct_logs_only() -> None:
+    found = run(config("scan_ct = true\n"), new_urls=frozenset({CT}))
+    scans = {log.url: (log.scan, log.start) for log in found.logs if log.type.is_ct}
+    # New since the previous snapshot: from entry 0; the ended /test log is never scanned.
+    assert scans == {CT_TEST: (False, None), CT: (True, 0)}
+    tiles = next(log for log in found.logs if log.type is LogType.TILES)
+    assert tiles.scan is True
+    # scan = false leaves the shards alone, not the CT logs.
+    found = run(config("scan = false\nscan_ct = true\n"))
+    assert {log.url: log.scan for log in found.logs} == {
+        V1: False,
+        V2: False,
+        CT_TEST: False,
+        CT: True,
+    }
+
+
+def test_a_ct_log_with_an_unsupported_key_is_unverifiable() -> None:
+    ct = info(PRODUCTION, CT)
+    rsa = info(STAGING, "https://ctfe.sigstage.dev/test")
+    p384 = dataclasses.replace(ct, base_url="https://ct.example/p384", key=_P384_SPKI)
+    snap = dataclasses.replace(
+        PRODUCTION, logs=(dataclasses.replace(ct, key=rsa.key), p384, info(PRODUCTION, V1))
+    )
+    found = run(config(), snap)
+    assert [log.url for log in found.logs] == [V1]
+    assert [(u.base_url, u.kind) for u in found.unverifiable] == [
+        (CT, LogKind.CT),
+        ("https://ct.example/p384", LogKind.CT),
+    ]
+    for u in found.unverifiable:
+        assert u.verifier_problem is not None and "ECDSA P-256" in u.verifier_problem
+
+
+def test_a_ct_log_is_overridden_and_excluded_like_any() -> None:
+    cfg = config(
+        f'exclude = ["{CT_TEST}"]\n[[log]]\nname = "fulcio-ct"\ntype = "ct"\nurl = "{CT}"\n'
+        'trust_root = "production"\n'
+    )
+    found = run(cfg)
+    assert (CT, 'overridden by [[log]] "fulcio-ct"') in found.skipped
+    assert (CT_TEST, EXCLUDED) in found.skipped
+    assert not any(log.type.is_ct for log in found.logs)
+
+
+# A real P-384 SubjectPublicKeyInfo: a valid key, but not an STH key.
+_P384_SPKI = base64.b64decode(
+    "MHYwEAYHKoZIzj0CAQYFK4EEACIDYgAEnw7+rhgKdYCBMseoGxwuTmI3EvY5vgn2LcbpjYqsUnd0rdFoagyuuUS7"
+    "ndgTGpeoYPmJBoMeMjRegp6eK4ghDfBUuzAyuQaLUVwhEairPOdK8o20VQiqv/Rurk0sj+7r"
+)

@@ -40,7 +40,10 @@ from monitor.core.sct import (
     VerifiedSct,
     embedded_scts,
     parse_sct_list,
+    precert_signed_data,
     precert_tbs,
+    promised_leaf,
+    serialize_sct_list,
     signed_data,
     verify_sct,
 )
@@ -694,7 +697,7 @@ def test_inspect_names_each_sct_line_and_fails_an_unreadable_list() -> None:
     def lines(*certs: x509.Certificate) -> list[tuple[str, bool | None, str]]:
         body = dsse_v001([cert_pem(c) for c in certs]) if len(certs) > 1 else None
         entry = parse_entry(encode(body or hashedrekord_v001(cert_pem(certs[0]))))
-        steps, _ = inspect._sct_checks(entry, [])
+        steps, _ = inspect._sct_checks(entry, [], inspect._ct_logs(None))
         return [(s.name, s.ok, s.detail) for s in steps]
 
     assert lines(without) == [("SCT", None, "the certificate embeds no SCTs")]
@@ -714,3 +717,68 @@ def test_inspect_names_each_sct_line_and_fails_an_unreadable_list() -> None:
         f"log ID {_GOOD.log_id.hex()}, time 2023-11-14T22:13:20.123Z: unknown log: not a CT log "
         "of the production or staging trust root"
     )
+
+
+# --- promised leaves, SCT lists, issuer keys (used by sct_not_incorporated) ------------------
+
+
+@pytest.mark.parametrize("cert", KNOWN, ids=[c.name for c in KNOWN])
+def test_promised_leaf_repeats_what_the_real_sct_signed(cert: RealCert) -> None:
+    from monitor.core.ct import EntryType as CtEntryType
+    from monitor.core.ct import parse_merkle_tree_leaf
+
+    (sct,) = embedded_scts(cert.der)
+    issuer_spki = _spki(_issuer(cert))
+    leaf = promised_leaf(sct, cert.der, issuer_spki)
+    parsed = parse_merkle_tree_leaf(leaf)
+    assert parsed.timestamp == sct.timestamp and parsed.entry_type is CtEntryType.PRECERT
+    assert parsed.certificate == precert_tbs(cert.der)
+    assert parsed.issuer_key_hash == hashlib.sha256(issuer_spki).digest()
+    assert parsed.extensions == sct.extensions
+    # RFC 6962: the leaf's leaf_type timestamped_entry(0) sits where the signed data has
+    # signature_type certificate_timestamp(0); the rest is the same, so the bytes are too.
+    signed = precert_signed_data(sct.timestamp, issuer_spki, precert_tbs(cert.der), sct.extensions)
+    assert leaf == signed
+
+
+@pytest.mark.parametrize("cert", REAL, ids=[c.name for c in REAL])
+def test_serialize_sct_list_round_trips_the_real_lists(cert: RealCert) -> None:
+    theirs = x509.load_der_x509_certificate(cert.der)
+    ext = theirs.extensions.get_extension_for_oid(x509.ObjectIdentifier(SCT_LIST_OID))
+    # The extension's value: a DER OCTET STRING around the TLS list (short or long form).
+    der = ext.value.public_bytes()
+    head = 2 if der[1] < 0x80 else 2 + (der[1] & 0x7F)
+    raw = der[head:]
+    scts = parse_sct_list(raw)
+    assert serialize_sct_list(scts) == raw
+    assert scts == embedded_scts(cert.der)
+
+
+_SCTS = st.builds(
+    Sct,
+    log_id=st.binary(min_size=32, max_size=32),
+    timestamp=st.integers(min_value=0, max_value=253402300799999),
+    extensions=st.binary(max_size=64),
+    hash_algorithm=st.integers(min_value=0, max_value=255),
+    signature_algorithm=st.integers(min_value=0, max_value=255),
+    signature=st.binary(min_size=1, max_size=80),
+)
+
+
+@given(st.lists(_SCTS, min_size=1, max_size=5))
+def test_serialize_then_parse_is_the_identity(scts: list[Sct]) -> None:
+    assert parse_sct_list(serialize_sct_list(scts)) == tuple(scts)
+
+
+@pytest.mark.parametrize("cert", KNOWN, ids=[c.name for c in KNOWN])
+def test_issuer_spkis_names_the_real_issuing_ca(cert: RealCert) -> None:
+    from monitor.config.trust_roots import fulcio_trust
+    from monitor.service.sct_watch import issuer_spkis
+
+    issuer_spki = _spki(_issuer(cert))
+    found = issuer_spkis(cert.der, fulcio_trust("production")) + issuer_spkis(
+        cert.der, fulcio_trust("staging")
+    )
+    assert issuer_spki in found
+    assert issuer_spkis(cert.der, None) == []
+    assert issuer_spkis(b"not a certificate", fulcio_trust("production")) == []

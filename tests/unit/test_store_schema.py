@@ -22,7 +22,13 @@ def test_one_initial_schema_with_tree_indexes(tmp_path: Path) -> None:
             search_seen = _columns(conn, "search_seen")
     finally:
         store.close()
-    assert applied == ["001_initial", "002_trust", "003_certificates", "004_sct_promises"]
+    assert applied == [
+        "001_initial",
+        "002_trust",
+        "003_certificates",
+        "004_sct_promises",
+        "005_unlogged_certificates",
+    ]
     # name -> NOT NULL: every match knows both its tree index and its global index.
     assert matches["tree_index"] == 1 and matches["global_index"] == 1
     assert "log_index" not in matches

@@ -224,7 +224,13 @@ def test_an_old_database_upgrades_in_place(tmp_path: Path) -> None:
     store = Store.open(path)
     try:
         applied = [r["name"] for r in store.query("SELECT name FROM schema_migrations")]
-        assert applied == ["001_initial", "002_trust", "003_certificates", "004_sct_promises"]
+        assert applied == [
+            "001_initial",
+            "002_trust",
+            "003_certificates",
+            "004_sct_promises",
+            "005_unlogged_certificates",
+        ]
         assert store.query("SELECT name, source FROM logs") == [{"name": "rekor", "source": None}]
         record(store, b"root-1")
         assert store.current_trust("production") is not None

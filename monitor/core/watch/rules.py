@@ -10,17 +10,34 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from datetime import timedelta
+from typing import Final, TypeVar
 
 from monitor.core import fields as f
+from monitor.core.durations import format_duration, parse_duration
 from monitor.core.watch.matchers import MATCHER_KEYS, MATCHER_KINDS, RuleMatcher
 from monitor.core.watch.patterns import MAX_PATTERN_LENGTH, Pattern, compile_glob
 from monitor.core.watch.terms import SearchTerm, TermKind, classify_term
 
 RULE_KEYS = frozenset(
-    (*MATCHER_KEYS, "name", "allowed_signers", "any_issuer", "search", "notify", "logs")
+    (
+        *MATCHER_KEYS,
+        "name",
+        "allowed_signers",
+        "any_issuer",
+        "search",
+        "notify",
+        "logs",
+        "unlogged_after",
+        "expect_rekor",
+    )
 )
 """Every key a `[[watch]]` table may hold."""
+
+DEFAULT_UNLOGGED_AFTER: Final = timedelta(minutes=30)
+"""How long after its CT timestamp a watched identity's certificate may go without a Rekor entry
+before it is `unlogged_certificate`."""
+UNLOGGED_AFTER_RANGE: Final = (timedelta(minutes=1), timedelta(days=30))
 
 _M = TypeVar("_M", bound=RuleMatcher)
 _KIND_ORDER = {kind: i for i, kind in enumerate(TermKind)}
@@ -47,6 +64,11 @@ class WatchRule:
     """Channel names; empty means every channel."""
     logs: tuple[str, ...]
     """Log names; empty means every log."""
+    unlogged_after: timedelta = DEFAULT_UNLOGGED_AFTER
+    """A CT certificate of this rule without a Rekor entry this long after its CT timestamp is
+    `unlogged_certificate`."""
+    expect_rekor: bool = True
+    """False: the rule's signers may use certificates without Rekor (never unlogged_certificate)."""
 
     def applies_to(self, log_name: str) -> bool:
         """Whether entries of log `log_name` are checked against this rule."""
@@ -109,6 +131,9 @@ def compile_rule(raw: Mapping[str, object], where: str) -> WatchRule:
     for key, names in (("notify", notify), ("logs", logs)):
         for i, item in enumerate(names):
             f.as_name(item, f.key_path(f.key_path(where, key), i))
+    unlogged_after = DEFAULT_UNLOGGED_AFTER
+    if "unlogged_after" in raw:
+        unlogged_after = _unlogged_after(raw["unlogged_after"], f.key_path(where, "unlogged_after"))
     return WatchRule(
         name=name,
         matchers=matchers,
@@ -118,7 +143,27 @@ def compile_rule(raw: Mapping[str, object], where: str) -> WatchRule:
         search=search,
         notify=notify,
         logs=logs,
+        unlogged_after=unlogged_after,
+        expect_rekor=f.opt_bool(raw, "expect_rekor", where, default=True),
     )
+
+
+def _unlogged_after(value: object, at: str) -> timedelta:
+    """`unlogged_after`: a duration string within `UNLOGGED_AFTER_RANGE`. Raises ConfigError."""
+    text = f.as_str(value, at, what='a duration string like "30m" or "2h"', max_len=64)
+    try:
+        duration = parse_duration(text)
+    except ValueError as e:
+        raise f.error(
+            at, f'expected a duration like "30m" or "2h" (units ms, s, m, h, d), got {f.echo(text)}'
+        ) from e
+    lo, hi = UNLOGGED_AFTER_RANGE
+    if not lo <= duration <= hi:
+        raise f.error(
+            at,
+            f"must be between {format_duration(lo)} and {format_duration(hi)}, got {f.echo(text)}",
+        )
+    return duration
 
 
 def rule_search_terms(rule: WatchRule) -> tuple[SearchTerm, ...]:

@@ -1,0 +1,197 @@
+"""unlogged_certificate against the sandbox, all real: the sandbox CA logs each certificate it
+issues to its RFC 6962 CT log (as Fulcio does), a scanned tiled log plays Rekor, the daemon's
+check pass and a real SQLite file; the sandbox's and the monitor's clocks are driven, never
+slept."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+from monitor.config.settings import load_config
+from monitor.core.alerts import Alert
+from monitor.sandbox import Sandbox
+from monitor.sandbox.ca import Identity
+from monitor.service.daemon import CheckOutcome, open_monitor
+from monitor.service.engine import PollResult
+from tests.helpers import monitor_table, tiles_pem
+from tests.integration.test_sct_promises import Clock, env  # noqa: F401 - the fixture
+
+EMAIL = "security@example.com"
+KIND = "unlogged_certificate"
+
+
+def write_config(
+    sb: Sandbox, directory: Path, *, rule_extra: str = "", tiles_start: str = "start = 0"
+) -> Path:
+    """The sandbox's CT log and its tiles log (the Rekor side), both scanned, and one rule."""
+    (directory / "ca.pem").write_bytes(sb.ca_pem)
+    (directory / "tiles.pem").write_text(tiles_pem(sb))
+    (directory / "ct.pem").write_bytes(sb.ct_public_key_pem)
+    path = directory / "config.toml"
+    path.write_text(
+        monitor_table(request_timeout="5s")
+        + f"""
+[[log]]
+name = "tiles"
+type = "tiles"
+url = "{sb.tiles_url}"
+public_key = "tiles.pem"
+origin = "sandbox.tiles.local"
+scan = true
+{tiles_start}
+fulcio_roots = "ca.pem"
+
+[[log]]
+name = "ct-sandbox"
+type = "ct"
+url = "{sb.ct_url}"
+public_key = "ct.pem"
+scan = true
+start = 0
+fulcio_roots = "ca.pem"
+
+[[watch]]
+name = "security-email"
+issuer = "https://accounts.google.com"
+email = "{EMAIL}"
+{rule_extra}
+"""
+    )
+    return path
+
+
+def unlogged(outcome: CheckOutcome | PollResult) -> list[Alert]:
+    return [a for _, a in outcome.alerts if a.kind.value == KIND]
+
+
+def checks(directory: Path) -> list[tuple[str, str]]:
+    """(rule, state) of every unlogged check."""
+    with sqlite3.connect(directory / "monitor.db") as db:
+        return [(r[0], r[1]) for r in db.execute("SELECT rule, state FROM unlogged_checks")]
+
+
+def issue(sb: Sandbox) -> None:
+    """The sandbox CA issues a fresh certificate for EMAIL (logged to its CT log) that no
+    Rekor entry uses."""
+    sb.core.ca._cache.clear()
+    sb.core.ca.signer(Identity(email=EMAIL))
+
+
+async def test_a_certificate_used_in_rekor_raises_nothing(
+    env: tuple[Sandbox, Clock, Path],  # noqa: F811
+) -> None:
+    sb, clock, directory = env
+    async with open_monitor(load_config(write_config(sb, directory)), clock=clock) as m:
+        await sb.append("tiles", 1, {"email": EMAIL})
+        first = await m.check()
+        assert [a.kind.value for _, a in first.alerts].count("certificate_issued") == 1
+        clock.now += timedelta(hours=2)
+        assert unlogged(await m.check()) == []
+    assert checks(directory) == [("security-email", "logged")]
+
+
+async def test_a_certificate_never_used_raises_one_alert_after_the_window(
+    env: tuple[Sandbox, Clock, Path],  # noqa: F811
+) -> None:
+    sb, clock, directory = env
+    async with open_monitor(load_config(write_config(sb, directory)), clock=clock) as m:
+        issue(sb)
+        assert unlogged(await m.check()) == []
+        assert checks(directory) == [("security-email", "pending")]
+        clock.now += timedelta(minutes=29)
+        assert unlogged(await m.check()) == []
+        clock.now += timedelta(minutes=2)
+        (alert,) = unlogged(await m.check())
+        assert alert.severity.value == "high" and alert.rule == "security-email"
+        assert alert.log == "ct-sandbox" and EMAIL in alert.summary and "tiles" in alert.summary
+        details = alert.details
+        assert details["identity"]["sans"] == [f"email:{EMAIL}"]
+        assert details["entry_type"] == "precert_entry"
+        (looked,) = details["looked"]
+        assert looked["log"] == "tiles" and looked["how"] == "scan" and looked["since_ms"] == 0
+        assert looked["covered_ms"] >= details["deadline_ms"]
+        assert details["deadline_ms"] == details["ct_timestamp_ms"] + 30 * 60 * 1000
+        clock.now += timedelta(hours=1)
+        await sb.append("tiles", 1)
+        assert unlogged(await m.check()) == []
+    assert checks(directory) == [("security-email", "alerted")]
+    # A restart judges nothing again.
+    async with open_monitor(load_config(directory / "config.toml"), clock=clock) as m:
+        clock.now += timedelta(hours=1)
+        assert unlogged(await m.check()) == []
+
+
+async def test_a_rekor_entry_late_but_within_the_window_raises_nothing(
+    env: tuple[Sandbox, Clock, Path],  # noqa: F811
+) -> None:
+    sb, clock, directory = env
+    path = write_config(sb, directory, rule_extra='unlogged_after = "1h"')
+    async with open_monitor(load_config(path), clock=clock) as m:
+        issue(sb)
+        assert unlogged(await m.check()) == []
+        clock.now += timedelta(minutes=50)
+        # The same certificate (the CA reuses it) in a Rekor entry, 50 minutes after CT.
+        await sb.append("tiles", 1, {"email": EMAIL})
+        assert unlogged(await m.check()) == []
+        assert checks(directory) == [("security-email", "logged")]
+        clock.now += timedelta(hours=2)
+        assert unlogged(await m.check()) == []
+
+
+async def test_expect_rekor_false_raises_nothing(
+    env: tuple[Sandbox, Clock, Path],  # noqa: F811
+) -> None:
+    sb, clock, directory = env
+    path = write_config(sb, directory, rule_extra="expect_rekor = false")
+    async with open_monitor(load_config(path), clock=clock) as m:
+        issue(sb)
+        await m.check()
+        clock.now += timedelta(hours=3)
+        assert unlogged(await m.check()) == []
+    assert checks(directory) == [("security-email", "not_expected")]
+
+
+async def test_no_alert_where_no_rekor_log_could_have_seen_it(
+    env: tuple[Sandbox, Clock, Path],  # noqa: F811
+) -> None:
+    sb, clock, directory = env
+    # The rule applies to the CT log only: no Rekor log looks for its certificates.
+    path = write_config(sb, directory, rule_extra='logs = ["ct-sandbox"]')
+    async with open_monitor(load_config(path), clock=clock) as m:
+        issue(sb)
+        await m.check()
+        clock.now += timedelta(hours=3)
+        assert unlogged(await m.check()) == []
+    assert checks(directory) == [("security-email", "unwatched")]
+
+
+async def test_no_alert_for_a_certificate_older_than_the_rekor_scan(
+    env: tuple[Sandbox, Clock, Path],  # noqa: F811
+) -> None:
+    sb, clock, directory = env
+    # The Rekor side is scanned from where its tree was at the first poll, not from index 0:
+    # a certificate issued before then may have been used in an entry the scan never read.
+    path = write_config(sb, directory, tiles_start="")
+    issue(sb)
+    async with open_monitor(load_config(path), clock=clock) as m:
+        await m.check()
+        clock.now += timedelta(hours=3)
+        assert unlogged(await m.check()) == []
+    assert checks(directory) == [("security-email", "unknowable")]
+
+
+async def test_waits_while_the_rekor_scan_is_behind(
+    env: tuple[Sandbox, Clock, Path],  # noqa: F811
+) -> None:
+    sb, clock, directory = env
+    async with open_monitor(load_config(write_config(sb, directory)), clock=clock) as m:
+        issue(sb)
+        await m.check()
+        clock.now += timedelta(hours=1)
+        # Only the CT log is polled: the Rekor log's scan has not read a tree served after the
+        # deadline, so the certificate is not judged yet.
+        assert unlogged(await m.poll("ct-sandbox")) == []
+        assert checks(directory) == [("security-email", "pending")]
+        assert len(unlogged(await m.check())) == 1
