@@ -19,11 +19,26 @@ over `--rounds` rounds in one run (each scan a fresh `check` from entry 0 into a
   san *     the same plus `any_issuer` and `san = "*"`: a rule every entry matches, so every
             entry is parsed, matched and recorded with an alert (the cost of the flood).
 
+Then the same sandbox's certificate transparency logs, each filled with `--ct` / `--static-ct`
+entries (30,000 by default: about 45 s for both, three rounds) of the local CA's Fulcio-like
+certificates (the same mix of identities, 100 entries each, x509_entry and precert_entry
+alternating, plus the three watched identities'; the RFC 6962 log also holds the precertificate
+the CA logs for each certificate it mints), interleaved over the same rounds:
+
+  floor     ct: get-sth with its signature checked, every entry through get-entries (256 per
+            request, 8 in flight), each MerkleTreeLeaf parsed, leaf-hashed and folded, the root
+            checked against the STH; static-ct: the checkpoint verified, every data tile (8 in
+            flight) split into its TileLeaf entries, leaf-hashed and folded, the root checked;
+  scan      a fresh `check` of that log alone with the two ordinary rules (each certificate
+            read and matched, every entry proven into the verified tree, committed to SQLite),
+
+with the entries/s the log type's default request budget allows next to them.
+
 Then one Rekor v1 search poll (in-process sandbox): 50 watched e-mails with one new entry each,
 the requests it took next to the minimum (tests/integration/test_search_requests.py), and what
 the default request budgets allow.
 
-    python -m bench [--tiles N] [--rounds N] [--memory N]
+    python -m bench [--tiles N] [--ct N] [--static-ct N] [--rounds N] [--memory N]
 """
 
 from __future__ import annotations
@@ -48,12 +63,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from monitor.config.settings import DEFAULT_REQUESTS_PER_MINUTE, LogType, load_config
+from monitor.core.ct import ct_leaf_hash, parse_merkle_tree_leaf
 from monitor.core.merkle import CompactRange, leaf_hash
-from monitor.core.note import parse_vkey, verify_checkpoint
+from monitor.core.note import (
+    Rfc6962NoteVerifier,
+    parse_digitally_signed,
+    parse_vkey,
+    tree_head_signature_input,
+    verify_checkpoint,
+)
+from monitor.logs.ct.client import ENTRIES_PER_REQUEST, CtClient
+from monitor.logs.ct.static import StaticCtClient
 from monitor.logs.http import HttpPolicy, gather_bounded
 from monitor.logs.tiles.client import TILE_WIDTH, TilesClient, tile_width
 from monitor.sandbox import Sandbox
@@ -130,11 +155,11 @@ async def admin(session: aiohttp.ClientSession, url: str, path: str, body: objec
         return result
 
 
-def identities(count: int, seed: int = 16) -> list[dict[str, object]]:
-    """One identity per batch of `BATCH` entries: 70 % GitHub workflows, 30 % e-mails."""
+def identities(count: int, seed: int = 16, batch: int = BATCH) -> list[dict[str, object]]:
+    """One identity per batch of `batch` entries: 70 % GitHub workflows, 30 % e-mails."""
     rng = random.Random(seed)
     out: list[dict[str, object]] = []
-    for n in range((count + BATCH - 1) // BATCH):
+    for n in range((count + batch - 1) // batch):
         if rng.random() < 0.7:
             org, repo = f"org{rng.randrange(10_000)}", f"repo-{rng.randrange(100_000)}"
             workflow = rng.choice(["build", "release", "publish", "ci"])
@@ -146,6 +171,14 @@ def identities(count: int, seed: int = 16) -> list[dict[str, object]]:
     return out
 
 
+WATCHED: tuple[dict[str, object], ...] = (
+    {"uri": f"{REPO}/.github/workflows/release.yml@refs/tags/v1", "issuer": GITHUB},
+    {"uri": f"{REPO}/.github/workflows/other.yml@refs/heads/main", "issuer": GITHUB},
+    {"email": "security@example.com", "issuer": GOOGLE},
+)
+"""The watched identities' entries, one each: two alerts and one unexpected signer."""
+
+
 async def fill(url: str, count: int) -> None:
     """`count` realistic entries, then the three watched identities (two alerts, one
     unexpected signer)."""
@@ -155,11 +188,7 @@ async def fill(url: str, count: int) -> None:
             n = min(BATCH, left)
             await admin(s, url, "append", {"log": "tiles", "count": n, "identity": identity})
             left -= n
-        for identity in (
-            {"uri": f"{REPO}/.github/workflows/release.yml@refs/tags/v1", "issuer": GITHUB},
-            {"uri": f"{REPO}/.github/workflows/other.yml@refs/heads/main", "issuer": GITHUB},
-            {"email": "security@example.com", "issuer": GOOGLE},
-        ):
+        for identity in WATCHED:
             await admin(s, url, "append", {"log": "tiles", "count": 1, "identity": identity})
 
 
@@ -294,6 +323,141 @@ async def tiles_figures(work: Path, url: str, rounds: int) -> None:
     )
 
 
+CT_ENTRIES = 30_000
+"""Entries the bench appends to each CT log by default (a CT scan is slower per entry than a
+tiles scan: every entry is a certificate to parse)."""
+CT_BATCH = 100
+"""Entries per identity in the CT logs: a CT log holds one entry per certificate (two with its
+precertificate), so more, smaller bursts than the tiles log's."""
+CT_ORIGINS = {"ct": "sandbox.ct.local", "static-ct": "sandbox.static-ct.local"}
+CT_LABELS = {"ct": "ct (RFC 6962)", "static-ct": "static-ct (C2SP static-ct-api)"}
+
+
+async def fill_ct(url: str, log: str, count: int) -> None:
+    """`count` CT entries of realistic certificates (x509_entry and precert_entry alternating),
+    then the three watched identities' (two certificate_issued, one unexpected_signer). The CA
+    also logs each new certificate's precertificate to the RFC 6962 log when it mints it."""
+    async with aiohttp.ClientSession() as s:
+        left = count
+        for identity in identities(count, seed=6962, batch=CT_BATCH):
+            n = min(CT_BATCH, left)
+            await admin(s, url, "append", {"log": log, "count": n, "identity": identity})
+            left -= n
+        for identity in WATCHED:
+            await admin(s, url, "append", {"log": log, "count": 1, "identity": identity})
+
+
+def write_ct_config(work: Path, url: str, log: str, name: str) -> Path:
+    """A `check` of the sandbox's `log` ("ct" or "static-ct") alone, scanned from entry 0 with
+    the two ordinary rules."""
+    path = work / f"{name}.toml"
+    prefix = f"{url}/static-ct" if log == "static-ct" else url
+    path.write_text(
+        f"""
+[monitor]
+database = "{name}.db"
+http_listen = ""
+[[log]]
+name = "bench"
+type = "{log}"
+url = "{prefix}"
+public_key = "ct.pem"
+origin = "{CT_ORIGINS[log]}"
+requests_per_minute = 60000
+scan = true
+start = 0
+fulcio_roots = "ca.pem"
+{ORDINARY}
+"""
+    )
+    return path
+
+
+async def ct_floor(url: str, log: str, pem: bytes) -> Run:
+    """RFC 6962 ("ct"): get-sth, its signature checked; every entry through get-entries (256 per
+    request, 8 in flight), each MerkleTreeLeaf parsed, leaf-hashed and folded; the root checked
+    against the STH. static-ct: the checkpoint verified, every data tile (8 in flight) split
+    into its TileLeaf entries, each leaf-hashed and folded, the root checked. Nothing else."""
+    key = serialization.load_pem_public_key(pem)
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise SystemExit(f"{log} floor: the sandbox's CT key is not an ECDSA key")
+    policy = HttpPolicy()
+    cr = CompactRange()
+    step = 16 * ENTRIES_PER_REQUEST
+    async with aiohttp.ClientSession() as session:
+        began, cpu = time.perf_counter(), time.process_time()
+        if log == "ct":
+            client = CtClient(session, url, policy)
+            client.concurrency = 8
+            sth = await client.get_sth()
+            key.verify(
+                parse_digitally_signed(sth.signature),
+                tree_head_signature_input(sth.timestamp, sth.tree_size, sth.root),
+                ec.ECDSA(hashes.SHA256()),
+            )
+            size, root = sth.tree_size, sth.root
+            for start in range(0, size, step):
+                leaves = await client.entries(start, min(size, start + step))
+                for body in leaves:
+                    parse_merkle_tree_leaf(body)
+                cr.extend([ct_leaf_hash(body) for body in leaves])
+        else:
+            static = StaticCtClient(session, f"{url}/static-ct", policy, concurrency=8)
+            verifier = Rfc6962NoteVerifier(CT_ORIGINS[log], key)
+            checkpoint = verify_checkpoint(
+                await static.checkpoint(), [verifier], CT_ORIGINS[log]
+            ).checkpoint
+            size, root = checkpoint.size, checkpoint.root
+            for start in range(0, size, step):
+                end = min(size, start + step)
+                jobs = [
+                    (lambda n=n: static.data_tile(n, tile_width(0, n, size)))
+                    for n in range(start // TILE_WIDTH, (end - 1) // TILE_WIDTH + 1)
+                ]
+                for tile in await gather_bounded(jobs, 8):
+                    cr.extend([ct_leaf_hash(leaf.merkle_tree_leaf) for leaf in tile])
+        if cr.root() != root:
+            raise SystemExit(f"{log} floor: the entries do not fold to the signed root")
+        return Run(size, time.perf_counter() - began, time.process_time() - cpu)
+
+
+async def ct_figures(work: Path, url: str, log: str, rounds: int) -> None:
+    """The floor against a fresh `check` with the two ordinary rules, interleaved."""
+    async with aiohttp.ClientSession() as s:
+        state = await admin(s, url, "state")
+        async with s.get(f"{url}/admin/ca.pem") as r:
+            (work / "ca.pem").write_bytes(await r.read())
+    pem = state[log]["publicKey"].encode()
+    (work / "ct.pem").write_bytes(pem)
+    floors: list[Run] = []
+    scans: list[Run] = []
+    for n in range(rounds):
+        floors.append(await ct_floor(url, log, pem))
+        scans.append(await scan(write_ct_config(work, url, log, f"{log}-{n}")))
+    print(
+        f"\n{CT_LABELS[log]}: {floors[0].entries:,} entries, {rounds} rounds (min / median / max)"
+    )
+    print(f"  {'':38} {'CPU µs/entry':>22}  {'entries/s':>26}  alerts")
+    for label, rs in (("floor", floors), ("scan, two ordinary rules", scans)):
+        alerts = "" if rs is floors else str(rs[0].alerts)
+        print(
+            f"  {label:38} {spread([r.cpu_us for r in rs], '6.1f'):>22}  "
+            f"{spread([r.rate for r in rs], '8,.0f'):>26}  {alerts}"
+        )
+    ratios = [f.cpu_us / s.cpu_us for f, s in zip(floors, scans, strict=True)]
+    print(f"  floor/scan CPU per entry: {spread(ratios, '.2f')}")
+    rpm = DEFAULT_REQUESTS_PER_MINUTE[LogType(log)]
+    what = (
+        f"one get-entries request per {ENTRIES_PER_REQUEST} entries"
+        if log == "ct"
+        else f"one data tile per {TILE_WIDTH} entries"
+    )
+    print(
+        f"  (the bench raises requests_per_minute to 60000; the default budget of {rpm} "
+        f"requests/minute caps a {log} scan at {rpm * 256 // 60:,} entries/s: {what})"
+    )
+
+
 SEARCH_TERMS = 50
 
 
@@ -351,9 +515,23 @@ def peak_rss_mb() -> float:
 
 async def main() -> None:
     logging.getLogger("monitor").setLevel(logging.ERROR)
+    # The alerts column counts them; the alert log's lines would only break up the tables.
+    logging.getLogger("monitor.service.alert_log").setLevel(logging.CRITICAL + 1)
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--tiles", type=int, default=100_000, help="entries in the tiled log")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of every tiles figure")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every tiles and CT figure")
+    parser.add_argument(
+        "--ct",
+        type=int,
+        default=CT_ENTRIES,
+        help="entries appended to the RFC 6962 CT log (0: no ct figure)",
+    )
+    parser.add_argument(
+        "--static-ct",
+        type=int,
+        default=CT_ENTRIES,
+        help="entries appended to the static-ct-api log (0: no static-ct figure)",
+    )
     parser.add_argument("--memory", type=int, default=0, help="entries for a memory run (0: none)")
     parser.add_argument("--no-search", action="store_true", help="skip the v1 search figure")
     parser.add_argument(
@@ -380,6 +558,12 @@ async def main() -> None:
             await fill(url, args.tiles)
             print(f"filled the tiled log in {time.perf_counter() - began:.0f} s")
             await tiles_figures(work, url, args.rounds)
+            for log, count in (("ct", args.ct), ("static-ct", args.static_ct)):
+                if count:
+                    began = time.perf_counter()
+                    await fill_ct(url, log, count)
+                    print(f"filled the {log} log in {time.perf_counter() - began:.0f} s")
+                    await ct_figures(work, url, log, args.rounds)
         if not args.no_search:
             await search_figures(work)
         if args.memory:

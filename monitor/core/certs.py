@@ -492,6 +492,15 @@ def tbs_parts(der: bytes) -> tuple[bytes, bytes, bytes]:
     return der[i0:i1], der[s0:s1], der[k0:k1]
 
 
+def spki_of(der: bytes) -> bytes:
+    """The DER SubjectPublicKeyInfo of a DER certificate or of a precertificate's
+    TBSCertificate. Raises ValueError."""
+    try:
+        return tbs_parts(der)[2]
+    except (ValueError, IndexError):
+        return tbs_parts(_certificate_around(der))[2]
+
+
 def _certificate_around(tbs: bytes) -> bytes:
     """A Certificate SEQUENCE holding `tbs`, the TBS's own signature AlgorithmIdentifier and an
     empty signature BIT STRING. Raises ValueError unless `tbs` is one SEQUENCE reaching its

@@ -171,6 +171,8 @@ class Monitor:
         sct_watch = SctWatch()
         rekor_logs: list[RekorLog] = []
         scans_ct = False
+        # Rekor v1 indexes look pending certificates up only when a CT log shows certificates.
+        ct_scanned = any(c.type.is_ct and c.scan for c in self.log_configs)
         for cfg in self.log_configs:
             spec = with_witnesses(log_spec(self.config, cfg), cfg)
             # One request budget per log, shared by its polls, proofs, scans and searches.
@@ -244,9 +246,13 @@ class Monitor:
                 self._targets,
                 self.clock,
                 sct_watch,
+                unlogged=ct_scanned,
             )
             if searcher is not None:
                 searchers[cfg.name] = searcher
+                if searcher.unlogged and not cfg.scan:
+                    rules = frozenset(searcher.unlogged)
+                    rekor_logs.append(RekorLog(cfg.name, log_id, cfg.start, rules, how="search"))
         self.logs = logs
         self.scanners = scanners
         self.searchers = searchers

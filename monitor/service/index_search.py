@@ -30,13 +30,16 @@ Every request goes through the log's one RequestBudget (shared with polls, proof
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from monitor.config.settings import Config, LogConfig, LogType
 from monitor.core.alerts import PRIMARY_VIEW, Alert, search_bad_entry_alert
+from monitor.core.certs import spki_of
 from monitor.core.decide import LogState
 from monitor.core.entry_proof import (
     EntryProofError,
@@ -47,7 +50,7 @@ from monitor.core.entry_proof import (
 from monitor.core.errors import ConfigError, NetworkError, ParseError, VerificationError
 from monitor.core.merkle import ProofError, verify_consistency
 from monitor.core.note import Checkpoint, EcdsaNoteVerifier, verify_checkpoint
-from monitor.core.watch import Matcher, SearchTerm, search_terms
+from monitor.core.watch import Matcher, SearchTerm, TermKind, search_terms
 from monitor.logs.http import RequestBudget
 from monitor.logs.rekor_v1.client import RETRIEVE_BATCH, EntryMismatch, V1Entry
 from monitor.service.alert_log import raised
@@ -70,6 +73,9 @@ MAX_FETCH = 1000
 first search of a busy identity backfills over several polls instead of blocking one."""
 BATCH = 4 * RETRIEVE_BATCH
 """Entries fetched, proven and committed together."""
+MAX_LOOKUPS = 3
+"""Most pending certificates looked up in the index a poll (one request each, after two that
+locate the index), so a burst of certificates spreads over polls within the request budget."""
 
 
 @dataclass
@@ -142,24 +148,70 @@ def searcher_for(
     targets: Callable[[Alert], list[str]],
     clock: Callable[[], datetime],
     scts: SctWatch | None = None,
+    *,
+    unlogged: bool = False,
 ) -> Searcher | None:
     """The searcher of a configured log: a rekor-v1 log one of whose watch rules has search
     terms; None for other logs. `scts`: the monitored ct logs whose SCTs in matched
-    certificates are kept as promises, as a scan keeps them. Raises ConfigError (see
+    certificates are kept as promises, as a scan keeps them. `unlogged`: a CT log is scanned,
+    so pending `unlogged_certificate` checks of the log's rules are looked up in its index (a
+    searcher then exists even for rules without search terms). Raises ConfigError (see
     `log_key`)."""
     if cfg.type is not LogType.REKOR_V1 or not isinstance(source, RekorV1Source):
         return None
     rules = config.rules_for(cfg)
     terms = search_terms(rules)
-    if not terms:
+    windows = (
+        {r.name: r.unlogged_after // timedelta(milliseconds=1) for r in rules if r.expect_rekor}
+        if unlogged
+        else {}
+    )
+    if not terms and not windows:
         return None
     matcher = Matcher(rules, trust_for_log(cfg))
-    return Searcher(spec, log_id, source, matcher, terms, store, targets, clock, scts=scts)
+    return Searcher(
+        spec, log_id, source, matcher, terms, store, targets, clock, scts=scts, unlogged=windows
+    )
 
 
 def _tree_of_uuid(uuid: str) -> str | None:
     """The tree ID an 80-hex-digit UUID names (its first 16 hex digits), else None."""
     return str(int(uuid[:16], 16)) if len(uuid) == 80 else None
+
+
+def _lookup_term(cert: bytes | None, evidence: Mapping[str, object]) -> SearchTerm | None:
+    """The index term a pending certificate is looked up by: its public key (PEM of its
+    SubjectPublicKeyInfo), else the first email SAN of its identity; None without either."""
+    if cert is not None:
+        try:
+            spki = spki_of(cert)
+        except ValueError:
+            spki = None
+        if spki is not None:
+            body = base64.encodebytes(spki).decode("ascii")
+            return SearchTerm(
+                TermKind.PUBLIC_KEY, f"-----BEGIN PUBLIC KEY-----\n{body}-----END PUBLIC KEY-----"
+            )
+    identity = evidence.get("identity")
+    sans = identity.get("sans") if isinstance(identity, dict) else None
+    for san in sans if isinstance(sans, list) else []:
+        if isinstance(san, str) and san.startswith("email:"):
+            return SearchTerm(TermKind.EMAIL, san.removeprefix("email:").lower())
+    return None
+
+
+def _artifact_digest(body: bytes) -> str | None:
+    """The "sha256:<hex>" of a hashedrekord body's artifact (the index's key), else None."""
+    try:
+        spec = json.loads(body)["spec"]["data"]["hash"]
+        algorithm, value = spec["algorithm"], spec["value"]
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return None
+    if algorithm != "sha256" or not isinstance(value, str) or len(value) != 64:
+        return None
+    if not all(c in "0123456789abcdef" for c in value.lower()):
+        return None
+    return f"sha256:{value.lower()}"
 
 
 class Searcher:
@@ -178,9 +230,13 @@ class Searcher:
         *,
         max_fetch: int = MAX_FETCH,
         scts: SctWatch | None = None,
+        unlogged: Mapping[str, int] | None = None,
     ) -> None:
-        """Raises ConfigError when the log's key cannot check SETs."""
+        """Raises ConfigError when the log's key cannot check SETs. `unlogged`: the rules
+        (name -> `unlogged_after` in ms) whose pending `unlogged_certificate` checks are looked
+        up in this index (`_lookups`)."""
         self.scts = scts
+        self.unlogged: dict[str, int] = dict(unlogged or {})
         self.spec = spec
         self.log_name = spec.name
         self.log_id = log_id
@@ -260,6 +316,8 @@ class Searcher:
             except ParseError as e:
                 # One unreadable answer must not hold back the other batches, every poll.
                 self._fetch_failed(batch, e, result)
+        if self.unlogged:
+            await self._lookups(states, result)
         await self.store.scan.record_search_progress(
             self.log_id,
             terms=result.terms,
@@ -269,6 +327,105 @@ class Searcher:
             now=self.clock(),
         )
         return result
+
+    async def _lookups(self, states: dict[str, LogState], result: SearchResult) -> None:
+        """Look pending `unlogged_certificate` checks up in the index (module docstring): at
+        most MAX_LOOKUPS certificates a round, by their public key, after the index is shown
+        to hold the newest verified entry (`_index_position`). Entries found are proven and
+        matched as any search result (a trusted match with the certificate's id resolves the
+        check as 'logged'); a lookup that completes and finds none is recorded as the index
+        having been looked in, up to the verified tree."""
+        now = self.clock()
+        now_ms = int(now.timestamp() * 1000)
+        due = await self.store.run(
+            lambda s: s.pending_unlogged_for_search(self.log_id, self.unlogged, now_ms)
+        )
+        if not due:
+            return
+        try:
+            position = await self._index_position(states)
+        except (NetworkError, ParseError, EntryProofError) as e:
+            message = f"unlogged lookups: locating the index: {type(e).__name__}: {e}"
+            log.warning("%s: %s", self.log_name, message)
+            result.errors.append(message)
+            return
+        if position is None:
+            log.info(
+                "%s: the index does not hold the newest entry yet; lookups wait", self.log_name
+            )
+            return
+        tree, size, covered_ms = position
+        for check, cert in due[:MAX_LOOKUPS]:
+            term = _lookup_term(cert, check.evidence)
+            if term is None:
+                continue
+            try:
+                uuids = await self.client.search_index(term.request())
+            except (NetworkError, ParseError) as e:
+                message = f"unlogged lookup {check.certificate_id}: {type(e).__name__}: {e}"
+                log.warning("%s: %s", self.log_name, message)
+                result.errors.append(message)
+                if isinstance(e, NetworkError):
+                    return
+                continue
+            leaves = list(dict.fromkeys(bytes.fromhex(u[-64:]) for u in uuids))
+            by_leaf = {bytes.fromhex(u[-64:]): u for u in uuids}
+            seen = await self.store.scan.search_seen(self.log_id, leaves)
+            new = [_Found(by_leaf[leaf], [term], 0) for leaf in leaves if leaf not in seen]
+            errors = len(result.errors)
+            for i in range(0, len(new), BATCH):
+                batch = new[i : i + BATCH]
+                try:
+                    await self._batch(batch, states, result)
+                except (NetworkError, ParseError) as e:
+                    self._fetch_failed(batch, e, result)
+                    break
+            if len(result.errors) != errors:
+                continue
+            if new and len(await self.store.scan.search_seen(self.log_id, leaves)) < len(leaves):
+                continue  # an entry not provable yet: looked again next poll
+
+            def record(store: Store, check_id: int = check.id) -> bool:
+                return store.record_unlogged_search(
+                    check_id, self.log_id, tree, size, covered_ms, now
+                )
+
+            await self.store.run(record)
+
+    async def _index_position(self, states: dict[str, LogState]) -> tuple[str, int, int] | None:
+        """(tree, verified size, when the log last served that tree, ms) when the index lists
+        the newest entry of the active tree's verified checkpoint, proven into it; None while
+        it does not (the index lags). Two requests: the entry, and an index search by its
+        artifact's digest. Raises NetworkError, ParseError, EntryProofError."""
+        live = [s for s in states.values() if s.verified_size > 0]
+        if not live:
+            return None
+        active = max(live, key=lambda s: self.source.first_index(s.tree_id))
+        entry = await self.client.entry(
+            self.source.first_index(active.tree_id) + active.verified_size - 1
+        )
+        if entry is None:
+            return None
+        tree = None
+        if entry.tree_index is not None:
+            tree = self.source.tree_for(entry.log_index, entry.tree_index)
+        if await self._prove(entry, tree, _tree_of_uuid(entry.uuid), states) != active.tree_id:
+            return None
+        digest = _artifact_digest(entry.body)
+        if digest is None:
+            return None
+        listed = await self.client.search_index({"hash": digest})
+        if entry.leaf_hash.hex() not in {u[-64:].lower() for u in listed}:
+            return None
+
+        def served(store: Store) -> datetime | None:
+            with store.transaction() as conn:
+                return store.last_seen_verified(conn, self.log_id, active, PRIMARY_VIEW)
+
+        at = await self.store.run(served)
+        if at is None:
+            return None
+        return active.tree_id, active.verified_size, int(at.timestamp() * 1000)
 
     async def _fetch(self, uuids: Sequence[str]) -> list[V1Entry | tuple[str, EntryMismatch]]:
         """The entries of `uuids`; when a body does not match its UUID, each is fetched alone
@@ -343,25 +500,14 @@ class Searcher:
         named = _tree_of_uuid(entry.uuid)
         index = entry.tree_index if entry.tree_index is not None else entry.log_index
         try:
-            if named is not None and tree is not None and named != tree:
-                raise EntryProofError(
-                    f"entry {entry.log_index}: its UUID names tree {named}, but its indexes "
-                    f"place it in tree {tree}"
-                )
-            if tree is None and entry.tree_index is not None:
-                return None  # a shard the last poll did not list: wait for it
-            state = states.get(tree) if tree is not None else None
-            if tree is not None and state is None:
-                return None
-            origin = self.spec.expected_origin(tree) if tree is not None else None
-            cp = verify_entry(entry.evidence, self.key, self.spec.verifiers, origin)
-            if tree is None or state is None:  # pragma: no cover - verify_entry needs a proof
-                return None
-            await self._prove_consistent(tree, cp, state)
+            proven = await self._prove(entry, tree, named, states)
         except EntryProofError as e:
             if tree is not None and tree in states:
                 await self._carried(tree, entry.checkpoint, states[tree], result)
             return self._bad(entry.uuid, tree or named or "", index, e, term)
+        if proven is None:
+            return None
+        tree = proven
         at = integration_time(entry.integrated_time)
         # An entry without a time cannot be placed before the baseline: it is new, and alerts.
         past = at is not None and entry.integrated_time < baseline
@@ -387,6 +533,30 @@ class Searcher:
         )
         seen = "unparseable" if unreadable.error is not None else "verified"
         return _Outcome(leaf, tree, index, seen, found=found, alert=problem, error=unreadable.text)
+
+    async def _prove(
+        self, entry: V1Entry, tree: str | None, named: str | None, states: dict[str, LogState]
+    ) -> str | None:
+        """Prove `entry` (in `tree`; its UUID names `named`) into the verified tree: UUID,
+        SET, inclusion proof, its checkpoint consistent with the verified one. Returns its tree,
+        None when it cannot be proven yet (its tree has no verified checkpoint). Raises
+        EntryProofError."""
+        if named is not None and tree is not None and named != tree:
+            raise EntryProofError(
+                f"entry {entry.log_index}: its UUID names tree {named}, but its indexes "
+                f"place it in tree {tree}"
+            )
+        if tree is None and entry.tree_index is not None:
+            return None  # a shard the last poll did not list: wait for it
+        state = states.get(tree) if tree is not None else None
+        if tree is not None and state is None:
+            return None
+        origin = self.spec.expected_origin(tree) if tree is not None else None
+        cp = verify_entry(entry.evidence, self.key, self.spec.verifiers, origin)
+        if tree is None or state is None:  # pragma: no cover - verify_entry needs a proof
+            return None
+        await self._prove_consistent(tree, cp, state)
+        return tree
 
     async def _carried(
         self, tree: str, note: str | None, state: LogState, result: SearchResult

@@ -57,7 +57,7 @@ from monitor.core.merkle import CompactRange, ProofError, leaf_hashes, verify_co
 from monitor.core.watch import Match, Matcher, MatchOutcome
 from monitor.core.watch.chunk import examine_chunk, start_worker
 from monitor.service.alert_log import raised
-from monitor.service.sct_watch import CtLedger, SctWatch, match_promises
+from monitor.service.sct_watch import CtLedger, SctWatch, entry_timestamps, match_promises
 from monitor.store.database import AsyncStore, StaleState, Store
 
 log = logging.getLogger(__name__)
@@ -404,7 +404,7 @@ class Scanner:
         self.scts = scts
         self.trust = trust
         self.ledger = ledger
-        self._ct_chunk: tuple[int, list[bytes]] = (0, [])
+        self._ct_chunk: tuple[int, list[bytes], list[int]] = (0, [], [])
 
     async def scan(self) -> ScanResult:
         """Scan every tree of the log up to its verified size; network and parse failures stop
@@ -611,7 +611,7 @@ class Scanner:
         hashes = leaf_hashes(bodies)
         extended.extend(hashes)
         if self.ledger is not None:
-            self._ct_chunk = (cursor, hashes)
+            self._ct_chunk = (cursor, hashes, entry_timestamps(bodies))
         if self.read_entry is not None:
             for offset, body in enumerate(bodies):
                 matches, error = self.read_entry(self.matcher, body)
@@ -690,7 +690,7 @@ class Scanner:
         promises = match_promises(
             self.scts, self.trust, self.log_name, ((first + f.index, f.match) for f in found)
         )
-        chunk_first, chunk = self._ct_chunk
+        chunk_first, chunk, chunk_ms = self._ct_chunk
         ledger = (
             self.ledger if expected == chunk_first and cursor == chunk_first + len(chunk) else None
         )
@@ -699,7 +699,7 @@ class Scanner:
             with store.transaction() as conn:
                 SctWatch.record(store, conn, promises, now)
                 if ledger is not None:
-                    ledger.record(store, conn, chunk_first, chunk, now)
+                    ledger.record(store, conn, chunk_first, chunk, now, chunk_ms)
                 created = store_matches(
                     store,
                     conn,

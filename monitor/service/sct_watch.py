@@ -12,7 +12,8 @@ precertificate to the log within its maximum merge delay. Here:
         passed both by the monitor's clock and by the STH of a verified tree the scan has read
         whole, is alerted once (`sct_not_incorporated`, with the SCT as evidence), unless the SCT
         is older than what the scan covers ("unknowable": entries before the scan's start were
-        never read).
+        never read, or their leaves were pruned: the scan keeps a bounded window of leaves,
+        `LATE_PROMISE_MS`).
 
 An SCT that does not verify with the monitored log's key, or names a log that is not monitored,
 is no promise of that log: it is never alerted (a certificate's bytes come from whoever uploaded
@@ -51,6 +52,26 @@ log = logging.getLogger(__name__)
 
 MAX_MERGE_DELAY_MS: Final = 24 * 3600 * 1000
 """RFC 6962's maximum merge delay as Sigstore's CT log states it: 24 hours."""
+
+LATE_PROMISE_MS: Final = 7 * 24 * 3600 * 1000
+"""How long after its merge delay ended an SCT found in Rekor is still judged: a scanned ct
+log keeps the leaves of the last `MAX_MERGE_DELAY_MS + LATE_PROMISE_MS` (8 days, by the
+monitor's clock) and no older (`CtLedger.record`); an older SCT is unknowable."""
+
+PRUNE_MIN: Final = 4096
+"""Leaves a scan transaction deletes at least (twice the leaves it adds if more), so a backlog
+of old leaves drains in bounded steps while the table shrinks faster than it grows."""
+
+
+def entry_timestamps(leaves: Sequence[bytes]) -> list[int]:
+    """The timestamp (ms) of each RFC 6962 MerkleTreeLeaf (version, leaf type, then a uint64):
+    the timestamp of the SCT that promised it. A leaf too short to hold one gets 0 (pruned first:
+    it cannot be the leaf of any promise, which is always a well-formed MerkleTreeLeaf); a value
+    past SQLite's integer range is clamped."""
+    return [
+        min(int.from_bytes(leaf[2:10], "big"), 2**63 - 1) if len(leaf) >= 10 else 0
+        for leaf in leaves
+    ]
 
 
 @dataclass(frozen=True)
@@ -221,11 +242,26 @@ class CtLedger:
         first: int,
         hashes: Sequence[bytes],
         now: datetime,
+        entry_ms: Sequence[int] | None = None,
     ) -> None:
-        """Inside the scan's transaction: leaves [first, first + len(hashes)) are proven."""
-        kept = store.record_ct_leaves(conn, self.log_id, first, hashes, now)
+        """Inside the scan's transaction: leaves [first, first + len(hashes)) are proven (their
+        MerkleTreeLeaf timestamps `entry_ms`); then leaves older than any promise still judged
+        are pruned and the coverage's `since` raised to match, in this same transaction, so a
+        crash never leaves a pruned leaf that a promise could still be judged against."""
+        kept = store.record_ct_leaves(conn, self.log_id, first, hashes, now, entry_ms)
         if kept:
             log.info("%s: %d SCT promise(s) kept", self.log_name, kept)
+        if store.ct_coverage(conn, self.log_id) is None:
+            if first != 0:
+                return  # `judge` fixes where the coverage starts (the STH at the scan's start)
+            store.cover_ct_log(conn, self.log_id, 0, 0, 0, now)
+        now_ms = int(now.timestamp() * 1000)
+        until = now_ms - MAX_MERGE_DELAY_MS - LATE_PROMISE_MS
+        pruned = store.prune_ct_leaves(
+            conn, self.log_id, until, max(PRUNE_MIN, 2 * len(hashes)), now
+        )
+        if pruned:
+            log.debug("%s: %d old leaf hash(es) pruned", self.log_name, pruned)
 
     def judge(
         self,
@@ -257,7 +293,9 @@ class CtLedger:
             for promise_id, sct_ms, evidence in store.due_sct_promises(
                 conn, self.log_id, min(covered, now_ms)
             ):
-                if from_index != 0 and sct_ms <= since:
+                # At or before `since`, the leaf was never read (before the scan's start) or
+                # has been pruned: not knowable, never alerted.
+                if sct_ms <= since:
                     store.resolve_sct_promise(conn, promise_id, "unknowable", None, now)
                     continue
                 leaf_hash = bytes.fromhex(str(evidence.get("leaf_hash", "")))
@@ -276,11 +314,13 @@ def _evidence(evidence: Mapping[str, object]) -> dict[str, object]:
 
 
 __all__ = [
+    "LATE_PROMISE_MS",
     "MAX_MERGE_DELAY_MS",
     "CtLedger",
     "CtLogKey",
     "Promise",
     "SctWatch",
+    "entry_timestamps",
     "issuer_spkis",
     "match_promises",
     "sth_timestamp",

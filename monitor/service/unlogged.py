@@ -16,6 +16,11 @@ Fulcio logs every certificate it issues to CT; a signer who uses one without upl
             one of them has not yet scanned a tree its log served after the deadline --> wait
             every one has                                     --> `unlogged_certificate`, once
 
+A rekor-v1 log watched through its search index (not scanned) is one of "those Rekor logs"
+too (RekorLog.how = "search"): its searcher looks each due certificate up in the index
+(index_search.Searcher._lookups) and a lookup that found nothing, recorded per (check, log),
+counts as having read the whole log up to the verified tree the index was shown to hold.
+
 "Where the monitor looked" is each of those Rekor logs: every entry from its scan's start (index 0,
 or the time its scan began) up to a verified tree the log itself served at or after the deadline,
 read whole. A log the monitor does not watch is not looked in: the alert says where it looked.
@@ -55,6 +60,9 @@ class RekorLog:
     log_id: int
     start: int | None
     rules: frozenset[str]
+    how: str = "scan"
+    """"scan": its scan reads every entry; "search": its rekor-v1 search index is asked for
+    each pending certificate (monitor/service/index_search.py `Searcher._lookups`)."""
 
 
 def _ms(value: datetime | timedelta) -> int:
@@ -81,7 +89,7 @@ class UnloggedWatch:
             pending = store.pending_unlogged(conn)
             if not pending:
                 return created
-            looks = {r.log_id: _look(store, conn, r, now) for r in self.rekor}
+            looks = {r.log_id: _look(store, conn, r, now) for r in self.rekor if r.how == "scan"}
             for check in pending:
                 rule = self.rules.get(check.rule)
                 if rule is None:
@@ -92,7 +100,12 @@ class UnloggedWatch:
                 window = _ms(rule.unlogged_after)
                 if now_ms < check.ct_ms + window:
                     continue
-                outcome = self._decide(check, window, looks)
+                searched = {
+                    r.log_id: _searched(store, conn, r, check.id)
+                    for r in self.rekor
+                    if r.how == "search"
+                }
+                outcome = self._decide(check, window, {**looks, **searched})
                 if isinstance(outcome, str):
                     if outcome != "wait":
                         log.info(
@@ -133,6 +146,21 @@ class UnloggedWatch:
             evidence=check.evidence,
             looked=seen,
         )
+
+
+def _searched(
+    store: Store, conn: sqlite3.Connection, rekor: RekorLog, check_id: int
+) -> UnloggedLook | None:
+    """How far a lookup of the check in `rekor`'s search index looked: the index holds the
+    whole log (since 0) up to the verified tree it was shown to hold; None before any lookup
+    completed."""
+    got = store.unlogged_search(conn, check_id, rekor.log_id)
+    if got is None:
+        return None
+    tree_id, size, covered_ms = got
+    return UnloggedLook(
+        log=rekor.name, how="search", trees={tree_id: size}, since_ms=0, covered_ms=covered_ms
+    )
 
 
 def _look(

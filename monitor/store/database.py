@@ -946,6 +946,13 @@ class Store:
             "SELECT tree_index FROM ct_leaves WHERE log_id = ? AND leaf_hash = ?",
             (ct_log_id, leaf_hash),
         ).fetchone()
+        state = "pending" if row is None else "incorporated"
+        if row is None:
+            # The scan keeps no leaf at or before `since_ms` (pruned, or never read): such an
+            # SCT's leaf cannot be looked for, so the promise is unknowable, never alerted.
+            coverage = self.ct_coverage(conn, ct_log_id)
+            if coverage is not None and sct_ms <= coverage[1]:
+                state = "unknowable"
         conn.execute(
             "INSERT INTO sct_promises (ct_log_id, leaf_hash, sct_ms, deadline_ms, state, "
             "tree_index, evidence, created_at, resolved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -955,11 +962,11 @@ class Store:
                 leaf_hash,
                 sct_ms,
                 deadline_ms,
-                "pending" if row is None else "incorporated",
+                state,
                 None if row is None else row[0],
                 json.dumps(evidence, sort_keys=True),
                 utc_iso(now),
-                None if row is None else utc_iso(now),
+                None if state == "pending" else utc_iso(now),
             ),
         )
 
@@ -970,14 +977,17 @@ class Store:
         first: int,
         hashes: Sequence[bytes],
         now: datetime,
+        entry_ms: Sequence[int] | None = None,
     ) -> int:
         """Inside the scan's transaction: the leaf hashes of a CT log's entries
-        [first, first + len(hashes)) are in its verified tree; pending promises of those leaves
-        are kept. Returns how many promises that resolved."""
+        [first, first + len(hashes)) are in its verified tree (with their MerkleTreeLeaf
+        timestamps `entry_ms`, for pruning); pending promises of those leaves are kept. Returns
+        how many promises that resolved."""
+        times: Sequence[int | None] = entry_ms if entry_ms is not None else [None] * len(hashes)
         conn.executemany(
-            "INSERT INTO ct_leaves (log_id, leaf_hash, tree_index) VALUES (?, ?, ?) "
+            "INSERT INTO ct_leaves (log_id, leaf_hash, tree_index, entry_ms) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (log_id, leaf_hash) DO NOTHING",
-            [(log_id, h, first + i) for i, h in enumerate(hashes)],
+            [(log_id, h, first + i, t) for i, (h, t) in enumerate(zip(hashes, times, strict=True))],
         )
         cur = conn.execute(
             "UPDATE sct_promises SET state = 'incorporated', resolved_at = ?, tree_index = "
@@ -1008,6 +1018,33 @@ class Store:
             "covered_ms = max(covered_ms, excluded.covered_ms), updated_at = excluded.updated_at",
             (log_id, from_index, since_ms, covered_ms, utc_iso(now)),
         )
+
+    def prune_ct_leaves(
+        self, conn: sqlite3.Connection, log_id: int, until_ms: int, limit: int, now: datetime
+    ) -> int:
+        """Inside the scan's transaction: raise the coverage's `since_ms` to `until_ms` (never
+        lower it; never below a pending promise, which must stay judgeable) and delete at most
+        `limit` leaves whose timestamp is at or before it. Needs the coverage row (nothing is
+        pruned without it). Returns how many leaves were deleted."""
+        row = conn.execute(
+            "SELECT min(sct_ms) FROM sct_promises WHERE ct_log_id = ? AND state = 'pending'",
+            (log_id,),
+        ).fetchone()
+        if row is not None and row[0] is not None:
+            until_ms = min(until_ms, int(row[0]) - 1)
+        conn.execute(
+            "UPDATE ct_coverage SET since_ms = max(since_ms, ?), updated_at = ? WHERE log_id = ?",
+            (until_ms, utc_iso(now), log_id),
+        )
+        coverage = self.ct_coverage(conn, log_id)
+        if coverage is None:
+            return 0
+        cur = conn.execute(
+            "DELETE FROM ct_leaves WHERE log_id = ? AND leaf_hash IN (SELECT leaf_hash FROM "
+            "ct_leaves WHERE log_id = ? AND entry_ms <= ? LIMIT ?)",
+            (log_id, log_id, coverage[1], limit),
+        )
+        return cur.rowcount
 
     def ct_coverage(self, conn: sqlite3.Connection, log_id: int) -> tuple[int, int, int] | None:
         """(from_index, since_ms, covered_ms) of a CT log's scan, None before its first scan."""
@@ -1147,6 +1184,69 @@ class Store:
             "SELECT since_ms FROM rekor_scan_since WHERE log_id = ?", (log_id,)
         ).fetchone()
         return int(row[0])
+
+    def pending_unlogged_for_search(
+        self, log_id: int, windows: Mapping[str, int], now_ms: int
+    ) -> list[tuple[PendingUnlogged, bytes | None]]:
+        """Pending checks due for a lookup in `log_id`'s search index, oldest CT timestamp
+        first: their rule is in `windows` (rule -> `unlogged_after` in ms), their deadline (CT
+        timestamp + window) has passed at `now_ms`, and no lookup yet covered a tree the log
+        served at or after it. Each with a certificate (DER, or a precertificate's TBS) that a
+        match stored for it, None when there is none."""
+        out: list[tuple[PendingUnlogged, bytes | None]] = []
+        with self.transaction() as conn:
+            for check in self.pending_unlogged(conn):
+                window = windows.get(check.rule)
+                if window is None or now_ms < check.ct_ms + window:
+                    continue
+                row = conn.execute(
+                    "SELECT covered_ms FROM unlogged_searches WHERE check_id = ? AND log_id = ?",
+                    (check.id, log_id),
+                ).fetchone()
+                if row is not None and int(row[0]) >= check.ct_ms + window:
+                    continue
+                cert = conn.execute(
+                    "SELECT certificate FROM matches WHERE certificate_id = ? AND certificate IS "
+                    "NOT NULL ORDER BY id LIMIT 1",
+                    (check.certificate_id,),
+                ).fetchone()
+                out.append((check, None if cert is None else bytes(cert[0])))
+        return out
+
+    def record_unlogged_search(
+        self,
+        check_id: int,
+        log_id: int,
+        tree_id: str,
+        tree_size: int,
+        covered_ms: int,
+        now: datetime,
+    ) -> bool:
+        """A completed lookup of a pending check in `log_id`'s index found no entry using its
+        certificate: the index covered `tree_size` entries of `tree_id`, served at `covered_ms`.
+        Recorded only while the check is pending; returns whether it was."""
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO unlogged_searches (check_id, log_id, tree_id, tree_size, covered_ms, "
+                "looked_at) SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM unlogged_checks "
+                "WHERE id = ? AND state = 'pending') ON CONFLICT (check_id, log_id) DO UPDATE SET "
+                "tree_id = excluded.tree_id, tree_size = excluded.tree_size, covered_ms = "
+                "max(covered_ms, excluded.covered_ms), looked_at = excluded.looked_at",
+                (check_id, log_id, tree_id, tree_size, covered_ms, utc_iso(now), check_id),
+            )
+            return cur.rowcount > 0
+
+    def unlogged_search(
+        self, conn: sqlite3.Connection, check_id: int, log_id: int
+    ) -> tuple[str, int, int] | None:
+        """(tree_id, tree_size, covered_ms) of the latest lookup of a check in a log's index
+        that found nothing, None when there was none."""
+        row = conn.execute(
+            "SELECT tree_id, tree_size, covered_ms FROM unlogged_searches WHERE check_id = ? "
+            "AND log_id = ?",
+            (check_id, log_id),
+        ).fetchone()
+        return None if row is None else (str(row[0]), int(row[1]), int(row[2]))
 
     def last_seen_verified(
         self, conn: sqlite3.Connection, log_id: int, state: LogState, view: str

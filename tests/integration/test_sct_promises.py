@@ -39,6 +39,9 @@ class Clock:
     def __call__(self) -> datetime:
         return self.now
 
+    def now_ms(self) -> int:
+        return int(self.now.timestamp() * 1000)
+
 
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[tuple[Sandbox, Clock, Path]]:
@@ -234,3 +237,89 @@ async def test_promises_of_certificates_the_v1_search_finds_are_kept_and_judged(
         clock.now += timedelta(hours=1)
         await sb.append("ct", 1)
         assert of_kind(await m.check(), "sct_not_incorporated") == []
+
+
+def ct_leaf_rows(directory: Path) -> list[tuple[int, int | None]]:
+    """(tree_index, entry_ms) of every kept leaf of the scanned ct log."""
+    with sqlite3.connect(directory / "monitor.db") as db:
+        return [
+            (int(r[0]), r[1])
+            for r in db.execute("SELECT tree_index, entry_ms FROM ct_leaves ORDER BY tree_index")
+        ]
+
+
+def promise_states(directory: Path) -> list[str]:
+    with sqlite3.connect(directory / "monitor.db") as db:
+        return [str(r[0]) for r in db.execute("SELECT state FROM sct_promises ORDER BY id")]
+
+
+async def test_old_leaves_are_pruned_and_a_late_promise_for_one_is_unknowable_not_alerted(
+    env: tuple[Sandbox, Clock, Path],
+) -> None:
+    """The scan of a ct log keeps the leaves of the last 8 days only (merge delay + 7 days): a
+    certificate first seen in Rekor after its leaf was pruned is unknowable (never alerted),
+    while one seen in time is still found incorporated."""
+    sb, clock, directory = env
+    config = load_config(write_config(sb, directory))
+    async with open_monitor(config, clock=clock) as m:
+        # A certificate is issued (its precertificate logged to CT) but not yet used in Rekor.
+        old = sb.core.ca.signer(Identity(email=EMAIL))
+        (old_sct,) = embedded_scts(old.cert_der)
+        await sb.append("ct", 1)
+        await m.check()
+        before = ct_leaf_rows(directory)
+        assert {ms for _, ms in before} == {old_sct.timestamp} and len(before) >= 2
+        clock.now += timedelta(days=8, minutes=1)
+        await sb.append("ct", 1)
+        await m.check()
+        rows = ct_leaf_rows(directory)
+        assert rows == [(len(before), clock.now_ms())], "leaves older than the window are pruned"
+        with sqlite3.connect(directory / "monitor.db") as db:
+            (since,) = db.execute("SELECT since_ms FROM ct_coverage").fetchone()
+        assert since >= old_sct.timestamp
+
+        # The old certificate now shows up in Rekor: its SCT predates what the scan keeps.
+        await sb.append("tiles", 1, {"email": EMAIL})
+        assert of_kind(await m.check(), "identity_seen")
+        assert promise_states(directory) == ["unknowable"]
+        for _ in range(3):
+            clock.now += timedelta(days=1)
+            await sb.append("ct", 1)
+            assert of_kind(await m.check(), "sct_not_incorporated") == []
+
+        # A fresh certificate, its leaf kept: the promise still resolves.
+        sb.core.ca._cache.clear()
+        await sb.append("tiles", 1, {"email": EMAIL})
+        await m.check()
+        assert promise_states(directory) == ["unknowable", "incorporated"]
+
+
+async def test_a_pending_promise_is_judged_after_pruning_and_rows_stay_bounded(
+    env: tuple[Sandbox, Clock, Path],
+) -> None:
+    """Over 24 days of a growing ct log, the kept leaves stay within the window (counted), a
+    promise the log keeps late is still found incorporated, and a broken one still alerts."""
+    sb, clock, directory = env
+    config = load_config(write_config(sb, directory))
+    per_step, step, steps = 50, timedelta(days=1), 24
+    counts: list[int] = []
+    async with open_monitor(config, clock=clock) as m:
+        sb.misbehave("ct", "unincorporated")
+        await sb.append("tiles", 1, {"email": EMAIL})
+        sb.reset()
+        broken: list[str] = []
+        for _ in range(steps):
+            clock.now += step
+            await sb.append("ct", per_step)
+            broken += of_kind(await m.check(), "sct_not_incorporated")
+            counts.append(len(ct_leaf_rows(directory)))
+        assert len(broken) == 1
+        # 8 days of steps (and the one in flight) at most: not the 1,200 leaves appended.
+        window = (8 + 2) * per_step
+        assert sb.state()["ct"]["treeSize"] >= steps * per_step
+        assert max(counts) <= window and counts[-1] <= window
+        assert promise_states(directory) == ["alerted"]
+        sb.core.ca._cache.clear()
+        await sb.append("tiles", 1, {"email": EMAIL})
+        await m.check()
+        assert promise_states(directory) == ["alerted", "incorporated"]

@@ -195,3 +195,98 @@ async def test_waits_while_the_rekor_scan_is_behind(
         assert unlogged(await m.poll("ct-sandbox")) == []
         assert checks(directory) == [("security-email", "pending")]
         assert len(unlogged(await m.check())) == 1
+
+
+def write_v1_config(sb: Sandbox, directory: Path) -> Path:
+    """The Rekor side is a v1 log watched only through its search index (never scanned)."""
+    path = write_config(sb, directory)
+    (directory / "v1.pem").write_bytes(sb.v1_public_key_pem)
+    text = path.read_text()
+    tiles = text.index('[[log]]\nname = "tiles"')
+    ct = text.index('[[log]]\nname = "ct-sandbox"')
+    # The sandbox serves its v1 and ct logs at one URL, and a URL names one log: another name.
+    v1 = f"""[[log]]
+name = "rekor"
+type = "rekor-v1"
+url = "{sb.url.replace("127.0.0.1", "localhost")}"
+public_key = "v1.pem"
+origin = "{sb.v1_key_name}"
+fulcio_roots = "ca.pem"
+
+"""
+    path.write_text(text[:tiles] + v1 + text[ct:])
+    return path
+
+
+def searches(directory: Path) -> list[tuple[str, int]]:
+    """(tree_id, tree_size) of every recorded index lookup that found nothing."""
+    with sqlite3.connect(directory / "monitor.db") as db:
+        return [
+            (r[0], r[1]) for r in db.execute("SELECT tree_id, tree_size FROM unlogged_searches")
+        ]
+
+
+async def test_v1_index_a_certificate_used_in_a_v1_entry_raises_nothing(
+    env: tuple[Sandbox, Clock, Path],  # noqa: F811
+) -> None:
+    sb, clock, directory = env
+    await sb.append("v1", 2)
+    async with open_monitor(load_config(write_v1_config(sb, directory)), clock=clock) as m:
+        assert "rekor" in m.searchers and "rekor" not in m.scanners
+        issue(sb)
+        await m.check()
+        clock.now += timedelta(minutes=5)
+        # The same certificate (the CA reuses it; valid 10 minutes) in a v1 entry, found
+        # through the index.
+        await sb.append("v1", 1, {"email": EMAIL})
+        await m.check()
+        assert checks(directory) == [("security-email", "logged")]
+        clock.now += timedelta(hours=2)
+        await sb.append("v1", 1)
+        assert unlogged(await m.check()) == []
+    assert checks(directory) == [("security-email", "logged")]
+
+
+async def test_v1_index_a_certificate_never_used_raises_one_alert_after_the_window(
+    env: tuple[Sandbox, Clock, Path],  # noqa: F811
+) -> None:
+    sb, clock, directory = env
+    await sb.append("v1", 2)
+    async with open_monitor(load_config(write_v1_config(sb, directory)), clock=clock) as m:
+        issue(sb)
+        assert unlogged(await m.check()) == []
+        clock.now += timedelta(minutes=29)
+        assert unlogged(await m.check()) == []
+        assert searches(directory) == []  # not due: no lookup spent
+        clock.now += timedelta(minutes=2)
+        await sb.append("v1", 1)
+        (alert,) = unlogged(await m.check())
+        (looked,) = alert.details["looked"]
+        assert looked["log"] == "rekor" and looked["how"] == "search" and looked["since_ms"] == 0
+        assert looked["covered_ms"] >= alert.details["deadline_ms"]
+        assert list(looked["trees"].values()) == [3]
+        assert "rekor (search" in alert.summary
+        clock.now += timedelta(hours=1)
+        await sb.append("v1", 1)
+        assert unlogged(await m.check()) == []
+    assert checks(directory) == [("security-email", "alerted")]
+
+
+async def test_v1_index_that_lags_makes_the_check_wait(
+    env: tuple[Sandbox, Clock, Path],  # noqa: F811
+) -> None:
+    sb, clock, directory = env
+    await sb.append("v1", 2)
+    async with open_monitor(load_config(write_v1_config(sb, directory)), clock=clock) as m:
+        issue(sb)
+        await m.check()
+        clock.now += timedelta(hours=1)
+        # The index keeps the newest entry out: a lookup that finds nothing proves nothing.
+        sb.set_index(lag=1)
+        await sb.append("v1", 1)
+        assert unlogged(await m.check()) == []
+        clock.now += timedelta(hours=1)
+        assert unlogged(await m.check()) == []
+        assert checks(directory) == [("security-email", "pending")] and searches(directory) == []
+        sb.set_index(lag=0)
+        assert len(unlogged(await m.check())) == 1

@@ -25,6 +25,7 @@ from monitor.config.settings import (
     Config,
     LogType,
     check_log_url,
+    load_config,
     parse_config,
 )
 from monitor.core.chain import CertificateTrust
@@ -545,3 +546,11 @@ _P384_SPKI = base64.b64decode(
     "MHYwEAYHKoZIzj0CAQYFK4EEACIDYgAEnw7+rhgKdYCBMseoGxwuTmI3EvY5vgn2LcbpjYqsUnd0rdFoagyuuUS7"
     "ndgTGpeoYPmJBoMeMjRegp6eK4ghDfBUuzAyuQaLUVwhEairPOdK8o20VQiqv/Rurk0sj+7r"
 )
+
+
+def test_the_shipped_config_scans_fulcios_ct_log_forward_from_its_latest_tree_head() -> None:
+    """Issue 15: the shipped config (and its identical example) monitors Fulcio's CT log, scanned
+    from the first verified STH (not its history), like a shard that was there at the start."""
+    shipped = load_config(Path(__file__).parents[2] / "config.toml", environ={})
+    (ct,) = [log for log in run(shipped).logs if log.url == CT]
+    assert (ct.type, ct.scan, ct.start) == (LogType.CT, True, None)

@@ -28,6 +28,8 @@ def test_one_initial_schema_with_tree_indexes(tmp_path: Path) -> None:
         "003_certificates",
         "004_sct_promises",
         "005_unlogged_certificates",
+        "006_unlogged_searches",
+        "007_ct_leaves_age",
     ]
     # name -> NOT NULL: every match knows both its tree index and its global index.
     assert matches["tree_index"] == 1 and matches["global_index"] == 1

@@ -230,6 +230,8 @@ def test_an_old_database_upgrades_in_place(tmp_path: Path) -> None:
             "003_certificates",
             "004_sct_promises",
             "005_unlogged_certificates",
+            "006_unlogged_searches",
+            "007_ct_leaves_age",
         ]
         assert store.query("SELECT name, source FROM logs") == [{"name": "rekor", "source": None}]
         record(store, b"root-1")
