@@ -320,7 +320,7 @@ class CertificateDetails(TypedDict):
     log_index: int
     entry_type: str
     timestamp: int
-    certificate_id: str
+    certificate_id: str | None
     identity: dict[str, object]
     reasons: list[str]
 
@@ -723,13 +723,16 @@ class CertificateSeen:
     """"x509_entry" or "precert_entry"."""
     timestamp: int
     """The CT entry's timestamp (ms since the epoch, the log's promise of when it logged it)."""
-    certificate_id: str
+    certificate_id: str | None
+    """None for a certificate no trusted CA issued (an `any_issuer` rule's): it is not known
+    to be the certificate with that issuer and serial number, so the fact is the CT entry."""
     signer: str
     identity: Mapping[str, object]
     reasons: Sequence[str]
 
     def alert(self, kind: AlertKind, summary: str) -> Alert:
-        """The alert of `kind`, keyed by `certificate_alert_key`."""
+        """The alert of `kind`, keyed by `certificate_alert_key`, or by the CT entry when the
+        certificate has no id."""
         details: CertificateDetails = {
             "tree_id": self.tree_id,
             "tree_index": self.tree_index,
@@ -740,7 +743,10 @@ class CertificateSeen:
             "identity": dict(self.identity),
             "reasons": list(self.reasons),
         }
-        key = certificate_alert_key(kind, self.rule, self.certificate_id)
+        if self.certificate_id is None:
+            key = fact_key(kind, self.log_name, self.tree_id, self.tree_index, self.rule)
+        else:
+            key = certificate_alert_key(kind, self.rule, self.certificate_id)
         return Alert(kind, key, summary, log=self.log_name, rule=self.rule, details=details)
 
 
@@ -998,6 +1004,9 @@ class UnloggedCertificate:
     """Where the CT log shows it (`tree_id`, `tree_index`, `log_index`, `entry_type`) and its
     `identity`."""
     looked: Sequence[UnloggedLook]
+    stored_ms: int = 0
+    """When the monitor first stored the check: the deadline runs from it when the CT
+    timestamp is earlier."""
 
 
 def unlogged_certificate_alert(u: UnloggedCertificate) -> Alert:
@@ -1014,7 +1023,7 @@ def unlogged_certificate_alert(u: UnloggedCertificate) -> Alert:
         **{k: v for k, v in u.evidence.items() if k != "signer"},
         "certificate_id": u.certificate_id,
         "ct_timestamp_ms": u.ct_ms,
-        "deadline_ms": u.ct_ms + u.unlogged_after_ms,
+        "deadline_ms": max(u.ct_ms, u.stored_ms) + u.unlogged_after_ms,
         "signer": u.signer,
         "looked": [dict(x) for x in u.looked],
     }

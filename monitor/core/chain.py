@@ -33,7 +33,9 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from monitor.core.certs import CertificateParseError, parse_certificate
 from monitor.core.errors import ConfigError
+from monitor.core.sct import SctParseError, logged_tbs
 
 if TYPE_CHECKING:
     from monitor.core.certs import CertificateIdentity
@@ -233,26 +235,35 @@ class CertificateTrust:
         return self._authorities[index].valid_at(when)
 
     def is_trusted_precert(
-        self, tbs: CertificateIdentity, issuer_key_hash: bytes, at: datetime | None = None
+        self,
+        tbs: CertificateIdentity,
+        issuer_key_hash: bytes,
+        at: datetime | None = None,
+        precertificate: bytes | None = None,
     ) -> bool:
-        """Whether a CT precertificate (read from its TBSCertificate) was issued by a trusted CA.
+        """Whether a CT precert_entry (its TBSCertificate `tbs` and `issuer_key_hash`) is a
+        precertificate a trusted CA signed.
 
-        A CT log logs a precertificate only after checking its chain, and names the issuing CA
-        by `issuer_key_hash`, the SHA-256 of that CA's SubjectPublicKeyInfo: the precertificate
-        is trusted when that is a trusted CA's key hash and the TBS names that CA as its issuer.
-        `at` as for `is_trusted`.
+        The leaf alone proves nothing: whoever writes CT leaves can write any TBSCertificate
+        with a CA's name and key hash. So the signed `precertificate` (the entry's extra_data
+        or TileLeaf) must chain to a trusted CA at `at` as `is_trusted` checks a certificate,
+        that CA's SubjectPublicKeyInfo must hash to `issuer_key_hash`, and the precertificate's
+        TBSCertificate without its poison extension must be `tbs` byte for byte. No
+        precertificate, or one that cannot be read: untrusted. `at` as for `is_trusted`.
         """
-        for authority in self._authorities:
-            if authority.key_hash != issuer_key_hash:
-                continue
-            if authority.cert.subject.rfc4514_string() != tbs.issuer_dn:
-                continue
-            if at is None:
-                return True
-            when = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-            if tbs.not_before <= when <= tbs.not_after and authority.valid_at(when):
-                return True
-        return False
+        if precertificate is None:
+            return False
+        try:
+            pre = parse_certificate(precertificate)
+            logged = logged_tbs(precertificate)
+        except (CertificateParseError, SctParseError):
+            return False
+        if logged != tbs.der:
+            return False
+        index = self._issuer_index(pre)
+        if index is None or self._authorities[index].key_hash != issuer_key_hash:
+            return False
+        return self.is_trusted(pre, at)
 
     def _issuer_index(self, cert: CertificateIdentity) -> int | None:
         key = cert.fingerprint_sha256

@@ -46,6 +46,7 @@ from monitor.core.tls import TlsReader
 __all__ = [
     "MAX_CERT_BYTES",
     "MAX_STH_JSON_BYTES",
+    "CtEntry",
     "CtFormatError",
     "CtLeaf",
     "EntryType",
@@ -53,6 +54,7 @@ __all__ = [
     "TileLeaf",
     "ct_leaf_hash",
     "encode_merkle_tree_leaf",
+    "entry_precertificate",
     "parse_merkle_tree_leaf",
     "parse_sth_json",
     "parse_tile_leaves",
@@ -117,6 +119,49 @@ class TileLeaf:
     merkle_tree_leaf: bytes
     pre_certificate: bytes | None
     chain: tuple[bytes, ...]
+
+
+class CtEntry(bytes):
+    """A CT entry as a scan reads it: its MerkleTreeLeaf bytes (hashed as the tree's leaf, so
+    it is `bytes`) and what the log serves beside the leaf for a precert_entry, which the tree
+    does not cover: the static-ct TileLeaf's `pre_certificate`, or the RFC 6962 get-entries
+    `extra_data` (PrecertChainEntry for a precert_entry) to read it from."""
+
+    pre_certificate: bytes | None
+    extra_data: bytes | None
+
+    def __new__(
+        cls,
+        merkle_tree_leaf: bytes,
+        *,
+        pre_certificate: bytes | None = None,
+        extra_data: bytes | None = None,
+    ) -> CtEntry:
+        entry = super().__new__(cls, merkle_tree_leaf)
+        entry.pre_certificate = pre_certificate
+        entry.extra_data = extra_data
+        return entry
+
+
+def entry_precertificate(entry: bytes) -> bytes | None:
+    """The precertificate DER the log served with the precert_entry `entry` (a `CtEntry`);
+    None when there is none or it cannot be read (then nothing proves a CA signed the entry).
+
+    From RFC 6962 extra_data, the PrecertChainEntry's leading ``ASN.1Cert pre_certificate``;
+    the chain after it is not needed (the monitor's trust roots judge the precertificate)."""
+    if not isinstance(entry, CtEntry):
+        return None
+    if entry.pre_certificate is not None:
+        return entry.pre_certificate
+    if entry.extra_data is None:
+        return None
+    try:
+        r = TlsReader(entry.extra_data, "extra_data", CtFormatError)
+        pre = r.vector(3, "the precertificate", lo=1)
+        _check_der(pre, r.where, "the precertificate")
+    except CtFormatError:
+        return None
+    return pre
 
 
 def _fail(where: str, message: str) -> CtFormatError:

@@ -58,6 +58,7 @@ __all__ = [
     "SctVerificationError",
     "VerifiedSct",
     "embedded_scts",
+    "logged_tbs",
     "parse_sct_list",
     "precert_signed_data",
     "precert_tbs",
@@ -105,6 +106,8 @@ _TAG_SEQUENCE: Final = 0x30
 _TAG_EXTENSIONS: Final = 0xA3  # [3] EXPLICIT Extensions in TBSCertificate
 # 1.3.6.1.4.1.11129.2.4.2 as a DER OBJECT IDENTIFIER, matched byte for byte.
 _SCT_OID_DER: Final = bytes.fromhex("060a2b06010401d679020402")
+# The precertificate poison extension, 1.3.6.1.4.1.11129.2.4.3 (RFC 6962 section 3.1).
+_POISON_OID_DER: Final = bytes.fromhex("060a2b06010401d679020403")
 
 
 class SctParseError(ParseError):
@@ -267,7 +270,7 @@ class _TbsLayout:
     """Its extnValue's content: the DER OCTET STRING around the TLS list."""
 
 
-def _layout(cert: bytes) -> _TbsLayout:
+def _layout(cert: bytes, oid_der: bytes = _SCT_OID_DER, what: str = "SCT list") -> _TbsLayout:
     if len(cert) > MAX_CERTIFICATE_BYTES:
         raise SctParseError(
             f"certificate: expected at most {MAX_CERTIFICATE_BYTES} bytes, got {len(cert)}"
@@ -306,9 +309,9 @@ def _layout(cert: bytes) -> _TbsLayout:
         oid = _tlv(cert, ext.value, ext.end, f"{where}[{count}].extnID")
         if oid.tag != _TAG_OID:
             raise SctParseError(f"{where}[{count}].extnID: expected an OBJECT IDENTIFIER")
-        if cert[oid.start : oid.end] == _SCT_OID_DER:
+        if cert[oid.start : oid.end] == oid_der:
             if found is not None:
-                raise SctParseError(f"{where}: the SCT list extension appears twice")
+                raise SctParseError(f"{where}: the {what} extension appears twice")
             found, value = ext, _extension_value(cert, ext, oid.end, f"{where}[{count}]")
         pos = ext.end
         count += 1
@@ -345,10 +348,24 @@ def precert_tbs(cert: bytes) -> bytes:
     instead, the poison, is not in the final certificate), re-encoded in DER.
 
     Raises `SctParseError` when `cert` is malformed or has no SCT list extension."""
-    layout = _layout(cert)
+    return _tbs_without(cert, _SCT_OID_DER, "an SCT list")
+
+
+def logged_tbs(precertificate: bytes) -> bytes:
+    """The TBSCertificate a CT log logs for `precertificate` (RFC 6962 section 3.2): its own
+    TBSCertificate without the poison extension, re-encoded in DER.
+
+    Raises `SctParseError` when `precertificate` is malformed or carries no poison extension
+    (then it is no precertificate)."""
+    return _tbs_without(precertificate, _POISON_OID_DER, "a precertificate poison")
+
+
+def _tbs_without(cert: bytes, oid_der: bytes, what: str) -> bytes:
+    """`cert`'s TBSCertificate without its one extension `oid_der`, re-encoded in DER."""
+    layout = _layout(cert, oid_der, what.split(" ", 1)[1])
     ext, wrapper, sequence = layout.sct_extension, layout.extensions, layout.sequence
     if ext is None or wrapper is None or sequence is None:
-        raise SctParseError("certificate: expected an SCT list extension, got none")
+        raise SctParseError(f"certificate: expected {what} extension, got none")
     tbs = layout.tbs
     remaining = cert[sequence.value : ext.start] + cert[ext.end : sequence.end]
     # An empty SEQUENCE OF Extension is not valid DER (SIZE (1..MAX)): drop [3] altogether.

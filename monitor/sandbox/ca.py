@@ -277,6 +277,9 @@ class LocalCA:
         self._lock = threading.Lock()
         self.ct_log: CtSubmit | None = None
         """Where precertificates are logged (None: certificates carry no SCTs)."""
+        self.precertificates: dict[bytes, bytes] = {}
+        """The precertificates this CA signed (DER), by the TBSCertificate a CT log logs for
+        each: what the sandbox CT logs serve beside a precert_entry."""
         self.spki: bytes = cert.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -392,12 +395,17 @@ class LocalCA:
     def _with_sct(self, builder: x509.CertificateBuilder) -> x509.Certificate | None:
         """Fulcio's issuance: precertificate, SCT from the CT log, final certificate with the
         SCT list as its last extension (so removing it gives back the logged TBSCertificate)."""
+        # The precertificate a CA signs and submits; the log keeps its TBSCertificate without
+        # the poison, which is the same builder's TBSCertificate without that extension. Kept
+        # even with no CT log, so sandbox CT entries made by hand can carry a real one.
+        pre = builder.add_extension(x509.PrecertPoison(), critical=True).sign(
+            self._key, hashes.SHA256()
+        )
+        logged = builder.sign(self._key, hashes.SHA256()).tbs_certificate_bytes
+        with self._lock:
+            self.precertificates[logged] = pre.public_bytes(serialization.Encoding.DER)
         if self.ct_log is None:
             return None
-        # The precertificate a CA signs and submits; the log keeps its TBSCertificate without
-        # the poison, which is the same builder's TBSCertificate without that extension.
-        builder.add_extension(x509.PrecertPoison(), critical=True).sign(self._key, hashes.SHA256())
-        logged = builder.sign(self._key, hashes.SHA256()).tbs_certificate_bytes
         sct = self.ct_log(logged, self.spki)
         tls = serialize_sct_list([sct])
         value = b"\x04" + _der_length(len(tls)) + tls

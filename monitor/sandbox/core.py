@@ -954,8 +954,11 @@ class SandboxCore:
             tamper = (
                 ctlog.tamper_leaf if Mode.BAD_ENTRIES in self._modes(LogName.CT, view) else None
             )
-            status, data = ctlog.render_entries(src, start, end, self.ct_extra_data, tamper=tamper)
+            status, data = ctlog.render_entries(src, start, end, self._ct_extra, tamper=tamper)
         return Reply.json(data, status)
+
+    def _ct_extra(self, body: bytes) -> bytes:
+        return ctlog.entry_extra_data(self.ca, body)
 
     def ct_entry_and_proof(
         self, view: str | None, leaf_index: str | None, tree_size: str | None
@@ -965,7 +968,7 @@ class SandboxCore:
             src = self._source(LogName.CT, view)
             bad = Mode.BAD_PROOF in self._modes(LogName.CT, view)
             status, data = ctlog.render_entry_and_proof(
-                src, leaf_index, tree_size, self.ct_extra_data, bad_proof=bad, flip=_flip
+                src, leaf_index, tree_size, self._ct_extra, bad_proof=bad, flip=_flip
             )
         return Reply.json(data, status)
 
@@ -1011,6 +1014,7 @@ class SandboxCore:
                 body = staticct.data_tile(
                     src.bodies(start, start + ref.width),
                     self.static_ct_chain,
+                    self.ca.precertificates,
                     tamper=Mode.BAD_ENTRIES in modes,
                 )
             else:

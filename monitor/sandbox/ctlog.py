@@ -26,7 +26,13 @@ from typing import Final
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from monitor.core.ct import CtLeaf, EntryType, encode_merkle_tree_leaf
+from monitor.core.ct import (
+    CtFormatError,
+    CtLeaf,
+    EntryType,
+    encode_merkle_tree_leaf,
+    parse_merkle_tree_leaf,
+)
 from monitor.core.note import encode_digitally_signed, tree_head_signature_input
 from monitor.core.sct import Sct, SctParseError, precert_signed_data, precert_tbs
 from monitor.sandbox.ca import LocalCA, SigningIdentity
@@ -114,10 +120,24 @@ def malformed_leaf(timestamp: int) -> bytes:
 
 
 def extra_data(ca: LocalCA) -> bytes:
-    """The ``extra_data`` of every entry: the chain (the CA root), as ``ASN.1Cert<..>`` list."""
+    """The ``extra_data`` of an x509_entry: the chain (the CA root), as ``ASN.1Cert<..>`` list."""
     root = ca.certificate.public_bytes(serialization.Encoding.DER)
     chain = len(root).to_bytes(3, "big") + root
     return len(chain).to_bytes(3, "big") + chain
+
+
+def entry_extra_data(ca: LocalCA, body: bytes) -> bytes:
+    """The ``extra_data`` of the entry `body`: for a precert_entry a PrecertChainEntry (the
+    precertificate the CA signed, then the chain), else the chain (`extra_data`)."""
+    chain = extra_data(ca)
+    try:
+        leaf = parse_merkle_tree_leaf(body)
+    except CtFormatError:
+        return chain
+    pre = ca.precertificates.get(leaf.certificate) if leaf.entry_type is EntryType.PRECERT else None
+    if pre is None:
+        return chain
+    return len(pre).to_bytes(3, "big") + pre + chain
 
 
 def sign_sth(
@@ -176,7 +196,7 @@ def render_entries(
     src: TreeSource,
     start: str | None,
     end: str | None,
-    extra: bytes,
+    extra: Callable[[bytes], bytes],
     *,
     tamper: Callable[[bytes], bytes] | None,
 ) -> JsonReply:
@@ -190,14 +210,14 @@ def render_entries(
     bodies = src.bodies(first, last + 1)
     if tamper is not None:
         bodies = [tamper(b) for b in bodies]
-    return 200, {"entries": [{"leaf_input": _b64(b), "extra_data": _b64(extra)} for b in bodies]}
+    return 200, {"entries": [{"leaf_input": _b64(b), "extra_data": _b64(extra(b))} for b in bodies]}
 
 
 def render_entry_and_proof(
     src: TreeSource,
     leaf_index: str | None,
     tree_size: str | None,
-    extra: bytes,
+    extra: Callable[[bytes], bytes],
     *,
     bad_proof: bool,
     flip: Callable[[bytes], bytes],
@@ -213,7 +233,7 @@ def render_entry_and_proof(
         proof = [flip(proof[0]), *proof[1:]] if proof else [hashlib.sha256().digest()]
     return 200, {
         "leaf_input": _b64(src.body(index)),
-        "extra_data": _b64(extra),
+        "extra_data": _b64(extra(src.body(index))),
         "audit_path": [_b64(h) for h in proof],
     }
 

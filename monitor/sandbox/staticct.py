@@ -4,9 +4,9 @@ The log's tree is a :class:`~monitor.sandbox.trees.LeafLog` like the others; eac
 is the entry's RFC 6962 ``MerkleTreeLeaf`` (so the tree's leaf hash is the CT leaf hash), whose
 extensions hold the ``leaf_index`` extension static-ct-api requires. Entries are the sandbox
 CA's certificates (`ctlog.ct_leaves`); a data tile's ``TileLeaf`` is rendered from the stored
-leaf: the TimestampedEntry, for a precert_entry a precertificate (the sandbox issues no real
-ones: the TBSCertificate wrapped as a certificate with an empty signature), and the chain's
-fingerprint (the CA root, served at ``issuer/<hex>``).
+leaf: the TimestampedEntry, for a precert_entry the precertificate the CA signed (for an entry
+no CA signed, the TBSCertificate wrapped as a certificate with an empty signature), and the
+chain's fingerprint (the CA root, served at ``issuer/<hex>``).
 
 Routes (``<p>`` as in server.py), answering like Sunlight::
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Mapping
 from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -100,12 +101,16 @@ def wrap_tbs(tbs: bytes) -> bytes:
     return b"\x30" + _der_len(len(inner)) + inner
 
 
-def tile_leaf(body: bytes, chain: tuple[bytes, ...]) -> bytes:
-    """The data tile entry of the MerkleTreeLeaf `body`, with the chain's fingerprints."""
+def tile_leaf(
+    body: bytes, chain: tuple[bytes, ...], precertificates: Mapping[bytes, bytes]
+) -> bytes:
+    """The data tile entry of the MerkleTreeLeaf `body`, with the chain's fingerprints: for a
+    precert_entry the precertificate the CA signed (`precertificates`, by logged TBS), else
+    (an entry no CA signed) the TBSCertificate with an empty signature."""
     leaf = parse_merkle_tree_leaf(body)
     out = bytearray(body[2:])  # the TimestampedEntry (after version and leaf type)
     if leaf.entry_type is EntryType.PRECERT:
-        pre = wrap_tbs(leaf.certificate)
+        pre = precertificates.get(leaf.certificate) or wrap_tbs(leaf.certificate)
         out += len(pre).to_bytes(3, "big") + pre
     fingerprints = b"".join(chain)
     out += len(fingerprints).to_bytes(2, "big") + fingerprints
@@ -119,11 +124,17 @@ def tamper_leaf(body: bytes) -> bytes:
     return encode_merkle_tree_leaf(dataclasses.replace(leaf, certificate=cert))
 
 
-def data_tile(bodies: list[bytes], chain: tuple[bytes, ...], *, tamper: bool) -> bytes:
+def data_tile(
+    bodies: list[bytes],
+    chain: tuple[bytes, ...],
+    precertificates: Mapping[bytes, bytes],
+    *,
+    tamper: bool,
+) -> bytes:
     """A data tile of `bodies` (bad_entries: each leaf's certificate altered)."""
     if tamper:
         bodies = [tamper_leaf(b) for b in bodies]
-    return b"".join(tile_leaf(b, chain) for b in bodies)
+    return b"".join(tile_leaf(b, chain, precertificates) for b in bodies)
 
 
 def checkpoint(

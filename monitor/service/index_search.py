@@ -420,7 +420,7 @@ class Searcher:
 
         def served(store: Store) -> datetime | None:
             with store.transaction() as conn:
-                return store.last_seen_verified(conn, self.log_id, active, PRIMARY_VIEW)
+                return store.first_seen_verified(conn, self.log_id, active, PRIMARY_VIEW)
 
         at = await self.store.run(served)
         if at is None:

@@ -57,7 +57,13 @@ from monitor.core.merkle import CompactRange, ProofError, leaf_hashes, verify_co
 from monitor.core.watch import Match, Matcher, MatchOutcome
 from monitor.core.watch.chunk import examine_chunk, start_worker
 from monitor.service.alert_log import raised
-from monitor.service.sct_watch import CtLedger, SctWatch, entry_timestamps, match_promises
+from monitor.service.sct_watch import (
+    CtLedger,
+    CtLedgerError,
+    SctWatch,
+    entry_timestamps,
+    match_promises,
+)
 from monitor.store.database import AsyncStore, StaleState, Store
 
 log = logging.getLogger(__name__)
@@ -212,7 +218,7 @@ def match_alert(
     is not the first)."""
     if match.outcome is MatchOutcome.UNTRUSTED:
         return None
-    if match.ct_timestamp is not None and match.certificate_id is not None:
+    if match.ct_timestamp is not None:
         seen = CertificateSeen(
             log_name,
             tree_id,
@@ -316,9 +322,10 @@ def _track_in_rekor(
     """`unlogged_certificate` bookkeeping (service/unlogged.py), in the match's transaction: a
     CT log's certificate is to be found in Rekor; a Rekor entry's certificate is found. Only
     certificates that chain to a trusted CA count on either side: anyone can upload a
-    self-made certificate with a Fulcio issuer name and serial number to Rekor."""
+    self-made certificate with a Fulcio issuer name and serial number to Rekor. Only those
+    have a `certificate_id` (the outcome says nothing of trust under an `any_issuer` rule)."""
     match = f.match
-    if match.certificate_id is None or match.outcome is MatchOutcome.UNTRUSTED:
+    if match.certificate_id is None:
         return
     if match.ct_timestamp is None:
         store.certificate_in_rekor(conn, match.certificate_id, log_id, tree_id, f.index, now)
@@ -691,9 +698,20 @@ class Scanner:
             self.scts, self.trust, self.log_name, ((first + f.index, f.match) for f in found)
         )
         chunk_first, chunk, chunk_ms = self._ct_chunk
-        ledger = (
-            self.ledger if expected == chunk_first and cursor == chunk_first + len(chunk) else None
-        )
+        if expected is None:
+            # Positioning the cursor: the ledger's coverage begins here, with no leaf yet.
+            chunk_first, chunk, chunk_ms = cursor, [], []
+        elif self.ledger is not None and (chunk_first, chunk_first + len(chunk)) != (
+            expected,
+            cursor,
+        ):
+            # Moving the cursor past leaves not recorded would leave their promises pending,
+            # then alerted against a log that kept them: the scan fails instead.
+            raise CtLedgerError(
+                f"{self.log_name}: the leaves recorded ({chunk_first}-{chunk_first + len(chunk)})"
+                f" are not the entries scanned ({expected}-{cursor}); the cursor is not moved"
+            )
+        ledger = self.ledger
 
         def write(store: Store) -> list[tuple[int, Alert]]:
             with store.transaction() as conn:

@@ -36,7 +36,7 @@ from monitor.core.alerts import Alert, sct_not_incorporated_alert
 from monitor.core.certs import tbs_parts
 from monitor.core.chain import CertificateTrust
 from monitor.core.ct import ct_leaf_hash
-from monitor.core.errors import ParseError
+from monitor.core.errors import MonitorError, ParseError
 from monitor.core.note import NoteFormatError, parse_signed_note
 from monitor.core.sct import (
     SctParseError,
@@ -57,6 +57,9 @@ LATE_PROMISE_MS: Final = 7 * 24 * 3600 * 1000
 """How long after its merge delay ended an SCT found in Rekor is still judged: a scanned ct
 log keeps the leaves of the last `MAX_MERGE_DELAY_MS + LATE_PROMISE_MS` (8 days, by the
 monitor's clock) and no older (`CtLedger.record`); an older SCT is unknowable."""
+
+MAX_STH_MS: Final = 253_402_300_799_999
+"""The last millisecond of year 9999: the latest STH timestamp the judgement uses."""
 
 PRUNE_MIN: Final = 4096
 """Leaves a scan transaction deletes at least (twice the leaves it adds if more), so a backlog
@@ -222,7 +225,9 @@ def sth_timestamp(note: str, key_hint: bytes) -> int | None:
         return None
     for sig in signed.signatures:
         if sig.key_hint == key_hint and len(sig.signature) > 8:
-            return int.from_bytes(sig.signature[:8], "big")
+            # Clamped: a timestamp past year 9999 (or SQLite's integers) must not make every
+            # judgement of the log raise, leaving its promises never judged.
+            return min(int.from_bytes(sig.signature[:8], "big"), MAX_STH_MS)
     return None
 
 
@@ -247,14 +252,14 @@ class CtLedger:
         """Inside the scan's transaction: leaves [first, first + len(hashes)) are proven (their
         MerkleTreeLeaf timestamps `entry_ms`); then leaves older than any promise still judged
         are pruned and the coverage's `since` raised to match, in this same transaction, so a
-        crash never leaves a pruned leaf that a promise could still be judged against."""
+        crash never leaves a pruned leaf that a promise could still be judged against. The
+        first call (`hashes` may be empty: the scan's start) fixes where the coverage begins:
+        at `first`, the first leaf this recording holds, never at the configured start."""
+        if store.ct_coverage(conn, self.log_id) is None:
+            self._begin_coverage(store, conn, first, now)
         kept = store.record_ct_leaves(conn, self.log_id, first, hashes, now, entry_ms)
         if kept:
             log.info("%s: %d SCT promise(s) kept", self.log_name, kept)
-        if store.ct_coverage(conn, self.log_id) is None:
-            if first != 0:
-                return  # `judge` fixes where the coverage starts (the STH at the scan's start)
-            store.cover_ct_log(conn, self.log_id, 0, 0, 0, now)
         now_ms = int(now.timestamp() * 1000)
         until = now_ms - MAX_MERGE_DELAY_MS - LATE_PROMISE_MS
         pruned = store.prune_ct_leaves(
@@ -285,10 +290,14 @@ class CtLedger:
                 return created
             coverage = store.ct_coverage(conn, self.log_id)
             if coverage is None:
-                from_index = 0 if self.start == 0 else state.verified_size
-                since = 0 if from_index == 0 else covered
-            else:
-                from_index, since, _ = coverage
+                # No leaf was ever recorded (a database that scanned before migration 004):
+                # where the log holds a due leaf is not knowable, so it is never alerted.
+                for promise_id, _, _ in store.due_sct_promises(
+                    conn, self.log_id, min(covered, now_ms)
+                ):
+                    store.resolve_sct_promise(conn, promise_id, "unknowable", None, now)
+                return created
+            from_index, since, _ = coverage
             store.cover_ct_log(conn, self.log_id, from_index, since, covered, now)
             for promise_id, sct_ms, evidence in store.due_sct_promises(
                 conn, self.log_id, min(covered, now_ms)
@@ -308,6 +317,33 @@ class CtLedger:
                     created.append((alert_id, alert))
         return created
 
+    def _begin_coverage(
+        self, store: Store, conn: sqlite3.Connection, first: int, now: datetime
+    ) -> None:
+        """The coverage row, created by the first recording: from `first`; since 0 when that is
+        the log's first leaf, else since the STH of the verified tree the scan is reading (its
+        size is past `first`, so every leaf before `first` carries an SCT no newer than it)."""
+        if first == 0:
+            store.cover_ct_log(conn, self.log_id, 0, 0, 0, now)
+            return
+        states = store.log_states(self.log_id)
+        began = (
+            sth_timestamp(states[0].verified_note or "", self.key_hint)
+            if len(states) == 1
+            else None
+        )
+        if began is None or states[0].verified_size < first:
+            raise CtLedgerError(
+                f"{self.log_name}: no verified tree head to start the SCT coverage at index "
+                f"{first} from; the scan is not moved past leaves it cannot record"
+            )
+        store.cover_ct_log(conn, self.log_id, first, began, 0, now)
+
+
+class CtLedgerError(MonitorError):
+    """A ct log's scan could not record the leaves it is moving past (a failed scan, raised
+    rather than moving the cursor over leaves `sct_not_incorporated` would then miss)."""
+
 
 def _evidence(evidence: Mapping[str, object]) -> dict[str, object]:
     return {k: v for k, v in evidence.items() if k != "leaf_hash"}
@@ -317,6 +353,7 @@ __all__ = [
     "LATE_PROMISE_MS",
     "MAX_MERGE_DELAY_MS",
     "CtLedger",
+    "CtLedgerError",
     "CtLogKey",
     "Promise",
     "SctWatch",

@@ -27,7 +27,12 @@ from datetime import datetime
 from monitor.config.discovered import Discovery, discover, effective_logs
 from monitor.config.settings import Config, LogConfig, SigstoreConfig
 from monitor.config.trust_roots import embedded_trust_files
-from monitor.config.tuf_source import FetchedTrust, TrustSourceError, TufSource
+from monitor.config.tuf_source import (
+    FetchedTrust,
+    TrustSourceError,
+    TrustSourceFailure,
+    TufSource,
+)
 from monitor.core.alerts import (
     Alert,
     trust_changed_alert,
@@ -39,7 +44,7 @@ from monitor.core.keys import KeyLoadError
 from monitor.core.trust import TrustSnapshot, diff, trust_snapshot
 from monitor.service.alert_log import raised
 from monitor.service.wiring import log_spec, trust_for_log
-from monitor.store.database import AsyncStore
+from monitor.store.database import AsyncStore, StoredTrust
 
 __all__ = ["TrustUpdate", "TrustWatcher", "tuf_source"]
 
@@ -140,6 +145,7 @@ class TrustWatcher:
         try:
             fetched = await src.tuf.refresh_async()
             snapshot = _parse(fetched.trusted_root, fetched.signing_config)
+            _check_not_older(src.cfg, fetched, await store.trust.current(name))
         except (TrustSourceError, TrustRootError) as e:
             if isinstance(e, TrustSourceError):
                 message, reason = str(e), e.reason.value
@@ -285,6 +291,29 @@ class TrustWatcher:
     def status(self) -> dict[str, str | None]:
         """Where each source's trust in use comes from (tuf, cache, embedded or None)."""
         return {name: src.origin for name, src in self._sources.items()}
+
+
+def _check_not_older(
+    cfg: SigstoreConfig, fetched: FetchedTrust, stored: StoredTrust | None
+) -> None:
+    """Refuse TUF metadata older than what this source once verified (`TrustSourceError`,
+    rollback). The TUF client does this against its cache; the database is checked too, so a
+    lost or deleted cache does not let a mirror serve older, still unexpired metadata (which
+    would drop logs and raise trust changes that never happened)."""
+    if stored is None or stored.origin != TUF or stored.versions is None:
+        return
+    now = vars(fetched.versions)
+    older = [
+        f"{role} {now[role]} < {stored.versions[role]}"
+        for role in ("root", "timestamp", "snapshot", "targets")
+        if role in stored.versions and now[role] < stored.versions[role]
+    ]
+    if older:
+        raise TrustSourceError(
+            TrustSourceFailure.ROLLBACK,
+            cfg.metadata_url,
+            "metadata older than the versions recorded in the database (" + ", ".join(older) + ")",
+        )
 
 
 def _parse(trusted_root: bytes, signing_config: bytes | None) -> TrustSnapshot:

@@ -9,11 +9,13 @@ Fulcio logs every certificate it issues to CT; a signer who uses one without upl
     scan or search of a Rekor log: a trusted certificate in a matched entry --> its pending checks
         are 'logged', in the transaction that stores that match
     after each poll, in one transaction (`UnloggedWatch.judge`), a pending check whose rule says
-        expect_rekor = false is 'not_expected'; else, once the monitor's clock is past its CT
-        timestamp + the rule's `unlogged_after`:
+        expect_rekor = false is 'not_expected'; else, once the monitor's clock is past its
+        deadline, the rule's `unlogged_after` after the later of its CT timestamp and when the
+        monitor first stored it (a backdated CT timestamp does not move the deadline back):
             no scanned Rekor log the rule applies to          --> 'unwatched' (no alert)
             one of them began scanning after the CT timestamp --> 'unknowable' (no alert)
-            one of them has not yet scanned a tree its log served after the deadline --> wait
+            one of them has not yet scanned a tree the monitor first saw its log serve after
+                the deadline (a log serving an old tree, stale, covers nothing) --> wait
             every one has                                     --> `unlogged_certificate`, once
 
 A rekor-v1 log watched through its search index (not scanned) is one of "those Rekor logs"
@@ -22,8 +24,9 @@ too (RekorLog.how = "search"): its searcher looks each due certificate up in the
 counts as having read the whole log up to the verified tree the index was shown to hold.
 
 "Where the monitor looked" is each of those Rekor logs: every entry from its scan's start (index 0,
-or the time its scan began) up to a verified tree the log itself served at or after the deadline,
-read whole. A log the monitor does not watch is not looked in: the alert says where it looked.
+or the time its scan began) up to a verified tree the monitor first saw the log serve at or after
+the deadline, read whole. A log the monitor does not watch is not looked in: the alert says
+where it looked.
 """
 
 from __future__ import annotations
@@ -98,7 +101,7 @@ class UnloggedWatch:
                     store.resolve_unlogged(conn, check.id, "not_expected", None, now)
                     continue
                 window = _ms(rule.unlogged_after)
-                if now_ms < check.ct_ms + window:
+                if now_ms < check.deadline_ms(window):
                     continue
                 searched = {
                     r.log_id: _searched(store, conn, r, check.id)
@@ -133,7 +136,7 @@ class UnloggedWatch:
             look = looks.get(r.log_id)
             if look is not None and look["since_ms"] + CLOCK_SKEW_MS > check.ct_ms:
                 return "unknowable"
-            if look is None or look["covered_ms"] < check.ct_ms + window:
+            if look is None or look["covered_ms"] < check.deadline_ms(window):
                 return "wait"
             seen.append(look)
         return UnloggedCertificate(
@@ -142,6 +145,7 @@ class UnloggedWatch:
             certificate_id=check.certificate_id,
             ct_ms=check.ct_ms,
             unlogged_after_ms=window,
+            stored_ms=check.stored_ms,
             signer=str(check.evidence.get("signer", "?")),
             evidence=check.evidence,
             looked=seen,
@@ -167,15 +171,17 @@ def _look(
     store: Store, conn: sqlite3.Connection, rekor: RekorLog, now: datetime
 ) -> UnloggedLook | None:
     """How far the scan of `rekor` has looked: every tree read whole up to its verified size,
-    and when the log last served those trees (its latest); None while a tree is unscanned or
-    behind. Records when the scan began, the first time it is seen begun."""
+    and when the monitor FIRST saw the log serve those trees (the latest of them); None while a
+    tree is unscanned or behind. Not when it last saw them: a log (or a cache in front of it)
+    that goes on serving an old tree covers nothing new, so a stale log makes checks wait.
+    Records when the scan began, the first time it is seen begun."""
     states = store.log_states(rekor.log_id)
     if not states or all(s.scan_cursor is None for s in states):
         return None
     since = store.rekor_scan_since(conn, rekor.log_id, 0 if rekor.start == 0 else _ms(now), now)
     if any(s.scan_cursor is None or s.scan_cursor != s.verified_size for s in states):
         return None
-    served = [store.last_seen_verified(conn, rekor.log_id, s, PRIMARY_VIEW) for s in states]
+    served = [store.first_seen_verified(conn, rekor.log_id, s, PRIMARY_VIEW) for s in states]
     latest = max((t for t in served if t is not None), default=None)
     if latest is None:
         return None

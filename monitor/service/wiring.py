@@ -19,9 +19,11 @@ from monitor.config.trust_roots import find_trusted_ct_log, find_trusted_log, fu
 from monitor.core.certs import parse_certificate, parse_tbs_certificate
 from monitor.core.chain import CertificateTrust
 from monitor.core.ct import (
+    CtEntry,
     CtFormatError,
     EntryType,
     ct_leaf_hash,
+    entry_precertificate,
     parse_merkle_tree_leaf,
     sth_note,
 )
@@ -301,7 +303,8 @@ class StaticCtSource(TilesSource):
     """A static-ct-api log: a tiled log (checkpoint, hash tiles, proofs: `TilesSource`) whose
     checkpoint carries an RFC 6962 note signature and whose entries are data tiles' TileLeaf
     entries, served to the scanner as their MerkleTreeLeaf bytes (whose leaf hashes are the
-    tree's). Issuers are not fetched: nothing in a scan reads them."""
+    tree's) carrying each precert_entry's precertificate (`CtEntry`). Issuers are not fetched:
+    the monitor's own trust roots judge a precertificate."""
 
     client: StaticCtClient
 
@@ -317,7 +320,11 @@ class StaticCtSource(TilesSource):
             for n in range(first, last + 1)
         ]
         tiles = await gather_bounded(jobs, self.client.concurrency)
-        leaves = [leaf.merkle_tree_leaf for tile in tiles for leaf in tile]
+        leaves: list[bytes] = [
+            CtEntry(leaf.merkle_tree_leaf, pre_certificate=leaf.pre_certificate)
+            for tile in tiles
+            for leaf in tile
+        ]
         skip = start - first * TILE_WIDTH
         return leaves[skip : skip + end - start]
 
@@ -327,8 +334,10 @@ def read_ct_leaf(matcher: Matcher, body: bytes) -> tuple[list[Match], str | None
     the matches, and why the entry could not be read (None: it could).
 
     An x509_entry's certificate and a precert_entry's TBSCertificate are read as
-    `monitor.core.certs` reads Rekor's certificates. Never raises: an entry that cannot be read
-    is a finding about that entry, not a reason to stop scanning the log.
+    `monitor.core.certs` reads Rekor's certificates. A precert_entry is trusted only by the
+    precertificate the log served with it (`body` a `CtEntry`; see
+    `CertificateTrust.is_trusted_precert`). Never raises: an entry that cannot be read is a
+    finding about that entry, not a reason to stop scanning the log.
     """
     try:
         leaf = parse_merkle_tree_leaf(body)
@@ -341,7 +350,11 @@ def read_ct_leaf(matcher: Matcher, body: bytes) -> tuple[list[Match], str | None
     kind = "x509_entry" if leaf.entry_type is EntryType.X509 else "precert_entry"
     try:
         matches = matcher.match_certificate(
-            cert, kind=kind, timestamp=leaf.timestamp, issuer_key_hash=leaf.issuer_key_hash
+            cert,
+            kind=kind,
+            timestamp=leaf.timestamp,
+            issuer_key_hash=leaf.issuer_key_hash,
+            precertificate=entry_precertificate(body) if kind == "precert_entry" else None,
         )
     except Exception as e:
         # As in `examine_entry`: hostile content that still breaks matching is reported like

@@ -357,6 +357,14 @@ class PendingUnlogged:
     ct_log: str
     ct_ms: int
     evidence: dict[str, Any]
+    stored_ms: int = 0
+    """When the monitor first stored the check (ms, its clock)."""
+
+    def deadline_ms(self, window_ms: int) -> int:
+        """When a Rekor entry using the certificate is due: `window_ms` after the later of its
+        CT timestamp and when the monitor first stored the check, so a CT log's backdated
+        timestamp cannot put the deadline before the certificate could be used."""
+        return max(self.ct_ms, self.stored_ms) + window_ms
 
 
 @dataclass(frozen=True)
@@ -1143,13 +1151,20 @@ class Store:
     def pending_unlogged(self, conn: sqlite3.Connection) -> list[PendingUnlogged]:
         """Every pending check, oldest CT timestamp first, with its CT log's name."""
         rows = conn.execute(
-            "SELECT u.id, u.certificate_id, u.rule, u.ct_log_id, l.name, u.ct_ms, u.evidence "
-            "FROM unlogged_checks u JOIN logs l ON l.id = u.ct_log_id "
+            "SELECT u.id, u.certificate_id, u.rule, u.ct_log_id, l.name, u.ct_ms, u.evidence, "
+            "u.created_at FROM unlogged_checks u JOIN logs l ON l.id = u.ct_log_id "
             "WHERE u.state = 'pending' ORDER BY u.ct_ms, u.id"
         ).fetchall()
         return [
             PendingUnlogged(
-                int(r[0]), str(r[1]), str(r[2]), int(r[3]), str(r[4]), int(r[5]), json.loads(r[6])
+                int(r[0]),
+                str(r[1]),
+                str(r[2]),
+                int(r[3]),
+                str(r[4]),
+                int(r[5]),
+                json.loads(r[6]),
+                int(parse_utc(str(r[7])).timestamp() * 1000),
             )
             for r in rows
         ]
@@ -1189,21 +1204,21 @@ class Store:
         self, log_id: int, windows: Mapping[str, int], now_ms: int
     ) -> list[tuple[PendingUnlogged, bytes | None]]:
         """Pending checks due for a lookup in `log_id`'s search index, oldest CT timestamp
-        first: their rule is in `windows` (rule -> `unlogged_after` in ms), their deadline (CT
-        timestamp + window) has passed at `now_ms`, and no lookup yet covered a tree the log
-        served at or after it. Each with a certificate (DER, or a precertificate's TBS) that a
-        match stored for it, None when there is none."""
+        first: their rule is in `windows` (rule -> `unlogged_after` in ms), their deadline
+        (`PendingUnlogged.deadline_ms`) has passed at `now_ms`, and no lookup yet covered a tree
+        the log served at or after it. Each with a certificate (DER, or a precertificate's TBS)
+        that a match stored for it, None when there is none."""
         out: list[tuple[PendingUnlogged, bytes | None]] = []
         with self.transaction() as conn:
             for check in self.pending_unlogged(conn):
                 window = windows.get(check.rule)
-                if window is None or now_ms < check.ct_ms + window:
+                if window is None or now_ms < check.deadline_ms(window):
                     continue
                 row = conn.execute(
                     "SELECT covered_ms FROM unlogged_searches WHERE check_id = ? AND log_id = ?",
                     (check.id, log_id),
                 ).fetchone()
-                if row is not None and int(row[0]) >= check.ct_ms + window:
+                if row is not None and int(row[0]) >= check.deadline_ms(window):
                     continue
                 cert = conn.execute(
                     "SELECT certificate FROM matches WHERE certificate_id = ? AND certificate IS "
@@ -1255,6 +1270,19 @@ class Store:
         when it never did."""
         row = conn.execute(
             "SELECT max(last_seen) FROM checkpoints WHERE log_id = ? AND tree_id = ? AND "
+            "view = ? AND size = ? AND root = ?",
+            (log_id, state.tree_id, view, state.verified_size, state.verified_root),
+        ).fetchone()
+        return None if row is None or row[0] is None else parse_utc(str(row[0]))
+
+    def first_seen_verified(
+        self, conn: sqlite3.Connection, log_id: int, state: LogState, view: str
+    ) -> datetime | None:
+        """When `view` first served the tree's verified checkpoint (its size and root), None
+        when it never did: a tree first served then holds what an honest log integrated before
+        it, however long the log goes on serving it."""
+        row = conn.execute(
+            "SELECT min(first_seen) FROM checkpoints WHERE log_id = ? AND tree_id = ? AND "
             "view = ? AND size = ? AND root = ?",
             (log_id, state.tree_id, view, state.verified_size, state.verified_root),
         ).fetchone()

@@ -323,3 +323,31 @@ async def test_a_pending_promise_is_judged_after_pruning_and_rows_stay_bounded(
         await sb.append("tiles", 1, {"email": EMAIL})
         await m.check()
         assert promise_states(directory) == ["alerted", "incorporated"]
+
+
+async def test_a_database_that_scanned_the_ct_log_before_leaves_were_recorded_alerts_nothing(
+    env: tuple[Sandbox, Clock, Path],
+) -> None:
+    """R1 finding 4: a database whose ct log scan moved past entries without recording their
+    leaves (scanned before migration 004) does not accuse the log of leaves it never read."""
+    sb, clock, directory = env
+    path = write_config(sb, directory)
+    signer = sb.core.ca.signer(Identity(email=EMAIL))
+    assert embedded_scts(signer.cert_der)
+    async with open_monitor(load_config(path), clock=clock) as m:
+        await sb.append("ct", 1)
+        await m.check()
+    with sqlite3.connect(directory / "monitor.db") as db:
+        db.execute("DELETE FROM ct_leaves")
+        db.execute("DELETE FROM ct_coverage")
+    async with open_monitor(load_config(path), clock=clock) as m:
+        await sb.append("tiles", 1, {"email": EMAIL})
+        assert of_kind(await m.check(), "identity_seen")
+        for _ in range(3):
+            clock.now += timedelta(hours=13)
+            await sb.append("ct", 1)
+            assert of_kind(await m.check(), "sct_not_incorporated") == []
+    assert promise_states(directory) == ["unknowable"]
+    with sqlite3.connect(directory / "monitor.db") as db:
+        (from_index,) = db.execute("SELECT from_index FROM ct_coverage").fetchone()
+    assert from_index > 0

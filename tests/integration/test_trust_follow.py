@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import shutil
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -336,3 +337,27 @@ async def test_never_reached_the_embedded_trust_is_used_with_a_warning(
     names = {log.name for log in watcher.logs()}
     assert {"production-rekor-sigstore-dev", "production-log2025-1-rekor-sigstore-dev"} <= names
     assert "may be out of date" in caplog.text
+
+
+async def test_older_metadata_is_refused_even_after_the_cache_is_lost(
+    world: World, tmp_path: Path
+) -> None:
+    # A mirror keeps a copy of the repository as it was; the TUF cache is lost (a fresh
+    # state directory restored without it): the database's versions still refuse the copy.
+    a = await new_shard(world, "a")
+    world.publish(world.tlog(a))
+    old = tmp_path / "old-repo"
+    shutil.copytree(world.repo.directory, old)
+    config = world.config()
+    await check(config)
+    world.publish(world.tlog(a), world.tlog(await new_shard(world, "b")))
+    kinds, errors = await check(config)
+    assert "trust_changed" in kinds and not errors, (kinds, errors)
+    shutil.rmtree(config.sigstore[0].cache_dir)
+    with serve(old) as mirror:
+        stale = tmp_path / "stale.toml"
+        stale.write_text(config.path.read_text().replace(world.url, mirror))
+        kinds, errors = await check(load_config(stale))
+    assert kinds == ["trust_error"] and any("rollback" in e for e in errors), (kinds, errors)
+    assert len(world.states()) == 2  # both logs still monitored: nothing was removed
+    assert len(world.alerts("trust_changed")) == 2  # the log and its CA, once

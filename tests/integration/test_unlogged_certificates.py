@@ -103,6 +103,8 @@ async def test_a_certificate_never_used_raises_one_alert_after_the_window(
         clock.now += timedelta(minutes=29)
         assert unlogged(await m.check()) == []
         clock.now += timedelta(minutes=2)
+        # Rekor grows past the deadline (an unrelated entry): a tree first served after it.
+        await sb.append("tiles", 1)
         (alert,) = unlogged(await m.check())
         assert alert.severity.value == "high" and alert.rule == "security-email"
         assert alert.log == "ct-sandbox" and EMAIL in alert.summary and "tiles" in alert.summary
@@ -194,6 +196,25 @@ async def test_waits_while_the_rekor_scan_is_behind(
         # deadline, so the certificate is not judged yet.
         assert unlogged(await m.poll("ct-sandbox")) == []
         assert checks(directory) == [("security-email", "pending")]
+        await sb.append("tiles", 1)
+        assert len(unlogged(await m.check())) == 1
+
+
+async def test_a_stale_rekor_tree_covers_nothing_new(
+    env: tuple[Sandbox, Clock, Path],  # noqa: F811
+) -> None:
+    """R1 finding 5: a Rekor log (or a cache before it) that goes on serving the tree it had
+    before the signer's upload does not show the certificate unused: the check waits while the
+    log is stale, and is judged once a tree first served after the deadline is read."""
+    sb, clock, directory = env
+    async with open_monitor(load_config(write_config(sb, directory)), clock=clock) as m:
+        issue(sb)
+        await m.check()
+        for _ in range(3):
+            clock.now += timedelta(hours=1)
+            assert unlogged(await m.check()) == []
+        assert checks(directory) == [("security-email", "pending")]
+        await sb.append("tiles", 1)
         assert len(unlogged(await m.check())) == 1
 
 

@@ -27,7 +27,7 @@ from monitor.core.certs import (
     parse_tbs_certificate,
 )
 from monitor.core.chain import CertificateTrust
-from monitor.core.ct import CtLeaf, EntryType, encode_merkle_tree_leaf, parse_tile_leaves
+from monitor.core.ct import CtEntry, CtLeaf, EntryType, encode_merkle_tree_leaf, parse_tile_leaves
 from monitor.core.watch import Match, Matcher, MatchOutcome, compile_rule
 from monitor.sandbox import ctlog
 from monitor.sandbox.ca import Identity, LocalCA, SigningIdentity
@@ -155,7 +155,11 @@ def trust(ca: LocalCA) -> CertificateTrust:
 def _leaves(ca: LocalCA, signer: SigningIdentity, at_ms: int | None = None) -> list[bytes]:
     """An x509_entry and a precert_entry of `signer`'s certificate."""
     when = at_ms if at_ms is not None else int(signer.minted_at.timestamp() * 1000)
-    return ctlog.ct_leaves(ca, signer, 2, when, "mixed")
+    # As a CT source serves them: each with its extra_data (a precert_entry's precertificate).
+    return [
+        CtEntry(body, extra_data=ctlog.entry_extra_data(ca, body))
+        for body in ctlog.ct_leaves(ca, signer, 2, when, "mixed")
+    ]
 
 
 def _match(matcher: Matcher, body: bytes) -> list[Match]:
@@ -240,7 +244,7 @@ def test_self_signed_and_unknown_ca_certificates_are_untrusted(
     assert [m.outcome for m in _match(release_rule(), _leaves(ca, stranger)[1])] == [UNTRUSTED]
 
 
-def test_a_precert_is_trusted_by_the_issuer_key_hash_and_name_only(
+def test_a_precert_is_trusted_by_its_signed_precertificate_and_issuer_key_hash(
     ca: LocalCA, trust: CertificateTrust
 ) -> None:
     signer = ca.signer(Identity(uri=RELEASE, issuer=GITHUB))
@@ -257,10 +261,14 @@ def test_a_precert_is_trusted_by_the_issuer_key_hash_and_name_only(
 
     def outcome(issuer_key_hash: bytes, certificate: bytes = tbs) -> MatchOutcome:
         leaf = CtLeaf(when, EntryType.PRECERT, certificate, issuer_key_hash, b"")
-        (match,) = _match(matcher, encode_merkle_tree_leaf(leaf))
+        body = encode_merkle_tree_leaf(leaf)
+        (match,) = _match(matcher, CtEntry(body, pre_certificate=ca.precertificates.get(tbs)))
         return match.outcome
 
     assert outcome(hashlib.sha256(ca_spki).digest()) is ISSUED
+    # The leaf alone (no precertificate served with it) proves nothing.
+    bare = CtLeaf(when, EntryType.PRECERT, tbs, hashlib.sha256(ca_spki).digest(), b"")
+    assert [m.outcome for m in _match(matcher, encode_merkle_tree_leaf(bare))] == [UNTRUSTED]
     assert outcome(hashlib.sha256(other_spki).digest()) is UNTRUSTED
     assert outcome(hashlib.sha256(ca_spki + b"\x00").digest()) is UNTRUSTED
     # The right key hash, but a TBS naming another issuer: not that CA's certificate.

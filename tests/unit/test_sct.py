@@ -423,8 +423,9 @@ def test_precert_tbs_drops_the_extensions_field_when_the_sct_list_was_the_only_o
     ours = precert_tbs(cert_der(cert))
     theirs = cert.tbs_precertificate_bytes
     assert theirs.endswith(b"\xa3\x02\x30\x00")
+    # Exactly theirs without the empty [3] field (the last 4 bytes) and with the outer length
+    # 4 shorter (a check of the last bytes for 0xa3 would trip on random key bytes).
     assert ours == b"\x30\x81" + bytes([theirs[2] - 4]) + theirs[3:-4]
-    assert b"\xa3" not in ours[-4:]
 
 
 @pytest.mark.parametrize(

@@ -61,7 +61,9 @@ class Match:
     """The signer's certificate (DER), None for a bare key; a CT precertificate's TBSCertificate."""
     certificate_id: str | None = None
     """`monitor.core.certs.certificate_id` of the certificate (issuer and serial number), shared
-    by a precertificate, its final certificate and every Rekor entry using it; None for a key."""
+    by a precertificate, its final certificate and every Rekor entry using it; None for a key
+    and for a certificate that does not chain to a trusted CA (even when an `any_issuer` rule
+    counts it), which is never identified across entries or logs."""
     ct_timestamp: int | None = None
     """The CT entry's timestamp (ms) for a CT log's certificate (`Matcher.match_certificate`);
     None for a Rekor entry."""
@@ -182,12 +184,14 @@ class Matcher:
         kind: str,
         timestamp: int,
         issuer_key_hash: bytes | None = None,
+        precertificate: bytes | None = None,
     ) -> list[Match]:
         """Every rule that matches a certificate of a CT log, one `Match` each.
 
         `kind` is the CT entry type ("x509_entry", "precert_entry"); a precertificate (`cert`
-        read from its TBSCertificate) is trusted by `issuer_key_hash`
-        (`CertificateTrust.is_trusted_precert`), a certificate by its signature. The rules judge
+        read from its TBSCertificate) is trusted only by the signed `precertificate` the log
+        served with it and `issuer_key_hash` (`CertificateTrust.is_trusted_precert`), a
+        certificate by its signature. The rules judge
         it as the only signer of an entry that records no artifact, so matchers on what only a
         Rekor entry holds (`artifact_digest`) never match. Outcomes: `CERTIFICATE_ISSUED` where a
         Rekor entry would be `IDENTITY_SEEN`, else as for `match_entry`.
@@ -204,7 +208,7 @@ class Matcher:
         if self.trust is None:
             trusted = False
         elif issuer_key_hash is not None:
-            trusted = self.trust.is_trusted_precert(cert, issuer_key_hash, at)
+            trusted = self.trust.is_trusted_precert(cert, issuer_key_hash, at, precertificate)
         else:
             trusted = self.trust.is_trusted(cert, at)
         out: list[Match] = []
@@ -291,7 +295,9 @@ class Matcher:
             reasons=tuple(reasons),
             identity=identity_summary(entry, index),
             certificate=cert.der if cert is not None else None,
-            certificate_id=certificate_id(cert) if cert is not None else None,
+            # Only a verified chain makes issuer and serial number name one certificate: anyone
+            # can copy a Fulcio issuer name and serial into a self-made one (any_issuer or not).
+            certificate_id=certificate_id(cert) if cert is not None and trusted else None,
         )
 
 

@@ -18,7 +18,7 @@ import functools
 from dataclasses import dataclass
 from typing import Final
 
-from monitor.core.ct import CtFormatError, SignedTreeHead, parse_sth_json
+from monitor.core.ct import CtEntry, CtFormatError, SignedTreeHead, parse_sth_json
 from monitor.core.fields import JsonReader
 from monitor.core.merkle import HASH_SIZE, consistency_proof_size
 from monitor.logs.http import (
@@ -138,12 +138,12 @@ class CtClient(HttpLogClient):
             for i, item in enumerate(entries):
                 at = f"{where}: $.entries[{i}]"
                 entry = _JSON.obj(item, at)
-                out.append(
-                    _JSON.base64(
-                        _JSON.field(entry, "leaf_input", at), f"{at}.leaf_input", non_empty=True
-                    )
+                leaf = _JSON.base64(
+                    _JSON.field(entry, "leaf_input", at), f"{at}.leaf_input", non_empty=True
                 )
-                _JSON.base64(_JSON.field(entry, "extra_data", at), f"{at}.extra_data")
+                extra = _JSON.base64(_JSON.field(entry, "extra_data", at), f"{at}.extra_data")
+                # Kept for a precert_entry's precertificate: the leaf alone proves no CA signed it.
+                out.append(CtEntry(leaf, extra_data=extra))
         return out
 
     async def entries(self, start: int, end: int) -> list[bytes]:
