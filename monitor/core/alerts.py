@@ -818,6 +818,7 @@ def unreadable_entry_alert(
 
 
 UNSUPPORTED_KEY = "unsupported_key"
+UNUSABLE_LOG = "unusable_log"
 """The `reason` of a `trust_error` for a Rekor log whose key type the monitor cannot verify."""
 _MAX_NAME_IN_SUMMARY = 300
 
@@ -912,14 +913,17 @@ def trust_error_alert(
     )
 
 
-def unverifiable_log_alert(source: str, info: TrustedLogInfo) -> Alert:
-    """A Rekor log of the trust root whose key the monitor cannot verify checkpoints with: it is
-    not monitored. One fact per source, log URL and key."""
+def unverifiable_log_alert(
+    source: str, info: TrustedLogInfo, reason: str = UNSUPPORTED_KEY
+) -> Alert:
+    """A log of the trust root the monitor cannot monitor: its key cannot verify checkpoints
+    (`unsupported_key`), or the settings made from it cannot be used (`unusable_log`, the
+    problem in `info.verifier_problem`). One fact per source, reason, log URL and key."""
     key_sha256 = hashlib.sha256(info.key).hexdigest()
     problem = info.verifier_problem or "no verifier for this key"
     details: UnverifiableLogDetails = {
         "source": source,
-        "reason": UNSUPPORTED_KEY,
+        "reason": reason,
         "base_url": info.base_url,
         "log_kind": str(info.kind),
         "key_id": info.key_id.hex(),
@@ -927,13 +931,13 @@ def unverifiable_log_alert(source: str, info: TrustedLogInfo) -> Alert:
         "key_details": info.key_details,
         "error": problem,
     }
+    why = f"its key cannot be verified ({problem})" if reason == UNSUPPORTED_KEY else problem
     summary = (
-        f"[[sigstore]] {source}: log {info.base_url[:_MAX_NAME_IN_SUMMARY]} is not monitored: "
-        f"its key cannot be verified ({problem})"
+        f"[[sigstore]] {source}: log {info.base_url[:_MAX_NAME_IN_SUMMARY]} is not monitored: {why}"
     )[:1000]
     return Alert(
         AlertKind.TRUST_ERROR,
-        fact_key(AlertKind.TRUST_ERROR, source, UNSUPPORTED_KEY, info.base_url, key_sha256),
+        fact_key(AlertKind.TRUST_ERROR, source, reason, info.base_url, key_sha256),
         summary,
         details=details,
     )

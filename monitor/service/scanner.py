@@ -465,7 +465,7 @@ class Scanner:
         if self.read_entry is None and self.workers > 1 and size - cursor >= self.backfill:
             await self._backfill(state, result, cursor, cr)
             return
-        begun, last_report, first = time.monotonic(), time.monotonic(), cursor
+        progress = _Progress(cursor)
         # The next chunk downloads while this one is hashed, matched and committed.
         fetch: asyncio.Task[list[bytes]] | None = None
         try:
@@ -482,21 +482,14 @@ class Scanner:
                     raise ParseError(
                         f"entries {cursor}-{end}: expected {end - cursor}, got {len(bodies)}"
                     )
-                extended, found, unparseable = self._examine(cr, cursor, bodies)
-                if not await self._proves(tree, end, extended.root(), size, root):
-                    await self._bad_entry(result, state, cursor, f"entries {cursor}-{end - 1}")
+                extended, hashes, found, unparseable = self._examine(cr, cursor, bodies)
+                settled = await self._settle_chunk(
+                    result, state, cursor, bodies, extended, found, unparseable, hashes=hashes
+                )
+                if not settled:
                     return
-                await self._commit(result, tree, end, extended, found, unparseable, expected=cursor)
-                result.scanned += end - cursor
                 cursor, cr = end, extended
-                now = time.monotonic()
-                if now - last_report >= PROGRESS_EVERY_S:
-                    rate = (cursor - first) / (now - begun)
-                    log.info(
-                        "%s: scanned %d of %d entries (%.0f/s, %d left)",
-                        self.log_name, cursor, size, rate, size - cursor,
-                    )  # fmt: skip
-                    last_report = now
+                progress.report(self.log_name, cursor, size)
         finally:
             if fetch is not None:
                 fetch.cancel()
@@ -510,7 +503,7 @@ class Scanner:
         `workers + 1` chunks ahead while the next one downloads; here the entries they pass are
         parsed and matched, and each chunk proven and committed in order, as `_scan_tree` does
         (a crash repeats at most the chunks not yet committed)."""
-        size, root, tree = state.verified_size, state.verified_root, state.tree_id
+        size, tree = state.verified_size, state.tree_id
         log.info(
             "%s: %d entries to scan; hashing and pre-filtering them in %d worker processes",
             self.log_name, size - cursor, self.workers,
@@ -526,7 +519,7 @@ class Scanner:
         pending: deque[tuple[int, int, list[bytes], asyncio.Future[Examined] | None]] = deque()
         fetch: asyncio.Task[list[bytes]] | None = None
         ahead = cursor
-        begun, last_report, first = time.monotonic(), time.monotonic(), cursor
+        progress = _Progress(cursor)
         try:
             while cursor < size:
                 while ahead < size and len(pending) <= self.workers:
@@ -569,20 +562,13 @@ class Scanner:
                 extended = cr.copy()
                 extended.extend_subtrees(subtrees)
                 found, unparseable = self._match(start, bodies, offsets)
-                if not await self._proves(tree, end, extended.root(), size, root):
-                    await self._bad_entry(result, state, start, f"entries {start}-{end - 1}")
+                settled = await self._settle_chunk(
+                    result, state, start, bodies, extended, found, unparseable
+                )
+                if not settled:
                     return
-                await self._commit(result, tree, end, extended, found, unparseable, expected=start)
-                result.scanned += end - start
                 cursor, cr = end, extended
-                now = time.monotonic()
-                if now - last_report >= PROGRESS_EVERY_S:
-                    rate = (cursor - first) / (now - begun)
-                    log.info(
-                        "%s: scanned %d of %d entries (%.0f/s, %d left)",
-                        self.log_name, cursor, size, rate, size - cursor,
-                    )  # fmt: skip
-                    last_report = now
+                progress.report(self.log_name, cursor, size)
         finally:
             if fetch is not None:
                 fetch.cancel()
@@ -610,24 +596,54 @@ class Scanner:
 
     def _examine(
         self, cr: CompactRange, cursor: int, bodies: Sequence[bytes]
-    ) -> tuple[CompactRange, list[_Found], list[tuple[int, Unreadable]]]:
-        """Hash a chunk onto a copy of the compact range and match its entries (pure CPU)."""
+    ) -> tuple[CompactRange, list[bytes], list[_Found], list[tuple[int, Unreadable]]]:
+        """Hash a chunk onto a copy of the compact range and match its entries (pure CPU); the
+        leaf hashes are returned for a CT log's ledger."""
         extended = cr.copy()
         found: list[_Found] = []
         unparseable: list[tuple[int, Unreadable]] = []
         hashes = leaf_hashes(bodies)
         extended.extend(hashes)
-        if self.ledger is not None:
-            self._ct_chunk = (cursor, hashes, entry_timestamps(bodies))
         if self.read_entry is not None:
             for offset, body in enumerate(bodies):
                 matches, error = self.read_entry(self.matcher, body)
                 if error is not None:
                     unparseable.append((cursor + offset, Unreadable(error=error)))
                 found.extend(_Found(cursor + offset, m) for m in matches)
-            return extended, found, unparseable
+            return extended, hashes, found, unparseable
         found, unparseable = self._match(cursor, bodies, self.matcher.candidates(bodies))
-        return extended, found, unparseable
+        return extended, hashes, found, unparseable
+
+    async def _settle_chunk(
+        self,
+        result: ScanResult,
+        state: LogState,
+        start: int,
+        bodies: Sequence[bytes],
+        extended: CompactRange,
+        found: Sequence[_Found],
+        unparseable: Sequence[tuple[int, Unreadable]],
+        *,
+        hashes: list[bytes] | None = None,
+    ) -> bool:
+        """The end of every chunk [start, start + len(bodies)), whichever path examined it:
+        prove it is the verified tree's, then commit its matches, unreadable entries, CT leaves
+        and cursor in one transaction. False, after a `bad_entry` alert, when it does not prove
+        (nothing from the chunk is stored). `hashes` are the chunk's leaf hashes when the
+        caller has them; the worker path has only subtrees, so they are hashed here, and only
+        for a log that keeps a ledger."""
+        tree, end = state.tree_id, start + len(bodies)
+        if self.ledger is not None:
+            leaves = hashes if hashes is not None else leaf_hashes(bodies)
+            self._ct_chunk = (start, leaves, entry_timestamps(bodies))
+        if not await self._proves(
+            tree, end, extended.root(), state.verified_size, state.verified_root
+        ):
+            await self._bad_entry(result, state, start, f"entries {start}-{end - 1}")
+            return False
+        await self._commit(result, tree, end, extended, found, unparseable, expected=start)
+        result.scanned += end - start
+        return True
 
     async def _initial_range(
         self, tree: str, cursor: int, size: int, root: bytes
@@ -744,6 +760,24 @@ class Scanner:
         created = await self.store.run(write)
         result.matches += len(found)
         raised(created, result.alerts)
+
+
+class _Progress:
+    """A scan's progress line, logged at most every `PROGRESS_EVERY_S` seconds."""
+
+    def __init__(self, first: int) -> None:
+        self.first = first
+        self.begun = self.last_report = time.monotonic()
+
+    def report(self, log_name: str, cursor: int, size: int) -> None:
+        now = time.monotonic()
+        if now - self.last_report >= PROGRESS_EVERY_S:
+            rate = (cursor - self.first) / (now - self.begun)
+            log.info(
+                "%s: scanned %d of %d entries (%.0f/s, %d left)",
+                log_name, cursor, size, rate, size - cursor,
+            )  # fmt: skip
+            self.last_report = now
 
 
 def _split(packed: bytes) -> list[bytes]:

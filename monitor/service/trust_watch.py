@@ -34,6 +34,7 @@ from monitor.config.tuf_source import (
     TufSource,
 )
 from monitor.core.alerts import (
+    UNUSABLE_LOG,
     Alert,
     trust_changed_alert,
     trust_error_alert,
@@ -41,7 +42,7 @@ from monitor.core.alerts import (
 )
 from monitor.core.errors import MonitorError, TrustRootError
 from monitor.core.keys import KeyLoadError
-from monitor.core.trust import TrustSnapshot, diff, trust_snapshot
+from monitor.core.trust import TrustedLogInfo, TrustSnapshot, diff, trust_snapshot
 from monitor.service.alert_log import raised
 from monitor.service.wiring import log_spec, trust_for_log
 from monitor.store.database import AsyncStore, StoredTrust
@@ -51,6 +52,9 @@ __all__ = ["TrustUpdate", "TrustWatcher", "tuf_source"]
 log = logging.getLogger(__name__)
 
 Targets = Callable[[Alert], Sequence[str]]
+
+_MAX_ADDED = 1000
+"""The most recorded trust changes read at start for the logs they added."""
 
 TUF = "tuf"
 CACHE = "cache"
@@ -78,6 +82,8 @@ class _Source:
     origin: str | None = None
     discovery: Discovery | None = None
     added: set[str] = field(default_factory=set)
+    unusable: list[TrustedLogInfo] = field(default_factory=list)
+    """Logs discovered whose settings cannot be used (alerted as `unusable_log`)."""
     """Log URLs that appeared in a refresh of this process (their tiled logs scan from 0)."""
 
 
@@ -125,6 +131,16 @@ class TrustWatcher:
         if self._started:
             return TrustUpdate()
         update = TrustUpdate()
+        for src in self._sources.values():
+            # Logs a recorded trust change added (perhaps by a process that stopped before it
+            # scanned them) still scan from their first entry: the scan's own cursor, once it
+            # has one, decides where it goes on.
+            changes = await store.trust.trust_changes(src.cfg.name, _MAX_ADDED)
+            src.added.update(
+                str(c["name"])
+                for c in changes
+                if c["change"] == "added" and c["section"] in ("tlogs", "ctlogs")
+            )
         await asyncio.gather(
             *(self._refresh(s, store, targets, update) for s in self._sources.values())
         )
@@ -264,14 +280,18 @@ class TrustWatcher:
             self.config, src.cfg, snapshot, new_urls=frozenset(src.added), now=self.clock()
         )
         usable = []
+        src.unusable = []
         for cfg in found.logs:
             # Checked here, not when the jobs are made: one unusable log of a trust root must
-            # not stop the monitoring of every other log.
+            # not stop the monitoring of every other log, nor go unmonitored unsaid.
             try:
                 log_spec(self.config, cfg)
                 trust_for_log(cfg)
             except MonitorError as e:
                 log.error("[[sigstore]] %s: log %s is not monitored: %s", src.cfg.name, cfg.url, e)
+                info = next((i for i in snapshot.logs if i.key == cfg.public_key_der), None)
+                if info is not None:
+                    src.unusable.append(dataclasses.replace(info, verifier_problem=str(e)))
                 continue
             usable.append(cfg)
         src.discovery = dataclasses.replace(found, logs=tuple(usable))
@@ -279,10 +299,13 @@ class TrustWatcher:
     async def _unverifiable(
         self, src: _Source, store: AsyncStore, targets: Targets, update: TrustUpdate
     ) -> None:
-        """Alert (once per log and key) each Rekor log of the trust we cannot verify."""
-        if src.discovery is None or not src.discovery.unverifiable:
+        """Alert (once per log and key) each log of the trust that cannot be monitored."""
+        if src.discovery is None:
             return
         alerts = [unverifiable_log_alert(src.cfg.name, info) for info in src.discovery.unverifiable]
+        alerts += [unverifiable_log_alert(src.cfg.name, i, UNUSABLE_LOG) for i in src.unusable]
+        if not alerts:
+            return
         created = await store.trust.raise_trust_alerts(
             [(a, list(targets(a))) for a in alerts], self.clock()
         )

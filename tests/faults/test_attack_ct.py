@@ -363,3 +363,53 @@ start = 0
         server.routes["/checkpoint"] = _bytes(b"<html>busy</html>")
         third = await m.check()
         assert [a.kind.value for _, a in third.alerts] == ["log_error"]
+
+
+@pytest.mark.parametrize("timestamp", [253_402_300_800_000, (1 << 63) - 1])
+async def test_a_checkpoint_dated_past_year_9999_is_a_bad_note_not_a_crash(
+    server: Server, tmp_path: Path, timestamp: int
+) -> None:
+    """Finding 11, through the whole monitor: a static-ct checkpoint the log's own key signed at
+    a timestamp past year 9999 fails verification (that poll fails, the verified state stays)
+    and the next honest checkpoint is polled and judged as usual."""
+    tree = MerkleTree()
+    tree.extend(leaf_hash(_leaf(i)) for i in range(4))
+    name = "hostile.static-ct"
+    server.routes["/checkpoint"] = _bytes(
+        staticct_checkpoint(KEY, name, 1_700_000_000_000, 4, tree.root()).encode()
+    )
+    server.routes["/tile/0/000.p/4"] = _bytes(b"".join(tree.node(0, i) for i in range(4)))
+    server.routes["/tile/data/000.p/4"] = _bytes(b"".join(_tile_leaf(i) for i in range(4)))
+    pem = KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    (tmp_path / "ct.pem").write_bytes(pem)
+    (tmp_path / "config.toml").write_text(
+        monitor_table(request_timeout="5s")
+        + f"""
+[[log]]
+name = "hostile-static-ct"
+type = "static-ct"
+url = "{server.url}"
+public_key = "ct.pem"
+origin = "{name}"
+scan = true
+start = 0
+"""
+    )
+    async with open_monitor(load_config(tmp_path / "config.toml")) as m:
+        first = await m.check()
+        assert first.errors == [] and first.scanned == 4
+        far = staticct_checkpoint(KEY, name, timestamp, 4, tree.root())
+        server.routes["/checkpoint"] = _bytes(far.encode())
+        second = await m.check()
+        # Only the log's key can sign it: the log's misbehaviour, reported on that poll.
+        assert [a.kind.value for _, a in second.alerts] == ["bad_signature"]
+        assert second.errors == []
+        (state,) = m.store.store.log_states()
+        assert state.verified_size == 4
+        server.routes["/checkpoint"] = _bytes(
+            staticct_checkpoint(KEY, name, 1_700_000_000_001, 4, tree.root()).encode()
+        )
+        third = await m.check()
+        assert third.errors == [] and third.alerts == []

@@ -18,6 +18,7 @@ import pytest
 
 from monitor.cli.reports import matches_report
 from monitor.sandbox import Sandbox
+from monitor.service.sct_watch import CtLedger
 from monitor.store.database import Store
 from tests.integration.receivers import HttpReceiver
 from tests.integration.test_engine import Env
@@ -166,6 +167,26 @@ async def test_backfill_in_worker_processes_finds_the_same_and_proves_every_entr
         assert state is not None and state.scan_cursor == state.verified_size
     found = [(i, rule, o) for n, i, rule, o in matches(env) if n == "tiles-sandbox"]
     assert (at["spam"], "security-email", "untrusted") in found and len(found) == 5
+
+
+async def test_backfill_in_worker_processes_records_a_ledger_like_the_single_process_path(
+    env: Env,
+) -> None:
+    """Both paths end each chunk in `Scanner._settle_chunk`: a scan that keeps a CT ledger
+    records every proven leaf whichever path read it (the worker path once moved no cursor,
+    its leaves never recorded)."""
+    scan_config(env)
+    await populate(env.sandbox, "tiles")
+    async with env.open() as m:
+        backfill_in_workers(m, "tiles-sandbox")
+        m.scanners["tiles-sandbox"].ledger = CtLedger("tiles-sandbox", 2, b"\0" * 4, 0)
+        outcome = await m.check()
+        assert outcome.errors == []
+        state = m.store.store.log_state(2, "tiles")
+        assert state is not None and state.scan_cursor == state.verified_size
+    with sqlite3.connect(env.dir / "monitor.db") as conn:
+        indexes = [r[0] for r in conn.execute("SELECT tree_index FROM ct_leaves WHERE log_id = 2")]
+    assert sorted(indexes) == list(range(state.verified_size))
 
 
 async def test_scan_starts_at_latest_by_default_and_sees_only_new_entries(env: Env) -> None:

@@ -22,10 +22,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import NameOID
 
 from monitor.config.settings import Config, load_config
+from monitor.core.chain import MAX_BUNDLE_CERTIFICATES
 from monitor.sandbox import Sandbox
 from monitor.service.daemon import Daemon, open_monitor
 from monitor.service.trust_watch import TrustWatcher
@@ -361,3 +364,62 @@ async def test_older_metadata_is_refused_even_after_the_cache_is_lost(
     assert kinds == ["trust_error"] and any("rollback" in e for e in errors), (kinds, errors)
     assert len(world.states()) == 2  # both logs still monitored: nothing was removed
     assert len(world.alerts("trust_changed")) == 2  # the log and its CA, once
+
+
+async def test_a_shard_added_before_a_stop_is_still_scanned_from_its_first_entry(
+    world: World,
+) -> None:
+    # The trust change that added shard b is recorded, then the process stops before b is
+    # ever polled: the next process must still scan b from entry 0.
+    a = await new_shard(world, "a")
+    b = await new_shard(world, "b")
+    await b.append("tiles", 1, {"email": EMAIL})
+    await b.append("tiles", 2)
+    world.publish(world.tlog(a))
+    config = world.config()
+    await check(config)
+    world.publish(world.tlog(a), world.tlog(b))
+    watcher = TrustWatcher(config, lambda: datetime.now(UTC))
+    store = AsyncStore(Store.open(config.monitor.database))
+    try:
+        await watcher.start(store, lambda _alert: [])
+    finally:
+        store.close()
+    assert len(world.alerts("trust_changed")) == 1  # shard b added, recorded
+    kinds, _ = await check(config)
+    assert "identity_seen" in kinds, kinds
+
+
+def _self_signed_ca_pem(n: int) -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"ca {n}")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(n + 1)
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+async def test_a_discovered_log_whose_settings_cannot_be_used_is_alerted(world: World) -> None:
+    # More Fulcio CAs than a CA bundle may hold: the log's settings are refused. It must be
+    # said (trust_error unusable_log, once), not just logged, and the daemon must go on.
+    a = await new_shard(world, "a")
+    await a.append("tiles", 1)
+    cas = [_self_signed_ca_pem(n) for n in range(MAX_BUNDLE_CERTIFICATES + 1)]
+    world.repo.publish_targets({TRUSTED_ROOT: trusted_root([world.tlog(a)], cas)})
+    config = world.config()
+    kinds, _ = await check(config)
+    assert kinds == ["trust_error"], kinds
+    [alert] = world.alerts("trust_error")
+    assert "unusable_log" in alert["details"] and a.tiles_url in alert["summary"]
+    assert not world.states()
+    kinds, _ = await check(config)
+    assert "trust_error" not in kinds  # once

@@ -6,7 +6,7 @@ slept."""
 from __future__ import annotations
 
 import sqlite3
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from monitor.config.settings import load_config
@@ -311,3 +311,46 @@ async def test_v1_index_that_lags_makes_the_check_wait(
         assert checks(directory) == [("security-email", "pending")] and searches(directory) == []
         sb.set_index(lag=0)
         assert len(unlogged(await m.check())) == 1
+
+
+async def test_a_backdated_ct_timestamp_does_not_move_the_deadline_back(
+    env: tuple[Sandbox, Clock, Path],  # noqa: F811
+) -> None:
+    """R1 finding 6: a CT log whose clock runs two hours behind the monitor's timestamps the
+    certificate long before the monitor first stores its check. The deadline is
+    `unlogged_after` after the later of the two (the stored time here), so no alert until the
+    monitor's clock passes it.
+
+    The monitor's clock is driven two hours ahead rather than the sandbox's behind: the
+    sandbox CA dates its leaves by the real clock, so a CT timestamp set back by more than 30
+    s falls before the leaf's notBefore and the chain check (at the CT time) refuses it, and no
+    check would be stored at all."""
+    sb, clock, directory = env
+    ahead = timedelta(hours=2)
+
+    def monitor_clock() -> datetime:
+        return clock.now + ahead
+
+    path = write_config(sb, directory)
+    async with open_monitor(load_config(path), clock=monitor_clock) as m:
+        stored_ms = int(monitor_clock().timestamp() * 1000)
+        issue(sb)
+        assert unlogged(await m.check()) == []
+        assert checks(directory) == [("security-email", "pending")]
+        with sqlite3.connect(directory / "monitor.db") as db:
+            ((ct_ms,),) = db.execute("SELECT ct_ms FROM unlogged_checks")
+        assert ct_ms <= stored_ms - ahead // timedelta(milliseconds=1) + 1000
+        # 90 minutes past CT timestamp + window, with a Rekor tree served after that: the
+        # deadline from the CT timestamp alone would alert now, the certificate only just seen.
+        await sb.append("tiles", 1)
+        assert unlogged(await m.check()) == []
+        clock.now += timedelta(minutes=29)
+        await sb.append("tiles", 1)
+        assert unlogged(await m.check()) == []
+        assert checks(directory) == [("security-email", "pending")]
+        clock.now += timedelta(minutes=2)
+        await sb.append("tiles", 1)
+        (alert,) = unlogged(await m.check())
+        assert alert.details["deadline_ms"] >= stored_ms + 30 * 60_000
+        assert alert.details["deadline_ms"] > alert.details["ct_timestamp_ms"] + 30 * 60_000
+    assert checks(directory) == [("security-email", "alerted")]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -39,6 +40,7 @@ from monitor.core.note import (
     tree_head_signature_input,
     verify_checkpoint,
 )
+from monitor.service.sct_watch import MAX_STH_MS, sth_timestamp
 from tests.conftest import REAL_DATA
 
 CT = REAL_DATA / "ct"
@@ -159,6 +161,58 @@ def test_other_key_types_are_refused() -> None:
 
     with pytest.raises(NoteKeyError):
         Rfc6962NoteVerifier("x", ec.generate_private_key(ec.SECP384R1()).public_key())
+
+
+def _sth_note_at(
+    private: ec.EllipticCurvePrivateKey, origin: str, timestamp: int, size: int = 4
+) -> tuple[Rfc6962NoteVerifier, str]:
+    """A checkpoint genuinely signed by `private` as an RFC 6962 STH note at any uint64
+    `timestamp`: the TreeHeadSignature is built by hand, since the project's own encoder refuses
+    timestamps past 2^63 - 1."""
+    key = Rfc6962NoteVerifier(origin, private.public_key())
+    root = hashlib.sha256(b"root").digest()
+    message = b"\x00\x01" + timestamp.to_bytes(8, "big") + size.to_bytes(8, "big") + root
+    signed = encode_digitally_signed(private.sign(message, ec.ECDSA(hashes.SHA256())))
+    sig = base64.b64encode(key.key_hint + timestamp.to_bytes(8, "big") + signed).decode()
+    body = f"{origin}\n{size}\n{base64.b64encode(root).decode()}\n"
+    return key, f"{body}\n\u2014 {origin} {sig}\n"
+
+
+_STH_KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "verifies", "stored"),
+    [
+        (0, True, 0),
+        (1_700_000_000_000, True, 1_700_000_000_000),
+        (MAX_STH_MS, True, MAX_STH_MS),  # 9999-12-31T23:59:59.999Z
+        (MAX_STH_MS + 1, False, MAX_STH_MS),  # year 10000: no date can show it
+        ((1 << 63) - 1, False, MAX_STH_MS),
+        (1 << 63, False, MAX_STH_MS),  # past SQLite's integers
+        ((1 << 64) - 1, False, MAX_STH_MS),
+    ],
+)
+def test_sth_note_timestamps_past_year_9999_fail_verification(
+    timestamp: int, verifies: bool, stored: int
+) -> None:
+    """Finding 11: a log's genuine signature over an STH timestamp no date or SQLite integer
+    can hold is a bad note (verification fails), never a verified checkpoint that makes every
+    later judgement raise; and `sth_timestamp`, which reads such notes, clamps the value."""
+    key, text = _sth_note_at(_STH_KEY, "ct.example", timestamp)
+    assert key.verify(*_message_and_signature(text)) is verifies
+    if verifies:
+        assert verify_checkpoint(text, [key], origin="ct.example").checkpoint.size == 4
+    else:
+        with pytest.raises(NoteVerificationError):
+            verify_checkpoint(text, [key], origin="ct.example")
+    assert sth_timestamp(text, key.key_hint) == stored
+    assert sth_timestamp(text, b"\x00" * 4) is None
+
+
+def _message_and_signature(text: str) -> tuple[bytes, bytes]:
+    note = parse_signed_note(text)
+    return note.text.encode(), note.signatures[0].signature
 
 
 # --- get-sth parsing --------------------------------------------------------------------------

@@ -168,12 +168,8 @@ class Matcher:
             # once per signer (an untrusted match is still recorded as such, hence no skipping).
             trusted = self._trusted(signer, at)
             for rule in self.rules:
-                reasons: list[str] = []
-                for check in _checks(rule, entry, signer):
-                    if not check.passed:
-                        break
-                    reasons.append(check.detail)
-                else:
+                reasons = _rule_passes(rule, entry, signer)
+                if reasons is not None:
                     out.append(self._verdict(rule, entry, index, reasons, trusted))
         return out
 
@@ -213,12 +209,8 @@ class Matcher:
             trusted = self.trust.is_trusted(cert, at)
         out: list[Match] = []
         for rule in self.rules:
-            reasons: list[str] = []
-            for check in _checks(rule, entry, signer):
-                if not check.passed:
-                    break
-                reasons.append(check.detail)
-            else:
+            reasons = _rule_passes(rule, entry, signer)
+            if reasons is not None:
                 match = self._verdict(rule, entry, 0, reasons, trusted)
                 outcome = match.outcome
                 if outcome is MatchOutcome.IDENTITY_SEEN:
@@ -328,3 +320,14 @@ def _checks(rule: WatchRule, entry: Entry, signer: Signer) -> Iterator[Check]:
     """Every matcher the rule sets, in rule key order, judged on one signer."""
     for matcher in rule.matchers:
         yield from matcher.checks(entry, signer)
+
+
+def _rule_passes(rule: WatchRule, entry: Entry, signer: Signer) -> list[str] | None:
+    """Why every check of `rule` passes on one signer, None when one fails (the checks after
+    it are not run: a later matcher's regex never reads a signer an earlier one ruled out)."""
+    reasons: list[str] = []
+    for check in _checks(rule, entry, signer):
+        if not check.passed:
+            return None
+        reasons.append(check.detail)
+    return reasons
