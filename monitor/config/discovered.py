@@ -122,10 +122,10 @@ def _pick(entries: Sequence[TrustedLogInfo], now: datetime) -> TrustedLogInfo:
     return max(entries, key=lambda e: (e.window.end is None, e.window.end or now))
 
 
-def _pem(der: bytes) -> str:
+def _pem(der: bytes, label: str = "PUBLIC KEY") -> str:
     b64 = base64.b64encode(der).decode("ascii")
     lines = [b64[i : i + 64] for i in range(0, len(b64), 64)]
-    return "\n".join(["-----BEGIN PUBLIC KEY-----", *lines, "-----END PUBLIC KEY-----", ""])
+    return "\n".join([f"-----BEGIN {label}-----", *lines, f"-----END {label}-----", ""])
 
 
 def _fulcio_bundle(snapshot: TrustSnapshot) -> bytes | None:
@@ -136,12 +136,7 @@ def _fulcio_bundle(snapshot: TrustSnapshot) -> bytes | None:
             seen.update(dict.fromkeys(authority.chain))
     if not seen:
         return None
-    blocks = []
-    for der in seen:
-        b64 = base64.b64encode(der).decode("ascii")
-        body = "\n".join(b64[i : i + 64] for i in range(0, len(b64), 64))
-        blocks.append(f"-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n")
-    return "".join(blocks).encode("ascii")
+    return "".join(_pem(der, "CERTIFICATE") for der in seen).encode("ascii")
 
 
 def discover(

@@ -599,6 +599,24 @@ def _read_bounded(path: Path, limit: int) -> bytes:
         return file.read(limit + 1)
 
 
+def _small_file(
+    value: object, where: str, base: Path, *, what: str, label: str, limit: int, expected: str
+) -> tuple[bytes, Path]:
+    """The bytes and absolute path of the file a config value names (relative to `base`), read
+    to at most `limit` bytes; a ConfigError naming `label` when it cannot be read or is larger."""
+    text = f.as_str(value, where, what=what, max_len=4096)
+    path = _absolute(Path(text.strip()), base)
+    try:
+        data = _read_bounded(path, limit)
+    except OSError as e:
+        raise f.error(where, f"cannot read {label} {f.echo(str(path))}: {e.strerror or e}") from e
+    if len(data) > limit:
+        raise f.error(
+            where, f"{f.echo(str(path))} is larger than {limit // 1024} KiB; expected {expected}"
+        )
+    return data, path
+
+
 def _exposed_secret_files(config: Config, raw: Mapping[str, object]) -> tuple[str, ...]:
     """Warnings for files holding notify URLs that other users may read (or anyone may change).
 
@@ -1215,18 +1233,15 @@ def _cosignature_vkey(name: str, value: object, where: str, base: Path) -> str:
 
 def _fulcio_roots(value: object, where: str, base: Path) -> tuple[bytes, Path]:
     """Read and check a `fulcio_roots` CA bundle; return its bytes and absolute path."""
-    text = f.as_str(value, where, what="the path of a PEM file of CA certificates", max_len=4096)
-    path = _absolute(Path(text.strip()), base)
-    try:
-        pem = _read_bounded(path, MAX_FULCIO_ROOTS_BYTES)
-    except OSError as e:
-        raise f.error(where, f"cannot read CA bundle {f.echo(str(path))}: {e.strerror or e}") from e
-    if len(pem) > MAX_FULCIO_ROOTS_BYTES:
-        raise f.error(
-            where,
-            f"{f.echo(str(path))} is larger than {MAX_FULCIO_ROOTS_BYTES // 1024} KiB; "
-            "expected a few PEM CA certificates",
-        )
+    pem, path = _small_file(
+        value,
+        where,
+        base,
+        what="the path of a PEM file of CA certificates",
+        label="CA bundle",
+        limit=MAX_FULCIO_ROOTS_BYTES,
+        expected="a few PEM CA certificates",
+    )
     # cryptography loads slowly: only configurations that use the key pay for it.
     from monitor.core.chain import CertificateTrust, TrustError  # noqa: PLC0415
 
@@ -1458,18 +1473,15 @@ def _sigstore(
 
 def _tuf_root(value: object, where: str, base: Path) -> tuple[bytes, Path]:
     """Read a bootstrap TUF root.json (bounded); it must at least be a JSON root document."""
-    text = f.as_str(value, where, what="the path of a TUF root.json", max_len=4096)
-    path = _absolute(Path(text.strip()), base)
-    try:
-        data = _read_bounded(path, MAX_TUF_ROOT_BYTES)
-    except OSError as e:
-        raise f.error(where, f"cannot read TUF root {f.echo(str(path))}: {e.strerror or e}") from e
-    if len(data) > MAX_TUF_ROOT_BYTES:
-        raise f.error(
-            where,
-            f"{f.echo(str(path))} is larger than {MAX_TUF_ROOT_BYTES // 1024} KiB; "
-            "expected a TUF root.json",
-        )
+    data, path = _small_file(
+        value,
+        where,
+        base,
+        what="the path of a TUF root.json",
+        label="TUF root",
+        limit=MAX_TUF_ROOT_BYTES,
+        expected="a TUF root.json",
+    )
     try:
         document = json.loads(data, parse_constant=f.reject_constant)
     except (ValueError, RecursionError) as e:
