@@ -56,6 +56,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -125,6 +126,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+_SERVERS: dict[str, int] = {}
+"""The process id of each sandbox log this run serves, by its URL."""
+
+
+def server_cpu(url: str) -> float:
+    """CPU seconds the sandbox log at `url` has used so far (it shares this machine's CPUs)."""
+    fields = Path(f"/proc/{_SERVERS[url]}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
 def sandbox(state: Path) -> Iterator[str]:
     """A sandbox log in its own process; yields its base URL."""
@@ -136,6 +147,7 @@ def sandbox(state: Path) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
+    _SERVERS[url] = proc.pid
     try:
         for _ in range(200):
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.1):
@@ -513,6 +525,46 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def pss_mb(pid: int) -> float:
+    """The proportional set size of `pid` and its child processes: memory they share (the
+    chunks in shared memory, library pages) counted once in all, not once per process."""
+    pids = {pid}
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if entry.name.isdigit():
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if parent == pid:
+                    pids.add(int(entry.name))
+    total = 0.0
+    for each in pids:
+        with contextlib.suppress(OSError):  # a worker that just ended
+            for line in Path(f"/proc/{each}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) / 1024
+    return total
+
+
+class PeakPss:
+    """The peak of `pss_mb` of this process, sampled every 250 ms from a thread while in use."""
+
+    def __init__(self) -> None:
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.25):
+            self.peak = max(self.peak, pss_mb(os.getpid()))
+
+    def __enter__(self) -> PeakPss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 async def main() -> None:
     logging.getLogger("monitor").setLevel(logging.ERROR)
     # The alerts column counts them; the alert log's lines would only break up the tables.
@@ -601,11 +653,11 @@ async def memory(work: Path, count: int) -> None:
 
 async def scan_only(config: Path, workers: int | None = None) -> None:
     """The child of the memory and backfill runs: one scan, then (entries, seconds, peak RSS
-    MB, the largest peak RSS MB of its worker processes) as JSON."""
+    MB, peak PSS MB of it and its worker processes together) as JSON."""
     logging.getLogger("monitor").setLevel(logging.ERROR)
-    run = await scan(config, workers)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(json.dumps([run.entries, run.seconds, peak_rss_mb(), children]))
+    with PeakPss() as pss:
+        run = await scan(config, workers)
+    print(json.dumps([run.entries, run.seconds, peak_rss_mb(), pss.peak]))
 
 
 async def child_scan(config: Path, workers: int | None = None) -> list[float]:
@@ -620,7 +672,7 @@ async def child_scan(config: Path, workers: int | None = None) -> list[float]:
     return result
 
 
-async def backfill(work: Path, count: int, workers: int, rounds: int = 2) -> None:
+async def backfill(work: Path, count: int, workers: int, rounds: int = 3) -> None:
     """A fresh scan of `count` entries (past `scanner.BACKFILL`): one core (no worker processes,
     the default) against `workers` worker processes, interleaved, each in a fresh process."""
     with sandbox(work / "sandbox-backfill") as url:
@@ -633,21 +685,28 @@ async def backfill(work: Path, count: int, workers: int, rounds: int = 2) -> Non
                 (work / "ca.pem").write_bytes(await r.read())
         single: list[list[float]] = []
         pooled: list[list[float]] = []
+        served: dict[int, list[float]] = {1: [], workers: []}
         for n in range(rounds):
-            single.append(await child_scan(write_config(work, url, state, f"one-{n}", ""), 1))
-            config = write_config(work, url, state, f"pool-{n}", "")
-            pooled.append(await child_scan(config, workers))
+            for processes, runs in ((1, single), (workers, pooled)):
+                config = write_config(work, url, state, f"scan-{processes}-{n}", "")
+                before = server_cpu(url)
+                runs.append(await child_scan(config, processes))
+                served[processes].append(server_cpu(url) - before)
     rate = [r[0] / r[1] for r in single]
     prate = [r[0] / r[1] for r in pooled]
     speedup = [p / o for p, o in zip(prate, rate, strict=True)]
-    memory = [r[2] + workers * r[3] for r in pooled]
+    memory = [r[3] for r in pooled]
     print(
         f"\nbackfill: a fresh scan of {count:,} tiles entries (filled in {filled:.0f} s), "
         f"{rounds} rounds (min / median / max)\n"
         f"  one core:                   {spread(rate, '8,.0f')} entries/s\n"
         f"  {workers} worker processes:         {spread(prate, '8,.0f')} entries/s\n"
-        f"  speed-up: {spread(speedup, '.2f')}x (goal >= 1.6x); memory, the scan's peak RSS "
-        f"plus {workers} times its largest worker's: {spread(memory, '.0f')} MB (goal < 200 MB)"
+        f"  speed-up: {spread(speedup, '.2f')}x (goal >= 1.6x); memory, the peak PSS of the "
+        f"scan and its workers together: {spread(memory, '.0f')} MB (goal < 200 MB; one "
+        f"core: {statistics.median(r[3] for r in single):.0f} MB)\n"
+        f"  the log server shares these CPUs: {statistics.median(served[1]):.1f} s CPU for a "
+        f"one-core scan, {statistics.median(served[workers]):.1f} s for a {workers}-worker one "
+        "(median)"
     )
 
 

@@ -84,6 +84,8 @@ DEFAULT_REQUEST_TIMEOUT = timedelta(seconds=30)
 DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 DEFAULT_USER_AGENT = f"tlog-monitor/{__version__}"
 DEFAULT_MIN_SEVERITY = Severity.WARNING
+DEFAULT_SCAN_WORKERS = 1
+"""One process: a long backfill in worker processes is opt-in (`scan_workers`)."""
 
 # Bounds: outside them a value is a typo or would harm the monitor or the log.
 INTERVAL_RANGE = (timedelta(seconds=1), timedelta(days=1))
@@ -94,6 +96,10 @@ REQUEST_TIMEOUT_RANGE = (timedelta(seconds=1), timedelta(minutes=10))
 # stays under the systemd unit's MemoryMax=1G (the arithmetic is in docs/configuration.md).
 MAX_RESPONSE_BYTES_RANGE = (64 * 1024, 32 * 1024 * 1024)
 REQUESTS_PER_MINUTE_RANGE = (1, 60_000)
+# Each worker is a Python process (about 20 MB of its own) plus a chunk slot (at most 32 MiB),
+# and a task under the unit's TasksMax=64: 16 leave that a margin (past 5, MemoryMax=1G must be
+# raised: docs/configuration.md#memory).
+SCAN_WORKERS_RANGE = (1, 16)
 MAX_LOGS = 100
 MAX_VIEWS = 20
 MAX_WITNESSES = 50
@@ -120,6 +126,7 @@ _MONITOR_KEYS = (
     "request_timeout",
     "max_response_bytes",
     "user_agent",
+    "scan_workers",
 )
 _LOG_KEYS = (
     "name",
@@ -273,6 +280,8 @@ class MonitorConfig:
     user_agent: str
     database_source: str = ""
     """Why `database` is this path (set, or the default in which directory), for messages."""
+    scan_workers: int = DEFAULT_SCAN_WORKERS
+    """Processes that hash and pre-filter a long backfill (`Scanner.workers`); 1: none."""
 
 
 @dataclass(frozen=True)
@@ -433,6 +442,7 @@ class Config:
                 "request_timeout": format_duration(m.request_timeout),
                 "max_response_bytes": m.max_response_bytes,
                 "user_agent": m.user_agent,
+                "scan_workers": m.scan_workers,
             },
             "logs": [_redacted_log(log) for log in self.logs],
             "sigstore": [_redacted_sigstore(s) for s in self.sigstore],
@@ -741,7 +751,10 @@ def _config_from(
         logs=tuple(logs),
         watches=tuple(rules),
         channels=tuple(channels),
-        warnings=tuple(_warnings(file, logs, rules, channels, sources)),
+        warnings=(
+            *_monitor_warnings(file, monitor),
+            *_warnings(file, logs, rules, channels, sources),
+        ),
         sigstore=tuple(sources),
     )
 
@@ -854,6 +867,18 @@ def _rule_severity(rule: WatchRule) -> Severity:
     return Severity.HIGH if rule.allowed_signers else Severity.INFO
 
 
+def _monitor_warnings(file: str, monitor: MonitorConfig) -> list[str]:
+    cpus = os.cpu_count()
+    if cpus is not None and monitor.scan_workers > cpus:
+        # Allowed (the config may be written for another machine), but on this one the workers
+        # and the daemon's own process contend for the CPUs.
+        return [
+            f"{file}: monitor.scan_workers: {monitor.scan_workers} worker processes exceed "
+            f"the {cpus} CPUs of this machine: they compete with each other and the daemon for them"
+        ]
+    return []
+
+
 def _warnings(
     file: str,
     logs: Sequence[LogConfig],
@@ -932,6 +957,10 @@ def _monitor(raw: Mapping[str, object], where: str, data_dir: Path, data_why: st
         ua = f.as_str(raw["user_agent"], f"{where}.user_agent", what="a User-Agent", max_len=256)
         if not ua.isascii():
             raise f.error(f"{where}.user_agent", "only ASCII characters are allowed")
+    workers = DEFAULT_SCAN_WORKERS
+    if "scan_workers" in raw:
+        lo, hi = SCAN_WORKERS_RANGE
+        workers = f.as_int(raw["scan_workers"], f"{where}.scan_workers", lo=lo, hi=hi)
     return MonitorConfig(
         database=_absolute(Path(database), data_dir),
         interval=interval,
@@ -944,6 +973,7 @@ def _monitor(raw: Mapping[str, object], where: str, data_dir: Path, data_why: st
         max_response_bytes=_size(raw, "max_response_bytes", where, DEFAULT_MAX_RESPONSE_BYTES),
         user_agent=ua,
         database_source=source,
+        scan_workers=workers,
     )
 
 

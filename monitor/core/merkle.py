@@ -75,7 +75,7 @@ def leaf_hash(data: bytes) -> bytes:
 _LEAF_SEED = hashlib.sha256(_LEAF_PREFIX)
 
 
-def leaf_hashes(entries: Iterable[bytes]) -> list[bytes]:
+def leaf_hashes(entries: Iterable[bytes | memoryview]) -> list[bytes]:
     """``leaf_hash`` of each entry, in order: a copy of a SHA-256 already fed the prefix, updated
     with the entry (no concatenated copy of each entry)."""
     copy = _LEAF_SEED.copy

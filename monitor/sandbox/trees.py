@@ -11,12 +11,17 @@ Both offer the read interface the HTTP layer uses (:class:`TreeSource`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
 from monitor.core.merkle import MerkleTree, leaf_hash
 from monitor.sandbox.storage import LeafFile
+
+
+def encode_bundle(bodies: Iterable[bytes]) -> bytes:
+    """A tlog-tiles entry bundle: each body after its uint16 length."""
+    return b"".join(len(b).to_bytes(2, "big") + b for b in bodies)
 
 
 class TreeSource(Protocol):
@@ -49,6 +54,10 @@ class TreeSource(Protocol):
 
     def bodies(self, start: int, end: int) -> list[bytes]:
         """Entry bodies ``[start, end)``."""
+        ...
+
+    def bundle(self, start: int, end: int) -> bytes:
+        """Entries ``[start, end)`` as a tlog-tiles entry bundle."""
         ...
 
     def integrated_time(self, index: int) -> int:
@@ -113,6 +122,10 @@ class LeafLog(_MerkleView):
         """Entry bodies ``[start, end)``."""
         return self.leaves.read_range(start, end)
 
+    def bundle(self, start: int, end: int) -> bytes:
+        """Entries ``[start, end)`` as a tlog-tiles entry bundle."""
+        return self.leaves.read_bundle(start, end)
+
     def integrated_time(self, index: int) -> int:
         """Integration time of an entry."""
         return self.leaves.integrated_time(index)
@@ -155,6 +168,10 @@ class ForkTree(_MerkleView):
         shared = self.base.bodies(start, min(end, self.at)) if start < self.at else []
         lo, hi = max(start, self.at) - self.at, max(end, self.at) - self.at
         return shared + self._bodies[lo:hi]
+
+    def bundle(self, start: int, end: int) -> bytes:
+        """Entries ``[start, end)`` as a tlog-tiles entry bundle."""
+        return encode_bundle(self.bodies(start, end))
 
     def integrated_time(self, index: int) -> int:
         """Integration time of an entry."""

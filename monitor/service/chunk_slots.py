@@ -1,6 +1,7 @@
 """Chunks handed to backfill worker processes through shared memory: the parent writes a
-chunk's bodies into one of a few reused slots and the worker reads them back, instead of
-pickling thousands of bytes objects per chunk (which cost as much as hashing them).
+chunk's bytes (its bundles as fetched, or its bodies) into one of a few reused slots and the
+worker reads them in place, instead of pickling thousands of bytes objects per chunk (which
+cost as much as hashing them).
 
 IO (shared memory segments), so it lives in the service layer; the pure per-chunk work is
 `monitor.core.watch.chunk.examine_chunk`. Kept light to import: a worker imports only this.
@@ -8,71 +9,97 @@ IO (shared memory segments), so it lives in the service layer; the pure per-chun
 
 from __future__ import annotations
 
-from array import array
+import sys
 from collections.abc import Sequence
 from multiprocessing import shared_memory
+from multiprocessing.context import SpawnContext, SpawnProcess
 
-from monitor.core.watch.chunk import examine_chunk
+from monitor.core.watch.chunk import Examined, Layout, examine_chunk
 
-__all__ = ["ChunkSlots", "examine_shared"]
+__all__ = ["ChunkSlots", "examine_shared", "worker_context"]
 
 
 _ATTACHED: dict[str, shared_memory.SharedMemory] = {}
+_MAX_ATTACHED = 64
+"""More slots than any backfill has (its workers + 3; workers are at most 16)."""
 
 
-def examine_shared(
-    begin: int, name: str, lengths: bytes
-) -> tuple[list[tuple[int, bytes]], list[int]]:
+def examine_shared(begin: int, name: str, layout: Layout) -> Examined:
     """`examine_chunk` of a chunk `ChunkSlots.put` wrote to the shared memory `name`."""
     shm = _ATTACHED.get(name)
     if shm is None:
-        if len(_ATTACHED) > 8:  # slots the parent replaced with larger ones
+        if len(_ATTACHED) >= _MAX_ATTACHED:  # slots of an earlier backfill
             for old in _ATTACHED.values():
                 old.close()
             _ATTACHED.clear()
         shm = _ATTACHED[name] = shared_memory.SharedMemory(name)
-    sizes = array("Q")
-    sizes.frombytes(lengths)
-    if sum(sizes) > shm.size:
-        raise ValueError("examine_shared: the lengths overrun the shared memory")
     buf = shm.buf
     if buf is None:  # pragma: no cover - only after close()
         raise ValueError("examine_shared: the shared memory is closed")
-    bodies: list[bytes] = []
-    pos = 0
-    for size in sizes:
-        bodies.append(bytes(buf[pos : pos + size]))
-        pos += size
-    return examine_chunk(begin, bodies)
+    return examine_chunk(begin, buf, layout)
+
+
+class _WorkerProcess(SpawnProcess):
+    """A spawned process that does not run the parent's main module first: spawn re-runs it
+    (unless it is a package's `__main__`), and the `tlog-monitor` script's is the whole daemon,
+    tens of MB a worker needs none of (it imports only this module)."""
+
+    def start(self) -> None:
+        main = sys.modules["__main__"]
+        saved: dict[str, object] = {
+            k: main.__dict__[k] for k in ("__spec__", "__file__") if k in main.__dict__
+        }
+        # What multiprocessing.spawn reads to tell the child which main module to run.
+        main.__spec__ = None
+        main.__dict__.pop("__file__", None)
+        try:
+            super().start()
+        finally:
+            main.__dict__.update(saved)
+
+
+class _WorkerContext(SpawnContext):
+    Process = _WorkerProcess
+
+
+def worker_context() -> SpawnContext:
+    """The multiprocessing context of the scanner's worker processes (`_WorkerProcess`)."""
+    return _WorkerContext()
 
 
 class ChunkSlots:
-    """Shared memory the parent writes chunks into for `examine_shared`: `count` slots reused in
-    turn (at most `count` chunks in flight), each grown when a chunk does not fit."""
+    """Shared memory the parent writes chunks into for `examine_shared`: `count` slots of
+    `size` bytes each, made once (memory is taken only as a slot's pages are first written, so
+    a slot costs about the largest chunk it held), each attached once by each worker. The
+    caller says which slot: one no worker still reads."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, size: int) -> None:
+        self.count, self.size = count, size
         self._slots: list[shared_memory.SharedMemory | None] = [None] * count
-        self._next = 0
 
-    def put(self, bodies: Sequence[bytes]) -> tuple[str, bytes]:
-        """Write `bodies` into the next slot: (its name, the lengths) for `examine_shared`."""
-        i = self._next
-        self._next = (i + 1) % len(self._slots)
-        need = sum(map(len, bodies))
-        shm = self._slots[i]
-        if shm is None or shm.size < need:
-            if shm is not None:
-                shm.close()
-                shm.unlink()
-            shm = self._slots[i] = shared_memory.SharedMemory(create=True, size=max(need, 1))
-        buf = shm.buf
-        if buf is None:  # pragma: no cover - only after close()
-            raise ValueError("ChunkSlots.put: the shared memory is closed")
+    def put(self, slot: int, parts: Sequence[bytes]) -> str:
+        """Write `parts` end to end into `slot` (at most `size` bytes in all, else ValueError);
+        its name, for `examine_shared`."""
+        need = sum(map(len, parts))
+        if need > self.size:
+            raise ValueError(f"ChunkSlots.put: {need} bytes do not fit a slot of {self.size}")
+        shm = self._slots[slot]
+        if shm is None:
+            shm = self._slots[slot] = shared_memory.SharedMemory(create=True, size=self.size)
+        buf = self.buffer(slot)
         pos = 0
-        for body in bodies:
-            buf[pos : pos + len(body)] = body
-            pos += len(body)
-        return shm.name, array("Q", map(len, bodies)).tobytes()
+        for part in parts:
+            buf[pos : pos + len(part)] = part
+            pos += len(part)
+        return shm.name
+
+    def buffer(self, slot: int) -> memoryview:
+        """The bytes of `slot` (what `put` wrote, and whatever follows)."""
+        shm = self._slots[slot]
+        buf = shm.buf if shm is not None else None
+        if buf is None:  # pragma: no cover - only before put or after close()
+            raise ValueError("ChunkSlots: the slot holds no shared memory")
+        return buf
 
     def close(self) -> None:
         """Free every slot."""

@@ -15,6 +15,7 @@ import asyncio
 import functools
 import hashlib
 import logging
+import multiprocessing
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -106,6 +107,29 @@ _Part = TypeVar("_Part", bound=_PartResult)
 _P = ParamSpec("_P")
 
 
+def scan_workers(configured: int) -> int:
+    """The worker processes a long backfill may use: `configured` (`[monitor] scan_workers`),
+    or 1 when processes cannot share memory here (a read-only or missing /dev/shm, as under the
+    shipped systemd unit), logged once as a warning."""
+    if configured < 2:
+        return configured
+    try:
+        # The worker pool's queues need POSIX semaphores, which live in /dev/shm: without them
+        # the pool cannot even be made, and every long scan would fail instead of going on in
+        # this process. A "fork" context's lock is unlinked at once, so this probe leaves
+        # nothing behind and starts no process.
+        multiprocessing.get_context("fork").Lock()
+    except OSError as e:
+        log.warning(
+            "[monitor] scan_workers = %d: no shared memory for the scan's worker processes "
+            "(%s); scanning in this process",
+            configured,
+            e,
+        )
+        return 1
+    return configured
+
+
 def view_name(index: int, url: str) -> str:
     """The stable name of a configured view: its position and URL (log URLs carry no secrets:
     the config refuses credentials in them)."""
@@ -173,6 +197,12 @@ class Monitor:
         scans_ct = False
         # Rekor v1 indexes look pending certificates up only when a CT log shows certificates.
         ct_scanned = any(c.type.is_ct and c.scan for c in self.log_configs)
+        # A CT log's scan never uses worker processes (it keeps a ledger of proven leaves).
+        workers = (
+            scan_workers(self.config.monitor.scan_workers)
+            if any(c.scan and not c.type.is_ct for c in self.log_configs)
+            else 1
+        )
         for cfg in self.log_configs:
             spec = with_witnesses(log_spec(self.config, cfg), cfg)
             # One request budget per log, shared by its polls, proofs, scans and searches.
@@ -235,6 +265,7 @@ class Monitor:
                     scts=None if cfg.type.is_ct else sct_watch,
                     trust=trust,
                     ledger=ledger,
+                    workers=1 if cfg.type.is_ct else workers,
                 )
             searcher = searcher_for(
                 self.config,

@@ -25,16 +25,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import sqlite3
 import time
+from array import array
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from monitor.core.alerts import (
     Alert,
@@ -49,15 +49,16 @@ from monitor.core.alerts import (
     unexpected_signer_alert,
     unreadable_entry_alert,
 )
+from monitor.core.bundle import BundlePart
 from monitor.core.chain import CertificateTrust
 from monitor.core.decide import LogState
 from monitor.core.entries import Entry, EntryParseError, SkippedSignature, parse_entry
 from monitor.core.errors import NetworkError, ParseError
 from monitor.core.merkle import CompactRange, ProofError, leaf_hashes, verify_consistency
 from monitor.core.watch import Match, Matcher, MatchOutcome
-from monitor.core.watch.chunk import examine_chunk, start_worker
+from monitor.core.watch.chunk import Examined, Layout, examine_chunk, start_worker
 from monitor.service.alert_log import raised
-from monitor.service.chunk_slots import ChunkSlots, examine_shared
+from monitor.service.chunk_slots import ChunkSlots, examine_shared, worker_context
 from monitor.service.sct_watch import (
     CtLedger,
     CtLedgerError,
@@ -79,6 +80,11 @@ and commits, in order. Off by default (workers=1): against a log served from the
 machine (`python -m bench --backfill N --backfill-only`) two workers gave 1.37-1.43x one core
 at 1,000,000 entries, 1.04-1.25x at 300,000, and 0.96-1.03x at 110,000 (starting the workers
 does not pay for itself there, hence this threshold), short of the 1.6x goal."""
+SLOT_MAX_BYTES = 32 << 20
+"""A backfill chunk larger than this (entries of 8 KiB on average; most are 2) is examined in
+the scanning process, not copied to shared memory: the slots, reused, never hold more."""
+BACKFILL_HELD_BYTES = 64 << 20
+"""A backfill begins no further chunk while those it holds pass this many bytes."""
 PROGRESS_EVERY_S = 10.0
 STATE_RETRIES = 3
 """How often a tree's scan goes on from a cursor another process moved, in one round."""
@@ -100,6 +106,16 @@ class EntrySource(Protocol):
     def first_index(self, tree_id: str) -> int:
         """The global log index of the tree's first entry (a Rekor v1 shard starts where the
         shards before it end)."""
+
+
+@runtime_checkable
+class BundleSource(Protocol):
+    """A log whose entries come in bundles a backfill worker splits itself (tlog-tiles)."""
+
+    async def bundles(
+        self, tree_id: str, start: int, end: int, tree_size: int
+    ) -> list[tuple[bytes, BundlePart]]:
+        """The bundles holding entries [start, end), unsplit, each with the part it gives."""
 
 
 def frontier_nodes(size: int) -> list[tuple[int, int]]:
@@ -465,7 +481,12 @@ class Scanner:
         else:
             cursor = state.scan_cursor
             cr = CompactRange.from_hashes(cursor, _split(state.compact_range or b""))
-        if self.read_entry is None and self.workers > 1 and size - cursor >= self.backfill:
+        if (
+            self.read_entry is None
+            and self.ledger is None
+            and self.workers > 1
+            and size - cursor >= self.backfill
+        ):
             await self._backfill(state, result, cursor, cr)
             return
         progress = _Progress(cursor)
@@ -486,8 +507,10 @@ class Scanner:
                         f"entries {cursor}-{end}: expected {end - cursor}, got {len(bodies)}"
                     )
                 extended, hashes, found, unparseable = self._examine(cr, cursor, bodies)
+                if self.ledger is not None:
+                    self._ct_chunk = (cursor, hashes, entry_timestamps(bodies))
                 settled = await self._settle_chunk(
-                    result, state, cursor, bodies, extended, found, unparseable, hashes=hashes
+                    result, state, cursor, end, extended, found, unparseable
                 )
                 if not settled:
                     return
@@ -502,105 +525,181 @@ class Scanner:
     async def _backfill(
         self, state: LogState, result: ScanResult, cursor: int, cr: CompactRange
     ) -> None:
-        """`_scan_tree` for a long backlog: worker processes hash, fold and pre-filter up to
-        `workers + 1` chunks ahead while the next one downloads; here the entries they pass are
-        parsed and matched, and each chunk proven and committed in order, as `_scan_tree` does
-        (a crash repeats at most the chunks not yet committed)."""
+        """`_scan_tree` for a long backlog, in three stages that overlap: a task fetches the
+        chunks in order and hands each to a worker process through shared memory (a tiled
+        log's bundles as fetched: this process never splits them); the workers find, hash,
+        fold and pre-filter the entries; here the entries they pass are parsed and matched,
+        and each chunk proven and committed in order, as `_scan_tree` does (a crash repeats at
+        most the chunks not yet committed). At most `workers + 3` chunks are in flight."""
         size, tree = state.verified_size, state.tree_id
         log.info(
             "%s: %d entries to scan; hashing and pre-filtering them in %d worker processes",
             self.log_name, size - cursor, self.workers,
         )  # fmt: skip
-        loop = asyncio.get_running_loop()
-        pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
-            self.workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=start_worker,
-            initargs=(self.matcher.prefilter,),
+        in_flight = self.workers + 3  # two downloading, one with each worker, one ready
+        try:
+            pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=worker_context(),
+                initializer=start_worker,
+                initargs=(self.matcher.prefilter,),
+            )
+        except OSError as e:  # its queues need semaphores in /dev/shm
+            log.warning(
+                "%s: no worker processes for the scan (%s); scanning in this process",
+                self.log_name, e,
+            )  # fmt: skip
+            self.workers = 1
+            await self._scan_tree(state, result)
+            return
+        slots = ChunkSlots(in_flight, SLOT_MAX_BYTES)
+        free = _Window(in_flight, BACKFILL_HELD_BYTES)
+        chunks: asyncio.Queue[_Pending | BaseException] = asyncio.Queue()
+        feeder = asyncio.create_task(
+            self._feed_workers(tree, cursor, size, pool, slots, free, chunks)
         )
-        Examined = tuple[list[tuple[int, bytes]], list[int]]
-        pending: deque[tuple[int, int, list[bytes], asyncio.Future[Examined] | None]] = deque()
-        fetch: asyncio.Task[list[bytes]] | None = None
-        ahead = cursor
-        progress = _Progress(cursor)
-        slots = ChunkSlots(self.workers + 2)  # pending chunks: at most workers + 1
+        progress, broken = _Progress(cursor), False
         try:
             while cursor < size:
-                while ahead < size and len(pending) <= self.workers:
-                    end = min(size, ahead + self.chunk)
-                    if fetch is None:
-                        fetch = asyncio.create_task(self.source.entries(tree, ahead, end, size))
-                    bodies = await fetch
-                    fetch = None
-                    if len(bodies) != end - ahead:
-                        raise ParseError(
-                            f"entries {ahead}-{end}: expected {end - ahead}, got {len(bodies)}"
-                        )
-                    job = None
-                    if pool is not None:
-                        # Through shared memory: pickling 4,096 bodies cost the event loop
-                        # about what hashing them does, and left the pool no faster.
-                        try:
-                            shared = slots.put(bodies)
-                        except OSError as e:  # /dev/shm full or missing: examined here
-                            log.warning("%s: no shared memory for a chunk (%s)", self.log_name, e)
-                        else:
-                            job = loop.run_in_executor(pool, examine_shared, ahead, *shared)
-                    pending.append((ahead, end, bodies, job))
-                    ahead = end
-                    if ahead < size:
-                        following = min(size, ahead + self.chunk)
-                        fetch = asyncio.create_task(
-                            self.source.entries(tree, ahead, following, size)
-                        )
-                start, end, bodies, job = pending.popleft()
+                chunk = await chunks.get()
+                if isinstance(chunk, BaseException):
+                    raise chunk
                 examined: Examined | None = None
-                if job is not None:
+                if chunk.job is not None:
                     try:
-                        examined = await job
+                        examined = await chunk.job
                     except BrokenProcessPool:
                         # A worker died (killed, out of memory): the work is pure, so it is
-                        # done here instead, for this chunk and every one after it.
-                        log.warning(
-                            "%s: a scan worker process died; going on without", self.log_name
-                        )
-                        if pool is not None:
-                            pool.shutdown(wait=False, cancel_futures=True)
-                        pool = None
+                        # done here instead, from the chunk's bytes still in its slot.
+                        if not broken:
+                            log.warning(
+                                "%s: a scan worker process died; going on without",
+                                self.log_name,
+                            )
+                        broken = True
                 if examined is None:
-                    examined = examine_chunk(start, bodies, self.matcher.prefilter)
-                subtrees, offsets = examined
+                    data = (
+                        b"".join(chunk.parts or [])
+                        if chunk.slot is None
+                        else slots.buffer(chunk.slot)
+                    )
+                    examined = examine_chunk(
+                        chunk.start, data, chunk.layout, self.matcher.prefilter
+                    )
+                subtrees, passed = examined
                 extended = cr.copy()
                 extended.extend_subtrees(subtrees)
-                found, unparseable = self._match(start, bodies, offsets)
+                if extended.size != chunk.end:  # the layout was checked to hold the chunk
+                    raise ParseError(f"entries {chunk.start}-{chunk.end}: got {extended.size}")
+                found, unparseable = self._match(chunk.start, passed)
                 settled = await self._settle_chunk(
-                    result, state, start, bodies, extended, found, unparseable
+                    result, state, chunk.start, chunk.end, extended, found, unparseable
                 )
                 if not settled:
                     return
-                cursor, cr = end, extended
+                await free.release(chunk.size)
+                cursor, cr = chunk.end, extended
                 progress.report(self.log_name, cursor, size)
         finally:
-            if fetch is not None:
-                fetch.cancel()
-                with contextlib.suppress(asyncio.CancelledError, NetworkError, ParseError):
-                    await fetch
-            for *_, job in pending:
-                if job is not None:
-                    job.cancel()
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
+            feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feeder
+            while not chunks.empty():
+                left = chunks.get_nowait()
+                if isinstance(left, _Pending) and left.job is not None:
+                    left.job.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
             slots.close()
 
+    async def _feed_workers(
+        self,
+        tree: str,
+        cursor: int,
+        size: int,
+        pool: ProcessPoolExecutor,
+        slots: ChunkSlots,
+        free: _Window,
+        chunks: asyncio.Queue[_Pending | BaseException],
+    ) -> None:
+        """`_backfill`'s first stage: fetch the chunks from `cursor` on, two at a time (each
+        once a slot is free), and submit each to `pool` in order; any failure ends the stage,
+        queued after the chunks before it (which are committed first, then the scan fails with
+        it: the stage never just stops, leaving the scan waiting)."""
+        loop = asyncio.get_running_loop()
+        starts = iter(range(cursor, size, self.chunk))
+        fetches: deque[tuple[int, int, asyncio.Task[tuple[list[bytes], Layout]]]] = deque()
+        number, shared = 0, True
+        try:
+            while True:
+                while len(fetches) < 2 and (start := next(starts, None)) is not None:
+                    await free.reserve()
+                    end = min(size, start + self.chunk)
+                    fetch = self._fetch_packed(tree, start, end, size)
+                    fetches.append((start, end, asyncio.create_task(fetch)))
+                if not fetches:
+                    return
+                start, end, task = fetches.popleft()
+                parts, layout = await task
+                held = sum(map(len, parts))
+                free.hold(held)
+                slot = number % slots.count
+                number += 1
+                name = None
+                if held > SLOT_MAX_BYTES:
+                    pass  # a log of huge entries: its chunks are examined here, one at a time
+                elif shared:
+                    try:
+                        # Through shared memory: pickling 4,096 bodies cost this process about
+                        # what hashing them does, and left the pool no faster.
+                        name = slots.put(slot, parts)
+                    except OSError as e:  # /dev/shm full, missing or read-only
+                        log.warning(
+                            "%s: no shared memory for the scan's worker processes (%s); "
+                            "scanning in this process",
+                            self.log_name, e,
+                        )  # fmt: skip
+                        shared = False
+                if name is None:
+                    chunks.put_nowait(_Pending(start, end, held, layout, None, None, parts))
+                    continue
+                job: asyncio.Future[Examined] | None = None
+                with contextlib.suppress(BrokenProcessPool):
+                    job = loop.run_in_executor(pool, examine_shared, start, name, layout)
+                chunks.put_nowait(_Pending(start, end, held, layout, job, slot, None))
+        except Exception as e:  # noqa: BLE001 - any failure reaches the scan, never a hang
+            chunks.put_nowait(e)
+        finally:
+            for *_, task in fetches:
+                task.cancel()
+            for *_, task in fetches:
+                with contextlib.suppress(asyncio.CancelledError, NetworkError, ParseError):
+                    await task
+
+    async def _fetch_packed(
+        self, tree: str, start: int, end: int, size: int
+    ) -> tuple[list[bytes], Layout]:
+        """Entries [start, end) for `examine_chunk`: the bytes to lay end to end, and how the
+        entries lie in them (a tiled log's bundles as fetched, else the bodies)."""
+        if isinstance(self.source, BundleSource):
+            got = await self.source.bundles(tree, start, end, size)
+            layout = [part for _, part in got]
+            if sum(part.take for part in layout) != end - start:
+                raise ParseError(f"entries {start}-{end}: the bundles fetched do not cover them")
+            return [data for data, _ in got], layout
+        bodies = await self.source.entries(tree, start, end, size)
+        if len(bodies) != end - start:
+            raise ParseError(f"entries {start}-{end}: expected {end - start}, got {len(bodies)}")
+        return bodies, array("Q", map(len, bodies)).tobytes()
+
     def _match(
-        self, cursor: int, bodies: Sequence[bytes], offsets: Sequence[int]
+        self, cursor: int, passed: Iterable[tuple[int, bytes]]
     ) -> tuple[list[_Found], list[tuple[int, Unreadable]]]:
-        """Parse and match the entries at `offsets` (those the pre-filter passed)."""
+        """Parse and match the entries the pre-filter passed: (offset from `cursor`, body)."""
         found: list[_Found] = []
         unparseable: list[tuple[int, Unreadable]] = []
-        for offset in offsets:
+        for offset, body in passed:
             index = cursor + offset
-            matches, unreadable = examine_entry(self.matcher, bodies[offset])
+            matches, unreadable = examine_entry(self.matcher, body)
             if unreadable is not None:
                 unparseable.append((index, unreadable))
             found.extend(_Found(index, m) for m in matches)
@@ -623,7 +722,8 @@ class Scanner:
                     unparseable.append((cursor + offset, Unreadable(error=error)))
                 found.extend(_Found(cursor + offset, m) for m in matches)
             return extended, hashes, found, unparseable
-        found, unparseable = self._match(cursor, bodies, self.matcher.candidates(bodies))
+        passed = ((i, bodies[i]) for i in self.matcher.candidates(bodies))
+        found, unparseable = self._match(cursor, passed)
         return extended, hashes, found, unparseable
 
     async def _settle_chunk(
@@ -631,23 +731,16 @@ class Scanner:
         result: ScanResult,
         state: LogState,
         start: int,
-        bodies: Sequence[bytes],
+        end: int,
         extended: CompactRange,
         found: Sequence[_Found],
         unparseable: Sequence[tuple[int, Unreadable]],
-        *,
-        hashes: list[bytes] | None = None,
     ) -> bool:
-        """The end of every chunk [start, start + len(bodies)), whichever path examined it:
-        prove it is the verified tree's, then commit its matches, unreadable entries, CT leaves
-        and cursor in one transaction. False, after a `bad_entry` alert, when it does not prove
-        (nothing from the chunk is stored). `hashes` are the chunk's leaf hashes when the
-        caller has them; the worker path has only subtrees, so they are hashed here, and only
-        for a log that keeps a ledger."""
-        tree, end = state.tree_id, start + len(bodies)
-        if self.ledger is not None:
-            leaves = hashes if hashes is not None else leaf_hashes(bodies)
-            self._ct_chunk = (start, leaves, entry_timestamps(bodies))
+        """The end of every chunk [start, end), whichever path examined it: prove it is the
+        verified tree's, then commit its matches, unreadable entries, CT leaves (`_ct_chunk`,
+        set by the caller) and cursor in one transaction. False, after a `bad_entry` alert,
+        when it does not prove (nothing from the chunk is stored)."""
+        tree = state.tree_id
         if not await self._proves(
             tree, end, extended.root(), state.verified_size, state.verified_root
         ):
@@ -772,6 +865,51 @@ class Scanner:
         created = await self.store.run(write)
         result.matches += len(found)
         raised(created, result.alerts)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A backfill chunk handed on: its entries [start, end), `size` bytes, lie in shared-memory
+    `slot` (or, when there was none, in `parts`) as `layout` says; `job` is its worker's
+    examination, None when it is to be examined in this process."""
+
+    start: int
+    end: int
+    size: int
+    layout: Layout
+    job: asyncio.Future[Examined] | None
+    slot: int | None
+    parts: list[bytes] | None
+
+
+class _Window:
+    """The backfill's chunks in flight: at most `count`, and no new one begun while those held
+    pass `max_bytes` (so a log of huge entries is read about as the single-process scan reads
+    it, a chunk or two at a time, not `count` of them at once)."""
+
+    def __init__(self, count: int, max_bytes: int) -> None:
+        self.count, self.max_bytes = count, max_bytes
+        self.chunks = self.held = 0
+        self._changed = asyncio.Condition()
+
+    async def reserve(self) -> None:
+        """Wait for room to begin a chunk, and take it."""
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: self.chunks < self.count and self.held <= self.max_bytes
+            )
+            self.chunks += 1
+
+    def hold(self, size: int) -> None:
+        """A reserved chunk arrived: `size` bytes."""
+        self.held += size
+
+    async def release(self, size: int) -> None:
+        """A chunk of `size` bytes is done with."""
+        async with self._changed:
+            self.chunks -= 1
+            self.held -= size
+            self._changed.notify_all()
 
 
 class _Progress:

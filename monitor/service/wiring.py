@@ -7,6 +7,7 @@ origins); `checkpoint_source` adapts a view's URL to the engine's `CheckpointSou
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable, Sequence
@@ -16,6 +17,7 @@ import aiohttp
 
 from monitor.config.settings import Config, LogConfig, LogType
 from monitor.config.trust_roots import find_trusted_ct_log, find_trusted_log, fulcio_trust
+from monitor.core.bundle import BundlePart
 from monitor.core.certs import parse_certificate, parse_tbs_certificate
 from monitor.core.chain import CertificateTrust
 from monitor.core.ct import (
@@ -247,6 +249,24 @@ class TilesSource:
         bodies = [body for bundle in bundles for body in bundle]
         skip = start - first * TILE_WIDTH
         return bodies[skip : skip + end - start]
+
+    async def bundles(
+        self, tree_id: str, start: int, end: int, tree_size: int
+    ) -> list[tuple[bytes, BundlePart]]:
+        """`entries` unsplit: the bundles holding entries [start, end), each with the part of
+        it that falls in the range (for a backfill worker to split and check)."""
+        first, last = start // TILE_WIDTH, (end - 1) // TILE_WIDTH
+        jobs = [
+            functools.partial(self.client.entry_bundle_bytes, n, tile_width(0, n, tree_size))
+            for n in range(first, last + 1)
+        ]
+        fetched = await gather_bounded(jobs, self.client.concurrency)
+        out: list[tuple[bytes, BundlePart]] = []
+        for n, (data, part) in zip(range(first, last + 1), fetched, strict=True):
+            lo = max(start, n * TILE_WIDTH) - n * TILE_WIDTH
+            hi = min(end, n * TILE_WIDTH + part.take) - n * TILE_WIDTH
+            out.append((data, dataclasses.replace(part, skip=lo, take=hi - lo)))
+        return out
 
     async def frontier(self, tree_id: str, size: int, tree_size: int) -> list[bytes]:
         """The compact range at `size`, read from the hash tiles of the tree of `tree_size`."""

@@ -60,6 +60,7 @@ class Case:
     then: Then
     count: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    workers: bool = False  # the tiles scan as a long backfill, in worker processes
 
 
 CASES = [
@@ -94,6 +95,11 @@ CASES = [
          {"delta": 1}),
     Case("hash tile of a wrong length", Kind.TILE_LENGTH, TILES_HASH, "tiles", Then.FAILS),
     Case("bundle of a wrong length", Kind.TILE_LENGTH, TILES_ENTRIES, "tiles", Then.FAILS),
+    # A backfill's workers split the bundles in shared memory: the same faults, the same end.
+    Case("truncated bundle, workers", Kind.TRUNCATE, TILES_ENTRIES, "tiles", Then.RECOVERS, 1,
+         workers=True),
+    Case("bundle of a wrong length, workers", Kind.TILE_LENGTH, TILES_ENTRIES, "tiles",
+         Then.FAILS, workers=True),
     Case("1000 signature lines", Kind.NOTE_SIGNATURES, TILES_CHECKPOINT, "tiles", Then.EITHER),
     Case("1000 signature lines v1", Kind.NOTE_SIGNATURES, V1_INFO, "v1", Then.EITHER),
 ]  # fmt: skip
@@ -135,6 +141,9 @@ async def test_http_fault(hostile: Hostile, tally: Tally, case: Case) -> None:
     figures = tally.scenario(f"http: {case.name}")
     await grow(env)
     async with open_monitor(load_config(env.config_path)) as m:
+        if case.workers:
+            (scanner,) = [s for name, s in m.scanners.items() if "tiles" in name]
+            scanner.backfill, scanner.workers, scanner.chunk = 0, 2, 128
         first = await m.check()
         assert first.errors == []
         before = by_log(env)

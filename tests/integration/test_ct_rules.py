@@ -20,7 +20,7 @@ from monitor.sandbox.ca import LocalCA
 from monitor.service.daemon import CheckOutcome
 from tests.integration.receivers import HttpReceiver
 from tests.integration.test_engine import Env
-from tests.integration.test_scanner import GITHUB, OTHER, RELEASE, scan_config
+from tests.integration.test_scanner import GITHUB, OTHER, RELEASE, scan_config, set_scan_workers
 
 CT_ORIGIN = "sandbox.ct.local"
 
@@ -182,3 +182,11 @@ async def test_an_unreadable_entry_does_not_hide_the_certificates_after_it(env: 
             ("unexpected_signer", "ct-sandbox", "release"),
             ("unreadable_entry", "ct-sandbox", None),
         ]
+
+
+async def test_a_ct_log_is_scanned_in_this_process_whatever_scan_workers_says(env: Env) -> None:
+    ct_config(env)
+    set_scan_workers(env, 2)
+    async with env.open() as m:
+        assert m.scanners["tiles-sandbox"].workers == 2
+        assert m.scanners["ct-sandbox"].workers == 1

@@ -5,11 +5,15 @@ recorded but not alerted; bad entries caught; a daemon killed mid-scan resumes e
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import multiprocessing
 import os
 import random
+import shutil
 import signal
 import sqlite3
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +22,8 @@ import pytest
 
 from monitor.cli.reports import matches_report
 from monitor.sandbox import Sandbox
+from monitor.service import scanner as scanner_module
+from monitor.service.daemon import CheckOutcome
 from monitor.service.sct_watch import CtLedger
 from monitor.store.database import Store
 from tests.integration.receivers import HttpReceiver
@@ -89,6 +95,24 @@ async def populate(sb: Sandbox, log: str) -> dict[str, int]:
     return at
 
 
+def found_alerts(outcome: CheckOutcome) -> list[tuple[str, int]]:
+    """(kind, log index) of each alert a check raised, sorted."""
+    return sorted((a.kind.value, a.details["log_index"]) for _, a in outcome.alerts)
+
+
+def expected_alerts(at: dict[str, int]) -> list[tuple[str, int]]:
+    """What a scan of the entries `populate` appended raises: both release entries and the
+    e-mail seen, the other workflow an unexpected signer (the self-signed spam recorded only)."""
+    return sorted(
+        [
+            ("identity_seen", at["release"]),
+            ("identity_seen", at["release"] + 1),
+            ("unexpected_signer", at["other"]),
+            ("identity_seen", at["email"]),
+        ]
+    )
+
+
 def matches(env: Env) -> list[tuple[str, int, str, str]]:
     with sqlite3.connect(env.dir / "monitor.db") as db:
         return [
@@ -108,15 +132,7 @@ async def test_scan_finds_each_watched_identity_once(env: Env, log: str) -> None
     async with env.open() as m:
         outcome = await m.check()
         assert outcome.errors == []
-        alerts = sorted((a.kind.value, a.details["log_index"]) for _, a in outcome.alerts)
-        assert alerts == sorted(
-            [
-                ("identity_seen", at["release"]),
-                ("identity_seen", at["release"] + 1),
-                ("unexpected_signer", at["other"]),
-                ("identity_seen", at["email"]),
-            ]
-        )
+        assert found_alerts(outcome) == expected_alerts(at)
         unexpected = next(a for _, a in outcome.alerts if a.kind.value == "unexpected_signer")
         assert str(at["other"]) in unexpected.summary and OTHER in unexpected.summary
         # Polled again, and again after growth: nothing found twice.
@@ -137,44 +153,120 @@ def backfill_in_workers(m: object, name: str) -> None:
     scanner.backfill, scanner.workers, scanner.chunk = 0, 2, 128
 
 
+@pytest.mark.parametrize("log", ["tiles", "v1"])
 async def test_backfill_in_worker_processes_finds_the_same_and_proves_every_entry(
-    env: Env, caplog: pytest.LogCaptureFixture
+    env: Env, caplog: pytest.LogCaptureFixture, log: str
 ) -> None:
+    """Workers read a tiled log's bundles, or a v1 log's bodies, from shared memory."""
     caplog.set_level(logging.INFO, "monitor.service.scanner")
+    scan_config(env, v1=log == "v1")
+    name = "rekor-sandbox" if log == "v1" else "tiles-sandbox"
+    at = await populate(env.sandbox, log)
+    async with env.open() as m:
+        backfill_in_workers(m, name)
+        log_id = m.scanners[name].log_id
+        if log == "tiles":  # (a v1 client refuses a tampered body itself, by its UUID)
+            env.sandbox.misbehave(log, "bad_entries")
+            outcome = await m.check()
+            kinds = [a.kind.value for _, a in outcome.alerts]
+            assert kinds == ["bad_entry"], "every chunk proven"
+            (state,) = m.store.store.log_states(log_id)
+            assert state.scan_cursor == 0, "nothing committed past bad data"
+            env.sandbox.reset()
+        outcome = await m.check()
+        assert outcome.errors == []
+        assert "in 2 worker processes" in caplog.text
+        assert found_alerts(outcome) == expected_alerts(at)
+        (state,) = m.store.store.log_states(log_id)
+        assert state.scan_cursor == state.verified_size
+    found = [(i, rule, o) for n, i, rule, o in matches(env) if n == name]
+    assert (at["spam"], "security-email", "untrusted") in found and len(found) == 5
+
+
+async def test_backfill_of_huge_chunks_holds_one_or_two_and_examines_them_here(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log of huge entries cannot make a backfill hold `workers + 3` chunks at once, nor grow
+    the shared memory past its cap: with both thresholds at one byte, every chunk is examined
+    in this process, the next fetched only once the last is committed; the same results."""
+    monkeypatch.setattr(scanner_module, "SLOT_MAX_BYTES", 1)
+    monkeypatch.setattr(scanner_module, "BACKFILL_HELD_BYTES", 1)
     scan_config(env)
     at = await populate(env.sandbox, "tiles")
-    env.sandbox.misbehave("tiles", "bad_entries")
     async with env.open() as m:
         backfill_in_workers(m, "tiles-sandbox")
         outcome = await m.check()
-        assert [a.kind.value for _, a in outcome.alerts] == ["bad_entry"], "every chunk proven"
-        state = m.store.store.log_state(2, "tiles")
-        assert state is not None and state.scan_cursor == 0, "nothing committed past bad data"
-        assert "in 2 worker processes" in caplog.text
-        env.sandbox.reset()
-        outcome = await m.check()
         assert outcome.errors == []
-        alerts = sorted((a.kind.value, a.details["log_index"]) for _, a in outcome.alerts)
-        assert alerts == sorted(
-            [
-                ("identity_seen", at["release"]),
-                ("identity_seen", at["release"] + 1),
-                ("unexpected_signer", at["other"]),
-                ("identity_seen", at["email"]),
-            ]
-        )
-        state = m.store.store.log_state(2, "tiles")
-        assert state is not None and state.scan_cursor == state.verified_size
-    found = [(i, rule, o) for n, i, rule, o in matches(env) if n == "tiles-sandbox"]
-    assert (at["spam"], "security-email", "untrusted") in found and len(found) == 5
+        assert found_alerts(outcome) == expected_alerts(at)
+        (state,) = m.store.store.log_states(m.scanners["tiles-sandbox"].log_id)
+        assert state.scan_cursor == state.verified_size
+
+
+async def test_backfill_goes_on_in_this_process_when_its_workers_are_killed(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Workers killed (out of memory, an operator) as they start: every chunk is examined here
+    instead, from its bytes still in shared memory; the same matches, every entry proven."""
+    caplog.set_level(logging.INFO, "monitor.service.scanner")
+    scan_config(env)
+    at = await populate(env.sandbox, "tiles")
+    async with env.open() as m:
+        backfill_in_workers(m, "tiles-sandbox")
+        check = asyncio.create_task(m.check())
+        killed = 0
+        while not check.done() and not killed:
+            for child in multiprocessing.active_children():
+                if child.pid is not None:
+                    os.kill(child.pid, signal.SIGKILL)
+                    killed += 1
+            await asyncio.sleep(0.001)
+        outcome = await check
+        assert killed and "a scan worker process died; going on without" in caplog.text
+        assert outcome.errors == []
+        assert found_alerts(outcome) == expected_alerts(at)
+        (state,) = m.store.store.log_states(m.scanners["tiles-sandbox"].log_id)
+        assert state.scan_cursor == state.verified_size
+
+
+# A main script that imports much, as the `tlog-monitor` script imports the whole daemon; it
+# prints whether a worker process of the given context has the aiohttp extension mapped.
+_HEAVY_MAIN = """
+import multiprocessing, os, sys
+from concurrent.futures import ProcessPoolExecutor
+import aiohttp
+from monitor.service.chunk_slots import worker_context
+
+if __name__ == "__main__":
+    spawn = sys.argv[1] == "spawn"
+    context = multiprocessing.get_context("spawn") if spawn else worker_context()
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        pid = pool.submit(os.getpid).result()
+        with open(f"/proc/{pid}/maps") as maps:
+            print("aiohttp" in maps.read())
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/<pid>/maps")
+def test_worker_processes_do_not_run_the_main_script(tmp_path: Path) -> None:
+    """Spawn runs the parent's main script in each worker first (`spawn`: the worker maps
+    aiohttp); the scanner's workers skip it, importing only what they run."""
+    script = tmp_path / "main.py"
+    script.write_text(_HEAVY_MAIN)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for context, expected in (("spawn", "True"), ("worker", "False")):
+        done = subprocess.run(
+            [sys.executable, str(script), context],
+            env=env, capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        assert done.stdout.strip() == expected, (context, done.stderr)
 
 
 async def test_backfill_in_worker_processes_records_a_ledger_like_the_single_process_path(
     env: Env,
 ) -> None:
-    """Both paths end each chunk in `Scanner._settle_chunk`: a scan that keeps a CT ledger
-    records every proven leaf whichever path read it (the worker path once moved no cursor,
-    its leaves never recorded)."""
+    """A scan that keeps a CT ledger records every proven leaf: its backlog is never handed to
+    worker processes, which keep no leaf hashes (that path once moved the cursor past leaves
+    it never recorded)."""
     scan_config(env)
     await populate(env.sandbox, "tiles")
     async with env.open() as m:
@@ -350,3 +442,101 @@ async def test_shard_rollover_drains_the_old_shard(env: Env) -> None:
     finally:
         store.close()
     assert sorted((r["tree_index"], r["log_index"]) for r in rows) == [(3, fresh), (20, late)]
+
+
+# --- [monitor] scan_workers ----------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def set_scan_workers(env: Env, workers: int) -> None:
+    """Put `scan_workers = workers` in the env's `[monitor]` table."""
+    text = env.config_path.read_text()
+    assert text.count("[monitor]\n") == 1
+    env.config_path.write_text(
+        text.replace("[monitor]\n", f"[monitor]\nscan_workers = {workers}\n")
+    )
+
+
+async def test_scan_workers_reaches_every_rekor_scanner_and_a_reload_changes_it(env: Env) -> None:
+    scan_config(env, v1=True)
+    set_scan_workers(env, 2)
+    async with env.open() as m:
+        assert m.scanners["tiles-sandbox"].workers == 2
+        assert m.scanners["rekor-sandbox"].workers == 2
+    # A reload opens the monitor again from the file as it is then: the next scan's value.
+    env.config_path.write_text(env.config_path.read_text().replace("scan_workers = 2\n", ""))
+    async with env.open() as m:
+        assert m.scanners["tiles-sandbox"].workers == 1
+        assert m.scanners["rekor-sandbox"].workers == 1
+
+
+# Run in a mount namespace of its own whose /dev/shm is read-only: the monitor from the config
+# at argv[1], its tiles log's backlog treated as a long backfill (as `BACKFILL` entries would be).
+_READ_ONLY_SHM_CHECK = """
+import asyncio, json, sys
+from pathlib import Path
+from monitor.config.settings import load_config
+from monitor.service.daemon import open_monitor
+
+async def main() -> None:
+    async with open_monitor(load_config(Path(sys.argv[1]))) as m:
+        scanner = m.scanners["tiles-sandbox"]
+        scanner.backfill, scanner.chunk = 0, 128
+        outcome = await m.check()
+        state = m.store.store.log_state(scanner.log_id, "tiles")
+        print(json.dumps({
+            "workers": scanner.workers,
+            "errors": outcome.errors,
+            "alerts": sorted([a.kind.value, a.details["log_index"]] for _, a in outcome.alerts),
+            "scanned": state is not None and state.scan_cursor == state.verified_size,
+        }))
+
+asyncio.run(main())
+"""
+
+
+async def test_without_writable_shared_memory_the_scan_goes_on_in_this_process(
+    env: Env,
+) -> None:
+    """The shipped unit's `ReadOnlyPaths=-/dev/shm`: worker processes cannot be made there, so
+    the scan runs in this process (one warning) and finds the same, rather than failing."""
+    unshare = shutil.which("unshare")
+    if sys.platform != "linux" or os.geteuid() != 0 or unshare is None:
+        pytest.skip("needs root and unshare(1) to mount /dev/shm read-only in a namespace")
+    scan_config(env)
+    set_scan_workers(env, 2)
+    at = await populate(env.sandbox, "tiles")
+    script = 'mount -o remount,ro,bind /dev/shm || exit 77; exec "$@"'
+    check = [sys.executable, "-c", _READ_ONLY_SHM_CHECK, str(env.config_path)]
+    done = await _run([unshare, "-m", "sh", "-c", script, "sh", *check])
+    if done.returncode == 77:
+        pytest.skip(f"cannot mount /dev/shm read-only here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["errors"] == []
+    assert result["workers"] == 1
+    warnings = [line for line in done.stderr.splitlines() if "no shared memory" in line]
+    assert len(warnings) == 1, done.stderr
+    assert (
+        "[monitor] scan_workers = 2: no shared memory for the scan's worker processes"
+        in warnings[0]
+    )
+    assert "scanning in this process" in warnings[0]
+    assert [tuple(a) for a in result["alerts"]] == expected_alerts(at)
+    assert result["scanned"], "every entry scanned and proven"
+
+
+async def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """`argv` run from the checkout (so it imports this tree's `monitor`), without blocking the
+    event loop that serves the sandbox."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode is not None
+    return subprocess.CompletedProcess(argv, proc.returncode, out.decode(), err.decode())

@@ -137,6 +137,8 @@ def test_defaults(tmp_path: Path) -> None:
     assert m.request_timeout == timedelta(seconds=30)
     assert m.max_response_bytes == 16 * 1024 * 1024
     assert m.user_agent.startswith("tlog-monitor/")
+    assert m.scan_workers == 1
+    assert config.redacted()["monitor"]["scan_workers"] == 1  # type: ignore[index]
     v1, v2 = config.logs
     assert v1.scan is False and v2.scan is True
     assert v1.requests_per_minute == 300 and v2.requests_per_minute == 600
@@ -293,6 +295,7 @@ http_listen = "[::1]:9000"
 request_timeout = "1m"
 max_response_bytes = "512KiB"
 user_agent = "tlog-monitor/test (ops@example.com)"
+scan_workers = 2
 """
         + LOG,
     )
@@ -303,6 +306,7 @@ user_agent = "tlog-monitor/test (ops@example.com)"
     assert m.http_listen == ListenAddress("::1", 9000) and str(m.http_listen) == "[::1]:9000"
     assert m.max_response_bytes == 512 * 1024
     assert m.user_agent == "tlog-monitor/test (ops@example.com)"
+    assert m.scan_workers == 2
     assert config.log("rekor").interval == m.interval
 
 
@@ -394,6 +398,51 @@ def test_max_response_bytes_errors(tmp_path: Path, value: object, expected: str)
 )
 def test_monitor_other_errors(tmp_path: Path, key: str, value: object, expected: str) -> None:
     assert fail(tmp_path, f"[monitor]\n{key} = {toml_value(value)}\n" + LOG).startswith(expected)
+
+
+@pytest.mark.parametrize("value", [1, 2, 16])
+def test_scan_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: int) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    config = load(tmp_path, f"[monitor]\nscan_workers = {value}\n" + LOG)
+    assert config.monitor.scan_workers == value
+    assert config.redacted()["monitor"]["scan_workers"] == value  # type: ignore[index]
+    assert not any("monitor.scan_workers" in w for w in config.warnings)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0, "expected an integer from 1 to 16, got 0"),
+        (17, "expected an integer from 1 to 16, got 17"),
+        (-2, "expected an integer from 1 to 16, got -2"),
+        ("2", "expected an integer from 1 to 16, got a string"),
+        (True, "expected an integer from 1 to 16, got a boolean"),
+        (2.0, "expected an integer from 1 to 16, got a float"),
+        ([2], "expected an integer from 1 to 16, got an array"),
+    ],
+)
+def test_scan_workers_errors(tmp_path: Path, value: object, expected: str) -> None:
+    shown = str(value) if isinstance(value, float) else toml_value(value)
+    message = fail(tmp_path, f"[monitor]\nscan_workers = {shown}\n" + LOG)
+    assert message == f"monitor.scan_workers: {expected}"
+
+
+def test_scan_workers_past_the_cpus_is_allowed_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A config may be written for a larger machine: it loads, and `config check` says so.
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    path = write(tmp_path, "[monitor]\nscan_workers = 3\n" + LOG)
+    config = load_config(path, environ={})
+    assert config.monitor.scan_workers == 3
+    expected = f"{path}: monitor.scan_workers: 3 worker processes exceed the 2 CPUs of this machine"
+    assert next(w for w in config.warnings if "monitor.scan_workers" in w).startswith(expected)
+    assert main(["--config", str(path), "config", "check"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["monitor"]["scan_workers"] == 3
+    assert f"tlog-monitor: warning: {expected}" in err
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    assert not any("monitor.scan_workers" in w for w in load_config(path, environ={}).warnings)
 
 
 # --- [[log]] -------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import base64
 import datetime as dt
 import hashlib
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,8 @@ from hypothesis import strategies as st
 from monitor.cli.inspect import load_input
 from monitor.config.settings import load_config
 from monitor.config.trust_roots import fulcio_trust
-from monitor.core.certs import parse_certificate
+from monitor.core.bundle import bundle_spans
+from monitor.core.certs import CertificateParseError, _is_pem, parse_certificate
 from monitor.core.chain import CertificateTrust
 from monitor.core.entries import Entry, parse_entry
 from monitor.core.errors import ConfigError
@@ -44,12 +46,21 @@ from monitor.core.watch import (
     identity_values,
 )
 from monitor.core.watch.prefilter import (
+    _CERT_DIGITS,
+    _MAX_SAN_EXTENSIONS,
+    _MAX_SEARCHES,
     _PEM_HINT,
     _PEM_NEEDLES,
+    _SAN_OID,
     _UNSAFE_FOLD,
     _WARMUP,
+    Views,
     _b64_patterns,
+    _base64_sans,
+    _chunk_search,
+    _decode_strings,
     _san_values,
+    _Text,
 )
 from monitor.sandbox.bodies import BodyFactory, BodyKind
 from monitor.sandbox.ca import Identity, LocalCA
@@ -923,6 +934,12 @@ def test_might_match_false_proves_no_match(example: tuple[dict[str, object], byt
         for matcher in (Matcher([compiled], None), warmed):
             assert len(NOISE) in matcher.candidates(chunk), f"chunk search lost it: {raw}"
             assert 0 in matcher.candidates([body]), f"chunk search lost it: {raw}"
+            # As a backfill worker searches it: the bundles' bytes in place, length prefixes
+            # (any bytes) between the bodies.
+            packed = b"".join(len(b).to_bytes(2, "big") + b for b in chunk)
+            spans = bundle_spans(memoryview(packed), len(chunk), "chunk")
+            found = matcher.prefilter.select_spans(memoryview(packed), spans)
+            assert len(NOISE) in found, f"bundle search lost it: {raw}"
     # Every body the chunk search selects is one might_match passes (it is only faster).
     chunk = [*NOISE, body]
     assert set(Matcher([compiled], None).candidates(chunk)) <= {
@@ -974,6 +991,218 @@ def test_sans_read_from_the_der_are_all_the_parser_reads(
     assert set(identity_values(parsed)) <= set(read)
 
 
+# --- where certificates are read from (`Views.pieces`, `_base64_sans`) ---------------------
+
+
+def _pem_after(space: bytes) -> Callable[[list[x509.Certificate]], bytes]:
+    return lambda certs: g.encode(g.hashedrekord_v001(space + g.cert_pem(certs[0])))
+
+
+SHAPES: dict[str, Callable[[list[x509.Certificate]], bytes]] = {
+    **BODIES,
+    **{f"v1 hashedrekord, PEM after {s!r}": _pem_after(s) for s in [b" ", b"\t\n", b"\r\x0b\x0c"]},
+    "v1 rekord x509, PEM": lambda certs: g.encode(g.rekord_v001(g.cert_pem(certs[0]))),
+    "v1 rekord x509, DER": lambda certs: g.encode(g.rekord_v001(g.cert_der(certs[0]))),
+    "v1 intoto 0.0.1, PEM": lambda certs: g.encode(g.intoto_v001(g.cert_pem(certs[0]))),
+    "v1 intoto 0.0.2, PEM and DER": lambda certs: g.encode(
+        g.intoto_v002([g.cert_pem(certs[0]), g.cert_der(certs[1])])
+    ),
+    "v1 dsse, DER and PEM": lambda certs: g.encode(
+        g.dsse_v001([g.cert_der(certs[0]), g.cert_pem(certs[1])])
+    ),
+}
+"""Every body shape `parse_entry` reads a certificate from, PEM (after any whitespace `certs`
+allows) and DER."""
+
+DIGITS_RULE = {"name": "digits", "any_issuer": True, "san_regex": ".*[0-9]{7}.*"}
+
+
+def _with_subject(cn: str, san: str) -> x509.Certificate:
+    """A certificate whose SAN extension sits len(cn) bytes further on."""
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]) if cn else None
+    return g.make_certificate(sans=[x509.RFC822Name(san)], subject=subject)
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_every_certificate_of_every_shape_is_read(shape: str) -> None:
+    certs = [
+        g.make_certificate(sans=[x509.UniformResourceIdentifier(f"{REPO}/1234567")]),
+        _with_subject("x", "bystander@example.org"),
+    ]
+    body = SHAPES[shape](certs)
+    entry = parse_entry(body)
+    wanted = {v for s in entry.signers if s.certificate for v in identity_values(s.certificate)}
+    assert wanted
+    # The DER path (no PEM in the body) and the one through every decoded string agree, and
+    # both hold every SAN the parser reads; every certificate's DER is in the decoded view.
+    views, decoded = Views(body), Views(body)
+    assert all(s.certificate.der in decoded.pieces() for s in entry.signers if s.certificate)
+    assert set(views.sans() or ()) == set(decoded.sans() or ()) == wanted
+    if _PEM_HINT not in body:
+        assert _base64_sans(body) == views.sans()
+    # The no-literal rule: decided from these SANs, it passes this body and only this body.
+    matcher = Matcher([compile_rule(DIGITS_RULE, "test")], None)
+    assert matcher.match_entry(entry)
+    assert matcher.might_match(body)
+    other = SHAPES[shape]([_with_subject("", "someone@example.org"), certs[1]])
+    assert not matcher.might_match(other)
+    assert matcher.candidates([other, body, other]) == [1]
+
+
+def test_certificate_strings_start_with_a_cert_digit() -> None:
+    # `_CERT_STRING` only decodes strings whose first digit is in _CERT_DIGITS: that is every
+    # digit a DER certificate (0x30) or a PEM the parser accepts can start with.
+    starts = {0x30, ord("-")} | {
+        b for b in range(256) if _is_pem(bytes([b]) + b"-----BEGIN CERTIFICATE-----\n")
+    }
+    assert starts == {0x30, *b" \t\n\r\x0b\x0c-"}
+    assert {base64.b64encode(bytes([b]))[0] for b in starts} == set(_CERT_DIGITS)
+    assert g.cert_der(_OTHER)[0] == 0x30
+
+
+def test_the_parser_refuses_the_san_oid_in_other_encodings() -> None:
+    # `_base64_sans` finds a SAN extension by the DER bytes of its OID only: the parser must
+    # read no other encoding of it (long length form, padded sub-identifiers).
+    der = g.cert_der(_OTHER)
+    assert parse_certificate(_reencode_oid(der, _SAN_OID)).sans == parse_certificate(der).sans
+    for other in [
+        b"\x06\x81\x03U\x1d\x11",
+        b"\x06\x04\x80U\x1d\x11",
+        b"\x06\x04U\x80\x1d\x11",
+        b"\x06\x04U\x1d\x80\x11",
+        b"\x06\x05U\x80\x80\x1d\x11",
+    ]:
+        with pytest.raises(CertificateParseError):
+            parse_certificate(_reencode_oid(der, other))
+
+
+def _reencode_oid(der: bytes, oid: bytes) -> bytes:
+    """`der` with the subjectAltName extension's OID element replaced by `oid`, every length
+    around it fixed up."""
+
+    def element(pos: int) -> tuple[int, int, int]:
+        tag, length, start = der[pos], der[pos + 1], pos + 2
+        if length & 0x80:
+            count = length & 0x7F
+            length, start = int.from_bytes(der[start : start + count], "big"), start + count
+        return tag, start, start + length
+
+    def rebuild(pos: int, end: int) -> bytes:
+        out = b""
+        while pos < end:
+            tag, start, stop = element(pos)
+            if tag in (0x30, 0x31, 0xA0, 0xA3):
+                out += g.der_tlv(tag, rebuild(start, stop))
+            else:
+                out += oid if der[pos:stop] == _SAN_OID else der[pos:stop]
+            pos = stop
+        return out
+
+    return rebuild(0, len(der))
+
+
+def test_base64_sans_read_the_extension_at_every_alignment() -> None:
+    # The OID's digits depend on its byte offset modulo 3 in the string's decoding; a long
+    # extension is read past the first window.
+    seen: set[int] = set()
+    for cn in ["", "a", "ab", "abc"]:
+        for san in ["dev1234567@example.org", "a" * 300 + "@example.org"]:
+            der = g.cert_der(_with_subject(cn, san))
+            seen.add(der.index(_SAN_OID) % 3)
+            for body in [
+                g.encode(g.hashedrekord_v002(g.v2_verifier(cert=der))),
+                g.encode(g.hashedrekord_v001(der)),
+            ]:
+                assert _base64_sans(body) == [san], (cn, san)
+    assert seen == {0, 1, 2}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.text(st.sampled_from("abc019.@-"), min_size=1, max_size=80), max_size=3),
+    st.binary(max_size=5),
+    st.sampled_from(
+        [b"", _SAN_OID, _SAN_OID + b"\x04\x02\x30\x00", _SAN_OID + b"\x04\x07\x30\x05\x82\x03a.b"]
+    ),
+    st.sampled_from(
+        [
+            "v2 hashedrekord, DER",
+            "v2 dsse, two signers",
+            "v1 hashedrekord, DER",
+            "v1 dsse, DER and PEM",
+        ]
+    ),
+)
+def test_base64_sans_are_all_the_parser_reads(
+    names: list[str], pad: bytes, decoy: bytes, shape: str
+) -> None:
+    """`Views.sans` (`_base64_sans` without a PEM) holds every identity SAN the parser reads,
+    or is None, with a decoy copy of the OID in another extension's value at any offset; and
+    it reads what the whole decoded strings give."""
+    extensions = g.fulcio_extensions(issuer=GITHUB, raw={WORKFLOW_REF: pad + decoy})
+    try:
+        sans = [x509.DNSName(n) for n in names]
+        cert = g.make_certificate(sans=sans, extensions=extensions)
+    except ValueError:
+        reject()
+    body = SHAPES[shape]([cert, _OTHER])
+    entry = parse_entry(body)
+    read = Views(body).sans()
+    if decoy:
+        event(f"decoy at offset {g.cert_der(cert).rindex(decoy) % 3} mod 3")
+    if read is not None:
+        wanted = {v for s in entry.signers if s.certificate for v in identity_values(s.certificate)}
+        assert wanted <= set(read)
+    whole = Views(body)
+    whole.pieces()  # a literal first: the SANs are read from the whole decoded strings
+    if whole.sans() is not None:
+        assert read is not None and sorted(read) == sorted(whole.sans() or ())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [b'"', b"BgNVHR", b"YDVR0R", b"GA1UdE", b"MII", b"LS0t", b"A", b"gw", b"=", b"\xff"]
+        ),
+        max_size=60,
+    )
+)
+def test_sans_of_hostile_bodies_never_raise(parts: list[bytes]) -> None:
+    body = b"".join(parts)
+    result = _base64_sans(body)
+    assert result is None or all(isinstance(v, str) for v in result)
+    Views(body).sans()
+    _decode_strings(body)
+
+
+def _nested_extensions(depth: int) -> bytes:
+    """`depth` subjectAltName extensions, each an IP address SAN (not read) wrapping the next."""
+    inner = b""
+    for _ in range(depth):
+        inner = _SAN_OID + g.der_tlv(0x04, g.der_tlv(0x30, g.der_tlv(0x87, inner)))
+    return inner
+
+
+def test_sans_of_many_extensions_are_unsure_and_cheap() -> None:
+    # Each place is read; decoys nested in one another would make the base64 path decode the
+    # square of the body's size: past _MAX_SAN_EXTENSIONS the answer is "unsure" (the body
+    # passes to the parser, which refuses such a certificate).
+    flat = (_SAN_OID + b"\x04\x02\x30\x00") * (_MAX_SAN_EXTENSIONS + 1)
+    nested = _nested_extensions(12_000)  # about 200 KB
+    for der in [flat, nested]:
+        body = g.encode(g.hashedrekord_v002(g.v2_verifier(cert=der)))
+        began = time.process_time()
+        assert _san_values(der) is None
+        assert _base64_sans(body) is None
+        assert Views(body).sans() is None
+        assert time.process_time() - began < 2
+    # Up to the limit every one is read.
+    assert _san_values(flat[: len(flat) * _MAX_SAN_EXTENSIONS // (_MAX_SAN_EXTENSIONS + 1)]) == []
+    deepest = g.v2_verifier(cert=_nested_extensions(_MAX_SAN_EXTENSIONS))
+    assert _base64_sans(g.encode(g.hashedrekord_v002(deepest))) == []
+
+
 # --- the premises of the safety argument ---------------------------------------------------
 
 
@@ -1009,6 +1238,14 @@ def test_b64_patterns_find_every_case_variant(
     text = data.draw(variant(literal, unicode=False)).encode() if fold else raw
     encoded = base64.b64encode(before + text + after)
     assert any(re2.search(p, encoded) for p in patterns), (literal, text, before)
+    # What the chunk search runs: patterns from their first single digit, grouped by it, alone
+    # and among enough other keys to be merged into one search.
+    key = _Text(literal, fold=fold, weight=len(literal))
+    others = [_Text(f"{n:04d}-{literal}", fold=fold, weight=4) for n in range(4)]
+    for keys in ([key], [*others, key]):
+        searches = _chunk_search(keys)
+        assert searches is not None and len(searches) <= _MAX_SEARCHES
+        assert any(s.search(encoded) for s in searches), (literal, text, before, len(keys))
     if not fold:
         cores = [base64.b64encode(bytes(a) + raw)[(8 * a + 5) // 6 : (8 * (a + len(raw))) // 6]
                  for a in range(3)]  # fmt: skip

@@ -5,6 +5,7 @@ each pair), every required literal is in the subject."""
 
 from __future__ import annotations
 
+import itertools
 import tomllib
 from dataclasses import replace
 from pathlib import Path
@@ -13,9 +14,11 @@ from typing import Any
 import pytest
 import re2
 from cryptography import x509
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
+from monitor.core.entries import parse_entry
+from monitor.core.errors import ConfigError
 from monitor.core.watch import (
     Matcher,
     MatchOutcome,
@@ -23,14 +26,34 @@ from monitor.core.watch import (
     compile_rule,
     regex_to_pattern,
 )
+from monitor.core.watch.match import rule_expense
 from monitor.core.watch.prefilter import (
+    _WARMUP,
+    Condition,
     Required,
+    RuleFilter,
+    _alternation_set,
+    _AnyOf,
     _fold_fragments,
+    _keys,
+    _LiteralScan,
+    _Opaque,
     _regex_literals,
     _regex_requirement,
+    _Text,
+    regex_texts,
 )
 from tests.unit import certgen as g
-from tests.unit.test_watch_match import GITHUB, TRUST, entry_of, self_signed, uri_cert
+from tests.unit.test_watch_match import (
+    BODIES,
+    GITHUB,
+    NOISE,
+    TRUST,
+    _san,
+    entry_of,
+    self_signed,
+    uri_cert,
+)
 
 SPAM = self_signed(
     [x509.UniformResourceIdentifier("https://github.com/example/x")],
@@ -64,7 +87,8 @@ def _contains(subject: str, fragment: str, fold: bool) -> bool:
         (r"(?:https://github\.com/org)/.*", ["https://github.com/org/"], False),
         (r"(https://github\.com/org)?/x", ["/x"], False),
         (r"abc|abd", [], False),
-        (r"(?:abc|abd)efgh", ["efgh"], False),
+        (r"(?:abc|a.d)efgh", ["efgh"], False),  # "." in a branch: no set of texts
+        (r"(?:abc|abd)efgh", [], False),  # a choice of "abcefgh" and "abdefgh" instead
         # RE2 reads these differently from Python's re: no literal may come out of them
         (r"[[:alpha:]]evil\.com", ["evil.com"], False),  # Python: "]evil.com"
         (r"[[:alpha:][:digit:]]evil", ["evil"], False),
@@ -119,9 +143,12 @@ Pair = tuple[str, str]
 def atom(draw: st.DrawFn, fold: bool, depth: int) -> Pair:
     kind = draw(
         st.sampled_from(
-            ["lit", "lit", "lit", "punct", "class", "escape", "brace", "group", "alt", "flags"]
+            [
+                *("lit", "lit", "lit", "punct", "class", "escape", "brace", "group", "alt"),
+                *("flags", "texts", "joined", "joined"),
+            ]
             if depth < 3
-            else ["lit", "punct", "class", "escape", "brace"]
+            else ["lit", "punct", "class", "escape", "brace", "texts"]
         )
     )
     if kind == "lit":
@@ -168,6 +195,10 @@ def atom(draw: st.DrawFn, fold: bool, depth: int) -> Pair:
         )
     if kind == "brace":
         return "{,2}", "{,2}"  # a literal in RE2, a repetition in Python
+    if kind == "texts":
+        return draw(texts(fold, depth))
+    if kind == "joined":
+        return draw(joined(fold, depth))
     inner_fold = fold
     if kind == "flags":
         inner_fold = draw(st.booleans())
@@ -175,13 +206,49 @@ def atom(draw: st.DrawFn, fold: bool, depth: int) -> Pair:
         prefix = "(?i:" if inner_fold else "(?-i:"
         return f"{prefix}{regex})", subject
     if kind == "alt":
-        left = draw(sequence(fold, depth + 1))
-        right = draw(sequence(fold, depth + 1))
-        chosen = draw(st.sampled_from([left, right]))
-        return f"(?:{left[0]}|{right[0]})", chosen[1]
+        return draw(alternation(fold, depth))
     regex, subject = draw(sequence(fold, depth + 1))
     opener = draw(st.sampled_from(["(", "(?:", "(?P<g>", "(?<g>"]))
     return f"{opener}{regex})", subject
+
+
+@st.composite
+def plain(draw: st.DrawFn, fold: bool) -> Pair:
+    """Plain text, maybe empty: (regex, a subject it matches)."""
+    text = draw(st.text(st.sampled_from(LETTERS + PUNCT), max_size=4))
+    return "".join(_escape(c) for c in text), _case_variant(draw, text, fold)
+
+
+@st.composite
+def texts(draw: st.DrawFn, fold: bool, depth: int) -> Pair:
+    """An alternation of plain texts (some empty, some holding another such alternation), which
+    the pre-filter joins to the literal runs next to it (`lit` atoms around it in a sequence)."""
+    branches: list[Pair] = []
+    for _ in range(draw(st.integers(2, 5))):
+        regex, subject = draw(plain(fold))
+        if depth < 4 and not draw(st.integers(0, 4)):
+            inner, inner_subject = draw(texts(fold, depth + 1))
+            regex, subject = regex + inner, subject + inner_subject
+        branches.append((regex, subject))
+    opener = draw(st.sampled_from(["(", "(?:"]))
+    return f"{opener}{'|'.join(r for r, _ in branches)})", draw(st.sampled_from(branches))[1]
+
+
+@st.composite
+def alternation(draw: st.DrawFn, fold: bool, depth: int) -> Pair:
+    left = draw(sequence(fold, depth + 1))
+    right = draw(sequence(fold, depth + 1))
+    chosen = draw(st.sampled_from([left, right]))
+    return f"(?:{left[0]}|{right[0]})", chosen[1]
+
+
+@st.composite
+def joined(draw: st.DrawFn, fold: bool, depth: int) -> Pair:
+    """Literal runs around an alternation of texts, as in the bench rule (or around any other
+    alternation, which must not be joined to them)."""
+    before, after = draw(plain(fold)), draw(plain(fold))
+    middle = draw(texts(fold, depth) if draw(st.integers(0, 3)) else alternation(fold, depth))
+    return f"(?:{before[0]}{middle[0]}{after[0]})", before[1] + middle[1] + after[1]
 
 
 @st.composite
@@ -200,7 +267,10 @@ def quantified(draw: st.DrawFn, fold: bool, depth: int) -> Pair:
 
 @st.composite
 def sequence(draw: st.DrawFn, fold: bool, depth: int = 0) -> Pair:
-    parts = draw(st.lists(quantified(fold, depth), min_size=1, max_size=6))
+    part = quantified(fold, depth)
+    if depth < 3:  # also unquantified, where the pre-filter joins it to the runs around it
+        part = st.one_of(part, joined(fold, depth))
+    parts = draw(st.lists(part, min_size=1, max_size=6))
     return "".join(r for r, _ in parts), "".join(s for _, s in parts)
 
 
@@ -259,10 +329,10 @@ def test_required_alternatives_hold_on_every_match(pair: Pair) -> None:
     [
         (r"abcd|efgh", [["abcd"], ["efgh"]]),
         (
-            r"https://github\.com/(acme|initech)/.+|[^@]+@acme\.example",
+            r"https://github\.com/(acme|init.ch)/.+|[^@]+@acme\.example",
             [["https://github.com/", "/"], ["@acme.example"]],
         ),
-        (r"(?:abcd|x)yz", [["abcd"], ["x"]]),
+        (r"(?:abcd|x)yz", [["abcdyz"], ["xyz"]]),
     ],
 )
 def test_alternatives_become_a_choice(regex: str, choices: list[list[str]]) -> None:
@@ -272,6 +342,175 @@ def test_alternatives_become_a_choice(regex: str, choices: list[list[str]]) -> N
     assert found == choices
     rule = compile_rule({"name": "r", "any_issuer": True, "san_regex": regex}, "test")
     assert rule.matchers[0].conditions()  # a SAN check at least, whatever the literals
+
+
+BENCH = (
+    r"https://github\.com/(acme|initech)/[^/]+/\.github/workflows/.+|[^@]+@(acme|initech)\.example"
+)
+"""The bench's `any_issuer` rule with an alternation (bench: "san_regex (alternatives)")."""
+
+
+def _shape(required: Required) -> tuple[list[str], list[list[Any]]]:
+    return required.runs, [[_shape(branch) for branch in choice] for choice in required.choices]
+
+
+def one_of(*members: str) -> list[Any]:
+    """The `_shape` of a choice among texts, one run each ("" requires nothing)."""
+    return [([m] if m else [], []) for m in members]
+
+
+_SIXTEEN = ["".join(t) for t in itertools.product("ab", "cd", "ef", "gh")]
+_SEVENTEEN = "abcdefghjlmnopqrt"
+
+
+@pytest.mark.parametrize(
+    ("regex", "runs", "choices"),
+    [
+        (
+            BENCH,
+            [],
+            [
+                [
+                    (
+                        ["/.github/workflows/"],
+                        [one_of("https://github.com/acme/", "https://github.com/initech/")],
+                    ),
+                    ([], [one_of("@acme.example", "@initech.example")]),
+                ]
+            ],
+        ),
+        (
+            r"https://github\.com/(?:(acme)|(?:init)ech)/x",
+            [],
+            [one_of("https://github.com/acme/x", "https://github.com/initech/x")],
+        ),
+        (r"((?:abcd|efgh))ij", [], [one_of("abcdij", "efghij")]),
+        (r"abcd(?:e|f(?:g|h))ij", [], [one_of("abcdeij", "abcdfgij", "abcdfhij")]),
+        (r"ab(c|d)e(f|g)hi.*", [], [one_of("abcefhi", "abceghi", "abdefhi", "abdeghi")]),
+        (r"abcd(e|)fgh", [], [one_of("abcdefgh", "abcdfgh")]),
+        (r"(ab|ab)cd", ["abcd"], []),  # one text: a run
+        (r"(?i)GitHub\.com/(Acme|Initech)", [], [one_of("GitHub.com/Acme", "GitHub.com/Initech")]),
+        # Quantified: zero or several of the branches, so no text is joined across it.
+        (r"https://github\.com/(acme|initech)+/x", ["https://github.com/", "/x"], []),
+        (r"abcd(e|f)?ghij", ["abcd", "ghij"], []),
+        (r"abcd(e|f){1}ghij", ["abcd", "ghij"], []),
+        # Not next to the run: a class (or anything not a plain character) in between.
+        (r"abcd[x](e|f)ghij", ["abcd"], [one_of("eghij", "fghij")]),
+        (r"abcd(e|f)[x]ghij", ["ghij"], [one_of("abcde", "abcdf")]),
+        (r"abcd(e|f)\d", [], [one_of("abcde", "abcdf")]),
+        # A branch that is not plain text: run and alternation apart, as before.
+        (r"abcd(e|.)ghij", ["abcd", "ghij"], [[(["e"], []), ([], [])]]),
+        (r"abcd(e|f(?:g)*)ghij", ["abcd", "ghij"], [[(["e"], []), (["f"], [])]]),
+        # The cap: 16 texts at most; the alternation past it starts a new set.
+        (r"(a|b)(c|d)(e|f)(g|h)", [], [one_of(*_SIXTEEN)]),
+        (
+            r"(a|b)(c|d)(e|f)(g|h)(i|j)xyz",
+            [],
+            [one_of(*_SIXTEEN), one_of("ixyz", "jxyz")],
+        ),
+        (
+            "x(" + "|".join(_SEVENTEEN) + ")yz",
+            ["x", "yz"],
+            [[([c], []) for c in _SEVENTEEN]],
+        ),
+    ],
+)
+def test_literal_runs_join_alternations_of_texts(
+    regex: str, runs: list[str], choices: list[list[Any]]
+) -> None:
+    regex_to_pattern(regex)  # RE2 accepts it
+    required, _ = _regex_requirement(regex)
+    assert _shape(required) == (runs, choices)
+
+
+def _needles(conditions: list[Condition]) -> list[Any]:
+    """The texts searched for, an `_AnyOf` as a list of its branches' lists."""
+    return [
+        [_needles(b) for b in c.branches] if isinstance(c, _AnyOf) else c.needle.decode()
+        for c in conditions
+        if isinstance(c, _AnyOf | _Text)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("regex", "needles"),
+    [
+        (  # docs/configuration.md#what-makes-a-rule-expensive
+            r"https://github\.com/(acme|initech)/.+",
+            [[["https://github.com/acme/"], ["https://github.com/initech/"]]],
+        ),
+        # Case-insensitive: each text split where i, k, s or a non-ASCII letter is; a text is
+        # found when all its pieces are.
+        (
+            r"(?i)https://GitHub\.com/(Acme|Initech)/x",
+            [[["http", "://g", "thub.com/acme/x"], ["http", "://g", "thub.com/", "tech/x"]]],
+        ),
+        (r"abcd(é|e)fghij", [[["abcd", "fghij"], ["abcdefghij"]]]),
+        # One text too short to search: the choice says nothing (no piece of 4 characters).
+        (r"ab(c|defgh)", []),
+    ],
+)
+def test_joined_texts_become_conditions(regex: str, needles: list[Any]) -> None:
+    assert _needles(regex_texts(regex)) == needles
+
+
+def test_bench_alternation_searches_the_four_texts() -> None:
+    # Not "https://github.com/", in every GitHub workflow certificate: the chunk search would
+    # pass most entries (issue 16).
+    keys = _keys(RuleFilter(regex_texts(BENCH)).conditions)
+    assert keys is not None
+    assert sorted(t.needle.decode() for t in keys) == [
+        "@acme.example",
+        "@initech.example",
+        "https://github.com/acme/",
+        "https://github.com/initech/",
+    ]
+    rule = compile_rule({"name": "r", "any_issuer": True, "san_regex": BENCH}, "test")
+    assert rule_expense(rule) is None  # `config check` calls it ordinary
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(regex_and_subject(), st.sampled_from(sorted(BODIES)), st.booleans())
+def test_chunk_search_finds_every_regex_match(pair: Pair, shape: str, uri: bool) -> None:
+    """A certificate whose SAN a generated regex matches is among the entries the chunk search
+    selects (what the scanner runs), before and after the conditions are reordered."""
+    regex, subject = pair
+    try:
+        compiled = compile_rule({"name": "r", "any_issuer": True, "san_regex": regex}, "test")
+        san = _san("uri" if uri else "othername", subject)
+        cert = g.make_certificate(sans=[san])
+    except (ConfigError, ValueError):  # e.g. too long; a name cryptography refuses
+        assume(False)
+        return
+    body = BODIES[shape]([cert])
+    if _joins_texts(regex):
+        event("a run joined to an alternation of texts")
+    if not Matcher([compiled], None).match_entry(parse_entry(body)):
+        event("no match")  # a SAN the parser reads otherwise (e.g. othername "hex:...")
+        return
+    warmed = Matcher([compiled], None)
+    for _ in range(_WARMUP):  # past the sampling phase: the short-circuit path
+        warmed.might_match(b"{}")
+    for matcher in (Matcher([compiled], None), warmed):
+        assert matcher.might_match(body), (regex, subject)
+        assert len(NOISE) in matcher.candidates([*NOISE, body, *NOISE]), (regex, subject)
+
+
+def _joins_texts(regex: str) -> bool:
+    """Whether the scan of `regex` has an alternation of texts next to a character."""
+    try:
+        pending = [_LiteralScan(regex).sequence()]
+    except _Opaque:
+        return False
+    while pending:
+        items = pending.pop()
+        for i, item in enumerate(items):
+            if isinstance(item, list):
+                near = items[max(i - 1, 0) : i + 2]
+                if _alternation_set(item) is not None and any(isinstance(n, str) for n in near):
+                    return True
+                pending.extend(item)
+    return False
 
 
 def test_ascii_case_folding_in_re2_is_what_the_pre_filter_assumes() -> None:

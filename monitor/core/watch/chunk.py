@@ -1,17 +1,28 @@
 """The pure CPU work of one scanned chunk, as a worker process runs it during a long backfill
-(`monitor.service.scanner`): hash each entry, fold the leaves into perfect subtrees, and
-pre-filter the bodies. Parsing and matching the few entries the pre-filter passes stays with
-the caller, which holds the trust anchors.
+(`monitor.service.scanner`): find the entries in the chunk's bytes, hash each, fold the leaves
+into perfect subtrees, and pre-filter them. Parsing and matching the few entries the pre-filter
+passes stays with the caller, which holds the trust anchors.
 
 Kept light to import (no HTTP, no database): each worker process imports only this.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 
+from monitor.core.bundle import BundlePart, bundle_spans
 from monitor.core.merkle import leaf_hashes, perfect_subtrees
 from monitor.core.watch.prefilter import PreFilter
+
+__all__ = ["Examined", "examine_chunk", "packed_spans", "start_worker"]
+
+Examined = tuple[list[tuple[int, bytes]], list[tuple[int, bytes]]]
+"""(the chunk's perfect subtrees, (position, body) of each entry the pre-filter passes)."""
+
+Layout = bytes | Sequence[BundlePart]
+"""How a chunk's entries lie in its bytes: the lengths of bodies laid end to end (an
+`array('Q')` as bytes), or the bundles laid end to end."""
 
 _FILTER: PreFilter | None = None
 
@@ -22,12 +33,45 @@ def start_worker(prefilter: PreFilter) -> None:
     _FILTER = prefilter
 
 
+def packed_spans(data: bytes | memoryview, layout: Layout) -> list[tuple[int, int]]:
+    """The (start, end) in `data` of each entry of the chunk `layout` describes; raises
+    BundleError when a bundle is not exactly its entries, ValueError when the layout overruns
+    `data`."""
+    sizes = array("Q")
+    if isinstance(layout, bytes):
+        sizes.frombytes(layout)
+    else:
+        sizes.extend(part.size for part in layout)
+    if sum(sizes) > len(data):
+        raise ValueError(f"the chunk's layout needs {sum(sizes)} bytes, it has {len(data)}")
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    if isinstance(layout, bytes):
+        for size in sizes:
+            spans.append((pos, pos + size))
+            pos += size
+        return spans
+    for part in layout:
+        found = bundle_spans(data, part.entries, part.where, pos, pos + part.size)
+        spans.extend(found[part.skip : part.skip + part.take])
+        pos += part.size
+    return spans
+
+
 def examine_chunk(
-    begin: int, bodies: Sequence[bytes], prefilter: PreFilter | None = None
-) -> tuple[list[tuple[int, bytes]], list[int]]:
-    """(the perfect subtrees of the entries [begin, begin + len(bodies)), the positions in
-    `bodies` that `prefilter` passes); `prefilter` defaults to the worker's (`start_worker`)."""
+    begin: int,
+    data: bytes | memoryview,
+    layout: Layout,
+    prefilter: PreFilter | None = None,
+) -> Examined:
+    """The subtrees of entries [begin, ...) held in `data` as `layout` says, and the entries
+    `prefilter` passes (default: the worker's, `start_worker`), copied out of `data`."""
     use = prefilter if prefilter is not None else _FILTER
     if use is None:
         raise RuntimeError("examine_chunk: no pre-filter (start_worker was not run)")
-    return perfect_subtrees(begin, leaf_hashes(bodies)), use.select(bodies)
+    spans = packed_spans(data, layout)
+    view = memoryview(data)
+    hashes = leaf_hashes(view[first:last] for first, last in spans)
+    passed = use.select_spans(view, spans)
+    bodies = [(i, bytes(view[spans[i][0] : spans[i][1]])) for i in passed]
+    return perfect_subtrees(begin, hashes), bodies

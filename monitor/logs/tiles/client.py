@@ -40,6 +40,7 @@ from typing import Final
 
 import aiohttp
 
+from monitor.core.bundle import BundleError, BundlePart, bundle_spans
 from monitor.core.merkle import (
     HASH_SIZE,
     NodeFn,
@@ -151,29 +152,11 @@ def parse_entry_bundle(data: bytes, expected: int, where: str = "entry bundle") 
 
     Raises LogResponseError unless ``data`` holds exactly ``expected`` entries and nothing else.
     """
-    entries: list[bytes] = []
-    pos = 0
-    end = len(data)
-    while pos < end:
-        if len(entries) == expected:
-            raise LogResponseError(
-                f"{where}: expected {expected} entries, got {end - pos} more bytes after them"
-            )
-        if pos + 2 > end:
-            raise LogResponseError(
-                f"{where}: entry {len(entries)} has a truncated length prefix at byte {pos}"
-            )
-        length = int.from_bytes(data[pos : pos + 2], "big")
-        pos += 2
-        if pos + length > end:
-            raise LogResponseError(
-                f"{where}: entry {len(entries)} declares {length} bytes, only {end - pos} remain"
-            )
-        entries.append(data[pos : pos + length])
-        pos += length
-    if len(entries) != expected:
-        raise LogResponseError(f"{where}: expected {expected} entries, got {len(entries)}")
-    return entries
+    try:
+        spans = bundle_spans(data, expected, where)
+    except BundleError as e:
+        raise LogResponseError(str(e)) from e
+    return [data[first:last] for first, last in spans]
 
 
 def _split_hashes(data: bytes, width: int, where: str) -> list[bytes]:
@@ -369,11 +352,18 @@ class TilesClient(HttpLogClient):
         Exactly ``width`` entries and no trailing bytes, else LogResponseError. If a partial
         bundle is gone, the full bundle is fetched and trimmed to ``width``.
         """
+        body, part = await self.entry_bundle_bytes(index, width)
+        return parse_entry_bundle(body, part.entries, part.where)[: part.take]
+
+    async def entry_bundle_bytes(self, index: int, width: int) -> tuple[bytes, BundlePart]:
+        """``entry_bundle`` unsplit: the bundle's bytes as fetched, and how to read them (the
+        full bundle when a partial one is gone; its entries are checked when it is split)."""
         width = _check_width(width)
         path, got, body = await self._get_partial_or_full(
             entries_path(index, width), entries_path(index), width, _BUNDLE_MAX_BYTES
         )
-        return parse_entry_bundle(body, got, f"GET {safe_url(self._url(path))}")[:width]
+        where = f"GET {safe_url(self._url(path))}"
+        return body, BundlePart(size=len(body), entries=got, skip=0, take=width, where=where)
 
     # -- tiles for proofs ----------------------------------------------------------------------
 

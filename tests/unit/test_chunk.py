@@ -1,0 +1,83 @@
+"""What a backfill worker computes from a chunk's bytes (`monitor.core.watch.chunk`): the same
+subtrees and the same passed entries whether the chunk comes as bundles laid end to end (read in
+place, trimmed at both ends) or as bodies, and a bundle that is not exactly its entries refused."""
+
+from __future__ import annotations
+
+from array import array
+
+import pytest
+from cryptography import x509
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.core.bundle import BundleError, BundlePart
+from monitor.core.merkle import leaf_hashes, perfect_subtrees
+from monitor.core.watch.chunk import examine_chunk, packed_spans
+from monitor.core.watch.prefilter import PreFilter, RuleFilter, fold_texts
+from tests.unit import certgen as g
+
+
+def bundle(bodies: list[bytes]) -> bytes:
+    return b"".join(len(b).to_bytes(2, "big") + b for b in bodies)
+
+
+def entry(email: str) -> bytes:
+    cert = g.make_certificate(sans=[x509.RFC822Name(email)])
+    return g.encode(g.hashedrekord_v001(g.cert_pem(cert)))
+
+
+# Entries of a watched and of another address; the rule's pre-filter passes the watched only.
+WATCHED, OTHER = entry("security@example.com"), entry("bystander@example.org")
+NEEDLE = PreFilter([RuleFilter(fold_texts(["security@example.com"]))])
+# (a body with a backslash passes whatever it holds: a JSON escape may hide a byte)
+MARKED = st.one_of(
+    st.binary(max_size=40).map(lambda b: b.replace(b"\\", b"/")), st.just(WATCHED), st.just(OTHER)
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.lists(MARKED, min_size=1, max_size=6), min_size=1, max_size=4),
+    st.data(),
+    st.integers(0, 1000),
+)
+def test_bundles_in_place_give_what_the_bodies_give(
+    groups: list[list[bytes]], data: st.DataObject, begin: int
+) -> None:
+    parts: list[BundlePart] = []
+    taken: list[bytes] = []
+    for n, group in enumerate(groups):
+        # Only the first bundle may start late and only the last may end early.
+        skip = data.draw(st.integers(0, len(group) - 1)) if n == 0 else 0
+        end = data.draw(st.integers(skip + 1, len(group))) if n == len(groups) - 1 else len(group)
+        parts.append(BundlePart(len(bundle(group)), len(group), skip, end - skip, f"b{n}"))
+        taken.extend(group[skip:end])
+    packed = memoryview(bytearray(b"".join(bundle(g) for g in groups) + b"stale slot bytes"))
+    subtrees, passed = examine_chunk(begin, packed, parts, NEEDLE)
+    assert subtrees == perfect_subtrees(begin, leaf_hashes(taken))
+    lengths = array("Q", map(len, taken)).tobytes()
+    assert (subtrees, passed) == examine_chunk(begin, b"".join(taken), lengths, NEEDLE)
+    assert passed == [(i, b) for i, b in enumerate(taken) if b == WATCHED]
+
+
+@pytest.mark.parametrize(
+    ("data", "part", "message"),
+    [
+        (bundle([b"a", b"b"]), BundlePart(6, 3, 0, 3, "u"), "expected 3 entries, got 2"),
+        (bundle([b"a"]) + b"\x00", BundlePart(4, 1, 0, 1, "u"), "got 1 more bytes"),
+        (bundle([b"a"]) + b"\x00\x05ab", BundlePart(7, 2, 0, 2, "u"), "declares 5 bytes"),
+    ],
+)
+def test_a_bundle_not_exactly_its_entries_is_refused(
+    data: bytes, part: BundlePart, message: str
+) -> None:
+    with pytest.raises(BundleError, match=f"^u: .*{message}"):
+        packed_spans(data, [part])
+
+
+def test_a_layout_larger_than_the_bytes_is_refused() -> None:
+    with pytest.raises(ValueError, match="needs 9 bytes"):
+        packed_spans(b"12345678", array("Q", [4, 5]).tobytes())
+    with pytest.raises(ValueError, match="needs 9 bytes"):
+        packed_spans(b"12345678", [BundlePart(9, 1, 0, 1, "u")])
