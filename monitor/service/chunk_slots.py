@@ -9,6 +9,7 @@ IO (shared memory segments), so it lives in the service layer; the pure per-chun
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from multiprocessing import shared_memory
@@ -76,6 +77,7 @@ class ChunkSlots:
     def __init__(self, count: int, size: int) -> None:
         self.count, self.size = count, size
         self._slots: list[shared_memory.SharedMemory | None] = [None] * count
+        self._reserved = [0] * count
 
     def put(self, slot: int, parts: Sequence[bytes]) -> str:
         """Write `parts` end to end into `slot` (at most `size` bytes in all, else ValueError);
@@ -86,6 +88,12 @@ class ChunkSlots:
         shm = self._slots[slot]
         if shm is None:
             shm = self._slots[slot] = shared_memory.SharedMemory(create=True, size=self.size)
+        if need > self._reserved[slot]:
+            # Pages of a full /dev/shm would fail as they are written, with SIGBUS (the
+            # process killed, the backfill repeated after each restart): reserved first, they
+            # fail here, with an OSError the scanner answers by scanning in its process.
+            os.posix_fallocate(getattr(shm, "_fd"), 0, need)  # noqa: B009 - no public fd
+            self._reserved[slot] = need
         buf = self.buffer(slot)
         pos = 0
         for part in parts:

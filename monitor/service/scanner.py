@@ -56,7 +56,13 @@ from monitor.core.entries import Entry, EntryParseError, SkippedSignature, parse
 from monitor.core.errors import NetworkError, ParseError
 from monitor.core.merkle import CompactRange, ProofError, leaf_hashes, verify_consistency
 from monitor.core.watch import Match, Matcher, MatchOutcome
-from monitor.core.watch.chunk import Examined, Layout, examine_chunk, start_worker
+from monitor.core.watch.chunk import (
+    Examined,
+    Layout,
+    examine_chunk,
+    examine_parts,
+    start_worker,
+)
 from monitor.service.alert_log import raised
 from monitor.service.chunk_slots import ChunkSlots, examine_shared, worker_context
 from monitor.service.sct_watch import (
@@ -577,15 +583,16 @@ class Scanner:
                                 self.log_name,
                             )
                         broken = True
-                if examined is None:
-                    data = (
-                        b"".join(chunk.parts or [])
-                        if chunk.slot is None
-                        else slots.buffer(chunk.slot)
+                if examined is None and chunk.parts is not None:
+                    examined = examine_parts(
+                        chunk.start, chunk.parts, chunk.layout, self.matcher.prefilter
                     )
+                elif examined is None and chunk.slot is not None:
                     examined = examine_chunk(
-                        chunk.start, data, chunk.layout, self.matcher.prefilter
+                        chunk.start, slots.buffer(chunk.slot), chunk.layout, self.matcher.prefilter
                     )
+                if examined is None:  # pragma: no cover - a chunk has its parts or a slot
+                    raise ParseError(f"entries {chunk.start}-{chunk.end}: not examined")
                 subtrees, passed = examined
                 extended = cr.copy()
                 extended.extend_subtrees(subtrees)
@@ -601,15 +608,18 @@ class Scanner:
                 cursor, cr = chunk.end, extended
                 progress.report(self.log_name, cursor, size)
         finally:
-            feeder.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await feeder
-            while not chunks.empty():
-                left = chunks.get_nowait()
-                if isinstance(left, _Pending) and left.job is not None:
-                    left.job.cancel()
-            pool.shutdown(wait=False, cancel_futures=True)
-            slots.close()
+            try:
+                feeder.cancel()
+                # Its failure, if any, was queued and raised above.
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await feeder
+            finally:
+                while not chunks.empty():
+                    left = chunks.get_nowait()
+                    if isinstance(left, _Pending) and left.job is not None:
+                        left.job.cancel()
+                pool.shutdown(wait=False, cancel_futures=True)
+                slots.close()
 
     async def _feed_workers(
         self,
@@ -626,16 +636,21 @@ class Scanner:
         queued after the chunks before it (which are committed first, then the scan fails with
         it: the stage never just stops, leaving the scan waiting)."""
         loop = asyncio.get_running_loop()
-        starts = iter(range(cursor, size, self.chunk))
         fetches: deque[tuple[int, int, asyncio.Task[tuple[list[bytes], Layout]]]] = deque()
-        number, shared = 0, True
+        number, shared, following = 0, True, cursor
         try:
             while True:
-                while len(fetches) < 2 and (start := next(starts, None)) is not None:
-                    await free.reserve()
-                    end = min(size, start + self.chunk)
-                    fetch = self._fetch_packed(tree, start, end, size)
-                    fetches.append((start, end, asyncio.create_task(fetch)))
+                # A second fetch only when there is room now: waiting for room with a chunk
+                # fetched and not handed on would wait for itself.
+                while following < size:
+                    if not fetches:
+                        await free.reserve()
+                    elif len(fetches) >= 2 or not free.take():
+                        break
+                    end = min(size, following + self.chunk)
+                    fetch = self._fetch_packed(tree, following, end, size)
+                    fetches.append((following, end, asyncio.create_task(fetch)))
+                    following = end
                 if not fetches:
                     return
                 start, end, task = fetches.popleft()
@@ -666,8 +681,10 @@ class Scanner:
                 with contextlib.suppress(BrokenProcessPool):
                     job = loop.run_in_executor(pool, examine_shared, start, name, layout)
                 chunks.put_nowait(_Pending(start, end, held, layout, job, slot, None))
-        except Exception as e:  # noqa: BLE001 - any failure reaches the scan, never a hang
+        except BaseException as e:  # any failure reaches the scan, never leaves it waiting
             chunks.put_nowait(e)
+            if not isinstance(e, Exception):
+                raise
         finally:
             for *_, task in fetches:
                 task.cancel()
@@ -883,26 +900,41 @@ class _Pending:
 
 
 class _Window:
-    """The backfill's chunks in flight: at most `count`, and no new one begun while those held
-    pass `max_bytes` (so a log of huge entries is read about as the single-process scan reads
-    it, a chunk or two at a time, not `count` of them at once)."""
+    """The backfill's chunks in flight: at most `count`, and a further one begun only while
+    those held, plus the ones being fetched counted as large as the largest seen so far, stay
+    within `max_bytes` (or when none is in flight): a log of huge entries is read one chunk at
+    a time, not `count` of them at once."""
 
     def __init__(self, count: int, max_bytes: int) -> None:
         self.count, self.max_bytes = count, max_bytes
-        self.chunks = self.held = 0
+        self.chunks = self.fetching = self.held = self.largest = 0
         self._changed = asyncio.Condition()
 
+    def _room(self) -> bool:
+        if self.chunks == 0:
+            return True
+        ahead = self.held + (self.fetching + 1) * self.largest
+        return self.chunks < self.count and ahead <= self.max_bytes
+
     async def reserve(self) -> None:
-        """Wait for room to begin a chunk, and take it."""
+        """Wait for room to begin fetching a chunk, and take it."""
         async with self._changed:
-            await self._changed.wait_for(
-                lambda: self.chunks < self.count and self.held <= self.max_bytes
-            )
-            self.chunks += 1
+            await self._changed.wait_for(self._room)
+            self.take()
+
+    def take(self) -> bool:
+        """Take room to begin fetching a chunk if there is some now."""
+        if not self._room():
+            return False
+        self.chunks += 1
+        self.fetching += 1
+        return True
 
     def hold(self, size: int) -> None:
         """A reserved chunk arrived: `size` bytes."""
+        self.fetching -= 1
         self.held += size
+        self.largest = max(self.largest, size)
 
     async def release(self, size: int) -> None:
         """A chunk of `size` bytes is done with."""

@@ -52,6 +52,7 @@ from monitor.core.watch.prefilter import (
     _PEM_HINT,
     _PEM_NEEDLES,
     _SAN_OID,
+    _SAN_OID_CORES,
     _UNSAFE_FOLD,
     _WARMUP,
     Views,
@@ -1197,10 +1198,19 @@ def test_sans_of_many_extensions_are_unsure_and_cheap() -> None:
         assert _base64_sans(body) is None
         assert Views(body).sans() is None
         assert time.process_time() - began < 2
+    # The OID's digits anywhere, even where no quad of a string starts: each occurrence counts
+    # (a megabyte of them once cost a lookback over the string each, ~0.8 s a body).
+    core, lead = _SAN_OID_CORES[0]
+    misaligned = b'{"sig":"' + (b"A" * (lead + 2) + core) * 100_000 + b'"}'
+    assert _base64_sans(misaligned) is None
+    assert _base64_sans(b'{"sig":"' + (b"A" * (lead + 2) + core) * 3 + b'"}') == []
     # Up to the limit every one is read.
     assert _san_values(flat[: len(flat) * _MAX_SAN_EXTENSIONS // (_MAX_SAN_EXTENSIONS + 1)]) == []
-    deepest = g.v2_verifier(cert=_nested_extensions(_MAX_SAN_EXTENSIONS))
-    assert _base64_sans(g.encode(g.hashedrekord_v002(deepest))) == []
+    # From base64, a few nested ones are read; many pass the decoding budget: unsure.
+    nested_few = g.v2_verifier(cert=_nested_extensions(4))
+    assert _base64_sans(g.encode(g.hashedrekord_v002(nested_few))) == []
+    nested_many = g.v2_verifier(cert=_nested_extensions(_MAX_SAN_EXTENSIONS))
+    assert _base64_sans(g.encode(g.hashedrekord_v002(nested_many))) is None
 
 
 # --- the premises of the safety argument ---------------------------------------------------

@@ -15,7 +15,7 @@ from monitor.core.bundle import BundlePart, bundle_spans
 from monitor.core.merkle import leaf_hashes, perfect_subtrees
 from monitor.core.watch.prefilter import PreFilter
 
-__all__ = ["Examined", "examine_chunk", "packed_spans", "start_worker"]
+__all__ = ["Examined", "examine_chunk", "examine_parts", "packed_spans", "start_worker"]
 
 Examined = tuple[list[tuple[int, bytes]], list[tuple[int, bytes]]]
 """(the chunk's perfect subtrees, (position, body) of each entry the pre-filter passes)."""
@@ -75,3 +75,22 @@ def examine_chunk(
     passed = use.select_spans(view, spans)
     bodies = [(i, bytes(view[spans[i][0] : spans[i][1]])) for i in passed]
     return perfect_subtrees(begin, hashes), bodies
+
+
+def examine_parts(
+    begin: int, parts: Sequence[bytes], layout: Layout, prefilter: PreFilter
+) -> Examined:
+    """`examine_chunk` of the chunk whose bytes are `parts` laid end to end, without laying
+    them end to end when they are bundles (each is examined where it lies: a chunk too large
+    for shared memory is not copied whole once more)."""
+    if isinstance(layout, bytes):
+        return examine_chunk(begin, b"".join(parts), layout, prefilter)
+    subtrees: list[tuple[int, bytes]] = []
+    passed: list[tuple[int, bytes]] = []
+    offset = 0
+    for data, part in zip(parts, layout, strict=True):
+        got, found = examine_chunk(begin + offset, data, [part], prefilter)
+        subtrees.extend(got)
+        passed.extend((offset + i, body) for i, body in found)
+        offset += part.take
+    return subtrees, passed

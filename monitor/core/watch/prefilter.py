@@ -586,9 +586,10 @@ def _san_values(der: bytes) -> list[str] | None:
 
 
 _MAX_SAN_EXTENSIONS: Final = 64
-"""More places that read as a subjectAltName extension than this make the SANs unsure (the
-body passes): reading one costs up to its length, and decoys nested in one another would cost
-the square of the body's size. A certificate has one; a body, one per signature."""
+"""More places that read as a subjectAltName extension than this (or, read from base64, more
+occurrences of its digits) make the SANs unsure (the body passes): reading one costs up to its
+length, and decoys nested in one another would cost the square of the body's size. A
+certificate has one; a body, one per signature."""
 
 
 _SAN_OID_CORES: Final = tuple(
@@ -614,30 +615,47 @@ def _base64_sans(body: bytes) -> list[str] | None:
     not decode to the OID only costs a decoding.
     """
     values: list[str] = []
-    places = 0
+    hits = 0
+    # What decoding may cost in all: decoys nested in one another would otherwise cost the
+    # square of the body's size (each read from its own place, with growing windows).
+    budget = [2 * len(body) + _SAN_WINDOW * _MAX_SAN_EXTENSIONS]
     for align, (core, lead) in enumerate(_SAN_OID_CORES):
         hit = body.find(core)
+        looked, start = 0, 0  # the string start found for the body before `looked`
         while hit >= 0:
-            start = body.rfind(b'"', 0, hit) + 1  # the string's first digit
+            # Every occurrence counts, aligned or not: each costs a lookup, and a real
+            # certificate holds the digits once.
+            hits += 1
+            if hits > _MAX_SAN_EXTENSIONS:
+                return None
+            # The string's first digit: the last quote before the hit, looked for only after
+            # the previous hit (hits come in order: each byte is looked at once).
+            quote = body.rfind(b'"', looked, hit)
+            if quote >= 0:
+                start = quote + 1
+            looked = hit
             quad = hit - lead
-            if quad >= start and not (quad - start) % 4:
-                places += 1
-                if places > _MAX_SAN_EXTENSIONS:
-                    return None
-                if not _read_base64_extension(body, quad, align, values):
-                    return None
+            aligned = quad >= start and not (quad - start) % 4
+            if aligned and not _read_base64_extension(body, quad, align, values, budget):
+                return None
             hit = body.find(core, hit + 1)
     return values
 
 
-def _read_base64_extension(body: bytes, quad: int, align: int, values: list[str]) -> bool:
+def _read_base64_extension(
+    body: bytes, quad: int, align: int, values: list[str], budget: list[int]
+) -> bool:
     """Append the identity values of the extension whose OID may start at byte `align` of the
-    base64 quad at `quad` of `body` (inside a string); False when unsure."""
+    base64 quad at `quad` of `body` (inside a string); False when unsure, or when decoding it
+    would pass what is left of `budget` (digits)."""
     stop = body.find(b'"', quad)
     if stop < 0:
         stop = len(body)
     cut = min(stop, quad + _SAN_WINDOW)
     while True:
+        budget[0] -= cut - quad
+        if budget[0] < 0:
+            return False
         try:
             der = binascii.a2b_base64(body[quad:cut])
         except (binascii.Error, ValueError):
