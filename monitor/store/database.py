@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar
 
 import sqlite_utils
 
@@ -1268,12 +1268,7 @@ class Store:
     ) -> datetime | None:
         """When `view` last served the tree's verified checkpoint (its size and root), None
         when it never did."""
-        row = conn.execute(
-            "SELECT max(last_seen) FROM checkpoints WHERE log_id = ? AND tree_id = ? AND "
-            "view = ? AND size = ? AND root = ?",
-            (log_id, state.tree_id, view, state.verified_size, state.verified_root),
-        ).fetchone()
-        return None if row is None or row[0] is None else parse_utc(str(row[0]))
+        return self._seen_verified(conn, log_id, state, view, "max(last_seen)")
 
     def first_seen_verified(
         self, conn: sqlite3.Connection, log_id: int, state: LogState, view: str
@@ -1281,8 +1276,18 @@ class Store:
         """When `view` first served the tree's verified checkpoint (its size and root), None
         when it never did: a tree first served then holds what an honest log integrated before
         it, however long the log goes on serving it."""
+        return self._seen_verified(conn, log_id, state, view, "min(first_seen)")
+
+    @staticmethod
+    def _seen_verified(
+        conn: sqlite3.Connection,
+        log_id: int,
+        state: LogState,
+        view: str,
+        column: Literal["max(last_seen)", "min(first_seen)"],
+    ) -> datetime | None:
         row = conn.execute(
-            "SELECT min(first_seen) FROM checkpoints WHERE log_id = ? AND tree_id = ? AND "
+            f"SELECT {column} FROM checkpoints WHERE log_id = ? AND tree_id = ? AND "
             "view = ? AND size = ? AND root = ?",
             (log_id, state.tree_id, view, state.verified_size, state.verified_root),
         ).fetchone()

@@ -20,7 +20,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from monitor.config.settings import load_config
 from monitor.core.ct import ct_leaf_hash, parse_merkle_tree_leaf
 from monitor.core.merkle import MerkleTree, leaf_hash
-from monitor.core.note import Rfc6962NoteVerifier
 from monitor.logs.ct.client import CtClient
 from monitor.logs.ct.static import MAX_ISSUER_BYTES, StaticCtClient
 from monitor.logs.http import HttpPolicy, LogResponseError
@@ -316,19 +315,19 @@ async def test_real_sunlight_data_tiles_hash_to_their_hash_tiles(server: Server)
             assert all(parse_merkle_tree_leaf(leaf) for leaf in leaves)
 
 
-async def test_an_unparseable_data_tile_stops_the_scan_without_accusing_the_log(
-    server: Server, tmp_path: Path
-) -> None:
-    """Through the whole monitor: a static-ct log whose checkpoint and hash tiles are honest but
-    whose data tile does not parse is failing to serve its entries (a scan error, the cursor
-    held), not serving entries that do not hash into its tree (bad_entry)."""
+def _hostile_static_ct(
+    server: Server, tmp_path: Path, timestamp: int, *, served: int
+) -> MerkleTree:
+    """`server` as a static-ct log "hostile.static-ct" of 4 entries, its checkpoint signed at
+    `timestamp` and honest, its data tile holding the first `served`; a config scanning it from
+    entry 0 in `tmp_path`. Returns the tree."""
     tree = MerkleTree()
     tree.extend(leaf_hash(_leaf(i)) for i in range(4))
-    key = Rfc6962NoteVerifier("hostile.static-ct", KEY.public_key())
-    note = staticct_checkpoint(KEY, key.name, 1_700_000_000_000, 4, tree.root())
+    name = "hostile.static-ct"
+    note = staticct_checkpoint(KEY, name, timestamp, 4, tree.root())
     server.routes["/checkpoint"] = _bytes(note.encode())
     server.routes["/tile/0/000.p/4"] = _bytes(b"".join(tree.node(0, i) for i in range(4)))
-    server.routes["/tile/data/000.p/4"] = _bytes(b"".join(_tile_leaf(i) for i in range(3)))
+    server.routes["/tile/data/000.p/4"] = _bytes(b"".join(_tile_leaf(i) for i in range(served)))
     pem = KEY.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -341,11 +340,21 @@ name = "hostile-static-ct"
 type = "static-ct"
 url = "{server.url}"
 public_key = "ct.pem"
-origin = "hostile.static-ct"
+origin = "{name}"
 scan = true
 start = 0
 """
     )
+    return tree
+
+
+async def test_an_unparseable_data_tile_stops_the_scan_without_accusing_the_log(
+    server: Server, tmp_path: Path
+) -> None:
+    """Through the whole monitor: a static-ct log whose checkpoint and hash tiles are honest but
+    whose data tile does not parse is failing to serve its entries (a scan error, the cursor
+    held), not serving entries that do not hash into its tree (bad_entry)."""
+    _hostile_static_ct(server, tmp_path, 1_700_000_000_000, served=3)
     async with open_monitor(load_config(tmp_path / "config.toml")) as m:
         first = await m.check()
         assert first.alerts == [] and first.errors and "expected 4 entries" in first.errors[0]
@@ -372,31 +381,8 @@ async def test_a_checkpoint_dated_past_year_9999_is_a_bad_note_not_a_crash(
     """Finding 11, through the whole monitor: a static-ct checkpoint the log's own key signed at
     a timestamp past year 9999 fails verification (that poll fails, the verified state stays)
     and the next honest checkpoint is polled and judged as usual."""
-    tree = MerkleTree()
-    tree.extend(leaf_hash(_leaf(i)) for i in range(4))
+    tree = _hostile_static_ct(server, tmp_path, 1_700_000_000_000, served=4)
     name = "hostile.static-ct"
-    server.routes["/checkpoint"] = _bytes(
-        staticct_checkpoint(KEY, name, 1_700_000_000_000, 4, tree.root()).encode()
-    )
-    server.routes["/tile/0/000.p/4"] = _bytes(b"".join(tree.node(0, i) for i in range(4)))
-    server.routes["/tile/data/000.p/4"] = _bytes(b"".join(_tile_leaf(i) for i in range(4)))
-    pem = KEY.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    (tmp_path / "ct.pem").write_bytes(pem)
-    (tmp_path / "config.toml").write_text(
-        monitor_table(request_timeout="5s")
-        + f"""
-[[log]]
-name = "hostile-static-ct"
-type = "static-ct"
-url = "{server.url}"
-public_key = "ct.pem"
-origin = "{name}"
-scan = true
-start = 0
-"""
-    )
     async with open_monitor(load_config(tmp_path / "config.toml")) as m:
         first = await m.check()
         assert first.errors == [] and first.scanned == 4

@@ -9,6 +9,8 @@ import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from monitor.config.settings import load_config
 from monitor.core.alerts import Alert
 from monitor.sandbox import Sandbox
@@ -142,46 +144,36 @@ async def test_a_rekor_entry_late_but_within_the_window_raises_nothing(
         assert unlogged(await m.check()) == []
 
 
-async def test_expect_rekor_false_raises_nothing(
+@pytest.mark.parametrize(
+    ("config", "issued_first", "outcome"),
+    [
+        ({"rule_extra": "expect_rekor = false"}, False, "not_expected"),
+        # The rule applies to the CT log only: no Rekor log looks for its certificates.
+        ({"rule_extra": 'logs = ["ct-sandbox"]'}, False, "unwatched"),
+        # The Rekor side is scanned from where its tree was at the first poll, not from index
+        # 0: a certificate issued before then may have been used in an entry the scan never
+        # read.
+        ({"tiles_start": ""}, True, "unknowable"),
+    ],
+    ids=["expect_rekor false", "no Rekor log watches it", "older than the Rekor scan"],
+)
+async def test_no_alert_where_rekor_use_is_not_expected_or_cannot_be_seen(
     env: tuple[Sandbox, Clock, Path],  # noqa: F811
+    config: dict[str, str],
+    issued_first: bool,
+    outcome: str,
 ) -> None:
     sb, clock, directory = env
-    path = write_config(sb, directory, rule_extra="expect_rekor = false")
-    async with open_monitor(load_config(path), clock=clock) as m:
+    path = write_config(sb, directory, **config)
+    if issued_first:
         issue(sb)
-        await m.check()
-        clock.now += timedelta(hours=3)
-        assert unlogged(await m.check()) == []
-    assert checks(directory) == [("security-email", "not_expected")]
-
-
-async def test_no_alert_where_no_rekor_log_could_have_seen_it(
-    env: tuple[Sandbox, Clock, Path],  # noqa: F811
-) -> None:
-    sb, clock, directory = env
-    # The rule applies to the CT log only: no Rekor log looks for its certificates.
-    path = write_config(sb, directory, rule_extra='logs = ["ct-sandbox"]')
     async with open_monitor(load_config(path), clock=clock) as m:
-        issue(sb)
+        if not issued_first:
+            issue(sb)
         await m.check()
         clock.now += timedelta(hours=3)
         assert unlogged(await m.check()) == []
-    assert checks(directory) == [("security-email", "unwatched")]
-
-
-async def test_no_alert_for_a_certificate_older_than_the_rekor_scan(
-    env: tuple[Sandbox, Clock, Path],  # noqa: F811
-) -> None:
-    sb, clock, directory = env
-    # The Rekor side is scanned from where its tree was at the first poll, not from index 0:
-    # a certificate issued before then may have been used in an entry the scan never read.
-    path = write_config(sb, directory, tiles_start="")
-    issue(sb)
-    async with open_monitor(load_config(path), clock=clock) as m:
-        await m.check()
-        clock.now += timedelta(hours=3)
-        assert unlogged(await m.check()) == []
-    assert checks(directory) == [("security-email", "unknowable")]
+    assert checks(directory) == [("security-email", outcome)]
 
 
 async def test_waits_while_the_rekor_scan_is_behind(
