@@ -815,10 +815,11 @@ class SandboxCore:
                 return Reply.text(f"tile not found: {path}\n", 404)
             modes = self._modes(LogName.TILES, view)
             start = ref.index * TILE_WIDTH
-            if ref.level is None and Mode.BAD_ENTRIES in modes:
-                data = encode_bundle(_tamper_body(b) for b in src.bodies(start, start + ref.width))
-            elif ref.level is None:
-                data = src.bundle(start, start + ref.width)
+            if ref.level is None:
+                bodies = src.bodies(start, start + ref.width)
+                if Mode.BAD_ENTRIES in modes:
+                    bodies = [_tamper_body(b) for b in bodies]
+                data = encode_bundle(bodies)
             else:
                 hashes = _hash_tile(src, ref.level, start, ref.width, Mode.BAD_PROOF in modes)
                 if hashes is None:

@@ -107,24 +107,6 @@ class LeafFile:
             pos += _HEADER.size + length
         return out
 
-    def read_bundle(self, start: int, end: int) -> bytes:
-        """Entries ``start`` to ``end`` as a tlog-tiles entry bundle (each body after its
-        uint16 length), from one read and one join: what a tiles scan fetches most."""
-        if not 0 <= start < end <= len(self._offsets):
-            raise IndexError(f"leaf range [{start}, {end}) outside [0, {len(self._offsets)})")
-        first = self._offsets[start]
-        last = self._offsets[end] if end < len(self._offsets) else self._end
-        data = memoryview(os.pread(self._fd, last - first, first))
-        parts: list[bytes | memoryview] = []
-        pos = 0
-        for _ in range(end - start):
-            length, _when = _HEADER.unpack_from(data, pos)
-            pos += _HEADER.size
-            parts.append(length.to_bytes(2, "big"))
-            parts.append(data[pos : pos + length])
-            pos += length
-        return b"".join(parts)
-
     def close(self) -> None:
         """Close the file descriptor."""
         os.close(self._fd)

@@ -56,10 +56,6 @@ class TreeSource(Protocol):
         """Entry bodies ``[start, end)``."""
         ...
 
-    def bundle(self, start: int, end: int) -> bytes:
-        """Entries ``[start, end)`` as a tlog-tiles entry bundle."""
-        ...
-
     def integrated_time(self, index: int) -> int:
         """Integration time of an entry (Unix seconds)."""
         ...
@@ -122,10 +118,6 @@ class LeafLog(_MerkleView):
         """Entry bodies ``[start, end)``."""
         return self.leaves.read_range(start, end)
 
-    def bundle(self, start: int, end: int) -> bytes:
-        """Entries ``[start, end)`` as a tlog-tiles entry bundle."""
-        return self.leaves.read_bundle(start, end)
-
     def integrated_time(self, index: int) -> int:
         """Integration time of an entry."""
         return self.leaves.integrated_time(index)
@@ -168,10 +160,6 @@ class ForkTree(_MerkleView):
         shared = self.base.bodies(start, min(end, self.at)) if start < self.at else []
         lo, hi = max(start, self.at) - self.at, max(end, self.at) - self.at
         return shared + self._bodies[lo:hi]
-
-    def bundle(self, start: int, end: int) -> bytes:
-        """Entries ``[start, end)`` as a tlog-tiles entry bundle."""
-        return encode_bundle(self.bodies(start, end))
 
     def integrated_time(self, index: int) -> int:
         """Integration time of an entry."""

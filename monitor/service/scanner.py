@@ -502,16 +502,12 @@ class Scanner:
             while cursor < size:
                 end = min(size, cursor + self.chunk)
                 if fetch is None:
-                    fetch = asyncio.create_task(self.source.entries(tree, cursor, end, size))
+                    fetch = asyncio.create_task(self._entries(tree, cursor, end, size))
                 bodies = await fetch
                 fetch = None
                 if end < size:
                     following = min(size, end + self.chunk)
-                    fetch = asyncio.create_task(self.source.entries(tree, end, following, size))
-                if len(bodies) != end - cursor:
-                    raise ParseError(
-                        f"entries {cursor}-{end}: expected {end - cursor}, got {len(bodies)}"
-                    )
+                    fetch = asyncio.create_task(self._entries(tree, end, following, size))
                 extended, hashes, found, unparseable = self._examine(cr, cursor, bodies)
                 if self.ledger is not None:
                     self._ct_chunk = (cursor, hashes, entry_timestamps(bodies))
@@ -703,10 +699,15 @@ class Scanner:
             if sum(part.take for part in layout) != end - start:
                 raise ParseError(f"entries {start}-{end}: the bundles fetched do not cover them")
             return [data for data, _ in got], layout
+        bodies = await self._entries(tree, start, end, size)
+        return bodies, array("Q", map(len, bodies)).tobytes()
+
+    async def _entries(self, tree: str, start: int, end: int, size: int) -> list[bytes]:
+        """The bodies of entries [start, end), exactly that many (else ParseError)."""
         bodies = await self.source.entries(tree, start, end, size)
         if len(bodies) != end - start:
             raise ParseError(f"entries {start}-{end}: expected {end - start}, got {len(bodies)}")
-        return bodies, array("Q", map(len, bodies)).tobytes()
+        return bodies
 
     def _match(
         self, cursor: int, passed: Iterable[tuple[int, bytes]]

@@ -49,7 +49,6 @@ from monitor.sandbox.tilepath import (
     parse_tile_path,
     tile_path,
 )
-from monitor.sandbox.trees import encode_bundle
 
 GITHUB_URI = "https://github.com/example/project/.github/workflows/release.yml@refs/tags/v1.0.0"
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
@@ -767,10 +766,6 @@ def test_leaf_file_cuts_a_torn_record(tmp_path: Path) -> None:
     assert g.read_range(1, 3) == [b"two", b"three"] and g.integrated_time(2) == 42
     g.append([b"four"], 43)
     assert g.read(3) == b"four"
-    for start, end in [(0, 1), (1, 3), (0, 4), (3, 4)]:
-        assert g.read_bundle(start, end) == encode_bundle(g.read_range(start, end))
-    with pytest.raises(IndexError):
-        g.read_bundle(2, 5)
     g.close()
 
 

@@ -15,6 +15,7 @@ from monitor.core.bundle import BundleError, BundlePart
 from monitor.core.merkle import leaf_hashes, perfect_subtrees
 from monitor.core.watch.chunk import examine_chunk, packed_spans
 from monitor.core.watch.prefilter import PreFilter, RuleFilter, fold_texts
+from monitor.service.scanner import _Window
 from tests.unit import certgen as g
 
 
@@ -81,3 +82,27 @@ def test_a_layout_larger_than_the_bytes_is_refused() -> None:
         packed_spans(b"12345678", array("Q", [4, 5]).tobytes())
     with pytest.raises(ValueError, match="needs 9 bytes"):
         packed_spans(b"12345678", [BundlePart(9, 1, 0, 1, "u")])
+
+
+async def test_the_backfill_window_holds_huge_chunks_one_at_a_time() -> None:
+    """`_Window` (what the backfill's feeder reserves before each fetch): chunks of ordinary
+    size up to its count, but once a chunk past its byte budget arrived, a further fetch only
+    when none is in flight (a log of huge entries is read as one process reads it)."""
+    ordinary = _Window(count=5, max_bytes=64)
+    for _ in range(5):
+        await ordinary.reserve()
+        ordinary.hold(2)
+    assert not ordinary.take(), "no more than `count`"
+    await ordinary.release(2)
+    assert ordinary.take()
+
+    huge = _Window(count=5, max_bytes=64)
+    await huge.reserve()
+    assert huge.take(), "a second fetch before any size is known"
+    huge.hold(100)
+    assert not huge.take(), "a huge chunk held: no further fetch"
+    huge.hold(100)
+    await huge.release(100)
+    assert not huge.take(), "one still held"
+    await huge.release(100)
+    assert huge.take(), "none in flight: the next one"
