@@ -58,7 +58,8 @@ from monitor.core.keys import REKOR_V1_LEGACY_ORIGIN, LogApi
 from monitor.core.merkle import leaf_hash
 from monitor.core.note import EcdsaNoteVerifier, NoteVerifier, parse_signed_note
 from monitor.core.sct import Sct, SctParseError, SctVerificationError, embedded_scts, verify_sct
-from monitor.core.watch import FULCIO_EXTENSIONS, Evaluation, Matcher, identity_summary
+from monitor.core.watch.match import Evaluation, Matcher, identity_summary
+from monitor.core.watch.matchers import FULCIO_EXTENSIONS
 from monitor.logs.http import LogResponseError
 from monitor.logs.rekor_v1.client import EntryMismatch, V1Entry, check_uuid, read_log_entry
 

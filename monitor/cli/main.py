@@ -46,7 +46,7 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
-    from monitor.core.watch import rule_expense
+    from monitor.core.watch.match import rule_expense
     from monitor.service.wiring import resolve_logs
 
     config = load_config(Path(args.config))

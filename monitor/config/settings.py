@@ -51,7 +51,7 @@ from monitor.core import fields as f
 from monitor.core.durations import format_duration, parse_duration
 from monitor.core.errors import ConfigError
 from monitor.core.severity import Severity
-from monitor.core.watch import WatchRule, compile_rule, rule_search_terms
+from monitor.core.watch.rules import WatchRule, compile_rule, rule_search_terms
 from monitor.notify.notifier import url_problem
 
 __all__ = [

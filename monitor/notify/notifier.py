@@ -345,7 +345,7 @@ class MessageOrigin:
 
 
 # Identity fields of a watch alert shown in full, in this order (keys of `details.identity`,
-# see `monitor.core.watch.identity_summary`): who signed, vouched by whom, from where, what.
+# see `monitor.core.watch.match.identity_summary`): who signed, vouched by whom, from where, what.
 _IDENTITY_FIELDS = (
     "build_signer_uri",
     "sans",

@@ -36,10 +36,10 @@ import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, BinaryIO, Final, TypeVar
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -50,7 +50,7 @@ from monitor.sandbox import ctlog, notes, staticct
 from monitor.sandbox.bodies import BodyFactory, BodyKind
 from monitor.sandbox.ca import Identity, IdentityError, LocalCA, SigningIdentity
 from monitor.sandbox.index import IndexQueryError, SearchIndex
-from monitor.sandbox.storage import write_json_atomic, write_private
+from monitor.sandbox.storage import encode_bundle, write_json_atomic, write_private
 from monitor.sandbox.tilepath import (
     TILE_HEIGHT,
     TILE_WIDTH,
@@ -58,7 +58,7 @@ from monitor.sandbox.tilepath import (
     parse_tile_path,
     tile_available,
 )
-from monitor.sandbox.trees import ForkTree, LeafLog, TreeSource, encode_bundle
+from monitor.sandbox.trees import ForkTree, LeafLog, TreeSource
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,8 @@ class Reply:
     body: bytes
     content_type: str = "application/json"
     headers: tuple[tuple[str, str], ...] = ()
+    file: tuple[BinaryIO, int, int] | None = None
+    """Instead of ``body``: (file, offset, length) of bytes to send from a file."""
 
     @classmethod
     def json(cls, data: object, status: int = 200) -> Reply:
@@ -286,7 +288,7 @@ class SandboxCore:
         self.factory = BodyFactory(workers)
         self.shards = self._load_shards()
         (self.state_dir / "tiles").mkdir(exist_ok=True)
-        self.tiles = LeafLog(self.state_dir / "tiles" / "entries.leaves")
+        self.tiles = LeafLog(self.state_dir / "tiles" / "entries.leaves", bundles=True)
         (self.state_dir / "ct").mkdir(exist_ok=True)
         self.ct = LeafLog(self.state_dir / "ct" / "entries.leaves")
         (self.state_dir / "static-ct").mkdir(exist_ok=True)
@@ -816,6 +818,9 @@ class SandboxCore:
             modes = self._modes(LogName.TILES, view)
             start = ref.index * TILE_WIDTH
             if ref.level is None:
+                span = None if Mode.BAD_ENTRIES in modes else src.bundle(start, start + ref.width)
+                if span is not None:
+                    return replace(_immutable(b""), file=span)
                 bodies = src.bodies(start, start + ref.width)
                 if Mode.BAD_ENTRIES in modes:
                     bodies = [_tamper_body(b) for b in bodies]

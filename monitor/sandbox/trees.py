@@ -11,17 +11,12 @@ Both offer the read interface the HTTP layer uses (:class:`TreeSource`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from monitor.core.merkle import MerkleTree, leaf_hash
-from monitor.sandbox.storage import LeafFile
-
-
-def encode_bundle(bodies: Iterable[bytes]) -> bytes:
-    """A tlog-tiles entry bundle: each body after its uint16 length."""
-    return b"".join(len(b).to_bytes(2, "big") + b for b in bodies)
+from monitor.sandbox.storage import BundleFile, LeafFile
 
 
 class TreeSource(Protocol):
@@ -60,6 +55,10 @@ class TreeSource(Protocol):
         """Integration time of an entry (Unix seconds)."""
         ...
 
+    def bundle(self, start: int, end: int) -> tuple[BinaryIO, int, int] | None:
+        """(file, offset, length) of the entry bundle of ``[start, end)`` as stored, if it is."""
+        ...
+
 
 class _MerkleView:
     """The hashes and proofs of a tree held as ``self.tree``: what both trees serve alike."""
@@ -91,24 +90,33 @@ class _MerkleView:
 class LeafLog(_MerkleView):
     """An honest, persistent log tree: leaves in a file, hashes in memory."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, bundles: bool = False) -> None:
         self.path = path
         self.leaves = LeafFile(path)
         self.tree = MerkleTree()
         self.tree.extend(leaf_hash(body) for body in self.leaves.load())
+        self.bundles = BundleFile(path.with_suffix(".bundles"), self.leaves) if bundles else None
+        """The entries as tlog-tiles bundles (the tiled log's), served from the file."""
 
     def append(self, bodies: Sequence[bytes], integrated_time: int) -> None:
         """Append entries (flushed to the file, not yet fsynced: call ``sync``)."""
+        first = len(self.leaves)
         self.leaves.append(bodies, integrated_time)
+        if self.bundles is not None:
+            self.bundles.append(bodies, first)
         self.tree.extend(leaf_hash(body) for body in bodies)
 
     def sync(self) -> None:
-        """fsync the leaves file."""
+        """fsync the leaves file (and the bundle file)."""
         self.leaves.sync()
+        if self.bundles is not None:
+            self.bundles.sync()
 
     def close(self) -> None:
-        """Close the leaves file."""
+        """Close the leaves file (and the bundle file)."""
         self.leaves.close()
+        if self.bundles is not None:
+            self.bundles.close()
 
     def body(self, index: int) -> bytes:
         """Entry body."""
@@ -121,6 +129,10 @@ class LeafLog(_MerkleView):
     def integrated_time(self, index: int) -> int:
         """Integration time of an entry."""
         return self.leaves.integrated_time(index)
+
+    def bundle(self, start: int, end: int) -> tuple[BinaryIO, int, int] | None:
+        """(file, offset, length) of the entry bundle of ``[start, end)``, if stored as one."""
+        return None if self.bundles is None else self.bundles.span(start, end)
 
 
 class ForkTree(_MerkleView):
@@ -166,3 +178,7 @@ class ForkTree(_MerkleView):
         if index < self.at:
             return self.base.integrated_time(index)
         return self._times[index - self.at]
+
+    def bundle(self, start: int, end: int) -> tuple[BinaryIO, int, int] | None:
+        """None: a fork's bundles are built from its bodies."""
+        return None

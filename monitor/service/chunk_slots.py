@@ -12,8 +12,10 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import shared_memory
 from multiprocessing.context import SpawnContext, SpawnProcess
+from multiprocessing.process import BaseProcess
 
 from monitor.core.watch.chunk import Examined, Layout, examine_chunk
 
@@ -66,6 +68,16 @@ class _WorkerContext(SpawnContext):
 def worker_context() -> SpawnContext:
     """The multiprocessing context of the scanner's worker processes (`_WorkerProcess`)."""
     return _WorkerContext()
+
+
+def kill_workers(pool: ProcessPoolExecutor) -> None:
+    """Kill what is left of a broken pool's processes. A submit racing the pool breaking can
+    start a worker that CPython (3.11, 3.12) then never stops, and the interpreter would wait
+    for it at exit: the daemon would hang when stopped."""
+    processes: dict[int, BaseProcess] = getattr(pool, "_processes", None) or {}
+    for process in list(processes.values()):
+        if process.is_alive():
+            process.kill()
 
 
 class ChunkSlots:

@@ -31,7 +31,7 @@ from monitor.config.settings import Config, LogConfig, ViewKind, load_config
 from monitor.core.alerts import PRIMARY_VIEW, Alert
 from monitor.core.errors import ConfigError, MonitorError
 from monitor.core.severity import Severity
-from monitor.core.watch import Matcher
+from monitor.core.watch.match import Matcher
 from monitor.core.witness import parse_witness_vkey
 from monitor.logs.http import RequestBudget
 from monitor.notify.notifier import DeliveryRound, MessageOrigin, Notifier, delivery_targets

@@ -50,7 +50,9 @@ from monitor.core.entry_proof import (
 from monitor.core.errors import ConfigError, NetworkError, ParseError, VerificationError
 from monitor.core.merkle import ProofError, verify_consistency
 from monitor.core.note import Checkpoint, EcdsaNoteVerifier, verify_checkpoint
-from monitor.core.watch import Matcher, SearchTerm, TermKind, search_terms
+from monitor.core.watch.match import Matcher
+from monitor.core.watch.rules import search_terms
+from monitor.core.watch.terms import SearchTerm, TermKind
 from monitor.logs.http import RequestBudget
 from monitor.logs.rekor_v1.client import RETRIEVE_BATCH, EntryMismatch, V1Entry
 from monitor.service.alert_log import raised

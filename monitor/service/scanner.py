@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 import time
 from array import array
@@ -55,7 +56,6 @@ from monitor.core.decide import LogState
 from monitor.core.entries import Entry, EntryParseError, SkippedSignature, parse_entry
 from monitor.core.errors import NetworkError, ParseError
 from monitor.core.merkle import CompactRange, ProofError, leaf_hashes, verify_consistency
-from monitor.core.watch import Match, Matcher, MatchOutcome
 from monitor.core.watch.chunk import (
     Examined,
     Layout,
@@ -63,8 +63,9 @@ from monitor.core.watch.chunk import (
     examine_parts,
     start_worker,
 )
+from monitor.core.watch.match import Match, Matcher, MatchOutcome
 from monitor.service.alert_log import raised
-from monitor.service.chunk_slots import ChunkSlots, examine_shared, worker_context
+from monitor.service.chunk_slots import ChunkSlots, examine_shared, kill_workers, worker_context
 from monitor.service.sct_watch import (
     CtLedger,
     CtLedgerError,
@@ -546,6 +547,8 @@ class Scanner:
                 initializer=start_worker,
                 initargs=(self.matcher.prefilter,),
             )
+            for _ in range(self.workers):  # a pool starts a process a submit: all start now,
+                pool.submit(os.getpid)  # while the first chunks download
         except OSError as e:  # its queues need semaphores in /dev/shm
             log.warning(
                 "%s: no worker processes for the scan (%s); scanning in this process",
@@ -615,6 +618,8 @@ class Scanner:
                     if isinstance(left, _Pending) and left.job is not None:
                         left.job.cancel()
                 pool.shutdown(wait=False, cancel_futures=True)
+                if broken:
+                    kill_workers(pool)
                 slots.close()
 
     async def _feed_workers(
@@ -673,9 +678,14 @@ class Scanner:
                 if name is None:
                     chunks.put_nowait(_Pending(start, end, held, layout, None, None, parts))
                     continue
-                job: asyncio.Future[Examined] | None = None
-                with contextlib.suppress(BrokenProcessPool):
+                job: asyncio.Future[Examined]
+                try:
                     job = loop.run_in_executor(pool, examine_shared, start, name, layout)
+                except (BrokenProcessPool, OSError) as e:
+                    # A worker died; racing that, CPython's submit can fail with "handle is
+                    # closed" instead. Either way the chunk is examined here.
+                    job = loop.create_future()
+                    job.set_exception(BrokenProcessPool(str(e)))
                 chunks.put_nowait(_Pending(start, end, held, layout, job, slot, None))
         except BaseException as e:  # any failure reaches the scan, never leaves it waiting
             chunks.put_nowait(e)

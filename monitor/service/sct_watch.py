@@ -45,7 +45,7 @@ from monitor.core.sct import (
     promised_leaf,
     verify_sct,
 )
-from monitor.core.watch import Match
+from monitor.core.watch.match import Match
 from monitor.store.database import Store
 
 log = logging.getLogger(__name__)

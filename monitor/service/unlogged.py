@@ -45,7 +45,7 @@ from monitor.core.alerts import (
     UnloggedLook,
     unlogged_certificate_alert,
 )
-from monitor.core.watch import WatchRule
+from monitor.core.watch.rules import WatchRule
 from monitor.store.database import PendingUnlogged, Store
 
 log = logging.getLogger(__name__)

@@ -33,7 +33,7 @@ from monitor.core.errors import ConfigError, ParseError
 from monitor.core.keys import rekor_v1_key_name, tiles_origin, verifier_from_der
 from monitor.core.merkle import CompactRange, ProofError, frontier_from_inclusion_proof
 from monitor.core.note import NoteVerifier, Rfc6962NoteVerifier
-from monitor.core.watch import Match, Matcher
+from monitor.core.watch.match import Match, Matcher
 from monitor.logs.ct.client import CtClient
 from monitor.logs.ct.static import StaticCtClient
 from monitor.logs.http import HttpPolicy, LogResponseError, RequestBudget, gather_bounded

@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from monitor.core.chain import CertificateTrust
 from monitor.core.ct import CtEntry, CtLeaf, EntryType, encode_merkle_tree_leaf
-from monitor.core.watch import Matcher, MatchOutcome, compile_rule
+from monitor.core.watch.match import Matcher, MatchOutcome
+from monitor.core.watch.rules import compile_rule
 from monitor.sandbox import ctlog
 from monitor.sandbox.ca import DEFAULT_EMAIL_ISSUER, Identity, LocalCA
 from monitor.service.wiring import read_ct_leaf

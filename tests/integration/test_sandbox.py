@@ -42,7 +42,7 @@ from monitor.core.note import (
     verify_checkpoint,
 )
 from monitor.sandbox import Sandbox
-from monitor.sandbox.storage import LeafFile
+from monitor.sandbox.storage import BundleFile, LeafFile, encode_bundle
 from monitor.sandbox.tilepath import (
     TilePathError,
     encode_index,
@@ -359,6 +359,24 @@ def _fold(tile: bytes, level: int, index: int) -> bytes:
     while len(hashes) > 1:
         hashes = [node_hash(a, b) for a, b in zip(hashes[::2], hashes[1::2], strict=True)]
     return hashes[0]
+
+
+async def test_tiles_bundles_are_served_from_their_file(
+    sandbox: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    """Entry bundles go out of the bundle file with sendfile, as a static tiles log serves
+    them: the same bytes as built from the bodies, the headers of any tile."""
+    await sandbox.append("tiles", 300)
+    core = sandbox.core
+    for path, start, end in (("tile/entries/000", 0, 256), ("tile/entries/001.p/44", 256, 300)):
+        assert core.tiles.bundle(start, end) is not None
+        async with http.get(f"{sandbox.tiles_url}/{path}") as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"] == "application/octet-stream"
+            assert resp.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+            body = await resp.read()
+        assert int(resp.headers["Content-Length"]) == len(body)
+        assert body == encode_bundle(core.tiles.bodies(start, end))
 
 
 async def test_identities_and_self_signed(sandbox: Sandbox, http: aiohttp.ClientSession) -> None:
@@ -767,6 +785,78 @@ def test_leaf_file_cuts_a_torn_record(tmp_path: Path) -> None:
     g.append([b"four"], 43)
     assert g.read(3) == b"four"
     g.close()
+
+
+def _stored_bundle(bundles: BundleFile, start: int, end: int) -> bytes:
+    span = bundles.span(start, end)
+    assert span is not None
+    file, offset, length = span
+    return os.pread(file.fileno(), length, offset)
+
+
+def test_bundle_file_holds_every_bundle_as_one_range(tmp_path: Path) -> None:
+    """The tiled log's bundles are stored as served (uint16 length || body, end to end): any
+    full or partial bundle is one range of the file, byte for byte `encode_bundle`'s."""
+    path = tmp_path / "x.leaves"
+    leaves = LeafFile(path)
+    list(leaves.load())
+    bundles = BundleFile(tmp_path / "x.bundles", leaves)
+    bodies = [os.urandom(n) for n in (0, 1, 300, 65535, 2, 70)]
+    for batch in (bodies[:1], bodies[1:4], bodies[4:]):
+        first = len(leaves)
+        leaves.append(batch, 7)
+        bundles.append(batch, first)
+    for start in range(len(bodies) + 1):
+        for end in range(start, len(bodies) + 1):
+            assert _stored_bundle(bundles, start, end) == encode_bundle(bodies[start:end])
+    bundles.close()
+    leaves.close()
+
+
+def test_bundle_file_catches_up_with_its_leaf_file(tmp_path: Path) -> None:
+    """On open, the bundle file is made to hold the leaf file's records exactly: a record torn
+    by a crash is cut, records it lacks (appended before a crash, or written into the leaf file
+    by hand) are written, and a file of more records is cut back."""
+    path, stored = tmp_path / "x.leaves", tmp_path / "x.bundles"
+    bodies = [bytes([n]) * (n * 10) for n in range(1, 9)]
+    leaves = LeafFile(path)
+    list(leaves.load())
+    leaves.append(bodies, 1)
+    leaves.close()
+    for size in (0, 5, 9, len(encode_bundle(bodies)) - 1, len(encode_bundle(bodies)) + 40):
+        with stored.open("wb") as f:
+            f.write((encode_bundle(bodies) + b"\xff" * 40)[:size])
+        leaves = LeafFile(path)
+        list(leaves.load())
+        bundles = BundleFile(stored, leaves)
+        assert stored.read_bytes() == encode_bundle(bodies)
+        assert _stored_bundle(bundles, 2, 6) == encode_bundle(bodies[2:6])
+        bundles.close()
+        leaves.close()
+
+
+def test_bundle_file_turns_off_for_a_body_no_bundle_can_hold(tmp_path: Path) -> None:
+    """A body over 65,535 bytes has no uint16 length: the file is removed and no bundle is
+    served from it (the server builds bundles from the bodies again), also after a restart."""
+    path, stored = tmp_path / "x.leaves", tmp_path / "x.bundles"
+    leaves = LeafFile(path)
+    list(leaves.load())
+    bundles = BundleFile(stored, leaves)
+    leaves.append([b"ok"], 1)
+    bundles.append([b"ok"], 0)
+    assert bundles.span(0, 1) is not None
+    long = [b"x" * 65536]
+    leaves.append(long, 1)
+    bundles.append(long, 1)
+    assert bundles.span(0, 1) is None and not stored.exists()
+    bundles.close()
+    leaves.close()
+    leaves = LeafFile(path)
+    list(leaves.load())
+    again = BundleFile(stored, leaves)
+    assert again.span(0, 1) is None and not stored.exists()
+    again.close()
+    leaves.close()
 
 
 async def test_cli_serves_until_signalled(tmp_path: Path, http: aiohttp.ClientSession) -> None:

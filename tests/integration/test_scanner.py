@@ -5,6 +5,7 @@ recorded but not alerted; bad entries caught; a daemon killed mid-scan resumes e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -16,13 +17,16 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from monitor.cli.reports import matches_report
 from monitor.sandbox import Sandbox
 from monitor.service import scanner as scanner_module
+from monitor.service.chunk_slots import examine_shared, kill_workers, worker_context
 from monitor.service.daemon import CheckOutcome
 from monitor.service.sct_watch import CtLedger
 from monitor.store.database import Store
@@ -183,14 +187,59 @@ async def test_backfill_in_worker_processes_finds_the_same_and_proves_every_entr
     assert (at["spam"], "security-email", "untrusted") in found and len(found) == 5
 
 
-async def test_backfill_of_huge_chunks_holds_one_or_two_and_examines_them_here(
-    env: Env, monkeypatch: pytest.MonkeyPatch
+async def test_backfill_goes_on_in_this_process_when_its_workers_are_killed(
+    env: Env, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A log of huge entries cannot make a backfill hold `workers + 3` chunks at once, nor grow
-    the shared memory past its cap: with both thresholds at one byte, every chunk is examined
-    in this process, the next fetched only once the last is committed; the same results."""
-    monkeypatch.setattr(scanner_module, "SLOT_MAX_BYTES", 1)
-    monkeypatch.setattr(scanner_module, "BACKFILL_HELD_BYTES", 1)
+    """Workers killed (out of memory, an operator) as they start, and any started after: every
+    chunk is examined here instead, from its bytes still in shared memory; the same matches,
+    every entry proven."""
+    caplog.set_level(logging.INFO, "monitor.service.scanner")
+    scan_config(env)
+    at = await populate(env.sandbox, "tiles")
+    async with env.open() as m:
+        backfill_in_workers(m, "tiles-sandbox")
+        check = asyncio.create_task(m.check())
+        killed = 0
+        while not check.done():
+            for child in multiprocessing.active_children():
+                if child.pid is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(child.pid, signal.SIGKILL)
+                        killed += 1
+            await asyncio.sleep(0.001)
+        outcome = await check
+        assert killed and "a scan worker process died; going on without" in caplog.text
+        assert outcome.errors == []
+        assert found_alerts(outcome) == expected_alerts(at)
+        (state,) = m.store.store.log_states(m.scanners["tiles-sandbox"].log_id)
+        assert state.scan_cursor == state.verified_size
+
+
+class _RefusingPool(ProcessPoolExecutor):
+    """A pool whose submit fails as CPython's can while a worker dies: OSError ("handle is
+    closed"), not BrokenProcessPool."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if fn is examine_shared:
+            raise OSError("handle is closed")
+        return super().submit(fn, *args, **kwargs)
+
+
+@pytest.mark.parametrize("hindrance", ["huge chunks", "a pool refusing work"])
+async def test_backfill_examines_chunks_here_when_workers_cannot_have_them(
+    env: Env, monkeypatch: pytest.MonkeyPatch, hindrance: str
+) -> None:
+    """Chunks the workers cannot have are examined in this process, with the same results:
+    - huge chunks: a log of huge entries cannot make a backfill hold `workers + 3` chunks at
+      once, nor grow the shared memory past its cap (both thresholds at one byte: each chunk is
+      examined here, the next fetched only once the last is committed);
+    - a pool that fails to take a chunk (its worker dying as it is handed one) is a pool that
+      broke: the chunk is examined from its slot, no scan error."""
+    if hindrance == "huge chunks":
+        monkeypatch.setattr(scanner_module, "SLOT_MAX_BYTES", 1)
+        monkeypatch.setattr(scanner_module, "BACKFILL_HELD_BYTES", 1)
+    else:
+        monkeypatch.setattr(scanner_module, "ProcessPoolExecutor", _RefusingPool)
     scan_config(env)
     at = await populate(env.sandbox, "tiles")
     async with env.open() as m:
@@ -202,30 +251,19 @@ async def test_backfill_of_huge_chunks_holds_one_or_two_and_examines_them_here(
         assert state.scan_cursor == state.verified_size
 
 
-async def test_backfill_goes_on_in_this_process_when_its_workers_are_killed(
-    env: Env, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Workers killed (out of memory, an operator) as they start: every chunk is examined here
-    instead, from its bytes still in shared memory; the same matches, every entry proven."""
-    caplog.set_level(logging.INFO, "monitor.service.scanner")
-    scan_config(env)
-    at = await populate(env.sandbox, "tiles")
-    async with env.open() as m:
-        backfill_in_workers(m, "tiles-sandbox")
-        check = asyncio.create_task(m.check())
-        killed = 0
-        while not check.done() and not killed:
-            for child in multiprocessing.active_children():
-                if child.pid is not None:
-                    os.kill(child.pid, signal.SIGKILL)
-                    killed += 1
-            await asyncio.sleep(0.001)
-        outcome = await check
-        assert killed and "a scan worker process died; going on without" in caplog.text
-        assert outcome.errors == []
-        assert found_alerts(outcome) == expected_alerts(at)
-        (state,) = m.store.store.log_states(m.scanners["tiles-sandbox"].log_id)
-        assert state.scan_cursor == state.verified_size
+def test_kill_workers_stops_what_a_pool_left_running() -> None:
+    """`kill_workers` kills every process still running in a pool (one a racing submit
+    started after the pool broke would otherwise keep the interpreter from exiting)."""
+    pool = ProcessPoolExecutor(2, mp_context=worker_context())
+    pids = {pool.submit(os.getpid).result(timeout=60) for _ in range(4)}
+    processes = list(multiprocessing.active_children())
+    assert pids and {p.pid for p in processes} >= pids
+    kill_workers(pool)
+    for process in processes:
+        if process.pid in pids:
+            process.join(timeout=10)
+            assert process.exitcode == -signal.SIGKILL
+    pool.shutdown(wait=True)
 
 
 # A main script that imports much, as the `tlog-monitor` script imports the whole daemon; it

@@ -4,6 +4,8 @@ place, trimmed at both ends) or as bodies, and a bundle that is not exactly its 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from array import array
 
 import pytest
@@ -106,3 +108,17 @@ async def test_the_backfill_window_holds_huge_chunks_one_at_a_time() -> None:
     assert not huge.take(), "one still held"
     await huge.release(100)
     assert huge.take(), "none in flight: the next one"
+
+
+def test_a_worker_imports_no_more_than_it_runs() -> None:
+    """What a scan worker process imports (`chunk_slots` and the pre-filter) leaves out the
+    rules' parsers and cryptography's x509: each worker starts while a backfill waits for it."""
+    code = (
+        "import sys, monitor.service.chunk_slots\n"
+        "print(sorted(m for m in ('cryptography.x509', 'monitor.core.watch.match', 'aiohttp')"
+        " if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"

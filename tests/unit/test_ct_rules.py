@@ -28,7 +28,8 @@ from monitor.core.certs import (
 )
 from monitor.core.chain import CertificateTrust
 from monitor.core.ct import CtEntry, CtLeaf, EntryType, encode_merkle_tree_leaf, parse_tile_leaves
-from monitor.core.watch import Match, Matcher, MatchOutcome, compile_rule
+from monitor.core.watch.match import Match, Matcher, MatchOutcome
+from monitor.core.watch.rules import compile_rule
 from monitor.sandbox import ctlog
 from monitor.sandbox.ca import Identity, LocalCA, SigningIdentity
 from monitor.service.scanner import match_alert

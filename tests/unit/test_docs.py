@@ -16,8 +16,8 @@ import pytest
 from monitor.cli import reports
 from monitor.cli.main import build_parser
 from monitor.config import settings as config
-from monitor.core import watch
 from monitor.core.alerts import ON_CALL, AlertKind, doc_link
+from monitor.core.watch import matchers, rules
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -131,7 +131,7 @@ CONFIG_SECTIONS = [
     ("`[monitor]`", config._MONITOR_KEYS),
     ("`[[log]]`", config._LOG_KEYS),
     ("`[[sigstore]]`", config._SIGSTORE_KEYS),
-    ("`[[watch]]`", tuple(sorted(watch.RULE_KEYS))),
+    ("`[[watch]]`", tuple(sorted(rules.RULE_KEYS))),
     ("`[[notify]]`", config._NOTIFY_KEYS),
 ]
 
@@ -151,7 +151,7 @@ def test_every_config_key_is_documented(heading: str, keys: tuple[str, ...]) -> 
 
 def test_every_fulcio_extension_name_is_documented() -> None:
     body = _section((DOCS / "configuration.md").read_text(encoding="utf-8"), "`[[watch]]`")
-    missing = [name for name in watch.FULCIO_EXTENSIONS if f"`{name}`" not in body]
+    missing = [name for name in matchers.FULCIO_EXTENSIONS if f"`{name}`" not in body]
     assert not missing, f"extension names not documented: {missing}"
 
 

@@ -8,14 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.core.watch import (
-    SearchTerm,
-    TermKind,
-    classify_term,
-    compile_rule,
-    rule_search_terms,
-    search_terms,
-)
+from monitor.core.watch.rules import compile_rule, rule_search_terms, search_terms
+from monitor.core.watch.terms import SearchTerm, TermKind, classify_term
 from monitor.logs.http import LogResponseError
 from monitor.logs.rekor_v1.client import parse_uuid_list
 

@@ -37,14 +37,8 @@ from monitor.core.certs import CertificateParseError, _is_pem, parse_certificate
 from monitor.core.chain import CertificateTrust
 from monitor.core.entries import Entry, parse_entry
 from monitor.core.errors import ConfigError
-from monitor.core.watch import (
-    Match,
-    Matcher,
-    MatchOutcome,
-    WatchRule,
-    compile_rule,
-    identity_values,
-)
+from monitor.core.watch.match import Match, Matcher, MatchOutcome
+from monitor.core.watch.matchers import identity_values
 from monitor.core.watch.prefilter import (
     _CERT_DIGITS,
     _MAX_SAN_EXTENSIONS,
@@ -63,6 +57,7 @@ from monitor.core.watch.prefilter import (
     _san_values,
     _Text,
 )
+from monitor.core.watch.rules import WatchRule, compile_rule
 from monitor.sandbox.bodies import BodyFactory, BodyKind
 from monitor.sandbox.ca import Identity, LocalCA
 from tests.unit import certgen as g

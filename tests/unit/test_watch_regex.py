@@ -19,14 +19,9 @@ from hypothesis import strategies as st
 
 from monitor.core.entries import parse_entry
 from monitor.core.errors import ConfigError
-from monitor.core.watch import (
-    Matcher,
-    MatchOutcome,
-    SanMatcher,
-    compile_rule,
-    regex_to_pattern,
-)
-from monitor.core.watch.match import rule_expense
+from monitor.core.watch.match import Matcher, MatchOutcome, rule_expense
+from monitor.core.watch.matchers import SanMatcher
+from monitor.core.watch.patterns import regex_to_pattern
 from monitor.core.watch.prefilter import (
     _WARMUP,
     Condition,
@@ -43,6 +38,7 @@ from monitor.core.watch.prefilter import (
     _Text,
     regex_texts,
 )
+from monitor.core.watch.rules import compile_rule
 from tests.unit import certgen as g
 from tests.unit.test_watch_match import (
     BODIES,

@@ -10,22 +10,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.core.errors import ConfigError
-from monitor.core.watch import (
-    FULCIO_EXTENSIONS,
-    MAX_PATTERN_LENGTH,
-    PatternError,
-    SanMatcher,
-    WatchRule,
-    compile_rule,
-    glob_to_pattern,
-    regex_to_pattern,
-)
 from monitor.core.watch.matchers import (
+    FULCIO_EXTENSIONS,
     ArtifactDigestMatcher,
     EmailMatcher,
     ExtensionsMatcher,
     IssuerMatcher,
+    SanMatcher,
 )
+from monitor.core.watch.patterns import (
+    MAX_PATTERN_LENGTH,
+    PatternError,
+    glob_to_pattern,
+    regex_to_pattern,
+)
+from monitor.core.watch.rules import WatchRule, compile_rule
 
 WHERE = "config.toml: watch[0]"
 GITHUB = "https://token.actions.githubusercontent.com"
