@@ -27,6 +27,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -63,8 +64,14 @@ class _FileSpanResponse(web.StreamResponse):
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         writer = await super().prepare(request)
         file, offset, count = self._span
-        if count and request.transport is not None:
-            await asyncio.get_running_loop().sendfile(request.transport, file, offset, count)
+        if count and request.method != "HEAD" and request.transport is not None:
+            try:
+                # Not asyncio's fallback: it reads from the file's shared position.
+                await asyncio.get_running_loop().sendfile(
+                    request.transport, file, offset, count, fallback=False
+                )
+            except asyncio.SendfileNotAvailableError:
+                await self.write(os.pread(file.fileno(), count, offset))
         await super().write_eof()
         return writer
 

@@ -71,10 +71,10 @@ class LeafFile:
     def append(self, bodies: Sequence[bytes], integrated_time: int) -> None:
         """Append records for ``bodies`` (all with ``integrated_time``) and flush them."""
         parts: list[bytes] = []
+        offsets = array("Q")
         pos = self._end
         for body in bodies:
-            self._offsets.append(pos)
-            self._times.append(integrated_time)
+            offsets.append(pos)
             parts.append(_HEADER.pack(len(body), integrated_time))
             parts.append(body)
             pos += _HEADER.size + len(body)
@@ -82,6 +82,9 @@ class LeafFile:
         written = os.pwrite(self._fd, data, self._end)
         if written != len(data):
             raise OSError(f"{self.path}: short write ({written} of {len(data)} bytes)")
+        # Indexed once written: a failed write leaves bytes past the end, overwritten next time.
+        self._offsets.extend(offsets)
+        self._times.extend([integrated_time] * len(offsets))
         self._end = pos
 
     def sync(self) -> None:
@@ -130,11 +133,15 @@ class BundleFile:
     bundle files (rebuilding each bundle made the sandbox's CPU, sharing the machine with the
     monitor, part of what a benchmark of the monitor measured). Record ``i`` starts
     ``i * (leaf header - 2)`` bytes before its leaf record, so it needs no index of its own.
-    A body too long for a bundle's length prefix turns the file off: bundles are then built
-    from the leaf file again, and the server refuses them as it did before.
+
+    The leaf file is the truth: this file is checked against it byte for byte on every start
+    (`follow`), and written before it on every append (a failed append leaves bytes past the
+    leaf file's records, which the next append or start overwrites or cuts). A body too long
+    for a bundle's length prefix turns the file off: bundles are then built from the bodies.
     """
 
     _SHRINK = _HEADER.size - 2
+    _FLUSH_BYTES = 8 << 20
 
     def __init__(self, path: Path, leaves: LeafFile) -> None:
         self.path = path
@@ -142,52 +149,58 @@ class BundleFile:
         self.usable = True
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         self._file = open(fd, "rb", buffering=0)  # noqa: SIM115 - closed by close()
-        self._catch_up()
 
     def _where(self, index: int) -> int:
         return self._leaves.offset(index) - index * self._SHRINK
 
-    def _catch_up(self) -> None:
-        """Make the file hold exactly the leaf file's records: cut what a crash left beyond
-        them, and write the records it lacks (appended to the leaf file before a crash, or
-        written there by hand), in 4,096-entry reads."""
-        count = len(self._leaves)
-        for i in range(count):
-            if self._leaves.offset(i + 1) - self._leaves.offset(i) - _HEADER.size > 0xFFFF:
-                self._turn_off()
-                return
-        have = os.fstat(self._file.fileno()).st_size
-        lo, hi = 0, count  # the first record not wholly in the file
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self._where(mid + 1) <= have:
-                lo = mid + 1
-            else:
-                hi = mid
-        os.ftruncate(self._file.fileno(), self._where(lo))
-        for start in range(lo, count, 4096):
-            self._write(self._leaves.read_range(start, min(start + 4096, count)), start)
+    def follow(self, bodies: Iterable[bytes]) -> Iterator[bytes]:
+        """Pass the leaf file's bodies through as it loads them, making this file hold exactly
+        their records: the records already here are compared byte for byte, and from the first
+        that differs (torn by a crash, missing, or a body edited by hand) on they are written
+        again; whatever follows the last is cut."""
+        fd = self._file.fileno()
+        pos, verified = 0, True
+        pending: list[bytes] = []
+        pending_at = pending_bytes = 0
+        with open(fd, "rb", buffering=1 << 20, closefd=False) as reader:
+            for body in bodies:
+                if self.usable and len(body) > 0xFFFF:
+                    self._turn_off()
+                if self.usable:
+                    record = len(body).to_bytes(2, "big") + body
+                    if verified and reader.read(len(record)) != record:
+                        verified, pending_at = False, pos
+                    if not verified:
+                        pending.append(record)
+                        pending_bytes += len(record)
+                        if pending_bytes >= self._FLUSH_BYTES:
+                            self._write_at(b"".join(pending), pending_at)
+                            pending_at += pending_bytes
+                            pending, pending_bytes = [], 0
+                    pos += len(record)
+                yield body
+        if self.usable:
+            self._write_at(b"".join(pending), pending_at)
+            os.ftruncate(fd, pos)
 
-    def _write(self, bodies: Sequence[bytes], first: int) -> None:
-        data = encode_bundle(bodies)
-        written = os.pwrite(self._file.fileno(), data, self._where(first))
+    def _write_at(self, data: bytes, offset: int) -> None:
+        written = os.pwrite(self._file.fileno(), data, offset)
         if written != len(data):
             raise OSError(f"{self.path}: short write ({written} of {len(data)} bytes)")
 
     def _turn_off(self) -> None:
+        # The file stays open until close(): a response may be sending from it right now.
         self.usable = False
-        self._file.close()
         self.path.unlink(missing_ok=True)
 
-    def append(self, bodies: Sequence[bytes], first: int) -> None:
-        """Write the records of ``bodies``, entries ``first``, ``first + 1``, ... of the leaf
-        file (already appended there)."""
+    def append(self, bodies: Sequence[bytes]) -> None:
+        """Write the records of ``bodies``, the leaf file's next entries, before it has them."""
         if not self.usable:
             return
         if any(len(b) > 0xFFFF for b in bodies):
             self._turn_off()
             return
-        self._write(bodies, first)
+        self._write_at(encode_bundle(bodies), self._where(len(self._leaves)))
 
     def span(self, start: int, end: int) -> tuple[BinaryIO, int, int] | None:
         """(file, offset, length) of the bundle of entries ``[start, end)``; None when off."""
@@ -203,8 +216,7 @@ class BundleFile:
 
     def close(self) -> None:
         """Close the file."""
-        if self.usable:
-            self._file.close()
+        self._file.close()
 
 
 def write_json_atomic(path: Path, data: object) -> None:

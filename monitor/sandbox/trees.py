@@ -93,17 +93,23 @@ class LeafLog(_MerkleView):
     def __init__(self, path: Path, *, bundles: bool = False) -> None:
         self.path = path
         self.leaves = LeafFile(path)
-        self.tree = MerkleTree()
-        self.tree.extend(leaf_hash(body) for body in self.leaves.load())
         self.bundles = BundleFile(path.with_suffix(".bundles"), self.leaves) if bundles else None
         """The entries as tlog-tiles bundles (the tiled log's), served from the file."""
+        self.tree = MerkleTree()
+        try:
+            bodies = self.leaves.load()
+            if self.bundles is not None:
+                bodies = self.bundles.follow(bodies)
+            self.tree.extend(leaf_hash(body) for body in bodies)
+        except BaseException:
+            self.close()
+            raise
 
     def append(self, bodies: Sequence[bytes], integrated_time: int) -> None:
         """Append entries (flushed to the file, not yet fsynced: call ``sync``)."""
-        first = len(self.leaves)
-        self.leaves.append(bodies, integrated_time)
         if self.bundles is not None:
-            self.bundles.append(bodies, first)
+            self.bundles.append(bodies)
+        self.leaves.append(bodies, integrated_time)
         self.tree.extend(leaf_hash(body) for body in bodies)
 
     def sync(self) -> None:

@@ -10,16 +10,12 @@ IO (shared memory segments), so it lives in the service layer; the pure per-chun
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import shared_memory
-from multiprocessing.context import SpawnContext, SpawnProcess
-from multiprocessing.process import BaseProcess
 
 from monitor.core.watch.chunk import Examined, Layout, examine_chunk
 
-__all__ = ["ChunkSlots", "examine_shared", "worker_context"]
+__all__ = ["ChunkSlots", "examine_shared"]
 
 
 _ATTACHED: dict[str, shared_memory.SharedMemory] = {}
@@ -40,44 +36,6 @@ def examine_shared(begin: int, name: str, layout: Layout) -> Examined:
     if buf is None:  # pragma: no cover - only after close()
         raise ValueError("examine_shared: the shared memory is closed")
     return examine_chunk(begin, buf, layout)
-
-
-class _WorkerProcess(SpawnProcess):
-    """A spawned process that does not run the parent's main module first: spawn re-runs it
-    (unless it is a package's `__main__`), and the `tlog-monitor` script's is the whole daemon,
-    tens of MB a worker needs none of (it imports only this module)."""
-
-    def start(self) -> None:
-        main = sys.modules["__main__"]
-        saved: dict[str, object] = {
-            k: main.__dict__[k] for k in ("__spec__", "__file__") if k in main.__dict__
-        }
-        # What multiprocessing.spawn reads to tell the child which main module to run.
-        main.__spec__ = None
-        main.__dict__.pop("__file__", None)
-        try:
-            super().start()
-        finally:
-            main.__dict__.update(saved)
-
-
-class _WorkerContext(SpawnContext):
-    Process = _WorkerProcess
-
-
-def worker_context() -> SpawnContext:
-    """The multiprocessing context of the scanner's worker processes (`_WorkerProcess`)."""
-    return _WorkerContext()
-
-
-def kill_workers(pool: ProcessPoolExecutor) -> None:
-    """Kill what is left of a broken pool's processes. A submit racing the pool breaking can
-    start a worker that CPython (3.11, 3.12) then never stops, and the interpreter would wait
-    for it at exit: the daemon would hang when stopped."""
-    processes: dict[int, BaseProcess] = getattr(pool, "_processes", None) or {}
-    for process in list(processes.values()):
-        if process.is_alive():
-            process.kill()
 
 
 class ChunkSlots:

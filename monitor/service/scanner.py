@@ -25,14 +25,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import sqlite3
 import time
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -61,11 +58,10 @@ from monitor.core.watch.chunk import (
     Layout,
     examine_chunk,
     examine_parts,
-    start_worker,
 )
 from monitor.core.watch.match import Match, Matcher, MatchOutcome
 from monitor.service.alert_log import raised
-from monitor.service.chunk_slots import ChunkSlots, examine_shared, kill_workers, worker_context
+from monitor.service.chunk_slots import ChunkSlots
 from monitor.service.sct_watch import (
     CtLedger,
     CtLedgerError,
@@ -73,6 +69,7 @@ from monitor.service.sct_watch import (
     entry_timestamps,
     match_promises,
 )
+from monitor.service.worker_pool import WorkerPool, WorkerStartError
 from monitor.store.database import AsyncStore, StaleState, Store
 
 log = logging.getLogger(__name__)
@@ -476,7 +473,7 @@ class Scanner:
             "%s: scan of %s left to the other process for this round", self.log_name, state.tree_id
         )
 
-    async def _scan_tree(self, state: LogState, result: ScanResult) -> None:
+    async def _scan_tree(self, state: LogState, result: ScanResult, *, pooled: bool = True) -> None:
         size, root, tree = state.verified_size, state.verified_root, state.tree_id
         if state.scan_cursor is None:
             cursor = size if self.start is None else min(self.start, size)
@@ -491,6 +488,7 @@ class Scanner:
         if (
             self.read_entry is None
             and self.ledger is None
+            and pooled
             and self.workers > 1
             and size - cursor >= self.backfill
         ):
@@ -541,15 +539,8 @@ class Scanner:
         )  # fmt: skip
         in_flight = self.workers + 3  # two downloading, one with each worker, one ready
         try:
-            pool = ProcessPoolExecutor(
-                self.workers,
-                mp_context=worker_context(),
-                initializer=start_worker,
-                initargs=(self.matcher.prefilter,),
-            )
-            for _ in range(self.workers):  # a pool starts a process a submit: all start now,
-                pool.submit(os.getpid)  # while the first chunks download
-        except OSError as e:  # its queues need semaphores in /dev/shm
+            pool = WorkerPool(self.workers, self.matcher.prefilter)
+        except OSError as e:  # its queues need semaphores in /dev/shm: for good
             log.warning(
                 "%s: no worker processes for the scan (%s); scanning in this process",
                 self.log_name, e,
@@ -557,13 +548,21 @@ class Scanner:
             self.workers = 1
             await self._scan_tree(state, result)
             return
+        except WorkerStartError as e:  # out of processes or memory: maybe not next time
+            log.warning(
+                "%s: the scan's worker processes failed to start (%s); scanning in this "
+                "process this time",
+                self.log_name, e,
+            )  # fmt: skip
+            await self._scan_tree(state, result, pooled=False)
+            return
         slots = ChunkSlots(in_flight, SLOT_MAX_BYTES)
         free = _Window(in_flight, BACKFILL_HELD_BYTES)
         chunks: asyncio.Queue[_Pending | BaseException] = asyncio.Queue()
         feeder = asyncio.create_task(
             self._feed_workers(tree, cursor, size, pool, slots, free, chunks)
         )
-        progress, broken = _Progress(cursor), False
+        progress, warned = _Progress(cursor), False
         try:
             while cursor < size:
                 chunk = await chunks.get()
@@ -571,17 +570,12 @@ class Scanner:
                     raise chunk
                 examined: Examined | None = None
                 if chunk.job is not None:
-                    try:
-                        examined = await chunk.job
-                    except BrokenProcessPool:
-                        # A worker died (killed, out of memory): the work is pure, so it is
-                        # done here instead, from the chunk's bytes still in its slot.
-                        if not broken:
-                            log.warning(
-                                "%s: a scan worker process died; going on without",
-                                self.log_name,
-                            )
-                        broken = True
+                    examined = await pool.result(chunk.job)
+                if pool.broken and not warned:
+                    # A worker died (killed, out of memory): the work is pure, so it is done
+                    # here instead, from the chunks' bytes still in their slots.
+                    log.warning("%s: a scan worker process died; going on without", self.log_name)
+                    warned = True
                 if examined is None and chunk.parts is not None:
                     examined = examine_parts(
                         chunk.start, chunk.parts, chunk.layout, self.matcher.prefilter
@@ -617,9 +611,9 @@ class Scanner:
                     left = chunks.get_nowait()
                     if isinstance(left, _Pending) and left.job is not None:
                         left.job.cancel()
-                pool.shutdown(wait=False, cancel_futures=True)
-                if broken:
-                    kill_workers(pool)
+                        if not left.job.cancelled():  # answered: its exception is not news
+                            left.job.exception()
+                pool.close()
                 slots.close()
 
     async def _feed_workers(
@@ -627,7 +621,7 @@ class Scanner:
         tree: str,
         cursor: int,
         size: int,
-        pool: ProcessPoolExecutor,
+        pool: WorkerPool,
         slots: ChunkSlots,
         free: _Window,
         chunks: asyncio.Queue[_Pending | BaseException],
@@ -636,7 +630,6 @@ class Scanner:
         once a slot is free), and submit each to `pool` in order; any failure ends the stage,
         queued after the chunks before it (which are committed first, then the scan fails with
         it: the stage never just stops, leaving the scan waiting)."""
-        loop = asyncio.get_running_loop()
         fetches: deque[tuple[int, int, asyncio.Task[tuple[list[bytes], Layout]]]] = deque()
         number, shared, following = 0, True, cursor
         try:
@@ -678,14 +671,7 @@ class Scanner:
                 if name is None:
                     chunks.put_nowait(_Pending(start, end, held, layout, None, None, parts))
                     continue
-                job: asyncio.Future[Examined]
-                try:
-                    job = loop.run_in_executor(pool, examine_shared, start, name, layout)
-                except (BrokenProcessPool, OSError) as e:
-                    # A worker died; racing that, CPython's submit can fail with "handle is
-                    # closed" instead. Either way the chunk is examined here.
-                    job = loop.create_future()
-                    job.set_exception(BrokenProcessPool(str(e)))
+                job = pool.submit(start, name, layout)  # None: examined here, from the slot
                 chunks.put_nowait(_Pending(start, end, held, layout, job, slot, None))
         except BaseException as e:  # any failure reaches the scan, never leaves it waiting
             chunks.put_nowait(e)

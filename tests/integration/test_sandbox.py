@@ -49,6 +49,7 @@ from monitor.sandbox.tilepath import (
     parse_tile_path,
     tile_path,
 )
+from monitor.sandbox.trees import LeafLog
 
 GITHUB_URI = "https://github.com/example/project/.github/workflows/release.yml@refs/tags/v1.0.0"
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
@@ -794,18 +795,22 @@ def _stored_bundle(bundles: BundleFile, start: int, end: int) -> bytes:
     return os.pread(file.fileno(), length, offset)
 
 
+def _open_stored(path: Path) -> tuple[LeafFile, BundleFile]:
+    """A leaf file and its bundle file, opened as the sandbox opens them."""
+    leaves = LeafFile(path)
+    bundles = BundleFile(path.with_suffix(".bundles"), leaves)
+    list(bundles.follow(leaves.load()))
+    return leaves, bundles
+
+
 def test_bundle_file_holds_every_bundle_as_one_range(tmp_path: Path) -> None:
     """The tiled log's bundles are stored as served (uint16 length || body, end to end): any
     full or partial bundle is one range of the file, byte for byte `encode_bundle`'s."""
-    path = tmp_path / "x.leaves"
-    leaves = LeafFile(path)
-    list(leaves.load())
-    bundles = BundleFile(tmp_path / "x.bundles", leaves)
+    leaves, bundles = _open_stored(tmp_path / "x.leaves")
     bodies = [os.urandom(n) for n in (0, 1, 300, 65535, 2, 70)]
     for batch in (bodies[:1], bodies[1:4], bodies[4:]):
-        first = len(leaves)
+        bundles.append(batch)
         leaves.append(batch, 7)
-        bundles.append(batch, first)
     for start in range(len(bodies) + 1):
         for end in range(start, len(bodies) + 1):
             assert _stored_bundle(bundles, start, end) == encode_bundle(bodies[start:end])
@@ -813,50 +818,116 @@ def test_bundle_file_holds_every_bundle_as_one_range(tmp_path: Path) -> None:
     leaves.close()
 
 
-def test_bundle_file_catches_up_with_its_leaf_file(tmp_path: Path) -> None:
-    """On open, the bundle file is made to hold the leaf file's records exactly: a record torn
-    by a crash is cut, records it lacks (appended before a crash, or written into the leaf file
-    by hand) are written, and a file of more records is cut back."""
+def _edited(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :]
+
+
+def test_bundle_file_is_made_to_match_its_leaf_file_on_start(tmp_path: Path) -> None:
+    """The leaf file is the truth: on start the bundle file is compared with it byte for byte
+    and rewritten from the first record that differs: torn by a crash, missing, longer than
+    the leaf file's records, or with a body's bytes changed (a hand edit of either file)."""
     path, stored = tmp_path / "x.leaves", tmp_path / "x.bundles"
     bodies = [bytes([n]) * (n * 10) for n in range(1, 9)]
     leaves = LeafFile(path)
     list(leaves.load())
     leaves.append(bodies, 1)
     leaves.close()
-    for size in (0, 5, 9, len(encode_bundle(bodies)) - 1, len(encode_bundle(bodies)) + 40):
-        with stored.open("wb") as f:
-            f.write((encode_bundle(bodies) + b"\xff" * 40)[:size])
-        leaves = LeafFile(path)
-        list(leaves.load())
-        bundles = BundleFile(stored, leaves)
-        assert stored.read_bytes() == encode_bundle(bodies)
+    good = encode_bundle(bodies)
+    for found in (
+        b"",
+        good[:5],
+        good[:9],
+        good[:-1],
+        good + b"\xff" * 40,
+        _edited(good, 100),
+        _edited(good, len(good) - 1),
+    ):
+        stored.write_bytes(found)
+        leaves, bundles = _open_stored(path)
+        assert stored.read_bytes() == good
         assert _stored_bundle(bundles, 2, 6) == encode_bundle(bodies[2:6])
         bundles.close()
         leaves.close()
+
+
+def test_a_failed_append_leaves_the_logs_files_in_step(tmp_path: Path) -> None:
+    """The bundle records are written first: when that write fails (a full disk), the entries
+    are not appended at all, and the next append and every bundle are right."""
+    log = LeafLog(tmp_path / "x.leaves", bundles=True)
+    log.append([b"one", b"two"], 1)
+    assert log.bundles is not None
+    real = log.bundles._write_at
+
+    def full(data: bytes, offset: int) -> None:
+        real(data[: len(data) // 2], offset)
+        raise OSError("No space left on device")
+
+    log.bundles._write_at = full  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="No space"):
+        log.append([b"three", b"four"], 2)
+    log.bundles._write_at = real  # type: ignore[method-assign]
+    assert (log.size, len(log.leaves)) == (2, 2)
+    log.append([b"five"], 3)
+    bodies = [b"one", b"two", b"five"]
+    assert log.bodies(0, 3) == bodies
+    assert _stored_bundle(log.bundles, 0, 3) == encode_bundle(bodies)
+    log.close()
+    again = LeafLog(tmp_path / "x.leaves", bundles=True)
+    assert again.bundles is not None and again.size == 3
+    assert _stored_bundle(again.bundles, 0, 3) == encode_bundle(bodies)
+    again.close()
 
 
 def test_bundle_file_turns_off_for_a_body_no_bundle_can_hold(tmp_path: Path) -> None:
     """A body over 65,535 bytes has no uint16 length: the file is removed and no bundle is
     served from it (the server builds bundles from the bodies again), also after a restart."""
     path, stored = tmp_path / "x.leaves", tmp_path / "x.bundles"
-    leaves = LeafFile(path)
-    list(leaves.load())
-    bundles = BundleFile(stored, leaves)
-    leaves.append([b"ok"], 1)
-    bundles.append([b"ok"], 0)
-    assert bundles.span(0, 1) is not None
-    long = [b"x" * 65536]
-    leaves.append(long, 1)
-    bundles.append(long, 1)
+    leaves, bundles = _open_stored(path)
+    for batch in ([b"ok"], [b"x" * 65536]):
+        bundles.append(batch)
+        leaves.append(batch, 1)
+        assert (bundles.span(0, 1) is None) == (len(batch[0]) > 65535)
+    assert not stored.exists()
+    bundles.close()
+    leaves.close()
+    leaves, bundles = _open_stored(path)
     assert bundles.span(0, 1) is None and not stored.exists()
     bundles.close()
     leaves.close()
-    leaves = LeafFile(path)
-    list(leaves.load())
-    again = BundleFile(stored, leaves)
-    assert again.span(0, 1) is None and not stored.exists()
-    again.close()
-    leaves.close()
+
+
+async def test_a_bundle_being_sent_survives_the_file_turning_off(sandbox: Sandbox) -> None:
+    """A body too long for a bundle turns the bundle file off while a slow client is still
+    downloading a bundle from it: that download completes, byte for byte (the file was closed
+    under it: the response hung forever)."""
+    long_uri = "https://github.com/example/project/" + "a" * 20_000
+    await sandbox.append("tiles", 256, {"uri": long_uri, "issuer": GITHUB_ISSUER})
+    expected = encode_bundle(sandbox.core.tiles.bodies(0, 256))
+    assert len(expected) > 4 << 20  # more than the socket buffers hold: sendfile is not done
+    host, port = sandbox.url.split("//")[1].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    path = sandbox.tiles_url.split(sandbox.url)[1]
+    writer.write(f"GET {path}/tile/entries/000 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    got = await reader.readexactly(2048)
+    await sandbox.append("tiles", 1, {"uri": long_uri + "b" * 50_000, "issuer": GITHUB_ISSUER})
+    assert sandbox.core.tiles.bundle(0, 256) is None
+    got += await asyncio.wait_for(reader.readexactly(len(expected) - len(got)), 30)
+    writer.close()
+    assert b" 200 " in head.split(b"\r\n")[0] and got == expected
+
+
+async def test_head_of_a_stored_bundle_sends_no_body(sandbox: Sandbox) -> None:
+    """HEAD answers with headers only: the next response on the connection is not corrupted
+    by a bundle's bytes."""
+    await sandbox.append("tiles", 3)
+    connector = aiohttp.TCPConnector(limit=1)
+    async with aiohttp.ClientSession(connector=connector) as one_connection:
+        async with one_connection.head(f"{sandbox.tiles_url}/tile/entries/000.p/3") as resp:
+            assert resp.status == 200 and int(resp.headers["Content-Length"]) > 0
+        async with one_connection.get(f"{sandbox.tiles_url}/checkpoint") as resp:
+            assert resp.status == 200
+            assert (await resp.text()).startswith(sandbox.core.tiles_origin)
 
 
 async def test_cli_serves_until_signalled(tmp_path: Path, http: aiohttp.ClientSession) -> None:

@@ -16,6 +16,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
@@ -24,11 +25,14 @@ from typing import Any
 import pytest
 
 from monitor.cli.reports import matches_report
+from monitor.core.watch.prefilter import PreFilter
 from monitor.sandbox import Sandbox
 from monitor.service import scanner as scanner_module
-from monitor.service.chunk_slots import examine_shared, kill_workers, worker_context
+from monitor.service import worker_pool
+from monitor.service.chunk_slots import examine_shared
 from monitor.service.daemon import CheckOutcome
 from monitor.service.sct_watch import CtLedger
+from monitor.service.worker_pool import WorkerPool
 from monitor.store.database import Store
 from tests.integration.receivers import HttpReceiver
 from tests.integration.test_engine import Env
@@ -215,55 +219,79 @@ async def test_backfill_goes_on_in_this_process_when_its_workers_are_killed(
         assert state.scan_cursor == state.verified_size
 
 
-class _RefusingPool(ProcessPoolExecutor):
-    """A pool whose submit fails as CPython's can while a worker dies: OSError ("handle is
-    closed"), not BrokenProcessPool."""
+class _HinderedPool(ProcessPoolExecutor):
+    """A real pool failing as CPython's can while its workers die (`how`)."""
+
+    how = ""
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
-        if fn is examine_shared:
-            raise OSError("handle is closed")
+        if self.how == "failing to start" and fn is os.getpid:
+            raise OSError("Resource temporarily unavailable")
+        if self.how == "refusing work" and fn is examine_shared:
+            raise OSError("handle is closed")  # not BrokenProcessPool
+        if self.how == "never answering" and fn is examine_shared:
+            # A worker dies and the job is left unresolved, as the manager thread's race with
+            # a submit leaves it.
+            for process in list(getattr(self, "_processes", {}).values()):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGKILL)
+            return Future()
         return super().submit(fn, *args, **kwargs)
 
 
-@pytest.mark.parametrize("hindrance", ["huge chunks", "a pool refusing work"])
+@pytest.mark.parametrize(
+    "hindrance", ["huge chunks", "failing to start", "refusing work", "never answering"]
+)
 async def test_backfill_examines_chunks_here_when_workers_cannot_have_them(
-    env: Env, monkeypatch: pytest.MonkeyPatch, hindrance: str
+    env: Env, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, hindrance: str
 ) -> None:
-    """Chunks the workers cannot have are examined in this process, with the same results:
+    """Chunks the workers cannot have are examined in this process, with the same results and
+    no scan error:
     - huge chunks: a log of huge entries cannot make a backfill hold `workers + 3` chunks at
       once, nor grow the shared memory past its cap (both thresholds at one byte: each chunk is
       examined here, the next fetched only once the last is committed);
-    - a pool that fails to take a chunk (its worker dying as it is handed one) is a pool that
-      broke: the chunk is examined from its slot, no scan error."""
+    - workers failing to start (no processes left): this backfill runs here, the next one
+      tries workers again;
+    - a pool that fails to take a chunk (its worker dying as it is handed one) broke;
+    - a job never answered while a worker is dead: the pool broke (it waited forever)."""
+    caplog.set_level(logging.INFO, "monitor.service")
+    monkeypatch.setattr(worker_pool, "CHECK_SECONDS", 0.05)
     if hindrance == "huge chunks":
         monkeypatch.setattr(scanner_module, "SLOT_MAX_BYTES", 1)
         monkeypatch.setattr(scanner_module, "BACKFILL_HELD_BYTES", 1)
     else:
-        monkeypatch.setattr(scanner_module, "ProcessPoolExecutor", _RefusingPool)
+        monkeypatch.setattr(_HinderedPool, "how", hindrance)
+        monkeypatch.setattr(worker_pool, "ProcessPoolExecutor", _HinderedPool)
     scan_config(env)
     at = await populate(env.sandbox, "tiles")
     async with env.open() as m:
         backfill_in_workers(m, "tiles-sandbox")
-        outcome = await m.check()
+        outcome = await asyncio.wait_for(m.check(), 60)
         assert outcome.errors == []
         assert found_alerts(outcome) == expected_alerts(at)
         (state,) = m.store.store.log_states(m.scanners["tiles-sandbox"].log_id)
         assert state.scan_cursor == state.verified_size
+        assert m.scanners["tiles-sandbox"].workers == 2
+    if hindrance in ("refusing work", "never answering"):
+        assert "a scan worker process died; going on without" in caplog.text
+    if hindrance == "failing to start":
+        assert "failed to start (Resource temporarily unavailable)" in caplog.text
 
 
-def test_kill_workers_stops_what_a_pool_left_running() -> None:
-    """`kill_workers` kills every process still running in a pool (one a racing submit
-    started after the pool broke would otherwise keep the interpreter from exiting)."""
-    pool = ProcessPoolExecutor(2, mp_context=worker_context())
-    pids = {pool.submit(os.getpid).result(timeout=60) for _ in range(4)}
-    processes = list(multiprocessing.active_children())
-    assert pids and {p.pid for p in processes} >= pids
-    kill_workers(pool)
-    for process in processes:
-        if process.pid in pids:
-            process.join(timeout=10)
-            assert process.exitcode == -signal.SIGKILL
-    pool.shutdown(wait=True)
+@pytest.mark.parametrize("broken", [False, True])
+def test_closing_a_broken_pool_kills_its_processes(broken: bool) -> None:
+    """Closing a pool that broke kills its processes rather than trusting CPython to stop them
+    (one a submit racing the pool breaking started is never stopped, and the interpreter waits
+    for it at exit); a pool that did not break lets its workers exit."""
+    pool = WorkerPool(2, PreFilter([]))
+    processes = pool._processes
+    assert len(processes) == 2 and all(p.is_alive() for p in processes)
+    pool.broken = broken
+    pool.close()
+    deadline = time.monotonic() + 30
+    while any(p.exitcode is None for p in processes) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [p.exitcode for p in processes] == [-signal.SIGKILL if broken else 0] * 2
 
 
 # A main script that imports much, as the `tlog-monitor` script imports the whole daemon; it
@@ -272,7 +300,7 @@ _HEAVY_MAIN = """
 import multiprocessing, os, sys
 from concurrent.futures import ProcessPoolExecutor
 import aiohttp
-from monitor.service.chunk_slots import worker_context
+from monitor.service.worker_pool import worker_context
 
 if __name__ == "__main__":
     spawn = sys.argv[1] == "spawn"
