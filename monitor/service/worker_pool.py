@@ -32,7 +32,7 @@ class WorkerStartError(Exception):
 class _WorkerProcess(SpawnProcess):
     """A spawned process that does not run the parent's main module first: spawn re-runs it
     (unless it is a package's `__main__`), and the `tlog-monitor` script's is the whole daemon,
-    tens of MB a worker needs none of (it imports only this module)."""
+    tens of MB a worker needs none of (it imports only `monitor.service.chunk_slots`)."""
 
     def start(self) -> None:
         main = sys.modules["__main__"]
