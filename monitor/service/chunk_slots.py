@@ -19,18 +19,13 @@ __all__ = ["ChunkSlots", "examine_shared"]
 
 
 _ATTACHED: dict[str, shared_memory.SharedMemory] = {}
-_MAX_ATTACHED = 64
-"""More slots than any backfill has (its workers + 3; workers are at most 16)."""
+"""The slots this worker has attached: a worker lives for one backfill, and its slots with it."""
 
 
 def examine_shared(begin: int, name: str, layout: Layout) -> Examined:
     """`examine_chunk` of a chunk `ChunkSlots.put` wrote to the shared memory `name`."""
     shm = _ATTACHED.get(name)
     if shm is None:
-        if len(_ATTACHED) >= _MAX_ATTACHED:  # slots of an earlier backfill
-            for old in _ATTACHED.values():
-                old.close()
-            _ATTACHED.clear()
         shm = _ATTACHED[name] = shared_memory.SharedMemory(name)
     buf = shm.buf
     if buf is None:  # pragma: no cover - only after close()

@@ -81,9 +81,10 @@ BACKFILL = 300_000
 processes when the scanner has more than one: they hash, fold and pre-filter the chunks (handed
 over in shared memory) while the event loop fetches the next ones and parses, matches, proves
 and commits, in order. Off by default (workers=1): against a log served from the same 2-CPU
-machine (`python -m bench --backfill N --backfill-only`) two workers gave 1.37-1.43x one core
-at 1,000,000 entries, 1.04-1.25x at 300,000, and 0.96-1.03x at 110,000 (starting the workers
-does not pay for itself there, hence this threshold), short of the 1.6x goal."""
+machine (`python -m bench --backfill N --backfill-only`) two workers gave 1.4-1.9x one core at
+1,000,000 entries (median of three rounds 1.52-1.77 over six runs); an earlier version gave
+1.04-1.25x at 300,000 and 0.96-1.03x at 110,000 (starting the workers does not pay for itself
+there, hence this threshold)."""
 SLOT_MAX_BYTES = 32 << 20
 """A backfill chunk larger than this (entries of 8 KiB on average; most are 2) is examined in
 the scanning process, not copied to shared memory: the slots, reused, never hold more."""
@@ -473,7 +474,7 @@ class Scanner:
             "%s: scan of %s left to the other process for this round", self.log_name, state.tree_id
         )
 
-    async def _scan_tree(self, state: LogState, result: ScanResult, *, pooled: bool = True) -> None:
+    async def _scan_tree(self, state: LogState, result: ScanResult) -> None:
         size, root, tree = state.verified_size, state.verified_root, state.tree_id
         if state.scan_cursor is None:
             cursor = size if self.start is None else min(self.start, size)
@@ -488,11 +489,10 @@ class Scanner:
         if (
             self.read_entry is None
             and self.ledger is None
-            and pooled
             and self.workers > 1
             and size - cursor >= self.backfill
+            and await self._backfill(state, result, cursor, cr)
         ):
-            await self._backfill(state, result, cursor, cr)
             return
         progress = _Progress(cursor)
         # The next chunk downloads while this one is hashed, matched and committed.
@@ -525,13 +525,14 @@ class Scanner:
 
     async def _backfill(
         self, state: LogState, result: ScanResult, cursor: int, cr: CompactRange
-    ) -> None:
+    ) -> bool:
         """`_scan_tree` for a long backlog, in three stages that overlap: a task fetches the
         chunks in order and hands each to a worker process through shared memory (a tiled
         log's bundles as fetched: this process never splits them); the workers find, hash,
         fold and pre-filter the entries; here the entries they pass are parsed and matched,
         and each chunk proven and committed in order, as `_scan_tree` does (a crash repeats at
-        most the chunks not yet committed). At most `workers + 3` chunks are in flight."""
+        most the chunks not yet committed). At most `workers + 3` chunks are in flight. False
+        when no worker process could be started: nothing was scanned, `_scan_tree` goes on."""
         size, tree = state.verified_size, state.tree_id
         log.info(
             "%s: %d entries to scan; hashing and pre-filtering them in %d worker processes",
@@ -546,16 +547,14 @@ class Scanner:
                 self.log_name, e,
             )  # fmt: skip
             self.workers = 1
-            await self._scan_tree(state, result)
-            return
+            return False
         except WorkerStartError as e:  # out of processes or memory: maybe not next time
             log.warning(
                 "%s: the scan's worker processes failed to start (%s); scanning in this "
                 "process this time",
                 self.log_name, e,
             )  # fmt: skip
-            await self._scan_tree(state, result, pooled=False)
-            return
+            return False
         slots = ChunkSlots(in_flight, SLOT_MAX_BYTES)
         free = _Window(in_flight, BACKFILL_HELD_BYTES)
         chunks: asyncio.Queue[_Pending | BaseException] = asyncio.Queue()
@@ -576,16 +575,14 @@ class Scanner:
                     # here instead, from the chunks' bytes still in their slots.
                     log.warning("%s: a scan worker process died; going on without", self.log_name)
                     warned = True
-                if examined is None and chunk.parts is not None:
-                    examined = examine_parts(
-                        chunk.start, chunk.parts, chunk.layout, self.matcher.prefilter
-                    )
-                elif examined is None and chunk.slot is not None:
-                    examined = examine_chunk(
-                        chunk.start, slots.buffer(chunk.slot), chunk.layout, self.matcher.prefilter
-                    )
-                if examined is None:  # pragma: no cover - a chunk has its parts or a slot
-                    raise ParseError(f"entries {chunk.start}-{chunk.end}: not examined")
+                if examined is None:  # here: the chunk is in its slot, or in `parts`
+                    prefilter = self.matcher.prefilter
+                    if chunk.slot is not None:
+                        buffer = slots.buffer(chunk.slot)
+                        examined = examine_chunk(chunk.start, buffer, chunk.layout, prefilter)
+                    else:
+                        parts = chunk.parts or []
+                        examined = examine_parts(chunk.start, parts, chunk.layout, prefilter)
                 subtrees, passed = examined
                 extended = cr.copy()
                 extended.extend_subtrees(subtrees)
@@ -596,10 +593,11 @@ class Scanner:
                     result, state, chunk.start, chunk.end, extended, found, unparseable
                 )
                 if not settled:
-                    return
+                    return True
                 await free.release(chunk.size)
                 cursor, cr = chunk.end, extended
                 progress.report(self.log_name, cursor, size)
+            return True
         finally:
             try:
                 feeder.cancel()
@@ -654,9 +652,9 @@ class Scanner:
                 slot = number % slots.count
                 number += 1
                 name = None
-                if held > SLOT_MAX_BYTES:
+                if held > slots.size:
                     pass  # a log of huge entries: its chunks are examined here, one at a time
-                elif shared:
+                elif shared and not pool.broken:
                     try:
                         # Through shared memory: pickling 4,096 bodies cost this process about
                         # what hashing them does, and left the pool no faster.
