@@ -439,7 +439,7 @@ async def _read_capped(resp: aiohttp.ClientResponse, limit: int, where: str) -> 
                 raise LogResponseError(
                     f"{where}: expected a body of at most {limit} bytes, got more (stopped reading)"
                 )
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        return b"".join(pieces)  # one piece: that piece, not a copy
     finally:
         _IN_FLIGHT.give(held)
 

@@ -17,12 +17,9 @@ from monitor.core.bundle import BundleError, BundlePart
 from monitor.core.merkle import leaf_hashes, perfect_subtrees
 from monitor.core.watch.chunk import examine_chunk, packed_spans
 from monitor.core.watch.prefilter import PreFilter, RuleFilter, fold_texts
+from monitor.sandbox.storage import encode_bundle
 from monitor.service.scanner import _Window
 from tests.unit import certgen as g
-
-
-def bundle(bodies: list[bytes]) -> bytes:
-    return b"".join(len(b).to_bytes(2, "big") + b for b in bodies)
 
 
 def entry(email: str) -> bytes:
@@ -54,9 +51,9 @@ def test_bundles_in_place_give_what_the_bodies_give(
         # Only the first bundle may start late and only the last may end early.
         skip = data.draw(st.integers(0, len(group) - 1)) if n == 0 else 0
         end = data.draw(st.integers(skip + 1, len(group))) if n == len(groups) - 1 else len(group)
-        parts.append(BundlePart(len(bundle(group)), len(group), skip, end - skip, f"b{n}"))
+        parts.append(BundlePart(len(encode_bundle(group)), len(group), skip, end - skip, f"b{n}"))
         taken.extend(group[skip:end])
-    packed = memoryview(bytearray(b"".join(bundle(g) for g in groups) + b"stale slot bytes"))
+    packed = memoryview(bytearray(b"".join(encode_bundle(g) for g in groups) + b"stale slot bytes"))
     subtrees, passed = examine_chunk(begin, packed, parts, NEEDLE)
     assert subtrees == perfect_subtrees(begin, leaf_hashes(taken))
     lengths = array("Q", map(len, taken)).tobytes()
@@ -67,9 +64,9 @@ def test_bundles_in_place_give_what_the_bodies_give(
 @pytest.mark.parametrize(
     ("data", "part", "message"),
     [
-        (bundle([b"a", b"b"]), BundlePart(6, 3, 0, 3, "u"), "expected 3 entries, got 2"),
-        (bundle([b"a"]) + b"\x00", BundlePart(4, 1, 0, 1, "u"), "got 1 more bytes"),
-        (bundle([b"a"]) + b"\x00\x05ab", BundlePart(7, 2, 0, 2, "u"), "declares 5 bytes"),
+        (encode_bundle([b"a", b"b"]), BundlePart(6, 3, 0, 3, "u"), "expected 3 entries, got 2"),
+        (encode_bundle([b"a"]) + b"\x00", BundlePart(4, 1, 0, 1, "u"), "got 1 more bytes"),
+        (encode_bundle([b"a"]) + b"\x00\x05ab", BundlePart(7, 2, 0, 2, "u"), "declares 5 bytes"),
     ],
 )
 def test_a_bundle_not_exactly_its_entries_is_refused(

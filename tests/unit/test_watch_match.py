@@ -50,7 +50,8 @@ from monitor.core.watch.prefilter import (
     _UNSAFE_FOLD,
     _WARMUP,
     Views,
-    _b64_patterns,
+    _b64_digits,
+    _b64_render,
     _base64_sans,
     _chunk_search,
     _decode_strings,
@@ -60,6 +61,7 @@ from monitor.core.watch.prefilter import (
 from monitor.core.watch.rules import WatchRule, compile_rule
 from monitor.sandbox.bodies import BodyFactory, BodyKind
 from monitor.sandbox.ca import Identity, LocalCA
+from monitor.sandbox.storage import encode_bundle
 from tests.unit import certgen as g
 
 GITHUB = "https://token.actions.githubusercontent.com"
@@ -932,7 +934,7 @@ def test_might_match_false_proves_no_match(example: tuple[dict[str, object], byt
             assert 0 in matcher.candidates([body]), f"chunk search lost it: {raw}"
             # As a backfill worker searches it: the bundles' bytes in place, length prefixes
             # (any bytes) between the bodies.
-            packed = b"".join(len(b).to_bytes(2, "big") + b for b in chunk)
+            packed = encode_bundle(chunk)
             spans = bundle_spans(memoryview(packed), len(chunk), "chunk")
             found = matcher.prefilter.select_spans(memoryview(packed), spans)
             assert len(NOISE) in found, f"bundle search lost it: {raw}"
@@ -1239,17 +1241,19 @@ def test_b64_patterns_find_every_case_variant(
     holding the literal (any ASCII case variant of it when `fold`), wherever it sits; without
     `fold` they are the plain base64 digits."""
     raw = literal.encode()
-    patterns = _b64_patterns(raw, fold=fold)
+    patterns = [_b64_render(digits) for digits in _b64_digits(raw, fold=fold)]
     text = data.draw(variant(literal, unicode=False)).encode() if fold else raw
     encoded = base64.b64encode(before + text + after)
     assert any(re2.search(p, encoded) for p in patterns), (literal, text, before)
     # What the chunk search runs: patterns from their first single digit, grouped by it, alone
-    # and among enough other keys to be merged into one search.
+    # and among enough other keys (of other first digits) to be merged into one search.
     key = _Text(literal, fold=fold, weight=len(literal))
-    others = [_Text(f"{n:04d}-{literal}", fold=fold, weight=4) for n in range(4)]
+    others = [_Text(chr(0x41 + n) * 4 + "-" + literal, fold=fold, weight=4) for n in range(8)]
     for keys in ([key], [*others, key]):
         searches = _chunk_search(keys)
         assert searches is not None and len(searches) <= _MAX_SEARCHES
+        if len(keys) > 1:
+            assert len(searches) == 1, "merged"
         assert any(s.search(encoded) for s in searches), (literal, text, before, len(keys))
     if not fold:
         cores = [base64.b64encode(bytes(a) + raw)[(8 * a + 5) // 6 : (8 * (a + len(raw))) // 6]

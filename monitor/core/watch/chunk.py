@@ -42,8 +42,9 @@ def packed_spans(data: bytes | memoryview, layout: Layout) -> list[tuple[int, in
         sizes.frombytes(layout)
     else:
         sizes.extend(part.size for part in layout)
-    if sum(sizes) > len(data):
-        raise ValueError(f"the chunk's layout needs {sum(sizes)} bytes, it has {len(data)}")
+    need = sum(sizes)
+    if need > len(data):
+        raise ValueError(f"the chunk's layout needs {need} bytes, it has {len(data)}")
     spans: list[tuple[int, int]] = []
     pos = 0
     if isinstance(layout, bytes):

@@ -64,15 +64,11 @@ certificate is that small (a P-256 SubjectPublicKeyInfo alone is 91 bytes)."""
 _B64: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 
-def _b64_patterns(data: bytes, *, fold: bool) -> tuple[bytes, ...]:
-    """RE2 patterns (bytes) matching exactly the base64 digits that `data`, or with `fold` any
-    ASCII case variant of it, alone determines at each of the three byte alignments: when such
-    a text occurs in a byte string, one of them matches that string's base64."""
-    return tuple(_b64_render(digits) for digits in _b64_digits(data, fold=fold))
-
-
 def _b64_digits(data: bytes, *, fold: bool) -> tuple[list[bytes], ...]:
-    """`_b64_patterns` as the digits each position allows (one, or two where case matters).
+    """The base64 digits that `data`, or with `fold` any ASCII case variant of it, alone
+    determines at each of the three byte alignments, as the digits each position allows (one,
+    or two where case matters): when such a text occurs in a byte string, the digits of one
+    alignment (`_b64_render` makes them an RE2 pattern) occur in that string's base64.
 
     A byte's ASCII case is bit 0x20, which lands in exactly one base64 digit (value bit 3 in the
     first digit of a quad, bit 1 in the second, bit 5 in the fourth; the third holds none), and
@@ -971,7 +967,7 @@ class PreFilter:
     def select(self, bodies: Sequence[bytes]) -> list[int]:
         """The positions in `bodies` whose entries may match a rule: `might_match` for each,
         sooner. A few RE2 searches over the chunk's raw bodies find every body holding some rule's
-        key literal (`RuleFilter.keys`) as base64 (`_b64_patterns`: exact, in any letter case
+        key literal (`RuleFilter.keys`) as base64 (`_b64_digits`: exact, in any letter case
         where the literal is case-insensitive), a backslash, or a hint of a PEM (whose base64
         is inside base64); only those bodies are tested for the rules with keys. Bodies with a
         backslash pass; rules without keys test every body."""
@@ -1011,9 +1007,9 @@ class PreFilter:
                 search = compiled.search
                 found = search(data, starts[0], end)
                 while found is not None:
-                    # A match starting before body 0 or between bodies is the previous body's:
-                    # it and every body after are still searched in full.
-                    i = max(0, bisect_right(starts, found.start()) - 1)
+                    # A match starting between bodies is the previous body's: it and every
+                    # body after are still searched in full (the search starts at body 0).
+                    i = bisect_right(starts, found.start()) - 1
                     hits.add(i)
                     # Go on from the next body: this one is already in.
                     found = search(data, starts[i + 1], end) if i + 1 < count else None
