@@ -38,7 +38,7 @@ from monitor.logs.ct.client import CtClient
 from monitor.logs.ct.static import StaticCtClient
 from monitor.logs.http import HttpPolicy, LogResponseError, RequestBudget, gather_bounded
 from monitor.logs.rekor_v1.client import RekorV1Client
-from monitor.logs.tiles.client import TILE_WIDTH, TilesClient, tile_width
+from monitor.logs.tiles.client import TILE_WIDTH, TilesClient, parse_entry_bundle, tile_width
 from monitor.service.engine import Head, LogSpec
 from monitor.service.scanner import frontier_nodes
 
@@ -239,16 +239,13 @@ class TilesSource:
 
     async def entries(self, tree_id: str, start: int, end: int, tree_size: int) -> list[bytes]:
         """Entries [start, end) from the bundles of a tree of `tree_size` entries (full bundles,
-        and the partial one at the tree's right edge), fetched concurrently."""
-        first, last = start // TILE_WIDTH, (end - 1) // TILE_WIDTH
-        jobs = [
-            functools.partial(self.client.entry_bundle, n, tile_width(0, n, tree_size))
-            for n in range(first, last + 1)
-        ]
-        bundles = await gather_bounded(jobs, self.client.concurrency)
-        bodies = [body for bundle in bundles for body in bundle]
-        skip = start - first * TILE_WIDTH
-        return bodies[skip : skip + end - start]
+        and the partial one at the tree's right edge), fetched concurrently: `bundles`, each
+        split (every entry checked) and trimmed to its part."""
+        out: list[bytes] = []
+        for data, part in await self.bundles(tree_id, start, end, tree_size):
+            bodies = parse_entry_bundle(data, part.entries, part.where)
+            out.extend(bodies[part.skip : part.skip + part.take])
+        return out
 
     async def bundles(
         self, tree_id: str, start: int, end: int, tree_size: int
