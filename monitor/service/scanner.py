@@ -119,8 +119,9 @@ class BundleSource(Protocol):
 
     async def bundles(
         self, tree_id: str, start: int, end: int, tree_size: int
-    ) -> list[tuple[bytes, BundlePart]]:
-        """The bundles holding entries [start, end), unsplit, each with the part it gives."""
+    ) -> list[tuple[list[bytes], BundlePart]]:
+        """The bundles holding entries [start, end), unsplit (each as the pieces it arrived
+        in), each with the part it gives."""
 
 
 def frontier_nodes(size: int) -> list[tuple[int, int]]:
@@ -686,13 +687,14 @@ class Scanner:
         self, tree: str, start: int, end: int, size: int
     ) -> tuple[list[bytes], Layout]:
         """Entries [start, end) for `examine_chunk`: the bytes to lay end to end, and how the
-        entries lie in them (a tiled log's bundles as fetched, else the bodies)."""
+        entries lie in them (a tiled log's bundles as fetched, in the pieces they arrived in,
+        else the bodies)."""
         if isinstance(self.source, BundleSource):
             got = await self.source.bundles(tree, start, end, size)
             layout = [part for _, part in got]
             if sum(part.take for part in layout) != end - start:
                 raise ParseError(f"entries {start}-{end}: the bundles fetched do not cover them")
-            return [data for data, _ in got], layout
+            return [piece for pieces, _ in got for piece in pieces], layout
         bodies = await self._entries(tree, start, end, size)
         return bodies, array("Q", map(len, bodies)).tobytes()
 

@@ -242,27 +242,28 @@ class TilesSource:
         and the partial one at the tree's right edge), fetched concurrently: `bundles`, each
         split (every entry checked) and trimmed to its part."""
         out: list[bytes] = []
-        for data, part in await self.bundles(tree_id, start, end, tree_size):
-            bodies = parse_entry_bundle(data, part.entries, part.where)
+        for pieces, part in await self.bundles(tree_id, start, end, tree_size):
+            bodies = parse_entry_bundle(b"".join(pieces), part.entries, part.where)
             out.extend(bodies[part.skip : part.skip + part.take])
         return out
 
     async def bundles(
         self, tree_id: str, start: int, end: int, tree_size: int
-    ) -> list[tuple[bytes, BundlePart]]:
-        """`entries` unsplit: the bundles holding entries [start, end), each with the part of
-        it that falls in the range (for a backfill worker to split and check)."""
+    ) -> list[tuple[list[bytes], BundlePart]]:
+        """`entries` unsplit: the bundles holding entries [start, end), each as the pieces it
+        arrived in and with the part of it that falls in the range (for a backfill worker to
+        split and check)."""
         first, last = start // TILE_WIDTH, (end - 1) // TILE_WIDTH
         jobs = [
-            functools.partial(self.client.entry_bundle_bytes, n, tile_width(0, n, tree_size))
+            functools.partial(self.client.entry_bundle_pieces, n, tile_width(0, n, tree_size))
             for n in range(first, last + 1)
         ]
         fetched = await gather_bounded(jobs, self.client.concurrency)
-        out: list[tuple[bytes, BundlePart]] = []
-        for n, (data, part) in zip(range(first, last + 1), fetched, strict=True):
+        out: list[tuple[list[bytes], BundlePart]] = []
+        for n, (pieces, part) in zip(range(first, last + 1), fetched, strict=True):
             lo = max(start, n * TILE_WIDTH) - n * TILE_WIDTH
             hi = min(end, n * TILE_WIDTH + part.take) - n * TILE_WIDTH
-            out.append((data, dataclasses.replace(part, skip=lo, take=hi - lo)))
+            out.append((pieces, dataclasses.replace(part, skip=lo, take=hi - lo)))
         return out
 
     async def frontier(self, tree_id: str, size: int, tree_size: int) -> list[bytes]:

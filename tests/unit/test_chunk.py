@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.core.bundle import BundleError, BundlePart
-from monitor.core.merkle import leaf_hashes, perfect_subtrees
-from monitor.core.watch.chunk import examine_chunk, packed_spans
+from monitor.core.merkle import CompactRange, leaf_hashes, perfect_subtrees
+from monitor.core.watch.chunk import examine_chunk, examine_parts, packed_spans
 from monitor.core.watch.prefilter import PreFilter, RuleFilter, fold_texts
 from monitor.sandbox.storage import encode_bundle
 from monitor.service.scanner import _Window
@@ -47,18 +47,34 @@ def test_bundles_in_place_give_what_the_bodies_give(
 ) -> None:
     parts: list[BundlePart] = []
     taken: list[bytes] = []
+    pieces: list[bytes] = []  # each bundle as it may arrive over HTTP, in pieces
     for n, group in enumerate(groups):
         # Only the first bundle may start late and only the last may end early.
         skip = data.draw(st.integers(0, len(group) - 1)) if n == 0 else 0
         end = data.draw(st.integers(skip + 1, len(group))) if n == len(groups) - 1 else len(group)
-        parts.append(BundlePart(len(encode_bundle(group)), len(group), skip, end - skip, f"b{n}"))
+        bundle = encode_bundle(group)
+        parts.append(BundlePart(len(bundle), len(group), skip, end - skip, f"b{n}"))
         taken.extend(group[skip:end])
+        cuts = sorted(data.draw(st.sets(st.integers(1, len(bundle) - 1), max_size=3)))
+        pieces.extend(bundle[a:b] for a, b in zip([0, *cuts], [*cuts, len(bundle)], strict=True))
     packed = memoryview(bytearray(b"".join(encode_bundle(g) for g in groups) + b"stale slot bytes"))
     subtrees, passed = examine_chunk(begin, packed, parts, NEEDLE)
     assert subtrees == perfect_subtrees(begin, leaf_hashes(taken))
     lengths = array("Q", map(len, taken)).tobytes()
     assert (subtrees, passed) == examine_chunk(begin, b"".join(taken), lengths, NEEDLE)
     assert passed == [(i, b) for i, b in enumerate(taken) if b == WATCHED]
+    # A chunk examined where it was fetched (too large for shared memory, bundle by bundle):
+    # the same entries passed, and subtrees folding into the same tree.
+    apart, passed_apart = examine_parts(begin, pieces, parts, NEEDLE)
+    assert passed_apart == passed
+    before = CompactRange()
+    before.extend(leaf_hashes([b"x"] * begin))
+    roots = []
+    for each in (subtrees, apart):
+        cr = before.copy()
+        cr.extend_subtrees(each)
+        roots.append(cr.root())
+    assert roots[0] == roots[1]
 
 
 @pytest.mark.parametrize(
@@ -74,6 +90,14 @@ def test_a_bundle_not_exactly_its_entries_is_refused(
 ) -> None:
     with pytest.raises(BundleError, match=f"^u: .*{message}"):
         packed_spans(data, [part])
+
+
+def test_pieces_that_do_not_fit_the_bundles_are_refused() -> None:
+    bundle = encode_bundle([b"a", b"b"])
+    part = BundlePart(len(bundle), 2, 0, 2, "u")
+    for pieces in ([bundle[:3]], [bundle[:3], bundle[3:] + b"x"]):
+        with pytest.raises(ValueError, match="do not fit"):
+            examine_parts(0, pieces, [part], NEEDLE)
 
 
 def test_a_layout_larger_than_the_bytes_is_refused() -> None:

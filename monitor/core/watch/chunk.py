@@ -9,7 +9,7 @@ Kept light to import (no HTTP, no database): each worker process imports only th
 from __future__ import annotations
 
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from monitor.core.bundle import BundlePart, bundle_spans
 from monitor.core.merkle import leaf_hashes, perfect_subtrees
@@ -82,16 +82,32 @@ def examine_parts(
     begin: int, parts: Sequence[bytes], layout: Layout, prefilter: PreFilter
 ) -> Examined:
     """`examine_chunk` of the chunk whose bytes are `parts` laid end to end, without laying
-    them end to end when they are bundles (each is examined where it lies: a chunk too large
-    for shared memory is not copied whole once more)."""
+    them end to end when they are bundles (each bundle is joined from its pieces and examined
+    alone: a chunk too large for shared memory is not copied whole once more)."""
     if isinstance(layout, bytes):
         return examine_chunk(begin, b"".join(parts), layout, prefilter)
     subtrees: list[tuple[int, bytes]] = []
     passed: list[tuple[int, bytes]] = []
     offset = 0
-    for data, part in zip(parts, layout, strict=True):
+    for data, part in zip(_bundles(parts, layout), layout, strict=True):
         got, found = examine_chunk(begin + offset, data, [part], prefilter)
         subtrees.extend(got)
         passed.extend((offset + i, body) for i, body in found)
         offset += part.take
     return subtrees, passed
+
+
+def _bundles(parts: Sequence[bytes], layout: Sequence[BundlePart]) -> Iterator[bytes]:
+    """Each bundle's bytes, from the pieces of the bundles laid end to end (as fetched: no
+    piece holds bytes of two bundles); ValueError when they do not fit `layout`."""
+    pieces = iter(parts)
+    for part in layout:
+        got: list[bytes] = []
+        held = 0
+        while held < part.size:
+            piece = next(pieces, None)
+            if piece is None or held + len(piece) > part.size:
+                raise ValueError("examine_parts: the pieces do not fit the chunk's layout")
+            got.append(piece)
+            held += len(piece)
+        yield b"".join(got)

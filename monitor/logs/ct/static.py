@@ -60,7 +60,7 @@ class StaticCtClient(TilesClient):
         )
         where = f"GET {safe_url(self._url(path))}"
         try:
-            leaves = parse_tile_leaves(body, where)
+            leaves = parse_tile_leaves(b"".join(body), where)
         except CtFormatError as e:
             raise LogResponseError(str(e)) from e
         if len(leaves) != got:

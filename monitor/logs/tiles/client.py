@@ -58,7 +58,7 @@ from monitor.logs.http import (
     RequestBudget,
     excerpt,
     gather_bounded,
-    get_bytes,
+    get_pieces,
     safe_url,
 )
 
@@ -314,21 +314,21 @@ class TilesClient(HttpLogClient):
 
     async def _get_partial_or_full(
         self, path: str, full_path: str, width: int, max_bytes: int
-    ) -> tuple[str, int, bytes]:
+    ) -> tuple[str, int, list[bytes]]:
         """GET a (partial) resource of at most ``max_bytes`` (the most a full one can need, so a
         log cannot make us hold more); if a partial one is gone (404: the log grew and dropped
         it, as the spec allows), GET the full one instead. Returns (path, width, body) of what
-        was actually fetched."""
+        was actually fetched, the body as the pieces it arrived in (`get_pieces`)."""
         cap = min(max_bytes, self.policy.max_body_bytes)
         try:
-            body = await get_bytes(
+            body = await get_pieces(
                 self.session, self._url(path), self.policy, max_bytes=cap, budget=self.budget
             )
         except LogNotFound:
             if width == TILE_WIDTH:
                 raise
             log.debug("%s: %s is gone, trying %s", self, path, full_path)
-            body = await get_bytes(
+            body = await get_pieces(
                 self.session, self._url(full_path), self.policy, max_bytes=cap, budget=self.budget
             )
             return full_path, TILE_WIDTH, body
@@ -344,7 +344,7 @@ class TilesClient(HttpLogClient):
         path, got, body = await self._get_partial_or_full(
             tile_path(level, index, width), tile_path(level, index), width, _TILE_BYTES
         )
-        return _split_hashes(body, got, f"GET {safe_url(self._url(path))}")[:width]
+        return _split_hashes(b"".join(body), got, f"GET {safe_url(self._url(path))}")[:width]
 
     async def entry_bundle(self, index: int, width: int) -> list[bytes]:
         """``GET tile/entries/<N>[.p/<W>]``: the ``width`` entries (1-256) of one bundle.
@@ -352,18 +352,20 @@ class TilesClient(HttpLogClient):
         Exactly ``width`` entries and no trailing bytes, else LogResponseError. If a partial
         bundle is gone, the full bundle is fetched and trimmed to ``width``.
         """
-        body, part = await self.entry_bundle_bytes(index, width)
-        return parse_entry_bundle(body, part.entries, part.where)[: part.take]
+        body, part = await self.entry_bundle_pieces(index, width)
+        return parse_entry_bundle(b"".join(body), part.entries, part.where)[: part.take]
 
-    async def entry_bundle_bytes(self, index: int, width: int) -> tuple[bytes, BundlePart]:
-        """``entry_bundle`` unsplit: the bundle's bytes as fetched, and how to read them (the
-        full bundle when a partial one is gone; its entries are checked when it is split)."""
+    async def entry_bundle_pieces(self, index: int, width: int) -> tuple[list[bytes], BundlePart]:
+        """``entry_bundle`` unsplit: the bundle's bytes as fetched (the pieces they arrived in,
+        `get_pieces`), and how to read them (the full bundle when a partial one is gone; its
+        entries are checked when it is split)."""
         width = _check_width(width)
         path, got, body = await self._get_partial_or_full(
             entries_path(index, width), entries_path(index), width, _BUNDLE_MAX_BYTES
         )
         where = f"GET {safe_url(self._url(path))}"
-        return body, BundlePart(size=len(body), entries=got, skip=0, take=width, where=where)
+        size = sum(map(len, body))
+        return body, BundlePart(size=size, entries=got, skip=0, take=width, where=where)
 
     # -- tiles for proofs ----------------------------------------------------------------------
 
