@@ -91,6 +91,7 @@ from monitor.logs.http import HttpPolicy, gather_bounded
 from monitor.logs.tiles.client import TILE_WIDTH, TilesClient, tile_width
 from monitor.sandbox import Sandbox
 from monitor.service.daemon import open_monitor
+from monitor.service.wiring import TILES_TREE, TilesSource
 
 REPO = "https://github.com/example/project"
 GITHUB = "https://token.actions.githubusercontent.com"
@@ -270,14 +271,10 @@ async def floor(url: str, state: dict) -> Run:
         size = checkpoint.size
         cr = CompactRange()
         step = 16 * TILE_WIDTH
+        source = TilesSource(client)  # each call: its 16 bundles fetched 8 at a time, split
         for start in range(0, size, step):
-            end = min(size, start + step)
-            jobs = [
-                (lambda n=n: client.entry_bundle(n, tile_width(0, n, size)))
-                for n in range(start // TILE_WIDTH, (end - 1) // TILE_WIDTH + 1)
-            ]
-            for bundle in await gather_bounded(jobs, 8):
-                cr.extend([leaf_hash(body) for body in bundle])
+            bodies = await source.entries(TILES_TREE, start, min(size, start + step), size)
+            cr.extend([leaf_hash(body) for body in bodies])
         if cr.root() != checkpoint.root:
             raise SystemExit("floor: the entries do not fold to the checkpoint's root")
         return Run(size, time.perf_counter() - began, time.process_time() - cpu)

@@ -1,10 +1,12 @@
 """One careful HTTP layer for every log client: bounded bodies, retries, typed errors.
 
-Every request made to a log goes through ``get_bytes`` / ``get_json`` / ``post_json``:
+Every request made to a log goes through ``get_bytes`` / ``get_pieces`` / ``get_json`` /
+``post_json``:
 
     budget.acquire()          (optional per-log rate limit, shared by all of the log's requests)
       -> request, bounded by policy.timeout (the whole attempt, body included)
-      -> 2xx: read the body in chunks, abort past max_body_bytes -> bytes / parsed JSON
+      -> 2xx: read the body in chunks, abort past max_body_bytes -> bytes / the pieces as
+             they arrived / parsed JSON
          408, 429, 5xx, connection failures, timeouts, truncated bodies: retry
              (full-jitter exponential backoff, or Retry-After on 429/503)
          other 4xx: raise at once (404 -> LogNotFound, others -> LogStatusError)
@@ -413,6 +415,12 @@ class _BodyBytes:
 _IN_FLIGHT = _BodyBytes(MAX_BODY_BYTES_IN_FLIGHT)
 
 
+_PIECE_BYTES: Final = 16 * 1024
+"""Smaller pieces of a body are gathered into pieces of about this size as they arrive: each
+bytes object kept costs about 40 bytes beyond its data, so a log trickling a body a byte at a
+time would make us hold some 40 times what the caps count."""
+
+
 class _OverBudget(Exception):
     """Reading on would pass MAX_BODY_BYTES_IN_FLIGHT."""
 
@@ -431,17 +439,29 @@ async def _read_capped(resp: aiohttp.ClientResponse, limit: int, where: str) -> 
     # memory). Counted as they arrive, never as declared: a log that declares much and sends
     # little holds no more of the process-wide budget than it sent.
     pieces: list[bytes] = []
+    small = bytearray()  # pieces under _PIECE_BYTES, gathered
     held = 0
     try:
         async for piece in resp.content.iter_any():
             if not _IN_FLIGHT.take(len(piece)):
                 raise _OverBudget
             held += len(piece)
-            pieces.append(piece)
             if held > limit:
                 raise LogResponseError(
                     f"{where}: expected a body of at most {limit} bytes, got more (stopped reading)"
                 )
+            if len(piece) >= _PIECE_BYTES:
+                if small:
+                    pieces.append(bytes(small))
+                    small.clear()
+                pieces.append(piece)
+                continue
+            small += piece
+            if len(small) >= _PIECE_BYTES:
+                pieces.append(bytes(small))
+                small.clear()
+        if small:
+            pieces.append(bytes(small))
         return pieces
     finally:
         _IN_FLIGHT.give(held)
@@ -455,7 +475,7 @@ class _Response:
 
     @property
     def body(self) -> bytes:
-        """The pieces joined (one piece: that piece, not a copy)."""
+        """The pieces joined, on each access (one piece: that piece, not a copy)."""
         return b"".join(self.pieces)
 
 

@@ -529,7 +529,7 @@ class Scanner:
     ) -> bool:
         """`_scan_tree` for a long backlog, in three stages that overlap: a task fetches the
         chunks in order and hands each to a worker process through shared memory (a tiled
-        log's bundles as fetched: this process never splits them); the workers find, hash,
+        log's bundles as fetched, in the pieces they arrived in); the workers find, hash,
         fold and pre-filter the entries; here the entries they pass are parsed and matched,
         and each chunk proven and committed in order, as `_scan_tree` does (a crash repeats at
         most the chunks not yet committed). At most `workers + 3` chunks are in flight. False
@@ -568,35 +568,20 @@ class Scanner:
                 chunk = await chunks.get()
                 if isinstance(chunk, BaseException):
                     raise chunk
-                examined: Examined | None = None
-                if chunk.job is not None:
-                    examined = await pool.result(chunk.job)
+                extended = await self._backfill_chunk(result, state, cr, chunk, pool, slots)
                 if pool.broken and not warned:
-                    # A worker died (killed, out of memory): the work is pure, so it is done
+                    # A worker died (killed, out of memory): the work is pure, so it was done
                     # here instead, from the chunks' bytes still in their slots.
                     log.warning("%s: a scan worker process died; going on without", self.log_name)
                     warned = True
-                if examined is None:  # here: the chunk is in its slot, or in `parts`
-                    prefilter = self.matcher.prefilter
-                    if chunk.slot is not None:
-                        buffer = slots.buffer(chunk.slot)
-                        examined = examine_chunk(chunk.start, buffer, chunk.layout, prefilter)
-                    else:
-                        parts = chunk.parts or []
-                        examined = examine_parts(chunk.start, parts, chunk.layout, prefilter)
-                subtrees, passed = examined
-                extended = cr.copy()
-                extended.extend_subtrees(subtrees)
-                if extended.size != chunk.end:  # the layout was checked to hold the chunk
-                    raise ParseError(f"entries {chunk.start}-{chunk.end}: got {extended.size}")
-                found, unparseable = self._match(chunk.start, passed)
-                settled = await self._settle_chunk(
-                    result, state, chunk.start, chunk.end, extended, found, unparseable
-                )
-                if not settled:
+                if extended is None:
                     return True
-                await free.release(chunk.size)
-                cursor, cr = chunk.end, extended
+                end, held = chunk.end, chunk.size
+                # The chunk's bytes go before its room does: the feeder fills that room at
+                # once, and a log of huge entries would have us hold one chunk more than that.
+                del chunk
+                await free.release(held)
+                cursor, cr = end, extended
                 progress.report(self.log_name, cursor, size)
             return True
         finally:
@@ -614,6 +599,40 @@ class Scanner:
                             left.job.exception()
                 pool.close()
                 slots.close()
+
+    async def _backfill_chunk(
+        self,
+        result: ScanResult,
+        state: LogState,
+        cr: CompactRange,
+        chunk: _Pending,
+        pool: WorkerPool,
+        slots: ChunkSlots,
+    ) -> CompactRange | None:
+        """One chunk of `_backfill`, in order: its worker's answer (or, when it has none or the
+        pool broke, the chunk examined here from its slot or its pieces), matched, proven and
+        committed (`_settle_chunk`). The compact range it ends at; None when it did not prove.
+        What was read from the chunk is dropped on return."""
+        examined: Examined | None = None
+        if chunk.job is not None:
+            examined = await pool.result(chunk.job)
+        if examined is None:
+            prefilter = self.matcher.prefilter
+            if chunk.slot is not None:
+                buffer = slots.buffer(chunk.slot)
+                examined = examine_chunk(chunk.start, buffer, chunk.layout, prefilter)
+            else:
+                examined = examine_parts(chunk.start, chunk.parts or [], chunk.layout, prefilter)
+        subtrees, passed = examined
+        extended = cr.copy()
+        extended.extend_subtrees(subtrees)
+        if extended.size != chunk.end:  # the layout was checked to hold the chunk
+            raise ParseError(f"entries {chunk.start}-{chunk.end}: got {extended.size}")
+        found, unparseable = self._match(chunk.start, passed)
+        settled = await self._settle_chunk(
+            result, state, chunk.start, chunk.end, extended, found, unparseable
+        )
+        return extended if settled else None
 
     async def _feed_workers(
         self,
@@ -648,6 +667,7 @@ class Scanner:
                     return
                 start, end, task = fetches.popleft()
                 parts, layout = await task
+                del task  # done, it holds the chunk's bytes too
                 held = sum(map(len, parts))
                 free.hold(held)
                 slot = number % slots.count
@@ -667,11 +687,15 @@ class Scanner:
                             self.log_name, e,
                         )  # fmt: skip
                         shared = False
-                if name is None:
+                if name is None:  # examined in the scan's process, from its pieces
                     chunks.put_nowait(_Pending(start, end, held, layout, None, None, parts))
-                    continue
-                job = pool.submit(start, name, layout)  # None: examined here, from the slot
-                chunks.put_nowait(_Pending(start, end, held, layout, job, slot, None))
+                else:  # the job None: examined there, from the slot
+                    job = pool.submit(start, name, layout)
+                    chunks.put_nowait(_Pending(start, end, held, layout, job, slot, None))
+                    del job  # answered, it holds what the worker read from the chunk
+                # Handed on: nothing of the chunk is held here while this waits for room and
+                # fetches the next one (the scan drops it once committed).
+                del parts
         except BaseException as e:  # any failure reaches the scan, never leaves it waiting
             chunks.put_nowait(e)
             if not isinstance(e, Exception):

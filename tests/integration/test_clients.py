@@ -32,14 +32,16 @@ from monitor.logs.http import (
     RequestBudget,
     get_bytes,
     get_json,
+    get_pieces,
     post_json,
 )
 from monitor.logs.rekor_v1.client import (
     EntryMismatch,
     RekorV1Client,
 )
-from monitor.logs.tiles.client import TilesClient, tile_width
+from monitor.logs.tiles.client import TilesClient
 from monitor.sandbox import Sandbox
+from monitor.service.wiring import TILES_TREE, TilesSource
 
 FAST = HttpPolicy(timeout=5, connect_timeout=2, retries=2, backoff_base=0.01, backoff_max=0.05)
 
@@ -175,12 +177,12 @@ async def test_tiles_proofs_verify_against_signed_checkpoints(
                 verify_consistency(size1, size2, root1, root2, proof)
 
     # Inclusion of real entries (from entry bundles) at each size.
+    source = TilesSource(client)
     for size, root in checkpoints.items():
         for index in {0, size // 2, size - 1}:
-            n = index // 256
-            bundle = await client.entry_bundle(n, tile_width(0, n, size))
+            [entry] = await source.entries(TILES_TREE, index, index + 1, size)
             proof = await client.inclusion_proof(index, size)
-            verify_inclusion(leaf_hash(bundle[index % 256]), index, size, proof, root)
+            verify_inclusion(leaf_hash(entry), index, size, proof, root)
 
     # Everything above came from the cache after the first fetches: asking again is free.
     before = sandbox.request_count("tiles.tile")
@@ -208,13 +210,14 @@ async def test_tiles_bad_entries_do_not_hash_to_the_tile(
     sandbox: Sandbox, http: aiohttp.ClientSession
 ) -> None:
     client = TilesClient(http, sandbox.tiles_url, FAST)
+    source = TilesSource(client)
     await sandbox.append("tiles", 10)
     good = await client.hash_tile(0, 0, 10)
-    assert [leaf_hash(e) for e in await client.entry_bundle(0, 10)] == good
+    assert [leaf_hash(e) for e in await source.entries(TILES_TREE, 0, 10, 10)] == good
     sandbox.misbehave("tiles", "bad_entries")
-    assert [leaf_hash(e) for e in await client.entry_bundle(0, 10)] != good
-    with pytest.raises(LogNotFound):
-        await client.entry_bundle(1, 5)
+    assert [leaf_hash(e) for e in await source.entries(TILES_TREE, 0, 10, 10)] != good
+    with pytest.raises(LogNotFound):  # the second bundle, 5 wide: neither it nor a full one
+        await source.entries(TILES_TREE, 256, 261, 261)
 
 
 # === misbehaving sandbox: errors, rate limits, slowness ========================================
@@ -334,6 +337,14 @@ async def broken() -> AsyncIterator[Broken]:
             pass
         return resp
 
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        for n in range(2_000):  # 20,000 bytes, ten at a time, each seen by the client alone
+            await resp.write(bytes([n % 256]) * 10)
+            await asyncio.sleep(0)
+        return resp
+
     async def reset(request: web.Request) -> web.StreamResponse:
         assert request.transport is not None
         request.transport.close()
@@ -347,6 +358,7 @@ async def broken() -> AsyncIterator[Broken]:
         "/huge": huge,
         "/endless": endless,
         "/reset": reset,
+        "/trickle": trickle,
         "/declared": declared,
         "/html": lambda r: web.Response(text="<html>hi</html>", content_type="text/html"),
         "/notjson": lambda r: web.Response(text="hello", content_type="application/json"),
@@ -400,6 +412,16 @@ async def test_huge_streaming_body_is_cut_off_with_bounded_memory(
     assert time.monotonic() - start < 5
     assert peak < 16 << 20  # the 64 MiB body was never held
     assert broken.hits["/huge"] == 1  # a body that is too large is not retried
+
+
+async def test_a_trickled_body_is_held_in_few_pieces(
+    broken: Broken, http: aiohttp.ClientSession
+) -> None:
+    """Each bytes object costs ~40 bytes beyond its data: a body sent ten bytes at a time is
+    gathered as it arrives, not kept as 2,000 pieces holding five times what the caps count."""
+    pieces = await get_pieces(http, broken.url + "/trickle", FAST)
+    assert b"".join(pieces) == b"".join(bytes([n % 256]) * 10 for n in range(2_000))
+    assert len(pieces) <= 2 and all(len(piece) >= 16 * 1024 for piece in pieces[:-1])
 
 
 async def test_declared_huge_body_is_refused_unread(
@@ -507,7 +529,7 @@ async def test_tiles_partial_fallback_and_wrong_lengths(
     # The partial tile is gone (404): the full tile is fetched and trimmed.
     assert await client.hash_tile(0, 0, 5) == [b"\x11" * 32] * 5
     assert broken.hits["/tiles/tile/0/000.p/5"] == 1 and broken.hits["/tiles/tile/0/000"] == 1
-    assert await client.entry_bundle(0, 3) == [b"\x00", b"\x01", b"\x02"]
+    assert await TilesSource(client).entries(TILES_TREE, 0, 3, 3) == [b"\x00", b"\x01", b"\x02"]
     with pytest.raises(LogResponseError, match=r"expected 3 hashes \(96 bytes\), got 95 bytes"):
         await client.hash_tile(0, 1, 3)
     with pytest.raises(LogNotFound):

@@ -17,11 +17,13 @@ import sqlite3
 import subprocess
 import sys
 import time
+import tracemalloc
 from collections.abc import AsyncIterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from monitor.cli.reports import matches_report
@@ -277,6 +279,45 @@ async def test_backfill_examines_chunks_here_when_workers_cannot_have_them(
     if hindrance == "failing to start":
         assert caplog.text.count("failed to start (Resource temporarily unavailable)") == 1
         assert "going on from the fresh cursor" not in caplog.text  # no second commit
+
+
+async def test_backfill_of_huge_chunks_holds_one_at_a_time(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log of huge entries is read one chunk at a time (both thresholds at one byte, as
+    above), and a chunk is let go of before the next is fetched: what stays held while the
+    event loop waits (measured with tracemalloc at every turn of it) is about one chunk, not
+    two (the scan and the feeder each held on to the last chunk until the next arrived)."""
+    monkeypatch.setattr(scanner_module, "SLOT_MAX_BYTES", 1)
+    monkeypatch.setattr(scanner_module, "BACKFILL_HELD_BYTES", 1)
+    scan_config(env)
+    await env.sandbox.append("tiles", 1024)  # two chunks of small entries, fetched together
+    await env.sandbox.append("tiles", 1536, {"uri": "https://example.com/" + "a" * 10_000})
+    url = f"{env.sandbox.tiles_url}/tile/entries/004"
+    async with aiohttp.ClientSession() as http, http.get(url) as bundle:
+        chunk_bytes = 2 * len(await bundle.read())  # a chunk: two full bundles
+    held = 0
+
+    async def watch() -> None:
+        nonlocal held
+        while True:
+            held = max(held, tracemalloc.get_traced_memory()[0])
+            await asyncio.sleep(0)
+
+    async with env.open() as m:
+        scanner = m.scanners["tiles-sandbox"]
+        scanner.backfill, scanner.workers, scanner.chunk = 0, 2, 512
+        tracemalloc.start()
+        watching = asyncio.create_task(watch())
+        try:
+            outcome = await m.check()
+        finally:
+            watching.cancel()
+            tracemalloc.stop()
+        assert outcome.errors == []
+        (state,) = m.store.store.log_states(scanner.log_id)
+        assert state.scan_cursor == state.verified_size == 2560
+    assert chunk_bytes > 4 << 20 and held < 1.5 * chunk_bytes
 
 
 @pytest.mark.parametrize("broken", [False, True])

@@ -96,8 +96,10 @@ def test_pieces_that_do_not_fit_the_bundles_are_refused() -> None:
     bundle = encode_bundle([b"a", b"b"])
     part = BundlePart(len(bundle), 2, 0, 2, "u")
     for pieces in ([bundle[:3]], [bundle[:3], bundle[3:] + b"x"]):
-        with pytest.raises(ValueError, match="do not fit"):
+        with pytest.raises(ValueError, match=r"^u: the pieces fetched do not fit"):
             examine_parts(0, pieces, [part], NEEDLE)
+    with pytest.raises(ValueError, match="more pieces fetched than"):
+        examine_parts(0, [bundle, b"x"], [part], NEEDLE)
 
 
 def test_a_layout_larger_than_the_bytes_is_refused() -> None:

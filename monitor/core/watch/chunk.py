@@ -99,7 +99,7 @@ def examine_parts(
 
 def _bundles(parts: Sequence[bytes], layout: Sequence[BundlePart]) -> Iterator[bytes]:
     """Each bundle's bytes, from the pieces of the bundles laid end to end (as fetched: no
-    piece holds bytes of two bundles); ValueError when they do not fit `layout`."""
+    piece holds bytes of two bundles); ValueError when they do not fit `layout` exactly."""
     pieces = iter(parts)
     for part in layout:
         got: list[bytes] = []
@@ -107,7 +107,9 @@ def _bundles(parts: Sequence[bytes], layout: Sequence[BundlePart]) -> Iterator[b
         while held < part.size:
             piece = next(pieces, None)
             if piece is None or held + len(piece) > part.size:
-                raise ValueError("examine_parts: the pieces do not fit the chunk's layout")
+                raise ValueError(f"{part.where}: the pieces fetched do not fit the bundle's size")
             got.append(piece)
             held += len(piece)
         yield b"".join(got)
+    if next(pieces, None) is not None:
+        raise ValueError("examine_parts: more pieces fetched than the chunk's bundles hold")

@@ -149,16 +149,23 @@ run and the alternation next to it are required apart, as a run and a choice."""
 def _literal_set(items: list[Any]) -> list[str] | None:
     """Every text the items match (they are only characters and alternations of such, at most
     `_MAX_LITERAL_SET` texts), else None."""
-    texts = [""]
+    texts: list[str] | None = [""]
     for item in items:
-        if isinstance(item, str):
-            texts = [t + item for t in texts]
-            continue
-        options = _alternation_set(item) if isinstance(item, list) else None
-        if options is None or len(texts) * len(options) > _MAX_LITERAL_SET:
+        if texts is None:
             return None
-        texts = [t + o for t in texts for o in options]
+        texts = _followed(texts, item)
     return texts
+
+
+def _followed(texts: list[str], item: Any) -> list[str] | None:
+    """`texts`, each followed by each text `item` matches (a character, or an alternation of
+    plain texts) when that is at most `_MAX_LITERAL_SET` texts, else None."""
+    if isinstance(item, str):
+        return [t + item for t in texts]
+    options = _alternation_set(item) if isinstance(item, list) else None
+    if options is None or len(texts) * len(options) > _MAX_LITERAL_SET:
+        return None
+    return [t + o for t in texts for o in options]
 
 
 def _alternation_set(branches: list[list[Any]]) -> list[str] | None:
@@ -193,14 +200,12 @@ def _required(items: list[Any]) -> Required:
             choices.append([Required([t] if t else [], []) for t in current])
 
     for item in items:
-        if isinstance(item, str):
-            current = [t + item for t in current]
-            continue
-        options = _alternation_set(item) if isinstance(item, list) else None
-        if options is not None and len(current) * len(options) <= _MAX_LITERAL_SET:
-            current = [t + o for t in current for o in options]
+        followed = _followed(current, item)
+        if followed is not None:
+            current = followed
             continue
         close()
+        options = _alternation_set(item) if isinstance(item, list) else None
         current = [""]
         if options is not None:
             current = options  # too many together: the alternation starts a new set
@@ -422,12 +427,13 @@ class Views:
         """The identity SAN values (email, URI, DNS) of every certificate among `pieces`, or
         None when some piece may hold one that `_san_values` cannot read (an otherName, odd
         DER): then nothing can be ruled out by SAN."""
-        if not self._sans_read and self._pieces is None and _PEM_HINT not in self.body:
+        if self._sans_read:
+            return self._sans
+        if self._pieces is None and _PEM_HINT not in self.body:
             # No PEM: every certificate is DER in base64, read where its SAN extension is
             # rather than decoding every string (`pieces` when a literal needed them first).
             self._sans = _base64_sans(self.body)
-            self._sans_read = True
-        if not self._sans_read:
+        else:
             found: list[str] = []
             for piece in self.pieces():
                 values = _san_values(piece)
@@ -436,7 +442,7 @@ class Views:
                 found.extend(values)
             else:
                 self._sans = found
-            self._sans_read = True
+        self._sans_read = True
         return self._sans
 
     def hashes(self) -> frozenset[str]:
@@ -598,6 +604,20 @@ _SAN_WINDOW: Final = 256
 a longer extension decodes twice as many, as often as it takes."""
 
 
+class _Budget:
+    """What is left to spend (`_base64_sans`: digits to decode)."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+
+    def spend(self, n: int) -> bool:
+        """Take `n` from what is left; False once that passes below zero."""
+        self.left -= n
+        return self.left >= 0
+
+
 def _base64_sans(body: bytes) -> list[str] | None:
     """The identity SAN values of every certificate in `body`'s base64 strings, as
     `Views.sans`, for a body without backslash or `_PEM_HINT`, decoding only the extensions.
@@ -614,7 +634,7 @@ def _base64_sans(body: bytes) -> list[str] | None:
     hits = 0
     # What decoding may cost in all: decoys nested in one another would otherwise cost the
     # square of the body's size (each read from its own place, with growing windows).
-    budget = [2 * len(body) + _SAN_WINDOW * _MAX_SAN_EXTENSIONS]
+    budget = _Budget(2 * len(body) + _SAN_WINDOW * _MAX_SAN_EXTENSIONS)
     for align, (core, lead) in enumerate(_SAN_OID_CORES):
         hit = body.find(core)
         looked, start = 0, 0  # the string start found for the body before `looked`
@@ -639,7 +659,7 @@ def _base64_sans(body: bytes) -> list[str] | None:
 
 
 def _read_base64_extension(
-    body: bytes, quad: int, align: int, values: list[str], budget: list[int]
+    body: bytes, quad: int, align: int, values: list[str], budget: _Budget
 ) -> bool:
     """Append the identity values of the extension whose OID may start at byte `align` of the
     base64 quad at `quad` of `body` (inside a string); False when unsure, or when decoding it
@@ -649,8 +669,7 @@ def _read_base64_extension(
         stop = len(body)
     cut = min(stop, quad + _SAN_WINDOW)
     while True:
-        budget[0] -= cut - quad
-        if budget[0] < 0:
+        if not budget.spend(cut - quad):
             return False
         try:
             der = binascii.a2b_base64(body[quad:cut])

@@ -346,19 +346,11 @@ class TilesClient(HttpLogClient):
         )
         return _split_hashes(b"".join(body), got, f"GET {safe_url(self._url(path))}")[:width]
 
-    async def entry_bundle(self, index: int, width: int) -> list[bytes]:
-        """``GET tile/entries/<N>[.p/<W>]``: the ``width`` entries (1-256) of one bundle.
-
-        Exactly ``width`` entries and no trailing bytes, else LogResponseError. If a partial
-        bundle is gone, the full bundle is fetched and trimmed to ``width``.
-        """
-        body, part = await self.entry_bundle_pieces(index, width)
-        return parse_entry_bundle(b"".join(body), part.entries, part.where)[: part.take]
-
     async def entry_bundle_pieces(self, index: int, width: int) -> tuple[list[bytes], BundlePart]:
-        """``entry_bundle`` unsplit: the bundle's bytes as fetched (the pieces they arrived in,
-        `get_pieces`), and how to read them (the full bundle when a partial one is gone; its
-        entries are checked when it is split)."""
+        """``GET tile/entries/<N>[.p/<W>]``: the bundle holding the ``width`` entries (1-256),
+        unsplit: its bytes as fetched (the pieces they arrived in, `get_pieces`) and how to read
+        them (`BundlePart`: the full bundle when a partial one is gone; its entries are checked
+        when it is split, `monitor.core.bundle`)."""
         width = _check_width(width)
         path, got, body = await self._get_partial_or_full(
             entries_path(index, width), entries_path(index), width, _BUNDLE_MAX_BYTES
