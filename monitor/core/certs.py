@@ -30,6 +30,7 @@ from typing import Final
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
+from monitor.core.der import encode_length, read_tlv
 from monitor.core.errors import ParseError
 
 __all__ = [
@@ -433,35 +434,13 @@ def _fulcio_value(oid: str, raw: bytes) -> str | None:
 
 # --- a minimal DER reader -----------------------------------------------------------------------
 # cryptography exposes neither the raw SubjectPublicKeyInfo of a certificate nor a DER string
-# decoder; the few reads needed here are done by hand, bounds-checked, definite lengths only.
-
-
-def _tlv(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
-    """Read the DER element at ``pos``; return (tag, value start, value end). ValueError if bad."""
-    if pos + 2 > end:
-        raise ValueError("truncated DER header")
-    tag = buf[pos]
-    if tag & 0x1F == 0x1F:
-        raise ValueError("multi-byte DER tags are not used here")
-    length = buf[pos + 1]
-    pos += 2
-    if length & 0x80:
-        n = length & 0x7F
-        if n == 0 or n > 4:
-            raise ValueError("indefinite or oversized DER length")
-        if pos + n > end:
-            raise ValueError("truncated DER length")
-        length = int.from_bytes(buf[pos : pos + n], "big")
-        pos += n
-    if pos + length > end:
-        raise ValueError("DER value runs past its container")
-    return tag, pos, pos + length
+# decoder; the few reads needed here are done by hand (`monitor.core.der`).
 
 
 def _der_string(raw: bytes, tags: tuple[int, ...]) -> str | None:
     """Decode a single DER string of one of ``tags`` spanning all of ``raw``; None otherwise."""
     try:
-        tag, start, end = _tlv(raw, 0, len(raw))
+        tag, start, end = read_tlv(raw, 0, len(raw))
         if tag not in tags or end != len(raw):
             return None
         return raw[start:end].decode("utf-8" if tag == _TAG_UTF8 else "ascii")
@@ -475,15 +454,15 @@ def tbs_parts(der: bytes) -> tuple[bytes, bytes, bytes]:
     Sliced from the DER rather than re-encoded through cryptography: cheaper, and the SPKI comes
     out even for key algorithms cryptography cannot load. Raises ValueError.
     """
-    _, cert_start, cert_end = _tlv(der, 0, len(der))
-    _, pos, tbs_end = _tlv(der, cert_start, cert_end)
-    tag, _, after = _tlv(der, pos, tbs_end)
+    _, cert_start, cert_end = read_tlv(der, 0, len(der))
+    _, pos, tbs_end = read_tlv(der, cert_start, cert_end)
+    tag, _, after = read_tlv(der, pos, tbs_end)
     if tag == _TAG_VERSION:
         pos = after
     # serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo.
     spans: list[tuple[int, int]] = []
     for _ in range(6):
-        tag, _, end = _tlv(der, pos, tbs_end)
+        tag, _, end = read_tlv(der, pos, tbs_end)
         spans.append((pos, end))
         pos = end
     if tag != _TAG_SEQUENCE:
@@ -505,25 +484,18 @@ def _certificate_around(tbs: bytes) -> bytes:
     """A Certificate SEQUENCE holding `tbs`, the TBS's own signature AlgorithmIdentifier and an
     empty signature BIT STRING. Raises ValueError unless `tbs` is one SEQUENCE reaching its
     signature field."""
-    tag, pos, end = _tlv(tbs, 0, len(tbs))
+    tag, pos, end = read_tlv(tbs, 0, len(tbs))
     if tag != _TAG_SEQUENCE or end != len(tbs):
         raise ValueError("expected one SEQUENCE spanning the TBSCertificate")
-    tag, _, after = _tlv(tbs, pos, end)
+    tag, _, after = read_tlv(tbs, pos, end)
     if tag == _TAG_VERSION:
         pos = after
-    _, _, pos = _tlv(tbs, pos, end)  # serialNumber
-    tag, _, alg_end = _tlv(tbs, pos, end)
+    _, _, pos = read_tlv(tbs, pos, end)  # serialNumber
+    tag, _, alg_end = read_tlv(tbs, pos, end)
     if tag != _TAG_SEQUENCE:
         raise ValueError(f"expected the signature AlgorithmIdentifier, got tag 0x{tag:02x}")
     body = tbs + tbs[pos:alg_end] + b"\x03\x01\x00"
-    return b"\x30" + _der_length(len(body)) + body
-
-
-def _der_length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(raw)]) + raw
+    return b"\x30" + encode_length(len(body)) + body
 
 
 def _looks_like_spki(der: bytes) -> bool:
@@ -533,9 +505,9 @@ def _looks_like_spki(der: bytes) -> bool:
     does that child start with an OBJECT IDENTIFIER.
     """
     try:
-        _, start, end = _tlv(der, 0, len(der))
-        _, inner, inner_end = _tlv(der, start, end)
-        return _tlv(der, inner, inner_end)[0] == _TAG_OID
+        _, start, end = read_tlv(der, 0, len(der))
+        _, inner, inner_end = read_tlv(der, start, end)
+        return read_tlv(der, inner, inner_end)[0] == _TAG_OID
     except ValueError:
         return False
 
@@ -543,13 +515,13 @@ def _looks_like_spki(der: bytes) -> bool:
 def _check_spki(der: bytes) -> None:
     """SEQUENCE { SEQUENCE { OID, ... }, BIT STRING } spanning all of ``der``, or raise."""
     try:
-        tag, start, end = _tlv(der, 0, len(der))
+        tag, start, end = read_tlv(der, 0, len(der))
         if tag != _TAG_SEQUENCE or end != len(der):
             raise ValueError("expected one SEQUENCE spanning the input")
-        tag, alg_start, alg_end = _tlv(der, start, end)
-        if tag != _TAG_SEQUENCE or _tlv(der, alg_start, alg_end)[0] != _TAG_OID:
+        tag, alg_start, alg_end = read_tlv(der, start, end)
+        if tag != _TAG_SEQUENCE or read_tlv(der, alg_start, alg_end)[0] != _TAG_OID:
             raise ValueError("expected an AlgorithmIdentifier")
-        tag, _, key_end = _tlv(der, alg_end, end)
+        tag, _, key_end = read_tlv(der, alg_end, end)
         if tag != _TAG_BIT_STRING or key_end != end:
             raise ValueError("expected the key BIT STRING to end the SEQUENCE")
     except ValueError as e:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Final
 
+from monitor.core.der import DerError, read_tlv
 from monitor.core.errors import ParseError
 from monitor.core.fields import MAX_INT64
 from monitor.core.note import (
@@ -173,22 +174,14 @@ def _check_der(der: bytes, where: str, what: str) -> None:
     if len(der) < 2 or der[0] != 0x30:
         got = f"tag 0x{der[0]:02x}" if der else "nothing"
         raise _fail(where, f"expected {what} as a DER SEQUENCE, got {got}")
-    first = der[1]
-    if first < 0x80:
-        length, header = first, 2
-    else:
-        count = first & 0x7F
-        if count == 0 or count > 4 or len(der) < 2 + count:
-            raise _fail(where, f"expected {what} with a definite DER length, got 0x{first:02x}")
-        length = int.from_bytes(der[2 : 2 + count], "big")
-        header = 2 + count
-        if der[2] == 0 or length < 0x80:
-            raise _fail(where, f"expected {what} with a minimal DER length encoding")
-    if header + length != len(der):
+    try:
+        _, _, end = read_tlv(der, 0, len(der), minimal=True)
+    except DerError as e:
+        raise _fail(where, f"expected {what} of {len(der)} bytes to be one DER value: {e}") from e
+    if end != len(der):
         raise _fail(
             where,
-            f"expected {what} of {len(der)} bytes to be one DER value, "
-            f"got a value of {header + length} bytes",
+            f"expected {what} of {len(der)} bytes to be one DER value, got a value of {end} bytes",
         )
 
 

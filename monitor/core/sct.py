@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from monitor.core.certs import MAX_CERTIFICATE_BYTES
 from monitor.core.ct import CtLeaf, encode_merkle_tree_leaf
 from monitor.core.ct import EntryType as CtEntryType
+from monitor.core.der import DerError, encode_der, read_tlv
 from monitor.core.errors import ParseError, VerificationError
 from monitor.core.fields import MAX_UNIX_TIME
 from monitor.core.tls import TlsReader
@@ -221,40 +222,13 @@ class _Tlv:
 
 
 def _tlv(buf: bytes, pos: int, end: int, where: str) -> _Tlv:
-    """The DER element at `pos` within `buf[:end]`: single-byte tag, definite minimal length."""
-    if pos + 2 > end:
-        raise SctParseError(f"{where}: truncated DER header")
-    tag = buf[pos]
-    if tag & 0x1F == 0x1F:
-        raise SctParseError(f"{where}: multi-byte DER tag 0x{tag:02x} where a certificate has none")
-    length = buf[pos + 1]
-    value = pos + 2
-    if length & 0x80:
-        n = length & 0x7F
-        if n == 0 or n > 3:
-            raise SctParseError(f"{where}: indefinite or oversized DER length")
-        if value + n > end:
-            raise SctParseError(f"{where}: truncated DER length")
-        length = int.from_bytes(buf[value : value + n], "big")
-        # DER: the shortest form only; we re-encode lengths, so anything else would change
-        # the bytes a log signed.
-        if length < 0x80 or buf[value] == 0:
-            raise SctParseError(f"{where}: non-minimal DER length")
-        value += n
-    if value + length > end:
-        raise SctParseError(f"{where}: DER value runs past its container")
-    return _Tlv(tag, pos, value, value + length)
-
-
-def _der_length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(raw)]) + raw
-
-
-def _der(tag: int, content: bytes) -> bytes:
-    return bytes([tag]) + _der_length(len(content)) + content
+    """The DER element at `pos` within `buf[:end]`, its length in the shortest form only: the
+    TBSCertificate is re-encoded, so anything else would change the bytes a log signed."""
+    try:
+        tag, value, stop = read_tlv(buf, pos, end, minimal=True)
+    except DerError as e:
+        raise SctParseError(f"{where}: {e}") from e
+    return _Tlv(tag, pos, value, stop)
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,8 +343,10 @@ def _tbs_without(cert: bytes, oid_der: bytes, what: str) -> bytes:
     tbs = layout.tbs
     remaining = cert[sequence.value : ext.start] + cert[ext.end : sequence.end]
     # An empty SEQUENCE OF Extension is not valid DER (SIZE (1..MAX)): drop [3] altogether.
-    extensions = _der(_TAG_EXTENSIONS, _der(_TAG_SEQUENCE, remaining)) if remaining else b""
-    return _der(_TAG_SEQUENCE, cert[tbs.value : wrapper.start] + extensions)
+    extensions = (
+        encode_der(_TAG_EXTENSIONS, encode_der(_TAG_SEQUENCE, remaining)) if remaining else b""
+    )
+    return encode_der(_TAG_SEQUENCE, cert[tbs.value : wrapper.start] + extensions)
 
 
 # --- signed data and verification ------------------------------------------------------------

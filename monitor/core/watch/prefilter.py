@@ -46,6 +46,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import re2
 
+from monitor.core.der import read_tlv
+
 if TYPE_CHECKING:
     from monitor.core.watch.patterns import Pattern
 
@@ -541,25 +543,6 @@ _OTHER_TAGS: Final = frozenset({0x87, 0x88, 0xA3, 0xA4, 0xA5})
 directoryName, ediPartyName)."""
 
 
-def _tlv(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
-    """(tag, value start, value end) of the DER element at `pos`; ValueError if it does not fit."""
-    if pos + 2 > end:
-        raise ValueError("truncated")
-    tag, first = buf[pos], buf[pos + 1]
-    pos += 2
-    if first < 0x80:
-        length = first
-    else:
-        count = first & 0x7F
-        if not 1 <= count <= 3 or pos + count > end:
-            raise ValueError("bad length")
-        length = int.from_bytes(buf[pos : pos + count], "big")
-        pos += count
-    if pos + length > end:
-        raise ValueError("overrun")
-    return tag, pos, pos + length
-
-
 def _san_values(der: bytes) -> list[str] | None:
     """The email, DNS and URI SAN values of every subjectAltName extension `der` may hold
     (a superset: each place the extension's OID occurs is read as one), or None when unsure.
@@ -696,15 +679,15 @@ def _read_san_extension(der: bytes, pos: int, end: int, values: list[str]) -> bo
     """Append the identity values of the extension whose OID ends at `pos` (its elements
     within `end`); False when unsure (see `_san_values`), ValueError when it does not fit."""
     if pos < end and der[pos] == 0x01:  # critical BOOLEAN
-        pos = _tlv(der, pos, end)[2]
-    tag, start, stop = _tlv(der, pos, end)
+        pos = read_tlv(der, pos, end)[2]
+    tag, start, stop = read_tlv(der, pos, end)
     if tag != 0x04:
         return False
-    tag, start, stop = _tlv(der, start, stop)
+    tag, start, stop = read_tlv(der, start, stop)
     if tag != 0x30:
         return False
     while start < stop:
-        tag, vstart, vend = _tlv(der, start, stop)
+        tag, vstart, vend = read_tlv(der, start, stop)
         if tag in _IDENTITY_TAGS:
             raw = der[vstart:vend]
             if not raw.isascii():
