@@ -11,12 +11,13 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, TypedDict
 
 from monitor.core.evidence import build_split_view
+from monitor.core.instants import from_ms
 from monitor.core.note import NoteVerifier
 from monitor.core.severity import Severity
 from monitor.core.trust import ChangeKind, TrustChange, TrustedLogInfo, TrustItem
@@ -1051,4 +1052,4 @@ def _short(text: str, limit: int = 200) -> str:
 
 
 def _iso_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+    return from_ms(ms).isoformat(timespec="seconds")

@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import IntEnum
 from typing import Final
 
@@ -48,6 +48,7 @@ from monitor.core.ct import EntryType as CtEntryType
 from monitor.core.der import DerError, encode_der, read_tlv
 from monitor.core.errors import ParseError, VerificationError
 from monitor.core.fields import MAX_UNIX_TIME
+from monitor.core.instants import from_ms
 from monitor.core.tls import TlsReader
 
 __all__ = [
@@ -144,8 +145,7 @@ class Sct:
     @property
     def time(self) -> datetime:
         """The timestamp as an aware UTC datetime (millisecond precision)."""
-        seconds, ms = divmod(self.timestamp, 1000)
-        return datetime.fromtimestamp(seconds, UTC).replace(microsecond=ms * 1000)
+        return from_ms(self.timestamp)
 
     @property
     def algorithm(self) -> str:

@@ -48,6 +48,7 @@ from monitor.core.entry_proof import (
     verify_entry,
 )
 from monitor.core.errors import ConfigError, NetworkError, ParseError, VerificationError
+from monitor.core.instants import to_ms
 from monitor.core.merkle import ProofError, verify_consistency
 from monitor.core.note import Checkpoint, EcdsaNoteVerifier, verify_checkpoint
 from monitor.core.watch.match import Matcher
@@ -338,7 +339,7 @@ class Searcher:
         check as 'logged'); a lookup that completes and finds none is recorded as the index
         having been looked in, up to the verified tree."""
         now = self.clock()
-        now_ms = int(now.timestamp() * 1000)
+        now_ms = to_ms(now)
         due = await self.store.run(
             lambda s: s.pending_unlogged_for_search(self.log_id, self.unlogged, now_ms)
         )
@@ -427,7 +428,7 @@ class Searcher:
         at = await self.store.run(served)
         if at is None:
             return None
-        return active.tree_id, active.verified_size, int(at.timestamp() * 1000)
+        return active.tree_id, active.verified_size, to_ms(at)
 
     async def _fetch(self, uuids: Sequence[str]) -> list[V1Entry | tuple[str, EntryMismatch]]:
         """The entries of `uuids`; when a body does not match its UUID, each is fetched alone

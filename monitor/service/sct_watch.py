@@ -37,6 +37,7 @@ from monitor.core.certs import tbs_parts
 from monitor.core.chain import CertificateTrust
 from monitor.core.ct import ct_leaf_hash
 from monitor.core.errors import MonitorError, ParseError
+from monitor.core.instants import to_ms
 from monitor.core.note import NoteFormatError, parse_signed_note
 from monitor.core.sct import (
     SctParseError,
@@ -260,7 +261,7 @@ class CtLedger:
         kept = store.record_ct_leaves(conn, self.log_id, first, hashes, now, entry_ms)
         if kept:
             log.info("%s: %d SCT promise(s) kept", self.log_name, kept)
-        now_ms = int(now.timestamp() * 1000)
+        now_ms = to_ms(now)
         until = now_ms - MAX_MERGE_DELAY_MS - LATE_PROMISE_MS
         pruned = store.prune_ct_leaves(
             conn, self.log_id, until, max(PRUNE_MIN, 2 * len(hashes)), now
@@ -277,7 +278,7 @@ class CtLedger:
         """One transaction: the coverage of the scan, then every due promise alerted once or
         found unknowable. Returns the new alerts."""
         created: list[tuple[int, Alert]] = []
-        now_ms = int(now.timestamp() * 1000)
+        now_ms = to_ms(now)
         with store.transaction() as conn:
             states = store.log_states(self.log_id)
             if len(states) != 1:

@@ -45,6 +45,7 @@ from monitor.core.alerts import (
     UnloggedLook,
     unlogged_certificate_alert,
 )
+from monitor.core.instants import to_ms
 from monitor.core.watch.rules import WatchRule
 from monitor.store.database import PendingUnlogged, Store
 
@@ -71,7 +72,7 @@ class RekorLog:
 def _ms(value: datetime | timedelta) -> int:
     if isinstance(value, timedelta):
         return value // timedelta(milliseconds=1)
-    return int(value.timestamp() * 1000)
+    return to_ms(value)
 
 
 @dataclass(frozen=True)

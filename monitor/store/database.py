@@ -32,6 +32,7 @@ import sqlite_utils
 from monitor.core.alerts import Alert
 from monitor.core.decide import LogState
 from monitor.core.errors import MonitorError
+from monitor.core.instants import to_ms
 from monitor.core.trust import TrustChange, TrustItem
 from monitor.store import reports
 
@@ -1164,7 +1165,7 @@ class Store:
                 str(r[4]),
                 int(r[5]),
                 json.loads(r[6]),
-                int(parse_utc(str(r[7])).timestamp() * 1000),
+                to_ms(parse_utc(str(r[7]))),
             )
             for r in rows
         ]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from monitor.core.certs import certificate_id
 from monitor.core.entries import Entry, Signer
+from monitor.core.instants import from_ms
 from monitor.core.watch.matchers import Check, identity_values
 from monitor.core.watch.prefilter import PreFilter, RuleFilter
 from monitor.core.watch.rules import WatchRule
@@ -196,8 +197,8 @@ class Matcher:
         valid then. One no datetime can hold is later than any certificate's validity.
         """
         try:
-            at = datetime.fromtimestamp(timestamp / 1000, UTC)
-        except (OverflowError, ValueError, OSError):
+            at = from_ms(timestamp)
+        except OverflowError:
             at = datetime.max.replace(tzinfo=UTC)
         signer = Signer(cert, cert.public_key_sha256, None, "x509")
         entry = Entry(kind, CT_API_VERSION, None, (signer,))
