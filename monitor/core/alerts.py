@@ -1052,4 +1052,7 @@ def _short(text: str, limit: int = 200) -> str:
 
 
 def _iso_ms(ms: int) -> str:
-    return from_ms(ms).isoformat(timespec="seconds")
+    try:
+        return from_ms(ms).isoformat(timespec="seconds")
+    except OverflowError:  # no datetime holds it: say it as it is
+        return f"{ms} ms after the epoch"

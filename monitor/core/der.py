@@ -22,8 +22,9 @@ def read_tlv(
     """(tag, value start, value end) of the DER element at `pos` within `buf[:end]`.
 
     One tag byte and a definite length of at most four bytes; with `minimal`, a length in its
-    shortest form only (as DER requires: a caller that re-encodes the bytes a log signed must
-    refuse any other). DerError otherwise, or when the value runs past `end`.
+    shortest form only, as DER requires (SCT verification re-encodes the TBSCertificate a log
+    signed, so any other form would change those bytes; a CT leaf's certificate must be DER).
+    DerError otherwise, or when the value runs past `end`.
     """
     if pos + 2 > end:
         raise DerError("truncated DER header")

@@ -16,7 +16,10 @@ _MS: Final = timedelta(milliseconds=1)
 
 
 def to_ms(at: datetime) -> int:
-    """`at` (aware) in whole milliseconds since the epoch, rounded down."""
+    """`at` (aware) in whole milliseconds since the epoch, rounded down; ValueError for a naive
+    datetime (it names no instant)."""
+    if at.tzinfo is None:
+        raise ValueError(f"to_ms: expected a datetime with a time zone, got {at.isoformat()}")
     return (at - EPOCH) // _MS
 
 

@@ -36,5 +36,17 @@ def test_an_instant_no_datetime_holds_is_an_overflow(ms: int) -> None:
         from_ms(ms)
 
 
+def test_a_naive_datetime_names_no_instant() -> None:
+    with pytest.raises(ValueError, match="expected a datetime with a time zone"):
+        to_ms(datetime(2026, 1, 1))
+
+
 def test_the_epoch() -> None:
     assert from_ms(0) == datetime(1970, 1, 1, tzinfo=UTC) and to_ms(EPOCH) == 0
+
+
+def test_an_alert_names_an_instant_no_datetime_holds() -> None:
+    from monitor.core.alerts import _iso_ms
+
+    assert _iso_ms(0) == "1970-01-01T00:00:00+00:00"
+    assert _iso_ms(1 << 63) == f"{1 << 63} ms after the epoch"
