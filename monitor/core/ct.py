@@ -113,8 +113,10 @@ class CtLeaf:
 
 @dataclass(frozen=True)
 class TileLeaf:
-    """One static-ct-api data tile entry: the leaf, its MerkleTreeLeaf bytes (whose leaf hash
-    is the log's), the precertificate DER of a precert_entry and the chain's fingerprints."""
+    """One static-ct-api data tile entry: the leaf (its certificate not yet checked to be DER:
+    `parse_tile_leaves`), its MerkleTreeLeaf bytes (whose leaf hash is the log's), the
+    precertificate DER of a precert_entry (None when it is not DER) and the chain's
+    fingerprints."""
 
     leaf: CtLeaf
     merkle_tree_leaf: bytes
@@ -185,7 +187,7 @@ def _check_der(der: bytes, where: str, what: str) -> None:
         )
 
 
-def _timestamped_entry(r: TlsReader) -> CtLeaf:
+def _timestamped_entry(r: TlsReader, *, check_der: bool = True) -> CtLeaf:
     timestamp = r.uint(8, "the timestamp")
     if timestamp > MAX_INT64:
         raise _fail(r.where, f"expected a timestamp of at most 2^63 - 1, got {timestamp}")
@@ -193,11 +195,13 @@ def _timestamped_entry(r: TlsReader) -> CtLeaf:
     issuer_key_hash: bytes | None = None
     if kind == EntryType.X509:
         cert = r.vector(3, "the certificate", lo=1)
-        _check_der(cert, r.where, "the certificate")
+        if check_der:
+            _check_der(cert, r.where, "the certificate")
     elif kind == EntryType.PRECERT:
         issuer_key_hash = r.take(_ISSUER_KEY_HASH_LEN, "the issuer key hash")
         cert = r.vector(3, "the TBSCertificate", lo=1)
-        _check_der(cert, r.where, "the TBSCertificate")
+        if check_der:
+            _check_der(cert, r.where, "the TBSCertificate")
     else:
         raise _fail(r.where, f"expected entry type x509_entry(0) or precert_entry(1), got {kind}")
     extensions = r.vector(2, "the extensions")
@@ -249,7 +253,14 @@ def parse_tile_leaves(data: bytes, where: str = "data tile") -> list[TileLeaf]:
 
     Each TileLeaf is a TimestampedEntry, then for a precert_entry the precertificate
     (``ASN.1Cert<1..2^24-1>``), then the chain's fingerprints (``Fingerprint<0..2^16-1>``,
-    32 bytes each). Raises `CtFormatError`.
+    32 bytes each). Raises `CtFormatError` when the tile is not such entries.
+
+    The framing only: a leaf's certificate is checked when its MerkleTreeLeaf is read
+    (`parse_merkle_tree_leaf`), so one that is not DER is that entry's unreadable_entry, as
+    in an RFC 6962 get-entries answer, not a tile no entry after it can be read from (a log
+    could otherwise hide every later entry behind it, with only a log_error to show). A
+    precertificate that is not DER is read as none, as `entry_precertificate` reads an RFC 6962
+    log's.
     """
     raw = bytes(data)
     r = TlsReader(raw, where, CtFormatError)
@@ -257,12 +268,15 @@ def parse_tile_leaves(data: bytes, where: str = "data tile") -> list[TileLeaf]:
     while r.pos < len(raw):
         r.where = f"{where}, entry {len(out)}"
         start = r.pos
-        leaf = _timestamped_entry(r)
+        leaf = _timestamped_entry(r, check_der=False)
         entry_end = r.pos
         pre: bytes | None = None
         if leaf.entry_type is EntryType.PRECERT:
             pre = r.vector(3, "the precertificate", lo=1)
-            _check_der(pre, r.where, "the precertificate")
+            try:
+                _check_der(pre, r.where, "the precertificate")
+            except CtFormatError:
+                pre = None
         fingerprints = r.vector(2, "the chain fingerprints")
         if len(fingerprints) % _FINGERPRINT_LEN:
             raise _fail(

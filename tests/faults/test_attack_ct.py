@@ -35,13 +35,13 @@ KEY = ec.generate_private_key(ec.SECP256R1())
 CERT = b"\x30\x03\x02\x01\x05"
 
 
-def _leaf(i: int) -> bytes:
+def _leaf(i: int, cert: bytes = CERT) -> bytes:
     return (
         b"\x00\x00"
         + i.to_bytes(8, "big")
         + b"\x00\x00"
-        + len(CERT).to_bytes(3, "big")
-        + CERT
+        + len(cert).to_bytes(3, "big")
+        + cert
         + b"\x00\x00"
     )
 
@@ -229,9 +229,9 @@ origin = "hostile.ct"
 SUNLIGHT = Path(__file__).parents[1] / "data" / "ct" / "sunlight-navigli2025h2"
 
 
-def _tile_leaf(i: int) -> bytes:
-    """A data tile entry of `_leaf(i)`: its TimestampedEntry and an empty chain."""
-    return _leaf(i)[2:] + b"\x00\x00"
+def _tile_leaf(i: int, cert: bytes = CERT) -> bytes:
+    """A data tile entry of `_leaf(i, cert)`: its TimestampedEntry and an empty chain."""
+    return _leaf(i, cert)[2:] + b"\x00\x00"
 
 
 def _bytes(data: bytes) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -316,18 +316,26 @@ async def test_real_sunlight_data_tiles_hash_to_their_hash_tiles(server: Server)
 
 
 def _hostile_static_ct(
-    server: Server, tmp_path: Path, timestamp: int, *, served: int
+    server: Server,
+    tmp_path: Path,
+    timestamp: int,
+    *,
+    served: int,
+    certs: dict[int, bytes] | None = None,
 ) -> MerkleTree:
-    """`server` as a static-ct log "hostile.static-ct" of 4 entries, its checkpoint signed at
-    `timestamp` and honest, its data tile holding the first `served`; a config scanning it from
-    entry 0 in `tmp_path`. Returns the tree."""
+    """`server` as a static-ct log "hostile.static-ct" of 4 entries (the certificate of entry
+    i `certs[i]`, else CERT), its checkpoint signed at `timestamp` and honest, its data tile
+    holding the first `served`; a config scanning it from entry 0 in `tmp_path`. Returns the
+    tree."""
+    cert = (certs or {}).get
     tree = MerkleTree()
-    tree.extend(leaf_hash(_leaf(i)) for i in range(4))
+    tree.extend(leaf_hash(_leaf(i, cert(i, CERT))) for i in range(4))
     name = "hostile.static-ct"
     note = staticct_checkpoint(KEY, name, timestamp, 4, tree.root())
     server.routes["/checkpoint"] = _bytes(note.encode())
     server.routes["/tile/0/000.p/4"] = _bytes(b"".join(tree.node(0, i) for i in range(4)))
-    server.routes["/tile/data/000.p/4"] = _bytes(b"".join(_tile_leaf(i) for i in range(served)))
+    tile = b"".join(_tile_leaf(i, cert(i, CERT)) for i in range(served))
+    server.routes["/tile/data/000.p/4"] = _bytes(tile)
     pem = KEY.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -372,6 +380,32 @@ async def test_an_unparseable_data_tile_stops_the_scan_without_accusing_the_log(
         server.routes["/checkpoint"] = _bytes(b"<html>busy</html>")
         third = await m.check()
         assert [a.kind.value for _, a in third.alerts] == ["log_error"]
+
+
+@pytest.mark.parametrize(
+    "not_der",
+    [b"\x30\x81\x03\x02\x01\x05", b"\x04\x01\x00", b"\x30\x05\x02\x01\x05"],
+    ids=["non-minimal length", "no SEQUENCE", "overrun"],
+)
+async def test_a_leaf_that_is_not_der_is_its_own_unreadable_entry_not_the_tiles(
+    server: Server, tmp_path: Path, not_der: bytes
+) -> None:
+    """A static-ct log serving a leaf whose certificate is not DER (the leaf in its tree, the
+    checkpoint honest): that entry is unreadable_entry and every entry after it is read, as
+    from an RFC 6962 log. The whole tile failed to parse before: no later entry was ever read,
+    with only a log_error each poll to show for it."""
+    _hostile_static_ct(server, tmp_path, 1_700_000_000_000, served=4, certs={1: not_der})
+    async with open_monitor(load_config(tmp_path / "config.toml")) as m:
+        outcome = await m.check()
+        assert outcome.errors == [] and outcome.scanned == 4
+        unreadable = {
+            a.details["log_index"]: str(a.details["error"])
+            for _, a in outcome.alerts
+            if a.kind.value == "unreadable_entry"
+        }
+        assert "DER" in unreadable[1]
+        (state,) = m.store.store.log_states()
+        assert state.scan_cursor == 4
 
 
 @pytest.mark.parametrize("timestamp", [253_402_300_800_000, (1 << 63) - 1])

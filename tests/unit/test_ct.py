@@ -376,6 +376,27 @@ def test_real_tile_leaves_hash_to_the_logs_level0_tile(data: str, hashes: str, f
             assert tile_leaf.pre_certificate is not None and leaf.issuer_key_hash is not None
 
 
+def test_a_leaf_that_is_not_der_is_framed_and_refused_alone() -> None:
+    """A tile is read by its TLS framing: a certificate that is not DER is refused when that
+    entry's MerkleTreeLeaf is read (its own unreadable_entry), and a precertificate that is
+    not DER is read as none; the other entries are read."""
+    bad = CtLeaf(1700000000002, EntryType.X509, b"\x30\x81\x03\x02\x01\x05", None, b"")
+
+    def tile_entry(leaf: CtLeaf, pre: bytes | None = None) -> bytes:
+        more = b"" if pre is None else len(pre).to_bytes(3, "big") + pre
+        return encode_merkle_tree_leaf(leaf)[2:] + more + b"\x00\x00"
+
+    tile = tile_entry(_X509) + tile_entry(bad) + tile_entry(_PRE, b"\x04\x01\x00")
+    leaves = parse_tile_leaves(tile)
+    assert [t.merkle_tree_leaf for t in leaves] == [
+        encode_merkle_tree_leaf(leaf) for leaf in (_X509, bad, _PRE)
+    ]
+    assert parse_merkle_tree_leaf(leaves[0].merkle_tree_leaf) == _X509
+    with pytest.raises(CtFormatError, match="non-minimal DER length"):
+        parse_merkle_tree_leaf(leaves[1].merkle_tree_leaf)
+    assert leaves[2].pre_certificate is None
+
+
 def test_a_truncated_real_tile_is_refused() -> None:
     data = (TILES / "data" / "003.p" / "10").read_bytes()
     with pytest.raises(CtFormatError):
