@@ -243,7 +243,7 @@ class Monitor:
                 sct_watch.ct_logs[hashlib.sha256(key).digest()] = CtLogKey(
                     cfg.name, log_id, key, hashlib.sha256(key).digest()
                 )
-                ledger = CtLedger(cfg.name, log_id, ct_verifier(cfg).key_hint, cfg.start)
+                ledger = CtLedger(cfg.name, log_id, ct_verifier(cfg), cfg.start)
             if cfg.scan:
                 trust = trust_for_log(cfg)
                 matcher = Matcher(self.config.rules_for(cfg), trust)

@@ -38,7 +38,7 @@ from monitor.core.chain import CertificateTrust
 from monitor.core.ct import ct_leaf_hash
 from monitor.core.errors import MonitorError, ParseError
 from monitor.core.instants import to_ms
-from monitor.core.note import NoteFormatError, parse_signed_note
+from monitor.core.note import NoteFormatError, NoteVerifier, parse_signed_note
 from monitor.core.sct import (
     SctParseError,
     SctVerificationError,
@@ -218,14 +218,23 @@ def issuer_spkis(cert: bytes, trust: CertificateTrust | None) -> list[bytes]:
     return found
 
 
-def sth_timestamp(note: str, key_hint: bytes) -> int | None:
-    """The timestamp (ms) of the RFC 6962 note signature with `key_hint` in a verified note."""
+def sth_timestamp(note: str, key: NoteVerifier) -> int | None:
+    """The timestamp (ms) of `key`'s RFC 6962 note signature on `note`: of a line with its
+    name and hint whose signature verifies, only. Note verification ignores lines under names it
+    does not know, so whoever serves the note (a mirror, a peer, the CDN in front of a log) can
+    add one with the log's hint and any timestamp: read as the log's, it would date the log's
+    tree when the log did not (a false sct_not_incorporated, or promises never judged)."""
     try:
         signed = parse_signed_note(note)
     except (NoteFormatError, ParseError):
         return None
+    message = signed.text.encode("utf-8")
     for sig in signed.signatures:
-        if sig.key_hint == key_hint and len(sig.signature) > 8:
+        if (
+            (sig.name, sig.key_hint) == (key.name, key.key_hint)
+            and len(sig.signature) > 8
+            and key.verify(message, sig.signature)
+        ):
             # Clamped: a timestamp past year 9999 (or SQLite's integers) must not make every
             # judgement of the log raise, leaving its promises never judged.
             return min(int.from_bytes(sig.signature[:8], "big"), MAX_STH_MS)
@@ -238,7 +247,8 @@ class CtLedger:
 
     log_name: str
     log_id: int
-    key_hint: bytes
+    key: NoteVerifier
+    """The log's RFC 6962 note key: its STH timestamps are read from lines it signed only."""
     start: int | None
 
     def record(
@@ -286,7 +296,7 @@ class CtLedger:
             state = states[0]
             if state.scan_cursor is None or state.scan_cursor != state.verified_size:
                 return created
-            covered = sth_timestamp(state.verified_note or "", self.key_hint)
+            covered = sth_timestamp(state.verified_note or "", self.key)
             if covered is None:
                 return created
             coverage = store.ct_coverage(conn, self.log_id)
@@ -328,11 +338,7 @@ class CtLedger:
             store.cover_ct_log(conn, self.log_id, 0, 0, 0, now)
             return
         states = store.log_states(self.log_id)
-        began = (
-            sth_timestamp(states[0].verified_note or "", self.key_hint)
-            if len(states) == 1
-            else None
-        )
+        began = sth_timestamp(states[0].verified_note or "", self.key) if len(states) == 1 else None
         if began is None or states[0].verified_size < first:
             raise CtLedgerError(
                 f"{self.log_name}: no verified tree head to start the SCT coverage at index "

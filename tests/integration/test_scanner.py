@@ -25,8 +25,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from monitor.cli.reports import matches_report
+from monitor.core.note import Rfc6962NoteVerifier
 from monitor.core.watch.prefilter import PreFilter
 from monitor.sandbox import Sandbox
 from monitor.service import scanner as scanner_module
@@ -379,7 +381,10 @@ async def test_a_scan_keeping_a_ct_ledger_never_uses_worker_processes(
     await populate(env.sandbox, "tiles")
     async with env.open() as m:
         backfill_in_workers(m, "tiles-sandbox")
-        m.scanners["tiles-sandbox"].ledger = CtLedger("tiles-sandbox", 2, b"\0" * 4, 0)
+        key = Rfc6962NoteVerifier(
+            "tiles-sandbox", ec.generate_private_key(ec.SECP256R1()).public_key()
+        )
+        m.scanners["tiles-sandbox"].ledger = CtLedger("tiles-sandbox", 2, key, 0)
         outcome = await m.check()
         assert outcome.errors == []
         state = m.store.store.log_state(2, "tiles")

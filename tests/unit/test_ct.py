@@ -206,8 +206,30 @@ def test_sth_note_timestamps_past_year_9999_fail_verification(
     else:
         with pytest.raises(NoteVerificationError):
             verify_checkpoint(text, [key], origin="ct.example")
-    assert sth_timestamp(text, key.key_hint) == stored
-    assert sth_timestamp(text, b"\x00" * 4) is None
+    # Read from a line the log's key signed only: a timestamp that does not verify is none.
+    assert sth_timestamp(text, key) == (stored if verifies else None)
+    assert sth_timestamp(text, Rfc6962NoteVerifier("ct.example", _OTHER_KEY.public_key())) is None
+
+
+_OTHER_KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+def test_an_sth_timestamp_is_read_from_the_logs_own_signed_line_only() -> None:
+    """Note verification ignores lines under names it does not know, so whoever serves a note
+    (a mirror, a peer, a CDN) can add one with the log's key hint and any timestamp before the
+    log's own: it must not be read as the log's (it would date the log's tree when the log did
+    not: a false sct_not_incorporated, or promises never judged)."""
+    key, text = _sth_note_at(_STH_KEY, "ct.example", 1_700_000_000_000)
+    body, own = text.split("\n\n")
+    for name, stamp in (("mirror.example", 0), ("mirror.example", 1_800_000_000_000),
+                        ("ct.example", 1_800_000_000_000)):  # fmt: skip
+        fake = key.key_hint + stamp.to_bytes(8, "big") + b"\x04\x03\x00\x02\x00\x00"
+        forged = f"\u2014 {name} {base64.b64encode(fake).decode()}\n"
+        noted = f"{body}\n\n{forged}{own}"
+        if name != "ct.example":  # a foreign line is ignored by verification, as C2SP says
+            assert verify_checkpoint(noted, [key], origin="ct.example").checkpoint.size == 4
+        assert sth_timestamp(noted, key) == 1_700_000_000_000
+        assert sth_timestamp(f"{body}\n\n{forged}", key) is None
 
 
 def _message_and_signature(text: str) -> tuple[bytes, bytes]:
