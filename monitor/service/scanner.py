@@ -81,8 +81,8 @@ BACKFILL = 300_000
 processes when the scanner has more than one: they hash, fold and pre-filter the chunks (handed
 over in shared memory) while the event loop fetches the next ones and parses, matches, proves
 and commits, in order. Off by default (workers=1): against a log served from the same 2-CPU
-machine (`python -m bench --backfill N --backfill-only`) two workers gave 1.4-1.9x one core at
-1,000,000 entries (median of three rounds 1.52-1.77 over six runs); an earlier version gave
+machine (`python -m bench --backfill N --backfill-only`) two workers gave 1.5-2.0x one core at
+1,000,000 entries (median of three rounds 1.56-1.85 over five runs); an earlier version gave
 1.04-1.25x at 300,000 and 0.96-1.03x at 110,000 (starting the workers does not pay for itself
 there, hence this threshold)."""
 SLOT_MAX_BYTES = 32 << 20
