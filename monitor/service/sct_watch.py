@@ -121,10 +121,14 @@ class SctWatch:
             log.info("%s: embedded SCTs not read: %s", found_in, e)
             return []
         out: list[Promise] = []
+        named: set[bytes] = set()
         for sct in scts:
             ct_log = self.ct_logs.get(sct.log_id)
-            if ct_log is None:
+            if ct_log is None or sct.log_id in named:
                 continue
+            # One SCT per log is all a CA embeds: more naming it are not read (each costs a
+            # signature verification, and anyone can put a certificate with many in Rekor).
+            named.add(sct.log_id)
             for issuer in issuer_spkis(cert, trust):
                 try:
                     verify_sct(sct, cert, issuer, ct_log.key)
@@ -187,15 +191,22 @@ def match_promises(
 ) -> list[Promise]:
     """The promises of the certificates of matches (log index, match) a scan or a search of
     the Rekor log `log_name` found, to record with `SctWatch.record` in the transaction that
-    stores the matches; none without `scts` (the log is a ct log, or none is monitored)."""
+    stores the matches; none without `scts` (the log is a ct log, or none is monitored).
+
+    Only certificates that chain to a trusted CA (`Match.certificate_id`), each read once per
+    entry: an SCT's signature is checked per certificate, and anyone can put entries of many
+    self-made certificates naming a monitored log in Rekor (a real CA's are trusted)."""
     if scts is None:
         return []
-    return [
-        p
-        for index, match in found
-        if match.certificate is not None
-        for p in scts.promises(match.certificate, trust, f"{log_name} entry {index}")
-    ]
+    out: list[Promise] = []
+    seen: set[tuple[int, bytes]] = set()
+    for index, match in found:
+        cert = match.certificate
+        if cert is None or match.certificate_id is None or (index, cert) in seen:
+            continue
+        seen.add((index, cert))
+        out.extend(scts.promises(cert, trust, f"{log_name} entry {index}"))
+    return out
 
 
 def issuer_spkis(cert: bytes, trust: CertificateTrust | None) -> list[bytes]:
