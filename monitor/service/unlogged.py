@@ -90,6 +90,12 @@ class UnloggedWatch:
         created: list[tuple[int, Alert]] = []
         now_ms = _ms(now)
         with store.transaction() as conn:
+            # Every judgement, checks pending or not: when a Rekor scan began is recorded at
+            # the first one after it did, not when a first certificate waits for it (which a
+            # scan from "latest" would then always leave unknowable).
+            for rekor in self.rekor:
+                if rekor.how == "scan":
+                    _scan_since(store, conn, rekor, now)
             pending = store.pending_unlogged(conn)
             if not pending:
                 return created
@@ -175,11 +181,11 @@ def _look(
     and when the monitor FIRST saw the log serve those trees (the latest of them); None while a
     tree is unscanned or behind. Not when it last saw them: a log (or a cache in front of it)
     that goes on serving an old tree covers nothing new, so a stale log makes checks wait.
-    Records when the scan began, the first time it is seen begun."""
+    """
     states = store.log_states(rekor.log_id)
-    if not states or all(s.scan_cursor is None for s in states):
+    since = _scan_since(store, conn, rekor, now)
+    if since is None:
         return None
-    since = store.rekor_scan_since(conn, rekor.log_id, 0 if rekor.start == 0 else _ms(now), now)
     if any(s.scan_cursor is None or s.scan_cursor != s.verified_size for s in states):
         return None
     served = [store.first_seen_verified(conn, rekor.log_id, s, PRIMARY_VIEW) for s in states]
@@ -193,6 +199,17 @@ def _look(
         since_ms=since,
         covered_ms=_ms(latest),
     )
+
+
+def _scan_since(
+    store: Store, conn: sqlite3.Connection, rekor: RekorLog, now: datetime
+) -> int | None:
+    """Since when (ms) the scan of `rekor` has read every entry: 0 from index 0, else the
+    first judgement that saw it begun (recorded then); None while it has not begun."""
+    states = store.log_states(rekor.log_id)
+    if not states or all(s.scan_cursor is None for s in states):
+        return None
+    return store.rekor_scan_since(conn, rekor.log_id, 0 if rekor.start == 0 else _ms(now), now)
 
 
 __all__ = ["CLOCK_SKEW_MS", "RekorLog", "UnloggedWatch"]

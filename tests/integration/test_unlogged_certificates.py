@@ -176,6 +176,30 @@ async def test_no_alert_where_rekor_use_is_not_expected_or_cannot_be_seen(
     assert checks(directory) == [("security-email", outcome)]
 
 
+async def test_a_rekor_scan_from_latest_covers_certificates_issued_after_it_began(
+    env: tuple[Sandbox, Clock, Path],  # noqa: F811
+) -> None:
+    """A Rekor scan from "latest" covers what was issued after it began: when it began is
+    recorded at the first judgement after, checks pending or not. It was recorded when a first
+    certificate waited for it, so that certificate was always unknowable, however long the
+    scan had run (a stolen-token certificate among them never alerted)."""
+    sb, clock, directory = env
+    path = write_config(sb, directory, tiles_start="")
+    async with open_monitor(load_config(path), clock=clock) as m:
+        assert unlogged(await m.check()) == []  # the Rekor scan begins: nothing pending
+        # Past the clock skew allowed (a minute), within the certificate's validity: the
+        # sandbox's CA issues by the real clock.
+        clock.now += timedelta(minutes=3)
+        issue(sb)
+        assert unlogged(await m.check()) == []
+        clock.now += timedelta(minutes=31)
+        await sb.append("tiles", 1)
+        (alert,) = unlogged(await m.check())
+        (looked,) = alert.details["looked"]
+        assert looked["how"] == "scan" and 0 < looked["since_ms"] < alert.details["ct_timestamp_ms"]
+    assert checks(directory) == [("security-email", "alerted")]
+
+
 async def test_waits_while_the_rekor_scan_is_behind(
     env: tuple[Sandbox, Clock, Path],  # noqa: F811
 ) -> None:
