@@ -45,6 +45,7 @@ from monitor.core.alerts import (
     UnloggedLook,
     unlogged_certificate_alert,
 )
+from monitor.core.decide import LogState
 from monitor.core.instants import to_ms
 from monitor.core.watch.rules import WatchRule
 from monitor.store.database import PendingUnlogged, Store
@@ -93,13 +94,20 @@ class UnloggedWatch:
             # Every judgement, checks pending or not: when a Rekor scan began is recorded at
             # the first one after it did, not when a first certificate waits for it (which a
             # scan from "latest" would then always leave unknowable).
-            for rekor in self.rekor:
-                if rekor.how == "scan":
-                    _scan_since(store, conn, rekor, now)
+            scanned = {r.log_id: store.log_states(r.log_id) for r in self.rekor if r.how == "scan"}
+            since = {
+                r.log_id: _scan_since(store, conn, r, scanned[r.log_id], now)
+                for r in self.rekor
+                if r.how == "scan"
+            }
             pending = store.pending_unlogged(conn)
             if not pending:
                 return created
-            looks = {r.log_id: _look(store, conn, r, now) for r in self.rekor if r.how == "scan"}
+            looks = {
+                r.log_id: _look(store, conn, r, scanned[r.log_id], since[r.log_id])
+                for r in self.rekor
+                if r.how == "scan"
+            }
             for check in pending:
                 rule = self.rules.get(check.rule)
                 if rule is None:
@@ -175,15 +183,17 @@ def _searched(
 
 
 def _look(
-    store: Store, conn: sqlite3.Connection, rekor: RekorLog, now: datetime
+    store: Store,
+    conn: sqlite3.Connection,
+    rekor: RekorLog,
+    states: Sequence[LogState],
+    since: int | None,
 ) -> UnloggedLook | None:
-    """How far the scan of `rekor` has looked: every tree read whole up to its verified size,
-    and when the monitor FIRST saw the log serve those trees (the latest of them); None while a
-    tree is unscanned or behind. Not when it last saw them: a log (or a cache in front of it)
-    that goes on serving an old tree covers nothing new, so a stale log makes checks wait.
-    """
-    states = store.log_states(rekor.log_id)
-    since = _scan_since(store, conn, rekor, now)
+    """How far the scan of `rekor` (its trees' `states`, scanning every entry `since`,
+    `_scan_since`) has looked: every tree read whole up to its verified size, and when the
+    monitor FIRST saw the log serve those trees (the latest of them); None while a tree is
+    unscanned or behind. Not when it last saw them: a log (or a cache in front of it) that goes
+    on serving an old tree covers nothing new, so a stale log makes checks wait."""
     if since is None:
         return None
     if any(s.scan_cursor is None or s.scan_cursor != s.verified_size for s in states):
@@ -202,11 +212,15 @@ def _look(
 
 
 def _scan_since(
-    store: Store, conn: sqlite3.Connection, rekor: RekorLog, now: datetime
+    store: Store,
+    conn: sqlite3.Connection,
+    rekor: RekorLog,
+    states: Sequence[LogState],
+    now: datetime,
 ) -> int | None:
-    """Since when (ms) the scan of `rekor` has read every entry: 0 from index 0, else the
-    first judgement that saw it begun (recorded then); None while it has not begun."""
-    states = store.log_states(rekor.log_id)
+    """Since when (ms) the scan of `rekor` (its trees' `states`) has read every entry: 0 from
+    index 0, else the first judgement that saw it begun (recorded then); None while it has not
+    begun."""
     if not states or all(s.scan_cursor is None for s in states):
         return None
     return store.rekor_scan_since(conn, rekor.log_id, 0 if rekor.start == 0 else _ms(now), now)

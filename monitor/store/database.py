@@ -1190,15 +1190,19 @@ class Store:
         self, conn: sqlite3.Connection, log_id: int, since_ms: int, now: datetime
     ) -> int:
         """Since when (ms) a scanned Rekor log's scan reads every entry: the first call records
-        `since_ms`, later ones return what it recorded."""
-        conn.execute(
-            "INSERT INTO rekor_scan_since (log_id, since_ms, created_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (log_id) DO NOTHING",
-            (log_id, since_ms, utc_iso(now)),
-        )
+        `since_ms`, later ones return what it recorded (read first: it is asked every poll)."""
         row = conn.execute(
             "SELECT since_ms FROM rekor_scan_since WHERE log_id = ?", (log_id,)
         ).fetchone()
+        if row is None:
+            conn.execute(
+                "INSERT INTO rekor_scan_since (log_id, since_ms, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (log_id) DO NOTHING",
+                (log_id, since_ms, utc_iso(now)),
+            )
+            row = conn.execute(
+                "SELECT since_ms FROM rekor_scan_since WHERE log_id = ?", (log_id,)
+            ).fetchone()
         return int(row[0])
 
     def pending_unlogged_for_search(
